@@ -1,0 +1,1 @@
+"""glasskey core: crypto, storage, audit, workflows and rotation. Imports no UI."""

@@ -1,0 +1,1 @@
+"""Rotation connectors: how a credential's new value reaches its target system."""

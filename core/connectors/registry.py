@@ -1,0 +1,51 @@
+"""Connector discovery through the ``glasskey.connectors`` entry-point group.
+
+Sites add their own connectors by publishing an entry point in that group; the
+built-in ones are registered the same way in glasskey's pyproject.toml, with a
+fallback table for running from a source tree that was never installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from core.connectors.base import Connector, ConnectorSettings
+from core.errors import UsageError
+
+GROUP = "glasskey.connectors"
+
+_BUILTIN = {
+    "generated": "core.connectors.generated:GeneratedConnector",
+    "manual": "core.connectors.manual:ManualConnector",
+    "command": "core.connectors.command:CommandConnector",
+    "postgres": "core.connectors.postgres:PostgresConnector",
+    "ldap": "core.connectors.ldap:LdapConnector",
+}
+
+
+def available() -> list[str]:
+    names = set(_BUILTIN)
+    names.update(ep.name for ep in entry_points(group=GROUP))
+    return sorted(names)
+
+
+def load(name: str) -> type[Connector]:
+    for ep in entry_points(group=GROUP):
+        if ep.name == name:
+            cls = ep.load()
+            break
+    else:
+        if name not in _BUILTIN:
+            raise UsageError(
+                f"unknown connector {name!r}; available: {', '.join(available())}"
+            )
+        module, _, attr = _BUILTIN[name].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        raise UsageError(f"connector {name!r} does not implement the Connector interface")
+    return cls
+
+
+def make(name: str, settings: ConnectorSettings) -> Connector:
+    return load(name)(settings)
