@@ -9,6 +9,7 @@ every place a secret leaves the wrapper.
 from __future__ import annotations
 
 import hmac
+from typing import NoReturn
 
 
 class SecretValue:
@@ -47,5 +48,5 @@ class SecretValue:
     def __hash__(self) -> int:
         return hash(("SecretValue", len(self._value)))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("secret values are not picklable")

@@ -1,0 +1,146 @@
+"""What every vault service shares: the store, time, randomness and lookups."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from core.canonical import b64d
+from core.clock import Clock, Random, SystemClock, SystemRandom
+from core.envelope import Recipient
+from core.errors import NotFoundError, PolicyError
+from core.models import Checkout, Credential, Operator
+from core.session import Session
+from core.store import Store, Transaction
+
+
+def default_vault_dir() -> Path:
+    env = os.environ.get("GLASSKEY_VAULT")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_data_dir("glasskey")) / "vault"
+
+
+def weak_kdf_allowed() -> bool:
+    """Tests and benchmarks may use tiny Argon2id parameters; never a vault file."""
+    return os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1"
+
+
+class VaultBase:
+    """State and helpers shared by the operator, credential, checkout and rotation services."""
+
+    def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
+                 *, lock_timeout: float = 10.0) -> None:
+        self.root = Path(root)
+        self.clock: Clock = clock or SystemClock()
+        self.rng: Random = rng or SystemRandom()
+        self.store = Store(self.root, lock_timeout=lock_timeout)
+        self.store.now = self.clock.now
+        self.allow_weak_kdf = weak_kdf_allowed()
+        self._vault_id: str | None = None
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def vault_id(self) -> str:
+        if self._vault_id is None:
+            with self.store.read() as txn:
+                self._vault_id = str(txn.meta["vault_id"])
+        return self._vault_id
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def new_id(self, prefix: str) -> str:
+        alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+        raw = self.rng.bytes(10)
+        return prefix + "".join(alphabet[b % len(alphabet)] for b in raw)
+
+    def cred_id_for(self, name: str) -> str:
+        return "c" + hashlib.sha256(f"{self.vault_id}\x00{name}".encode()).hexdigest()[:20]
+
+    # -- lookups inside a transaction ------------------------------------------------
+    def _operator_doc(self, txn: Transaction, name: str) -> dict[str, Any]:
+        doc = txn.table("operators").get(name)
+        if doc is None:
+            raise NotFoundError(f"there is no operator named {name!r}")
+        return doc
+
+    def _operator_by_id(self, txn: Transaction, op_id: str) -> dict[str, Any]:
+        for doc in txn.table("operators").values():
+            if doc["id"] == op_id:
+                return doc
+        raise NotFoundError(f"there is no operator with id {op_id!r}")
+
+    def _credential_doc(self, txn: Transaction, name: str) -> dict[str, Any]:
+        doc = txn.sharded("credentials").get(self.cred_id_for(name))
+        if doc is None or doc.get("name") != name:
+            raise NotFoundError(f"there is no credential named {name!r}")
+        return doc
+
+    def _request_doc(self, txn: Transaction, req_id: str) -> dict[str, Any]:
+        doc = txn.sharded("requests").get(req_id)
+        if doc is None:
+            raise NotFoundError(f"there is no request {req_id!r}")
+        return doc
+
+    def _recipients(self, txn: Transaction) -> list[Recipient]:
+        """Every operator who holds shares: active ones and those still enrolling."""
+        return [
+            Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
+            for doc in txn.table("operators").values()
+            if doc["status"] in ("active", "enrolling")
+        ]
+
+    def _require_active(self, txn: Transaction, session: Session,
+                        role: str | None = None) -> dict[str, Any]:
+        """Re-check, inside the transaction, that the session's operator may act now."""
+        doc = self._operator_doc(txn, session.name)
+        if doc["id"] != session.operator_id or doc["status"] != "active":
+            raise PolicyError(f"operator {session.name} is not active")
+        if role is not None and role not in doc["roles"]:
+            raise PolicyError(f"operator {session.name} does not hold the {role} role")
+        return doc
+
+    # -- read views (no authentication: nothing a reader of the files lacks) ----------
+    def operators(self) -> list[Operator]:
+        with self.store.read() as txn:
+            return [Operator.from_doc(d) for d in txn.table("operators").values()]
+
+    def credentials(self) -> list[Credential]:
+        with self.store.read() as txn:
+            docs = list(txn.sharded("credentials").values())
+        return sorted((Credential.from_doc(d) for d in docs), key=lambda c: c.name)
+
+    def credential(self, name: str) -> Credential:
+        with self.store.read() as txn:
+            return Credential.from_doc(self._credential_doc(txn, name))
+
+    def checkout(self, req_id: str) -> Checkout:
+        with self.store.read() as txn:
+            return Checkout.from_doc(self._request_doc(txn, req_id))
+
+    def checkouts(self, *, open_only: bool = False) -> list[Checkout]:
+        with self.store.read() as txn:
+            if open_only:
+                ids = [a["request"] for _, a in txn.table("active").items()]
+                docs = [txn.sharded("requests").get(i) for i in ids]
+                out = [Checkout.from_doc(d) for d in docs if d is not None]
+            else:
+                out = [Checkout.from_doc(d) for d in txn.sharded("requests").values()]
+        return sorted(out, key=lambda c: (c.created, c.id))
+
+    def active_map(self) -> dict[str, dict[str, Any]]:
+        """Credential id -> its open checkout (request id, state, holder)."""
+        with self.store.read() as txn:
+            return dict(txn.table("active").items())
+
+    def seq(self) -> int:
+        return self.store.seq()
+
+    def meta(self) -> dict[str, Any]:
+        with self.store.read() as txn:
+            return dict(txn.meta)

@@ -1,0 +1,101 @@
+"""Credentials: adding and importing values, each version under its own sealed DEK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.base import VaultBase
+from core.connectors import registry
+from core.envelope import seal_version
+from core.errors import PolicyError, UsageError
+from core.models import KINDS, Credential, Policy, check_name
+from core.passwords import alphabet_for, generate
+from core.secret import SecretValue
+from core.session import Session
+from core.store import Transaction
+
+
+@dataclass(frozen=True, repr=False)
+class CredentialSpec:
+    name: str
+    kind: str = "break-glass"
+    connector: str = "generated"
+    secret: SecretValue | None = None
+    target: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+
+    def __repr__(self) -> str:
+        return f"CredentialSpec({self.name!r}, {self.kind}, {self.connector})"
+
+
+class CredentialOps(VaultBase):
+    def _check_spec(self, spec: CredentialSpec, operators: int) -> None:
+        check_name(spec.name, "credential")
+        if spec.kind not in KINDS:
+            raise UsageError(f"kind must be one of {', '.join(KINDS)}")
+        registry.load(spec.connector)
+        if spec.policy.k not in (2, 3):
+            raise UsageError("a credential's threshold k must be 2 or 3")
+        if spec.policy.k > operators:
+            raise PolicyError(
+                f"threshold {spec.policy.k} needs at least {spec.policy.k} operators; "
+                f"the vault has {operators}")
+        alphabet_for(spec.policy)
+        if spec.secret is not None and len(spec.secret) == 0:
+            raise UsageError(f"the secret given for {spec.name} is empty")
+
+    def _add(self, txn: Transaction, session: Session, spec: CredentialSpec) -> Credential:
+        cred_id = self.cred_id_for(spec.name)
+        if txn.sharded("credentials").get(cred_id) is not None:
+            raise UsageError(f"a credential named {spec.name!r} already exists")
+        value = spec.secret if spec.secret is not None else generate(spec.policy)
+        now = self.now()
+        version = seal_version(self.vault_id, cred_id, 1, value, spec.policy.k,
+                               self._recipients(txn), self.rng, now)
+        doc: dict[str, Any] = {
+            "id": cred_id, "name": spec.name, "kind": spec.kind, "connector": spec.connector,
+            "target": spec.target, "options": dict(spec.options),
+            "policy": spec.policy.to_doc(), "version": 1, "status": "active",
+            "created": now, "rotated_at": now, "rotations": 0,
+            "created_by": session.name, "source": "given" if spec.secret else "generated",
+        }
+        txn.sharded("credentials").put(cred_id, doc)
+        txn.sharded("sealed").put(cred_id, {"cred_id": cred_id, "current": version,
+                                            "pending": None})
+        txn.record(session.signer, "credential.added", spec.name, {
+            "id": cred_id, "kind": spec.kind, "connector": spec.connector,
+            "target": spec.target, "k": spec.policy.k, "version": 1,
+            "source": doc["source"],
+        })
+        return Credential.from_doc(doc)
+
+    def add_credential(self, session: Session, spec: CredentialSpec) -> Credential:
+        with self.store.transaction() as txn:
+            self._require_active(txn, session, "admin")
+            self._check_spec(spec, len(self._recipients(txn)))
+            return self._add(txn, session, spec)
+
+    def import_credentials(self, session: Session, specs: Iterable[CredentialSpec],
+                           progress: Callable[[int, int], None] | None = None
+                           ) -> list[Credential]:
+        """Many credentials, one authentication, one transaction (all or nothing)."""
+        items = list(specs)
+        names = [s.name for s in items]
+        dupes = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(
+            names) else []
+        if dupes:
+            raise UsageError(f"the import names {dupes[0]!r} more than once")
+        out = []
+        with self.store.transaction() as txn:
+            self._require_active(txn, session, "admin")
+            n_ops = len(self._recipients(txn))
+            for spec in items:
+                self._check_spec(spec, n_ops)
+            for i, spec in enumerate(items, 1):
+                out.append(self._add(txn, session, spec))
+                if progress:
+                    progress(i, len(items))
+        return out

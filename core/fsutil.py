@@ -1,0 +1,168 @@
+"""Durable, private file operations.
+
+Every file glasskey writes goes through ``atomic_write``: a temp file in the
+same directory opened O_EXCL|O_NOFOLLOW with mode 0600, fsync, rename over the
+target, fsync of the directory. A crash leaves either the old or the new file,
+never a mix, and a failed fsync is raised, never retried and trusted (the
+PostgreSQL "fsyncgate" lesson: after a failed fsync the page cache state is
+unknown).
+
+``VaultLock`` is an exclusive ``flock`` on a permanent lock file. The lock file
+is never unlinked (unlinking a lock file lets two processes hold "the" lock on
+different inodes), is opened with O_NOFOLLOW so a symlink planted at its path
+is refused, and a timeout is an error, never an unlocked write.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from core.errors import StorageError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if path.is_symlink():
+        raise StorageError(f"{path} is a symlink; refusing to use it as a vault directory")
+    os.chmod(path, DIR_MODE)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _io_error(path: Path, exc: OSError) -> StorageError:
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EIO: "an I/O error occurred",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission was denied",
+    }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    return StorageError(f"could not write {path.name}: {reason}; nothing was changed")
+
+
+def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and durably, mode 0600."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        raise _io_error(path, exc) from None
+    try:
+        try:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        if sync_dir:
+            fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise _io_error(path, exc) from None
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write a file that must not exist yet (content-addressed shards)."""
+    if path.exists():
+        return
+    atomic_write(path, data, sync_dir=False)
+
+
+def read_file(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class VaultLock:
+    """Exclusive cross-process lock on ``<vault>/.lock`` (flock, never unlinked)."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._fd: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        if self._depth:
+            self._depth += 1
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(
+                    f"{self.path.name} is a symlink; refusing to lock through it"
+                ) from None
+            raise StorageError(f"cannot open the vault lock: {exc.strerror}") from None
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StorageError(
+                        "the vault is busy (another glasskey process holds its lock); "
+                        "try again"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+        self._fd = fd
+        self._depth = 1
+
+    def release(self) -> None:
+        if not self._depth:
+            return
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0
+
+    def __enter__(self) -> VaultLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,240 @@
+"""The domain, as frozen dataclasses read from the store's documents.
+
+Documents stay plain JSON in the store (so the file format is the spec);
+these classes are the typed view the services, the CLI and the TUI share.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from core.errors import UsageError
+
+ROLES = ("requester", "approver", "admin")
+KINDS = ("break-glass", "batch", "onboarding")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def check_name(name: str, what: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise UsageError(
+            f"{what} name {name!r} is not allowed: use 1-64 letters, digits, '.', '_', '@' or '-'"
+        )
+    return name
+
+
+class CheckoutState(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    CHECKED_OUT = "checked-out"
+    ROTATING = "rotating"
+    ROTATION_FAILED = "rotation-failed"
+    CLOSED = "closed"
+
+
+OPEN_STATES = frozenset(
+    {CheckoutState.REQUESTED, CheckoutState.APPROVED, CheckoutState.CHECKED_OUT,
+     CheckoutState.ROTATING, CheckoutState.ROTATION_FAILED}
+)
+
+
+class CredentialStatus(StrEnum):
+    ACTIVE = "active"
+    ROTATION_FAILED = "rotation-failed"
+    APPLY_PENDING = "apply-pending"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-credential rules: who must agree, for how long, what values look like."""
+
+    k: int = 2
+    max_duration: int = 4 * 3600
+    claim_window: int = 15 * 60
+    request_ttl: int = 3600
+    length: int = 32
+    classes: tuple[str, ...] = ("lower", "upper", "digit", "symbol")
+    exclude: str = "\"'\\`$ "
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"k": self.k, "max_duration": self.max_duration,
+                "claim_window": self.claim_window, "request_ttl": self.request_ttl,
+                "length": self.length, "classes": list(self.classes), "exclude": self.exclude}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Policy:
+        doc = doc or {}
+        base = cls()
+        return cls(
+            k=int(doc.get("k", base.k)),
+            max_duration=int(doc.get("max_duration", base.max_duration)),
+            claim_window=int(doc.get("claim_window", base.claim_window)),
+            request_ttl=int(doc.get("request_ttl", base.request_ttl)),
+            length=int(doc.get("length", base.length)),
+            classes=tuple(doc.get("classes", base.classes)),
+            exclude=str(doc.get("exclude", base.exclude)),
+        )
+
+
+@dataclass(frozen=True)
+class Operator:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    status: str
+    x: int
+    hpke_pub: str
+    sign_pub: str
+    created: float
+    failures: int = 0
+    locked_until: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Operator:
+        totp = doc.get("totp", {})
+        return cls(
+            id=doc["id"], name=doc["name"], roles=tuple(doc["roles"]), status=doc["status"],
+            x=int(doc["x"]), hpke_pub=doc["hpke_pub"], sign_pub=doc["sign_pub"],
+            created=float(doc["created"]), failures=int(totp.get("failures", 0)),
+            locked_until=float(totp.get("locked_until", 0.0)),
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        return {"name": self.name, "roles": list(self.roles), "status": self.status,
+                "failures": self.failures, "locked_until": self.locked_until}
+
+
+@dataclass(frozen=True)
+class Credential:
+    id: str
+    name: str
+    kind: str
+    connector: str
+    target: str | None
+    options: dict[str, str]
+    policy: Policy
+    version: int
+    status: str
+    created: float
+    rotated_at: float
+    rotations: int = 0
+    failure: str = ""
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Credential:
+        return cls(
+            id=doc["id"], name=doc["name"], kind=doc["kind"], connector=doc["connector"],
+            target=doc.get("target"), options=dict(doc.get("options", {})),
+            policy=Policy.from_doc(doc.get("policy")), version=int(doc["version"]),
+            status=doc["status"], created=float(doc["created"]),
+            rotated_at=float(doc.get("rotated_at", doc["created"])),
+            rotations=int(doc.get("rotations", 0)), failure=str(doc.get("failure", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Approval:
+    approver: str
+    at: float
+    expires: float
+    has_grant: bool
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A request and everything that happened to it (the request id names it all)."""
+
+    id: str
+    cred_id: str
+    cred_name: str
+    requester: str
+    reason: str
+    ticket: str
+    duration: int
+    created: float
+    state: str
+    needed: int
+    approvals: tuple[Approval, ...] = ()
+    version: int = 0
+    revealed_at: float | None = None
+    lease_expires: float | None = None
+    ended_at: float | None = None
+    closed_reason: str = ""
+    denied_by: str = ""
+    deny_reason: str = ""
+    rotation: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Checkout:
+        return cls(
+            id=doc["id"], cred_id=doc["cred_id"], cred_name=doc["cred_name"],
+            requester=doc["requester"], reason=doc["reason"], ticket=doc["ticket"],
+            duration=int(doc["duration"]), created=float(doc["created"]), state=doc["state"],
+            needed=int(doc["needed"]),
+            approvals=tuple(
+                Approval(a["approver"], float(a["at"]), float(a["expires"]),
+                         a.get("grant") is not None)
+                for a in doc.get("approvals", [])
+            ),
+            version=int(doc.get("version", 0)),
+            revealed_at=doc.get("revealed_at"), lease_expires=doc.get("lease_expires"),
+            ended_at=doc.get("ended_at"), closed_reason=doc.get("closed_reason", ""),
+            denied_by=doc.get("denied_by", ""), deny_reason=doc.get("deny_reason", ""),
+            rotation=dict(doc.get("rotation", {})), review=dict(doc.get("review", {})),
+        )
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        return tuple(a.approver for a in self.approvals)
+
+    def display_state(self, now: float) -> str:
+        """What people see: adds OVERDUE / EXPIRED that only time creates."""
+        if self.state == CheckoutState.CHECKED_OUT and self.lease_expires is not None \
+                and now >= self.lease_expires:
+            return "overdue"
+        if self.state == CheckoutState.APPROVED and self.approvals \
+                and now >= min(a.expires for a in self.approvals):
+            return "approval-expired"
+        return self.state
+
+    def to_public(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id, "credential": self.cred_name, "requester": self.requester,
+            "reason": self.reason, "ticket": self.ticket, "duration": self.duration,
+            "created": self.created, "state": self.display_state(now),
+            "needed_approvals": self.needed, "approvers": list(self.approvers),
+            "revealed_at": self.revealed_at, "lease_expires": self.lease_expires,
+            "ended_at": self.ended_at, "closed_reason": self.closed_reason,
+            "rotation": self.rotation, "review": self.review,
+        }
+
+
+def parse_duration(text: str) -> int:
+    """'30m', '2h', '45s', or plain seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", text or "")
+    if not m:
+        raise UsageError(f"duration {text!r} is not understood; use e.g. 45s, 30m or 2h")
+    value = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if value <= 0:
+        raise UsageError("duration must be positive")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"

@@ -1,0 +1,26 @@
+"""An unlocked operator: the private keys live only here, in this process's memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.audit import Signer
+
+
+@dataclass(frozen=True, repr=False)
+class Session:
+    operator_id: str
+    name: str
+    roles: tuple[str, ...]
+    hpke_priv: bytes = field(repr=False)
+    sign_priv: bytes = field(repr=False)
+
+    @property
+    def signer(self) -> Signer:
+        return Signer(self.name, self.sign_priv)
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    def __repr__(self) -> str:
+        return f"Session({self.name!r}, roles={self.roles!r})"

@@ -1,0 +1,531 @@
+"""The vault's state store: TinyDB documents inside transactions glasskey owns.
+
+Layout (see docs/storage.md):
+
+* ``vault.json`` is a TinyDB database holding the small, hot tables (``meta``,
+  ``operators``, ``active``, ``manifest``). TinyDB is used purely as the
+  in-memory document model: its storage is the transaction's parsed copy, and
+  glasskey does all file I/O itself (RELIABILITY.md, "TinyDB, safely").
+* Large tables (credentials, sealed key material, requests) are split into
+  ``SHARDS`` shards, each an immutable, content-addressed JSON file under
+  ``tables/``; ``vault.json`` names the current file of every shard with its
+  SHA-256. A write rewrites only the shards it touched, then commits by
+  atomically replacing ``vault.json``: one rename is the commit point for the
+  whole transaction, so a crash leaves the before or the after state.
+* ``vault.json.bak`` is the previous generation; shard files referenced by
+  neither generation are removed after commit.
+
+At 10,000 credentials x 25 operators a write costs a few shard files and one
+small ``vault.json`` instead of rewriting tens of megabytes (measured in
+BENCHMARKS.md).
+
+Concurrency: writers hold the exclusive ``flock`` for the whole
+read-modify-write and re-read the state inside it, so a writer with a stale
+view never overwrites. Readers take no lock: ``vault.json`` is replaced
+atomically and shards are immutable, so a reader sees one consistent
+generation (it retries if a shard of its generation was collected under it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from tinydb import TinyDB
+from tinydb.queries import QueryLike
+from tinydb.storages import Storage
+from tinydb.table import Document, Table
+
+from core import canonical, witness
+from core.audit import (
+    SYSTEM_SIGNER,
+    AuditLog,
+    Head,
+    Signer,
+    build_entry,
+    line_hash,
+    line_length_before,
+)
+from core.errors import GlasskeyError, IntegrityError, NotFoundError, StorageError, UsageError
+from core.fsutil import (
+    FILE_MODE,
+    VaultLock,
+    atomic_write,
+    ensure_private_dir,
+    fsync_dir,
+    read_file,
+    write_new,
+)
+
+SCHEMA_VERSION = 1
+FORMAT = "glasskey-vault"
+SHARDS = 64
+SMALL_TABLES = ("meta", "operators", "active", "manifest")
+SHARDED_TABLES = ("credentials", "sealed", "requests")
+STATE_FILE = "vault.json"
+BACKUP_FILE = "vault.json.bak"
+LOCK_FILE = ".lock"
+TABLES_DIR = "tables"
+
+Doc = dict[str, Any]
+
+#: Migrations from schema N to N+1, applied inside a write transaction.
+MIGRATIONS: dict[int, Callable[[Transaction], None]] = {}
+
+
+def shard_of(key: str) -> int:
+    return hashlib.sha256(key.encode("utf-8")).digest()[0] % SHARDS
+
+
+class _TxnStorage(Storage):  # type: ignore[misc]
+    """TinyDB storage backed by the transaction's in-memory copy."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def read(self) -> dict[str, Any] | None:
+        return self.data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.data = data
+
+
+class KeyedTable(Table):
+    """TinyDB table whose document ids are glasskey's own string keys.
+
+    TinyDB's stubs say ids are ints; its code only requires them hashable and
+    convertible with ``document_id_class``, hence the casts below.
+    """
+
+    document_id_class = str  # type: ignore[assignment]
+
+
+def _id(key: str) -> int:
+    return cast(int, key)
+
+
+class SmallTable:
+    """A table inside vault.json, read and written through TinyDB's Table API."""
+
+    def __init__(self, txn: Transaction, name: str) -> None:
+        self._txn = txn
+        self._name = name
+        self._table = txn.db.table(name, cache_size=0)
+
+    def get(self, key: str) -> Doc | None:
+        doc = self._table.get(doc_id=_id(key))
+        return dict(doc) if doc is not None else None
+
+    def put(self, key: str, doc: Doc) -> None:
+        self._txn._require_write()
+        self._table.upsert(Document(dict(doc), doc_id=_id(key)))
+        self._txn.dirty_small = True
+
+    def delete(self, key: str) -> None:
+        self._txn._require_write()
+        if self._table.contains(doc_id=_id(key)):
+            self._table.remove(doc_ids=[_id(key)])
+            self._txn.dirty_small = True
+
+    def items(self) -> list[tuple[str, Doc]]:
+        return sorted((str(d.doc_id), dict(d)) for d in self._table.all())
+
+    def values(self) -> list[Doc]:
+        return [doc for _, doc in self.items()]
+
+    def search(self, cond: QueryLike) -> list[Doc]:
+        return [dict(d) for d in self._table.search(cond)]
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+class ShardedTable:
+    """A large table split into content-addressed shard files."""
+
+    def __init__(self, txn: Transaction, name: str) -> None:
+        self._txn = txn
+        self._name = name
+
+    def _shard(self, index: int) -> dict[str, Doc]:
+        return self._txn._load_shard(self._name, index)
+
+    def get(self, key: str) -> Doc | None:
+        doc = self._shard(shard_of(key)).get(key)
+        return dict(doc) if doc is not None else None
+
+    def put(self, key: str, doc: Doc) -> None:
+        self._txn._require_write()
+        index = shard_of(key)
+        self._shard(index)[key] = dict(doc)
+        self._txn.dirty_shards.add((self._name, index))
+
+    def delete(self, key: str) -> None:
+        self._txn._require_write()
+        index = shard_of(key)
+        if self._shard(index).pop(key, None) is not None:
+            self._txn.dirty_shards.add((self._name, index))
+
+    def values(self) -> Iterator[Doc]:
+        for index in range(SHARDS):
+            yield from self._shard(index).values()
+
+    def __len__(self) -> int:
+        return sum(len(self._shard(i)) for i in range(SHARDS))
+
+
+class Transaction:
+    """One consistent view of the state; writable only under the lock."""
+
+    def __init__(self, store: Store, state: dict[str, Any], write: bool) -> None:
+        self.store = store
+        self.write = write
+        self.db = TinyDB(storage=_TxnStorage, data=state)
+        self.db.table_class = KeyedTable
+        self.dirty_small = False
+        self.dirty_shards: set[tuple[str, int]] = set()
+        self._shards: dict[tuple[str, int], dict[str, Doc]] = {}
+        self.after_commit: list[Callable[[], None]] = []
+        self.head = Head.from_doc(self.meta.get("audit"))
+        self._start_offset = self.head.offset
+        self._lines: list[bytes] = []
+        self.now = store.now
+
+    def record(self, signer: Signer, event: str, subject: str,
+               details: dict[str, Any] | None = None) -> int:
+        """Append an audit entry to this transaction; durable before the state."""
+        self._require_write()
+        line, self.head = build_entry(self.head, signer, event, subject,
+                                      dict(details or {}), self.now())
+        self._lines.append(line)
+        self.dirty_small = True
+        return self.head.seq
+
+    def _require_write(self) -> None:
+        if not self.write:
+            raise UsageError("internal: write attempted in a read-only transaction")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        storage = cast(_TxnStorage, self.db.storage)
+        return storage.data
+
+    # -- tables ---------------------------------------------------------------
+    def table(self, name: str) -> SmallTable:
+        if name not in SMALL_TABLES:
+            raise UsageError(f"internal: unknown small table {name}")
+        return SmallTable(self, name)
+
+    def sharded(self, name: str) -> ShardedTable:
+        if name not in SHARDED_TABLES:
+            raise UsageError(f"internal: unknown sharded table {name}")
+        return ShardedTable(self, name)
+
+    @property
+    def meta(self) -> Doc:
+        doc = self.table("meta").get("vault")
+        if doc is None:
+            raise IntegrityError("vault.json has no vault metadata")
+        return doc
+
+    def set_meta(self, doc: Doc) -> None:
+        self.table("meta").put("vault", doc)
+
+    def _manifest_entry(self, name: str, index: int) -> str | None:
+        entry = self.state.get("manifest", {}).get(name)
+        if entry is None:
+            return None
+        if not isinstance(entry, dict):
+            raise IntegrityError("vault.json manifest is malformed")
+        value = entry.get(f"{index:02x}")
+        if value is not None and not isinstance(value, str):
+            raise IntegrityError("vault.json manifest is malformed")
+        return value
+
+    def _load_shard(self, name: str, index: int) -> dict[str, Doc]:
+        key = (name, index)
+        shard = self._shards.get(key)
+        if shard is None:
+            digest = self._manifest_entry(name, index)
+            shard = {} if digest is None else self.store._read_shard(name, index, digest)
+            if self.write:
+                shard = {k: dict(v) for k, v in shard.items()}
+            self._shards[key] = shard
+        return shard
+
+    # -- commit -----------------------------------------------------------------
+    def _commit(self) -> None:
+        if not (self.dirty_small or self.dirty_shards):
+            return
+        if self._lines:
+            # Fail closed: the audit record is durable before anything it describes.
+            self.store.audit.append(self._lines, self._start_offset)
+            self._lines = []
+        manifest = self.state.setdefault("manifest", {})
+        for name, index in sorted(self.dirty_shards):
+            docs = self._shards[(name, index)]
+            data = canonical.dumps({"table": name, "shard": index, "docs": docs})
+            digest = hashlib.sha256(data).hexdigest()
+            self.store._write_shard(name, index, digest, data)
+            manifest.setdefault(name, {})[f"{index:02x}"] = digest
+        if self.dirty_shards:
+            fsync_dir(self.store.tables_dir)
+        meta = self.meta
+        meta["seq"] = int(meta.get("seq", 0)) + 1
+        meta["audit"] = self.head.to_doc()
+        self.state["meta"]["vault"] = meta
+        self.store._replace_state(canonical.dumps(self.state))
+
+
+class Store:
+    """The vault directory's state files."""
+
+    def __init__(self, root: Path, lock_timeout: float = 10.0) -> None:
+        self.root = root
+        self.state_path = root / STATE_FILE
+        self.backup_path = root / BACKUP_FILE
+        self.tables_dir = root / TABLES_DIR
+        self.lock = VaultLock(root / LOCK_FILE, timeout=lock_timeout)
+        self._shard_cache: dict[str, dict[str, Doc]] = {}
+        self._thread_lock = threading.RLock()
+        self.audit = AuditLog(root)
+        self.now: Callable[[], float] = time.time
+        #: Test hook: called with a step name at each commit step (crash tests).
+        self.fault: Callable[[str], None] | None = None
+
+    # -- creation ---------------------------------------------------------------
+    def create(self, meta: Doc) -> None:
+        ensure_private_dir(self.root)
+        ensure_private_dir(self.tables_dir)
+        with self.lock:
+            if self.state_path.exists():
+                raise UsageError(f"a vault already exists at {self.root}")
+            state: dict[str, dict[str, Any]] = {name: {} for name in SMALL_TABLES}
+            state["meta"]["vault"] = dict(meta, schema=SCHEMA_VERSION, format=FORMAT, seq=0)
+            atomic_write(self.state_path, canonical.dumps(state))
+            self.audit.ensure()
+
+    def exists(self) -> bool:
+        return self.state_path.exists()
+
+    # -- reading ------------------------------------------------------------------
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            raw = read_file(self.state_path)
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"no vault at {self.root} (create one with 'glasskey init')"
+            ) from None
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: vault.json is a symlink
+                raise IntegrityError("vault.json is a symlink; refusing to read it") from None
+            raise StorageError(f"cannot read vault.json: {exc.strerror}") from None
+        return parse_state(raw)
+
+    def _read_shard(self, name: str, index: int, digest: str) -> dict[str, Doc]:
+        fname = f"{name}.{index:02x}.{digest}.json"
+        cached = self._shard_cache.get(fname)
+        if cached is not None:
+            return cached
+        try:
+            raw = read_file(self.tables_dir / fname)
+        except FileNotFoundError:
+            raise _ShardGone(fname) from None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise IntegrityError(f"table file {fname} does not match its recorded hash")
+        doc = canonical.loads(raw)
+        if (
+            not isinstance(doc, dict)
+            or doc.get("table") != name
+            or doc.get("shard") != index
+            or not isinstance(doc.get("docs"), dict)
+        ):
+            raise IntegrityError(f"table file {fname} is malformed")
+        docs: dict[str, Doc] = doc["docs"]
+        self._shard_cache[fname] = docs
+        if len(self._shard_cache) > 4 * SHARDS * len(SHARDED_TABLES):
+            self._shard_cache.clear()
+        return docs
+
+    def _write_shard(self, name: str, index: int, digest: str, data: bytes) -> None:
+        if self.fault:
+            self.fault("shard")
+        write_new(self.tables_dir / f"{name}.{index:02x}.{digest}.json", data)
+
+    def _replace_state(self, data: bytes) -> None:
+        if self.fault:
+            self.fault("backup")
+        try:
+            old = read_file(self.state_path)
+        except FileNotFoundError:
+            old = None
+        if old is not None:
+            atomic_write(self.backup_path, old, sync_dir=False)
+        if self.fault:
+            self.fault("state")
+        atomic_write(self.state_path, data)
+        if self.fault:
+            self.fault("committed")
+        self._collect_garbage(data, old)
+
+    def _collect_garbage(self, new: bytes, old: bytes | None) -> None:
+        """Remove shard files referenced by neither generation."""
+        keep: set[str] = set()
+        for raw in (new, old):
+            if raw is None:
+                continue
+            try:
+                manifest = canonical.loads(raw).get("manifest", {})
+            except IntegrityError:
+                continue
+            for name, shards in manifest.items():
+                for idx, digest in shards.items():
+                    keep.add(f"{name}.{idx}.{digest}.json")
+        try:
+            entries = os.listdir(self.tables_dir)
+        except FileNotFoundError:
+            return
+        for fname in entries:
+            if (fname.endswith(".json") and fname not in keep) or fname.endswith(".tmp"):
+                try:
+                    os.unlink(self.tables_dir / fname)
+                except FileNotFoundError:
+                    pass
+
+    # -- transactions -------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A lock-free consistent snapshot."""
+        for _attempt in range(20):
+            txn = Transaction(self, self._read_state(), write=False)
+            self._check_witness(txn)
+            try:
+                yield txn
+                return
+            except _ShardGone:
+                continue
+        raise StorageError("the vault kept changing while being read; try again")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Exclusive read-modify-write; commits on normal exit, discards on error."""
+        with self._thread_lock, self.lock:
+            txn = Transaction(self, self._read_state(), write=True)
+            self._check_witness(txn)
+            self._recover_audit(txn)
+            _migrate(txn)
+            try:
+                yield txn
+            except Refused as refused:
+                # A refusal is itself audited: keep its record, then report it.
+                txn._commit()
+                self._saw(txn)
+                raise refused.error from None
+            txn._commit()
+            self._saw(txn)
+            for hook in txn.after_commit:
+                hook()
+
+    def _saw(self, txn: Transaction) -> None:
+        witness.save(str(txn.meta["vault_id"]), txn.head)
+
+    def _check_witness(self, txn: Transaction) -> None:
+        """Refuse a state older than the last head this client saw (rollback)."""
+        seen = witness.load(str(txn.meta["vault_id"]))
+        if seen is None or seen.seq == 0:
+            return
+        head = txn.head
+        if seen.seq > head.seq:
+            raise IntegrityError(
+                f"the vault was rolled back: this client saw audit entry {seen.seq}, "
+                f"the vault now ends at {head.seq}"
+            )
+        raw = self.audit.line_at(seen.offset - line_length_before(self.audit, seen.offset))
+        if raw is None or line_hash(raw) != seen.hash:
+            raise IntegrityError(
+                f"the audit log was rewritten: entry {seen.seq} differs from the one "
+                "this client saw"
+            )
+
+    def _recover_audit(self, txn: Transaction) -> None:
+        """Adopt an appended-but-uncommitted tail; quarantine a torn one."""
+        extra, partial = self.audit.recover_tail(txn.head)
+        if extra:
+            head = txn.head
+            for item in extra:
+                entry, raw = item["entry"], item["line"]
+                actors = dict(head.actors)
+                actors[entry["actor"]] = line_hash(raw)
+                head = Head(entry["seq"], line_hash(raw), head.offset + len(raw) + 1, actors)
+            first = txn.head.seq + 1
+            txn.head = head
+            txn._start_offset = head.offset
+            txn.record(SYSTEM_SIGNER, "audit.uncommitted", "audit",
+                       {"first": first, "last": head.seq,
+                        "note": "recorded, but the state change they describe did not commit"})
+        if partial is not None:
+            txn.record(SYSTEM_SIGNER, "audit.tail-quarantined", "audit",
+                       {"bytes": len(partial), "dir": "audit.quarantine"})
+
+    def seq(self) -> int:
+        """The state's change counter; cheap enough to poll for live updates."""
+        meta = self._read_state().get("meta", {}).get("vault", {})
+        return int(meta.get("seq", 0))
+
+    def file_modes_ok(self) -> bool:
+        for path in [self.root / STATE_FILE, *self.tables_dir.glob("*.json")]:
+            if path.exists() and (path.stat().st_mode & 0o777) != FILE_MODE:
+                return False
+        return True
+
+
+class Refused(Exception):
+    """Raised inside a transaction: commit what was recorded, then raise ``error``."""
+
+    def __init__(self, error: GlasskeyError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _ShardGone(Exception):
+    """A shard of the generation being read was collected; re-read."""
+
+
+def parse_state(raw: bytes) -> dict[str, Any]:
+    """Validate vault.json's shape; any problem is an IntegrityError (exit 3)."""
+    if not raw:
+        raise IntegrityError("vault.json is empty; refusing to treat it as a new vault")
+    if raw.strip(b"\x00") == b"":
+        raise IntegrityError("vault.json is all NUL bytes (a torn write?)")
+    state = canonical.loads(raw)
+    if not isinstance(state, dict):
+        raise IntegrityError("vault.json is not a glasskey vault")
+    for name in SMALL_TABLES:
+        if not isinstance(state.get(name), dict):
+            raise IntegrityError("vault.json is not a glasskey vault (missing tables)")
+    meta = state["meta"].get("vault")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise IntegrityError("vault.json is not a glasskey vault")
+    schema = meta.get("schema")
+    if not isinstance(schema, int) or schema < 1:
+        raise IntegrityError("vault.json has an invalid schema version")
+    if schema > SCHEMA_VERSION:
+        raise IntegrityError(
+            f"vault.json is schema {schema}, newer than this glasskey ({SCHEMA_VERSION})"
+        )
+    return state
+
+
+def _migrate(txn: Transaction) -> None:
+    meta = txn.meta
+    while meta["schema"] < SCHEMA_VERSION:
+        MIGRATIONS[meta["schema"]](txn)
+        meta = txn.meta
+        meta["schema"] += 1
+        txn.set_meta(meta)
