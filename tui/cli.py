@@ -1,0 +1,689 @@
+"""The ``glasskey`` command line: a thin front over the core services.
+
+DESIGN.md's scripting interface is a contract: every command takes ``--json``
+and ``--vault DIR`` after its name; commands that act as an operator take
+``--as``, ``--totp`` and ``--passphrase-file`` and prompt for what is missing
+when a terminal is attached. Errors are one sentence on stderr, never a
+traceback. Exit codes: 0 ok, 1 refused (policy/authentication), 2 usage,
+3 integrity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from core import audit as audit_mod
+from core.base import default_vault_dir
+from core.clock import iso
+from core.credentials import CredentialSpec
+from core.errors import GlasskeyError, UsageError
+from core.models import Checkout, Policy, format_duration, parse_duration
+from core.operators import Enrolment, OperatorSpec
+from core.secret import SecretValue
+from core.session import Session
+from core.vault import Vault
+
+EXIT_INTERNAL = 1
+
+
+class CliUsage(Exception):
+    """argparse errors, turned into exit code 2 with one sentence."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliUsage(f"{self.prog}: {message}")
+
+
+# -- output helpers --------------------------------------------------------------------------
+def out_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def note(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def progress_printer(label: str) -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def show_qr(uri: str, stream: TextIO) -> None:
+    try:
+        import segno
+
+        segno.make(uri, error="m").terminal(out=stream, compact=True)
+    except Exception:
+        stream.write("(QR code unavailable in this terminal)\n")
+
+
+# -- authentication --------------------------------------------------------------------------
+def read_passphrase(path: str | None, prompt: str) -> str:
+    if path == "-":
+        data = sys.stdin.readline()
+        return data[:-1] if data.endswith("\n") else data
+    if path:
+        try:
+            data = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read the passphrase file: {exc.strerror}") from None
+        return data[:-1] if data.endswith("\n") else data
+    if interactive():
+        return getpass.getpass(prompt, stream=sys.stderr)
+    raise UsageError("no passphrase given: use --passphrase-file PATH (or - for stdin)")
+
+
+def read_totp(code: str | None, who: str) -> str:
+    if code:
+        return code
+    if interactive():
+        sys.stderr.write(f"TOTP code for {who}: ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip()
+    raise UsageError("no TOTP code given: use --totp CODE")
+
+
+def read_name(name: str | None) -> str:
+    if name:
+        return name
+    if interactive():
+        sys.stderr.write("Operator: ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip()
+    raise UsageError("say who is acting with --as NAME")
+
+
+def authenticate(vault: Vault, args: argparse.Namespace, *, sweep: bool = True) -> Session:
+    name = read_name(args.as_)
+    passphrase = read_passphrase(args.passphrase_file, f"Passphrase for {name}: ")
+    code = read_totp(args.totp, name)
+    session = vault.unlock(name, passphrase, code)
+    if sweep:
+        report = vault.sweep(session)
+        for err in report.errors:
+            note(f"warning: {err}")
+        for res in report.rotated:
+            if res.outcome == "failed":
+                note(f"ROTATION FAILED: {res.credential}: {res.message}")
+    return session
+
+
+def second_session(vault: Vault, args: argparse.Namespace) -> Session:
+    name = args.with_
+    if not name:
+        if not interactive():
+            raise UsageError("this needs a second operator: --with NAME --with-totp CODE "
+                             "--with-passphrase-file PATH")
+        sys.stderr.write("Second operator: ")
+        sys.stderr.flush()
+        name = sys.stdin.readline().strip()
+    passphrase = read_passphrase(args.with_passphrase_file, f"Passphrase for {name}: ")
+    code = read_totp(args.with_totp, name)
+    return vault.unlock(name, passphrase, code)
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_init(vault: Vault, args: argparse.Namespace) -> int:
+    specs: list[OperatorSpec] = []
+    if args.operators_file:
+        try:
+            raw = Path(args.operators_file).read_text("utf-8") if args.operators_file != "-" \
+                else sys.stdin.read()
+            docs = json.loads(raw)
+        except OSError as exc:
+            raise UsageError(f"cannot read the operators file: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"the operators file is not valid JSON (line {exc.lineno})") \
+                from None
+        if not isinstance(docs, list):
+            raise UsageError("the operators file must hold a JSON list of operators")
+        specs = [OperatorSpec.from_doc(d) for d in docs]
+    elif interactive():
+        specs = prompt_founders()
+    else:
+        raise UsageError("give the founding operators with --operators-file F")
+    kdf_params = None
+    if args.kdf_seconds is not None:
+        from core.crypto import kdf
+
+        kdf_params = kdf.calibrate(args.kdf_seconds)
+    enrolments = vault.initialise(specs, label=args.label, kdf_params=kdf_params)
+    if interactive() and not args.json:
+        for e in enrolments:
+            if e.status == "enrolling":
+                confirm_enrolment(vault, e, next(s for s in specs if s.name == e.name))
+    report_enrolments(args, vault, enrolments)
+    return 0
+
+
+def prompt_founders() -> list[OperatorSpec]:
+    specs: list[OperatorSpec] = []
+    note("Founding operators (at least two). Leave the name empty to finish.")
+    while True:
+        sys.stderr.write("Name: ")
+        sys.stderr.flush()
+        name = sys.stdin.readline().strip()
+        if not name:
+            if len(specs) >= 2:
+                return specs
+            note("at least two founding operators are needed")
+            continue
+        sys.stderr.write("Roles (requester,approver,admin): ")
+        sys.stderr.flush()
+        roles = tuple(r.strip() for r in sys.stdin.readline().split(",") if r.strip())
+        p1 = getpass.getpass("Passphrase (12+ characters): ", stream=sys.stderr)
+        p2 = getpass.getpass("Again: ", stream=sys.stderr)
+        if p1 != p2:
+            note("the passphrases differ; start this operator again")
+            continue
+        specs.append(OperatorSpec(name, roles, p1))
+
+
+def confirm_enrolment(vault: Vault, e: Enrolment, spec: OperatorSpec) -> None:
+    note(f"\n{e.name}: scan this with an authenticator app, or enter the key by hand.")
+    show_qr(e.uri, sys.stderr)
+    note(f"key: {e.totp_secret}")
+    for _ in range(3):
+        code = read_totp(None, e.name)
+        try:
+            vault.unlock(e.name, spec.passphrase, code)
+            note(f"{e.name}: TOTP confirmed, operator active")
+            return
+        except GlasskeyError as exc:
+            note(str(exc))
+    note(f"{e.name} stays 'enrolling' until their first successful unlock")
+
+
+def report_enrolments(args: argparse.Namespace, vault: Vault, enrolments: list[Enrolment]
+                      ) -> None:
+    pending = [e for e in enrolments if e.status == "enrolling"]
+    if args.json:
+        out_json({"vault": str(vault.root), "vault_id": vault.vault_id, "operators": [
+            {"name": e.name, "status": e.status,
+             **({"totp_uri": e.uri, "totp_secret": e.totp_secret}
+                if e.status == "enrolling" else {})}
+            for e in enrolments]})
+        return
+    print(f"vault created at {vault.root}")
+    if pending and not interactive():
+        for e in pending:
+            print(f"{e.name}: enrol this TOTP key, then unlock once to activate: {e.uri}")
+
+
+def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        ops = vault.operators()
+        if args.json:
+            out_json([o.to_public() for o in ops])
+        else:
+            for o in ops:
+                lock = " (locked)" if o.locked_until > vault.now() else ""
+                print(f"{o.name:20} {o.status:10} {','.join(o.roles)}{lock}")
+        return 0
+    if args.action == "add":
+        if not args.name or not args.roles:
+            raise UsageError("operator add NAME --roles R[,R] needs a name and roles")
+        first = authenticate(vault, args)
+        second = second_session(vault, args)
+        new_pass = read_passphrase(args.new_passphrase_file, f"Passphrase for {args.name}: ")
+        spec = OperatorSpec(args.name, tuple(r.strip() for r in args.roles.split(",")),
+                            new_pass, args.totp_secret)
+        enrolment = vault.add_operator([first, second], spec,
+                                       progress_printer("re-sealing shares"))
+        if args.json:
+            out_json({"name": enrolment.name, "status": enrolment.status,
+                      **({"totp_uri": enrolment.uri, "totp_secret": enrolment.totp_secret}
+                         if enrolment.status == "enrolling" else {})})
+        else:
+            print(f"operator {enrolment.name} added ({enrolment.status})")
+            if enrolment.status == "enrolling":
+                show_qr(enrolment.uri, sys.stdout)
+                print(f"key: {enrolment.totp_secret}")
+                print("the operator becomes active at their first successful unlock")
+        return 0
+    if args.action in ("suspend", "reactivate"):
+        if not args.name:
+            raise UsageError(f"operator {args.action} NAME")
+        session = authenticate(vault, args)
+        if args.action == "suspend":
+            vault.suspend_operator(session, args.name, args.reason or "")
+        else:
+            vault.reactivate_operator(session, args.name)
+        if args.json:
+            out_json({"name": args.name, "status": "suspended" if args.action == "suspend"
+                      else "active"})
+        else:
+            print(f"operator {args.name} {args.action}d" if args.action == "suspend"
+                  else f"operator {args.name} reactivated")
+        return 0
+    raise UsageError(f"unknown operator action {args.action!r}")
+
+
+def policy_from(args: argparse.Namespace) -> Policy:
+    base = Policy()
+    return Policy(
+        k=args.k or base.k,
+        max_duration=parse_duration(args.max_duration) if args.max_duration
+        else base.max_duration,
+        length=args.length or base.length,
+        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes
+        else base.classes,
+        exclude=args.exclude if args.exclude is not None else base.exclude,
+    )
+
+
+def read_secret_file(path: str) -> SecretValue:
+    try:
+        data = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the secret file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError("the secret file is not UTF-8 text") from None
+    return SecretValue(data[:-1] if data.endswith("\n") else data)
+
+
+def cred_public(vault: Vault, c: Any, active: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    entry = active.get(c.id)
+    state = c.status
+    holder = None
+    if entry:
+        state = entry["state"]
+        holder = entry["requester"]
+        if state == "checked-out" and entry.get("lease_expires") and \
+                vault.now() >= float(entry["lease_expires"]):
+            state = "overdue"
+    return {"name": c.name, "kind": c.kind, "connector": c.connector, "target": c.target,
+            "version": c.version, "status": c.status, "state": state, "holder": holder,
+            "request": entry["request"] if entry else None,
+            "rotated_at": iso(c.rotated_at), "k": c.policy.k,
+            "max_duration": c.policy.max_duration, "failure": c.failure or None}
+
+
+def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        creds = vault.credentials()
+        active = vault.active_map()
+        rows = [cred_public(vault, c, active) for c in creds]
+        if args.json:
+            out_json(rows)
+        else:
+            for r in rows:
+                holder = f" {r['holder']}" if r["holder"] else ""
+                state = r["state"].upper() if r["state"] in (
+                    "rotation-failed", "overdue") else r["state"]
+                print(f"{r['name']:28} {r['kind']:12} {state}{holder}  v{r['version']} "
+                      f"rotated {r['rotated_at']}")
+        return 0
+    if args.action == "add":
+        if not args.name:
+            raise UsageError("cred add NAME needs a name")
+        options = {}
+        if args.dn:
+            options["dn"] = args.dn
+        if args.admin_service:
+            options["admin_service"] = args.admin_service
+        for item in args.option or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"--option wants KEY=VALUE, got {item!r}")
+            options[key] = value
+        spec = CredentialSpec(
+            name=args.name, kind=args.kind, connector=args.connector,
+            secret=read_secret_file(args.secret_file) if args.secret_file else None,
+            target=args.target, options=options, policy=policy_from(args))
+        session = authenticate(vault, args)
+        cred = vault.add_credential(session, spec)
+        if args.json:
+            out_json({"name": cred.name, "id": cred.id, "version": cred.version})
+        else:
+            print(f"credential {cred.name} added (version {cred.version})")
+        return 0
+    if args.action == "import":
+        if not args.file:
+            raise UsageError("cred import --file F.jsonl")
+        specs = read_import(args.file)
+        session = authenticate(vault, args)
+        creds = vault.import_credentials(session, specs, progress_printer("importing"))
+        if args.json:
+            out_json({"imported": len(creds)})
+        else:
+            print(f"imported {len(creds)} credential(s)")
+        return 0
+    raise UsageError(f"unknown cred action {args.action!r}")
+
+
+def read_import(path: str) -> list[CredentialSpec]:
+    try:
+        fh = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    specs = []
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                raise UsageError(f"line {lineno} of the import is not valid JSON") from None
+            if not isinstance(doc, dict) or "name" not in doc:
+                raise UsageError(f"line {lineno} of the import lacks a name")
+            unknown = set(doc) - {"name", "kind", "connector", "secret", "target", "options"}
+            if unknown:
+                raise UsageError(f"line {lineno} has unknown field(s) {', '.join(sorted(unknown))}")
+            secret = doc.get("secret")
+            specs.append(CredentialSpec(
+                name=str(doc["name"]), kind=str(doc.get("kind", "break-glass")),
+                connector=str(doc.get("connector", "generated")),
+                secret=SecretValue(str(secret)) if secret is not None else None,
+                target=doc.get("target"), options=dict(doc.get("options") or {})))
+    return specs
+
+
+def checkout_line(c: Checkout, now: float) -> str:
+    state = c.display_state(now)
+    extra = ""
+    if c.lease_expires and state == "checked-out":
+        extra = f" ({format_duration(c.lease_expires - now)} left)"
+    return (f"{c.id}  {c.cred_name:24} {state.upper() if state == 'overdue' else state}"
+            f"{extra}  by {c.requester}  ticket {c.ticket}")
+
+
+def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
+    if args.cred == "list":
+        items = vault.checkouts(open_only=not args.all)
+        now = vault.now()
+        if args.json:
+            out_json([c.to_public(now) for c in items])
+        else:
+            for c in items:
+                print(checkout_line(c, now))
+            if not items:
+                print("no open checkouts" if not args.all else "no checkouts")
+        return 0
+    if not args.duration:
+        raise UsageError("--duration is required (e.g. 30m)")
+    duration = parse_duration(args.duration)
+    session = authenticate(vault, args)
+    req = vault.request(session, args.cred, args.reason or "", args.ticket or "", duration)
+    if args.json:
+        out_json({"id": req.id, "state": req.state, "credential": req.cred_name,
+                  "needed_approvals": req.needed})
+    else:
+        print(req.id)
+    return 0
+
+
+def cmd_approve(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args)
+    req = vault.approve(session, args.request)
+    if args.json:
+        out_json(req.to_public(vault.now()))
+    else:
+        print(f"{req.id} {req.state} ({len(req.approvals)}/{req.needed} approval(s))")
+    return 0
+
+
+def cmd_deny(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args)
+    req = vault.deny(session, args.request, args.reason or "")
+    if args.json:
+        out_json(req.to_public(vault.now()))
+    else:
+        print(f"{req.id} denied")
+    return 0
+
+
+def cmd_cancel(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args)
+    req = vault.cancel(session, args.request)
+    if args.json:
+        out_json(req.to_public(vault.now()))
+    else:
+        print(f"{req.id} cancelled")
+    return 0
+
+
+def cmd_reveal(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args)
+    secret = vault.reveal(session, args.request)
+    req = vault.checkout(args.request)
+    if args.json:
+        out_json({"id": req.id, "credential": req.cred_name, "secret": secret.reveal(),
+                  "lease_expires": iso(req.lease_expires or 0)})
+    else:
+        sys.stdout.write(secret.reveal() + "\n")
+        if sys.stderr.isatty():
+            note(f"lease ends {iso(req.lease_expires or 0)}; check in with "
+                 f"'glasskey checkin {req.id}'")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_checkin(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args, sweep=False)
+    result = vault.checkin(session, args.request)
+    if args.json:
+        out_json({"id": args.request, "credential": result.credential,
+                  "rotation": result.outcome, "version": result.version,
+                  "message": result.message or None})
+    else:
+        print(f"{args.request} checked in; rotation {result.outcome} "
+              f"(version {result.version}){': ' + result.message if result.message else ''}")
+    return 0 if result.outcome != "failed" else 1
+
+
+def cmd_reconcile(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args, sweep=False)
+    result = vault.reconcile(session, args.cred)
+    if args.json:
+        out_json({"credential": result.credential, "rotation": result.outcome,
+                  "version": result.version, "message": result.message or None})
+    else:
+        print(f"{result.credential}: {result.outcome} (version {result.version})"
+              f"{': ' + result.message if result.message else ''}")
+    return 0 if result.outcome != "failed" else 1
+
+
+def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
+    if args.action == "verify":
+        result = vault.verify_audit()
+        if args.json:
+            out_json(result.to_doc())
+        elif result.ok:
+            tail = (f"; a torn tail of {result.torn_tail_bytes} bytes will be quarantined at "
+                    "the next write") if result.torn_tail_bytes else ""
+            print(f"audit log intact: {result.entries} entries, head {result.head.hash[:16]}"
+                  f"{tail}")
+        if not result.ok:
+            note(f"audit log FAILED verification at entry {result.first_bad}: {result.reason}")
+            return 3
+        return 0
+    if args.action == "export":
+        fmt = args.format or "jsonl"
+        if fmt not in ("jsonl", "csv"):
+            raise UsageError("audit export --format jsonl|csv")
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as fh:
+                n = audit_mod.export(vault.store.audit, fmt, fh)
+            note(f"exported {n} entries to {args.output}")
+        else:
+            audit_mod.export(vault.store.audit, fmt, sys.stdout)
+        return 0
+    raise UsageError(f"unknown audit action {args.action!r}")
+
+
+def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
+    from tui import app as tui_app
+    from tui import demo as tui_demo
+
+    root = Path(args.vault) if args.vault else Path(
+        __import__("tempfile").mkdtemp(prefix="glasskey-demo-")) / "vault"
+    if (root / "vault.json").exists():
+        raise UsageError(f"{root} already holds a vault; the demo needs a fresh directory")
+    info = tui_demo.make_demo_vault(root)
+    tui_app.run(root, demo=info)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("--vault", metavar="DIR", help="vault directory "
+                        "(default: $GLASSKEY_VAULT, then the user data directory)")
+    actor = Parser(add_help=False)
+    actor.add_argument("--as", dest="as_", metavar="NAME", help="the acting operator")
+    actor.add_argument("--totp", metavar="CODE", help="the acting operator's TOTP code")
+    actor.add_argument("--passphrase-file", metavar="PATH",
+                       help="file holding the passphrase ('-' = first line of stdin)")
+
+    parser = Parser(prog="glasskey", description="Break-glass custody: a dual-control vault. "
+                    "With no command, opens the terminal UI.")
+    parser.add_argument("--vault", metavar="DIR", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("init", parents=[common], help="create a vault with its founding "
+                       "operators")
+    p.add_argument("--operators-file", metavar="F", help="JSON list of {name, roles, "
+                   "passphrase, totp_secret?}")
+    p.add_argument("--label", default="vault", help="a name shown in authenticator apps")
+    p.add_argument("--kdf-seconds", type=float, help="Argon2id calibration target (default "
+                   "0.5 s)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("operator", parents=[common, actor], help="list, add, suspend operators")
+    p.add_argument("action", choices=["list", "add", "suspend", "reactivate"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--roles", help="comma-separated: requester,approver,admin")
+    p.add_argument("--reason")
+    p.add_argument("--new-passphrase-file", metavar="PATH",
+                   help="the new operator's passphrase")
+    p.add_argument("--totp-secret", help="the new operator's TOTP key (base32); generated "
+                   "when absent")
+    p.add_argument("--with", dest="with_", metavar="NAME", help="second operator (add)")
+    p.add_argument("--with-totp", metavar="CODE")
+    p.add_argument("--with-passphrase-file", metavar="PATH")
+    p.set_defaults(func=cmd_operator)
+
+    p = sub.add_parser("cred", parents=[common, actor], help="add, import, list credentials")
+    p.add_argument("action", choices=["add", "import", "list"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--kind", default="break-glass",
+                   choices=["break-glass", "batch", "onboarding"])
+    p.add_argument("--connector", default="generated")
+    p.add_argument("--secret-file", metavar="PATH", help="initial value ('-' = stdin); "
+                   "generated when absent")
+    p.add_argument("--target", help="where the connector acts (conninfo, LDAP URL, path)")
+    p.add_argument("--dn", help="LDAP entry whose password rotates")
+    p.add_argument("--admin-service", help="pg_service entry for an admin connection")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="extra non-secret connector option")
+    p.add_argument("--k", type=int, choices=[2, 3], help="operators needed (default 2)")
+    p.add_argument("--max-duration", help="longest checkout (default 4h)")
+    p.add_argument("--length", type=int, help="generated value length (default 32)")
+    p.add_argument("--classes", help="lower,upper,digit,symbol")
+    p.add_argument("--exclude", help="characters never generated")
+    p.add_argument("--file", help="JSON lines to import")
+    p.set_defaults(func=cmd_cred)
+
+    p = sub.add_parser("request", parents=[common, actor],
+                       help="ask to check out a credential ('request list' lists checkouts)")
+    p.add_argument("cred", metavar="CRED|list")
+    p.add_argument("--reason")
+    p.add_argument("--ticket")
+    p.add_argument("--duration", help="e.g. 30m, 2h, 45s")
+    p.add_argument("--all", action="store_true", help="with 'list': closed ones too")
+    p.set_defaults(func=cmd_request)
+
+    for name, func, helptext in (
+        ("approve", cmd_approve, "countersign a request"),
+        ("cancel", cmd_cancel, "withdraw a request before reveal"),
+        ("reveal", cmd_reveal, "show the secret of an approved checkout, once"),
+        ("checkin", cmd_checkin, "end a checkout and rotate the credential"),
+    ):
+        p = sub.add_parser(name, parents=[common, actor], help=helptext)
+        p.add_argument("request", metavar="REQ")
+        p.set_defaults(func=func)
+    p = sub.add_parser("deny", parents=[common, actor], help="refuse a request")
+    p.add_argument("request", metavar="REQ")
+    p.add_argument("--reason")
+    p.set_defaults(func=cmd_deny)
+
+    p = sub.add_parser("reconcile", parents=[common, actor],
+                       help="finish or roll back an interrupted rotation")
+    p.add_argument("cred", metavar="CRED")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("audit", parents=[common], help="verify or export the audit log")
+    p.add_argument("action", choices=["verify", "export"])
+    p.add_argument("--format", choices=["jsonl", "csv"])
+    p.add_argument("--output", metavar="PATH")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("demo", parents=[common], help="a throwaway demo vault, then the TUI")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            from tui import app as tui_app
+
+            tui_app.run(Path(args.vault) if args.vault else default_vault_dir())
+            return 0
+        if args.command == "demo":
+            return int(args.func(None, args))
+        root = Path(args.vault) if args.vault else default_vault_dir()
+        vault = Vault(root)
+        return int(args.func(vault, args))
+    except CliUsage as exc:
+        note(str(exc))
+        return 2
+    except GlasskeyError as exc:
+        note(f"glasskey: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        note("glasskey: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        if os.environ.get("GLASSKEY_DEBUG") == "1":
+            raise
+        note(f"glasskey: internal error ({type(exc).__name__}); set GLASSKEY_DEBUG=1 to see "
+             "details")
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
