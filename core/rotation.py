@@ -4,30 +4,33 @@ Phase 1 (one transaction): a new value is generated to the credential's
 policy, sealed as the *pending* version (fresh DEK, fresh shares for every
 operator) and a ``rotate.intent`` audit entry is written. Nothing has touched
 the target yet, so a crash here leaves the old value working and the pending
-one ready to retry.
+one ready.
 
 Phase 2: the connector sets the pending value on the target and verifies it
 by a real login; only a verified value is promoted (``rotate.commit``) and
 the old version discarded. A failure keeps both old and pending, marks the
-credential ROTATION-FAILED (blocking new checkouts) and tells the operator.
+credential ROTATION-FAILED (blocking new checkouts) and says why.
 
-Reconciliation (at check-in retry, sweep or by hand) finishes an unfinished
-intent: the pending value is tried first, then the old one, against the
-target; the intent is then committed, retried or rolled back.
+Reconciliation (re-running ``checkin``, ``reconcile``, or the sweep every
+authenticated command runs) finishes an unfinished intent: the pending value
+is tried first, then the old one, against the target, and the intent is
+committed, re-applied or rolled back. At every moment the value the target
+accepts is the current or the pending version, and the vault can decrypt both.
 
 Only the process that performs a rotation sees the new value (it has to give
-it to the target). For targets outside the vault, a copy of the pending value
-is sealed to the rotating operator alone so that *their* next process can
-finish the rotation after a crash; it is deleted at commit. SECURITY.md
-explains this residual exposure.
+it to the target). For targets outside the vault, the pending and old values
+are also sealed to the rotating operator alone (the *resume* blob) so that
+their next process can finish after a crash; the blob is deleted at commit.
+SECURITY.md explains this residual exposure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core import canonical
 from core.canonical import b64d, b64e
 from core.checkout import CheckoutOps
 from core.connectors import registry
@@ -41,30 +44,36 @@ from core.envelope import (
     recover_dek,
     seal_version,
 )
-from core.errors import ConnectorError, DecryptError, IntegrityError, PolicyError
+from core.errors import (
+    ConnectorError,
+    DecryptError,
+    GlasskeyError,
+    IntegrityError,
+    PolicyError,
+)
 from core.models import CheckoutState, Policy
 from core.passwords import generate
 from core.secret import SecretValue
 from core.session import Session
-from core.store import Transaction
+from core.store import Refused, Transaction
 
 S = CheckoutState
 RESUME_LABEL = "glasskey/rotation-resume/v1"
-
-#: Site configuration lookup for connectors (set by the vault from its config file).
-SiteLookup = Callable[[str], dict[str, str]]
+APPLY_LABEL = "glasskey/rotation-apply/v1"
 
 
 @dataclass(frozen=True)
 class RotationResult:
     credential: str
-    outcome: str  # committed | failed | rolled-back | nothing-to-do
+    #: committed | failed | apply-pending | rolled-back | nothing-to-do
+    outcome: str
     version: int
     message: str = ""
 
 
 class RotationOps(CheckoutOps):
-    site_config: SiteLookup = staticmethod(lambda name: {})  # type: ignore[assignment]
+    def site_config(self, connector: str) -> dict[str, str]:
+        return {}
 
     def connector_for(self, cred: dict[str, Any]) -> Connector:
         settings = ConnectorSettings(
@@ -73,12 +82,16 @@ class RotationOps(CheckoutOps):
         )
         return registry.make(cred["connector"], settings)
 
-    def _resume_info(self, cred_id: str, version: int, operator_id: str) -> bytes:
-        return hpke.info_for(RESUME_LABEL, self.vault_id, cred_id, version, operator_id)
+    def _info(self, label: str, cred_id: str, version: int, operator_id: str) -> bytes:
+        return hpke.info_for(label, self.vault_id, cred_id, version, operator_id)
 
-    def _current_value(self, txn: Transaction, session: Session, req: dict[str, Any] | None,
+    def _current_value(self, session: Session, req: dict[str, Any] | None,
                        vdoc: dict[str, Any]) -> SecretValue | None:
-        """The value the target has now, if this session may know it (the holder)."""
+        """The value the target has now, if this session is its holder (for self-rotation).
+
+        Uses the holder's grants, kept until the checkout closes; the value is
+        never shown, only handed to the connector.
+        """
         if req is None or req.get("requester") != session.name:
             return None
         if int(req.get("version", -1)) != int(vdoc["version"]):
@@ -127,83 +140,100 @@ class RotationOps(CheckoutOps):
     # -- rotation -------------------------------------------------------------------------
     def rotate(self, session: Session, cred_id: str, req_id: str | None,
                reason: str) -> RotationResult:
-        connector, new_value, version, current = self._phase_one(session, cred_id, req_id,
-                                                                 reason)
-        return self._phase_two(session, cred_id, req_id, connector, new_value, version, current)
+        connector, new_value, old_value, version = self._phase_one(session, cred_id, req_id,
+                                                                   reason)
+        if connector.needs_person:
+            return self._await_person(session, cred_id, req_id, version)
+        error = "" if connector.vault_is_source_of_truth else self._apply(
+            connector, new_value, old_value)
+        return self._phase_two(session, cred_id, req_id, version, error)
 
     def _phase_one(self, session: Session, cred_id: str, req_id: str | None, reason: str
-                   ) -> tuple[Connector, SecretValue | None, int, SecretValue | None]:
+                   ) -> tuple[Connector, SecretValue | None, SecretValue | None, int]:
         with self.store.transaction() as txn:
+            self._require_active(txn, session)
             cred = txn.sharded("credentials").get(cred_id)
             sealed = txn.sharded("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} has no sealed versions")
             connector = self.connector_for(cred)
             req = self._request_doc(txn, req_id) if req_id else None
-            current = self._current_value(txn, session, req, sealed["current"])
             pending = sealed.get("pending")
-            new_value: SecretValue | None = None
             if pending is None:
+                old = self._current_value(session, req, sealed["current"])
                 policy = Policy.from_doc(cred["policy"])
-                new_value = generate(policy)
+                new = generate(policy)
                 version = int(sealed["current"]["version"]) + 1
-                pending = seal_version(self.vault_id, cred_id, version, new_value, policy.k,
+                pending = seal_version(self.vault_id, cred_id, version, new, policy.k,
                                        self._recipients(txn), self.rng, self.now())
-                if not connector.vault_is_source_of_truth:
-                    pending["resume"] = {
-                        "operator": session.operator_id,
-                        "blob": b64e(hpke.seal(hpke.public_from_private(session.hpke_priv),
-                                               new_value.encode(),
-                                               self._resume_info(cred_id, version,
-                                                                 session.operator_id))),
-                    }
                 pending["intent_by"] = session.name
+                pending["holder"] = req["requester"] if req else None
                 pending["reason"] = reason
+                if connector.needs_person:
+                    pending["apply"] = self._apply_copies(txn, cred_id, version, new,
+                                                          pending["holder"])
+                elif not connector.vault_is_source_of_truth:
+                    pending["resume"] = self._seal_resume(session, cred_id, version, new, old)
                 sealed["pending"] = pending
                 txn.sharded("sealed").put(cred_id, sealed)
                 txn.record(session.signer, "rotate.intent", cred["name"], {
                     "from_version": int(sealed["current"]["version"]), "to_version": version,
                     "connector": cred["connector"], "reason": reason, "request": req_id,
                 })
+                new_value: SecretValue | None = new
             else:
                 version = int(pending["version"])
-                new_value = self._resume_value(session, cred_id, pending)
-            if req is not None and req["state"] != S.ROTATING:
+                new_value, old = self._open_resume(session, cred_id, pending)
+                if old is None:
+                    old = self._current_value(session, req, sealed["current"])
+            if req is not None and req["state"] not in (S.ROTATING, S.CLOSED):
                 req["state"] = S.ROTATING
                 self._save(txn, req)
-        return connector, new_value, version, current
+        return connector, new_value, old, version
 
-    def _resume_value(self, session: Session, cred_id: str, pending: dict[str, Any]
-                      ) -> SecretValue | None:
+    def _seal_resume(self, session: Session, cred_id: str, version: int, new: SecretValue,
+                     old: SecretValue | None) -> dict[str, Any]:
+        payload = canonical.dumps({"new": new.reveal(),
+                                   "old": old.reveal() if old is not None else None})
+        blob = hpke.seal(hpke.public_from_private(session.hpke_priv), payload,
+                         self._info(RESUME_LABEL, cred_id, version, session.operator_id))
+        return {"operator": session.operator_id, "blob": b64e(blob)}
+
+    def _open_resume(self, session: Session, cred_id: str, pending: dict[str, Any]
+                     ) -> tuple[SecretValue | None, SecretValue | None]:
         resume = pending.get("resume")
         if not resume or resume.get("operator") != session.operator_id:
-            return None
+            return None, None
         try:
             raw = hpke.open_(session.hpke_priv, b64d(resume["blob"]),
-                             self._resume_info(cred_id, int(pending["version"]),
-                                               session.operator_id))
+                             self._info(RESUME_LABEL, cred_id, int(pending["version"]),
+                                        session.operator_id))
         except DecryptError:
-            return None
-        return SecretValue(raw)
+            return None, None
+        doc = canonical.loads(raw)
+        old = doc.get("old")
+        return SecretValue(doc["new"]), SecretValue(old) if old is not None else None
 
-    def _phase_two(self, session: Session, cred_id: str, req_id: str | None,
-                   connector: Connector, new_value: SecretValue | None, version: int,
-                   current: SecretValue | None) -> RotationResult:
-        error = ""
-        if not connector.vault_is_source_of_truth:
-            try:
-                if new_value is None:
-                    raise ConnectorError(
-                        "the pending value can only be applied by the operator who started "
-                        "this rotation")
-                if not connector.verify(new_value):
-                    connector.set(current, new_value)
-                    if not connector.verify(new_value):
-                        raise ConnectorError("the target did not accept the new value")
-                if current is not None and not connector.verify_rejected(current):
-                    raise ConnectorError("the target still accepts the old value")
-            except ConnectorError as exc:
-                error = str(exc)
+    def _apply(self, connector: Connector, new: SecretValue | None,
+               old: SecretValue | None) -> str:
+        """Set and verify on the target; '' on success, else why not (never a value)."""
+        try:
+            if new is None:
+                raise ConnectorError(
+                    "the pending value can only be applied by the operator who started this "
+                    "rotation (run 'glasskey reconcile' as them) or rolled back with --fresh")
+            if not connector.verify(new):  # pending first: maybe a lost reply
+                connector.set(old, new)
+                if not connector.verify(new):
+                    raise ConnectorError("the target did not accept the new value")
+            if old is not None and not connector.verify_rejected(old):
+                raise ConnectorError("the target still accepts the old value")
+        except ConnectorError as exc:
+            return str(exc)
+        return ""
+
+    def _phase_two(self, session: Session, cred_id: str, req_id: str | None, version: int,
+                   error: str) -> RotationResult:
         with self.store.transaction() as txn:
             cred = txn.sharded("credentials").get(cred_id)
             sealed = txn.sharded("sealed").get(cred_id)
@@ -219,6 +249,7 @@ class RotationOps(CheckoutOps):
             if error:
                 cred["status"] = "rotation-failed"
                 cred["failure"] = error
+                cred["failed_at"] = self.now()
                 txn.sharded("credentials").put(cred_id, cred)
                 if req is not None:
                     req["state"] = S.ROTATION_FAILED
@@ -228,30 +259,110 @@ class RotationOps(CheckoutOps):
                     "to_version": version, "error": error, "request": req_id,
                 })
                 return RotationResult(cred["name"], "failed", int(cred["version"]), error)
-            pending.pop("resume", None)
-            pending.pop("intent_by", None)
-            pending.pop("reason", None)
-            sealed["current"] = pending
-            sealed["pending"] = None
-            txn.sharded("sealed").put(cred_id, sealed)
-            cred["version"] = version
-            cred["status"] = "active"
-            cred["failure"] = ""
-            cred["rotated_at"] = self.now()
-            cred["rotations"] = int(cred.get("rotations", 0)) + 1
-            txn.sharded("credentials").put(cred_id, cred)
-            txn.record(session.signer, "rotate.commit", cred["name"], {
-                "version": version, "connector": cred["connector"], "request": req_id,
-            })
+            self._promote(txn, session, cred, sealed, {"request": req_id})
             if req is not None:
                 self._finish_request(txn, req, "committed", version)
             return RotationResult(cred["name"], "committed", version)
+
+    def _promote(self, txn: Transaction, session: Session, cred: dict[str, Any],
+                 sealed: dict[str, Any], details: dict[str, Any]) -> None:
+        pending = dict(sealed["pending"])
+        for key in ("resume", "apply", "apply_revealed_to", "intent_by", "holder", "reason"):
+            pending.pop(key, None)
+        sealed["current"] = pending
+        sealed["pending"] = None
+        txn.sharded("sealed").put(cred["id"], sealed)
+        cred["version"] = int(pending["version"])
+        cred["status"] = "active"
+        cred["failure"] = ""
+        cred["rotated_at"] = self.now()
+        cred["rotations"] = int(cred.get("rotations", 0)) + 1
+        txn.sharded("credentials").put(cred["id"], cred)
+        txn.record(session.signer, "rotate.commit", cred["name"], {
+            "version": cred["version"], "connector": cred["connector"], **details,
+        })
 
     def _finish_request(self, txn: Transaction, req: dict[str, Any], outcome: str,
                         version: int) -> None:
         req["rotation"] = {"outcome": outcome, "version": version, "at": self.now()}
         req["review"] = req.get("review") or {"status": "pending"}
         self._close(txn, req, req.get("end_reason") or "returned")
+
+    # -- manual targets --------------------------------------------------------------------
+    def _apply_copies(self, txn: Transaction, cred_id: str, version: int, new: SecretValue,
+                      holder: str | None) -> dict[str, str]:
+        """The new value sealed to each active operator other than the holder."""
+        copies = {}
+        for doc in txn.table("operators").values():
+            if doc["status"] != "active" or doc["name"] == holder:
+                continue
+            copies[doc["id"]] = b64e(hpke.seal(b64d(doc["hpke_pub"]), new.encode(),
+                                               self._info(APPLY_LABEL, cred_id, version,
+                                                          doc["id"])))
+        if not copies:
+            raise PolicyError("no operator other than the holder can apply the new value")
+        return copies
+
+    def _await_person(self, session: Session, cred_id: str, req_id: str | None,
+                      version: int) -> RotationResult:
+        with self.store.transaction() as txn:
+            cred = txn.sharded("credentials").get(cred_id)
+            if cred is None:
+                raise IntegrityError(f"credential {cred_id} vanished during rotation")
+            if cred["status"] != "apply-pending":
+                cred["status"] = "apply-pending"
+                cred["apply_since"] = self.now()
+                txn.sharded("credentials").put(cred_id, cred)
+                txn.record(session.signer, "rotate.apply-pending", cred["name"],
+                           {"to_version": version, "request": req_id})
+            if req_id:
+                req = self._request_doc(txn, req_id)
+                if req["state"] != S.CLOSED:
+                    self._finish_request(txn, req, "apply-pending", version)
+            return RotationResult(cred["name"], "apply-pending", int(cred["version"]),
+                                  "an operator other than the holder must apply it "
+                                  f"('glasskey apply {cred['name']}')")
+
+    def reveal_apply(self, session: Session, cred_name: str) -> SecretValue:
+        """Show a manual credential's pending value to the operator who will apply it."""
+        with self.store.transaction() as txn:
+            self._require_active(txn, session)
+            cred = self._credential_doc(txn, cred_name)
+            sealed = txn.sharded("sealed").get(cred["id"]) or {}
+            pending = sealed.get("pending")
+            if not pending or "apply" not in pending:
+                raise PolicyError(f"{cred_name} has no value waiting to be applied")
+            if pending.get("holder") == session.name:
+                raise Refused(PolicyError("the holder of the last checkout cannot apply its "
+                                          "rotation; another operator must"))
+            blob = pending["apply"].get(session.operator_id)
+            if blob is None:
+                raise PolicyError(f"{session.name} holds no copy of the value to apply")
+            value = SecretValue(hpke.open_(session.hpke_priv, b64d(blob), self._info(
+                APPLY_LABEL, cred["id"], int(pending["version"]), session.operator_id)))
+            if session.name not in pending.setdefault("apply_revealed_to", []):
+                pending["apply_revealed_to"].append(session.name)
+                txn.sharded("sealed").put(cred["id"], sealed)
+            txn.record(session.signer, "rotate.apply-revealed", cred_name,
+                       {"version": int(pending["version"])})
+        return value
+
+    def confirm_applied(self, session: Session, cred_name: str) -> RotationResult:
+        """The applier confirms the target now has the pending value: promote it."""
+        with self.store.transaction() as txn:
+            self._require_active(txn, session)
+            cred = self._credential_doc(txn, cred_name)
+            sealed = txn.sharded("sealed").get(cred["id"])
+            pending = (sealed or {}).get("pending")
+            if not sealed or not pending:
+                raise PolicyError(f"{cred_name} has no rotation waiting to be confirmed")
+            if pending.get("holder") == session.name:
+                raise PolicyError("the holder of the last checkout cannot confirm its rotation")
+            if "apply" in pending and session.name not in pending.get("apply_revealed_to", []):
+                raise PolicyError(f"{session.name} has not fetched the value to apply "
+                                  f"('glasskey apply {cred_name}')")
+            self._promote(txn, session, cred, sealed, {"applied_by": session.name})
+            return RotationResult(cred_name, "committed", int(cred["version"]))
 
     # -- reconciliation -----------------------------------------------------------------
     def pending_rotations(self) -> list[tuple[str, str, int]]:
@@ -265,14 +376,81 @@ class RotationOps(CheckoutOps):
                     out.append((name, sdoc["cred_id"], int(sdoc["pending"]["version"])))
             return sorted(out)
 
-    def reconcile(self, session: Session, cred_name: str) -> RotationResult:
-        """Finish or roll back an unfinished rotation of one credential."""
+    def reconcile(self, session: Session, cred_name: str, *, fresh: bool = False
+                  ) -> RotationResult:
+        """Finish an unfinished rotation; with ``fresh``, roll it back and start anew.
+
+        Rolling back is safe only when the target provably still accepts the
+        current value (or the vault is the source of truth): otherwise the
+        pending value may be the one the target has, and discarding it could
+        lock everyone out.
+        """
         cred_id = self.cred_id_for(cred_name)
         with self.store.read() as txn:
+            cred = self._credential_doc(txn, cred_name)
             active = txn.table("active").get(cred_id)
             sealed = txn.sharded("sealed").get(cred_id)
-        if sealed is None or not sealed.get("pending"):
-            return RotationResult(cred_name, "nothing-to-do", int(sealed["current"]["version"])
-                                  if sealed else 0)
         req_id = active["request"] if active else None
+        if sealed is None or not sealed.get("pending"):
+            return RotationResult(cred_name, "nothing-to-do", int(cred["version"]))
+        if fresh:
+            self._roll_back(session, cred, sealed, req_id)
         return self.rotate(session, cred_id, req_id, reason="reconcile")
+
+    def _roll_back(self, session: Session, cred: dict[str, Any], sealed: dict[str, Any],
+                   req_id: str | None) -> None:
+        connector = self.connector_for(cred)
+        if not connector.vault_is_source_of_truth:
+            req = None
+            if req_id:
+                with self.store.read() as txn:
+                    req = txn.sharded("requests").get(req_id)
+            pending = sealed["pending"]
+            new, old = self._open_resume(session, cred["id"], pending)
+            old = old or self._current_value(session, req, sealed["current"])
+            try:
+                if new is not None and connector.verify(new):
+                    raise PolicyError("the target already accepts the pending value; "
+                                      "reconcile without --fresh to commit it")
+                if old is None or not connector.verify(old):
+                    raise PolicyError("cannot prove the target still accepts the current "
+                                      "value, so the pending one must not be discarded")
+            except ConnectorError as exc:
+                raise PolicyError(f"cannot reach the target to check: {exc}") from None
+        with self.store.transaction() as txn:
+            fresh_sealed = txn.sharded("sealed").get(cred["id"])
+            if not fresh_sealed or not fresh_sealed.get("pending"):
+                return
+            dropped = int(fresh_sealed["pending"]["version"])
+            fresh_sealed["pending"] = None
+            txn.sharded("sealed").put(cred["id"], fresh_sealed)
+            txn.record(session.signer, "rotate.rollback", cred["name"],
+                       {"dropped_version": dropped, "request": req_id})
+
+    def rotate_many(self, session: Session, names: Sequence[str],
+                    progress: Callable[[int, int], None] | None = None
+                    ) -> list[RotationResult]:
+        """Rotate every named credential (offboarding sweeps), one at a time.
+
+        A credential that is checked out is skipped (its holder's check-in
+        rotates it); every failure is reported, none stops the sweep.
+        """
+        results = []
+        for i, name in enumerate(names, 1):
+            try:
+                cred_id = self.cred_id_for(name)
+                with self.store.read() as txn:
+                    self._credential_doc(txn, name)
+                    busy = txn.table("active").get(cred_id)
+                if busy:
+                    results.append(RotationResult(name, "skipped", 0,
+                                                  f"open checkout {busy['request']}"))
+                else:
+                    results.append(self.rotate(session, cred_id, None, reason="sweep"))
+            except GlasskeyError as exc:
+                results.append(RotationResult(name, "failed", 0, str(exc)))
+            if progress:
+                progress(i, len(names))
+        return results
+
+

@@ -38,7 +38,7 @@ class Vault(OperatorOps, CredentialOps, RotationOps):
         super().__init__(root, clock, rng, lock_timeout=lock_timeout)
         self._config: dict[str, object] | None = None
 
-    def site_config(self, connector: str) -> dict[str, str]:  # type: ignore[override]
+    def site_config(self, connector: str) -> dict[str, str]:
         if self._config is None:
             self._config = site_config.load(self.root)
         return site_config.connector_section(self._config, connector)
@@ -83,8 +83,9 @@ class Vault(OperatorOps, CredentialOps, RotationOps):
                         })
                     overdue.append(req["id"])
                     cred = txn.sharded("credentials").get(cred_id)
-                    can_rotate = mine or (cred is not None and self.connector_for(
-                        cred).vault_is_source_of_truth)
+                    connector = self.connector_for(cred) if cred is not None else None
+                    can_rotate = mine or (connector is not None and (
+                        connector.vault_is_source_of_truth or connector.needs_person))
                     if can_rotate:
                         rotate.append((cred_id, req["id"], mine))
                 elif req["state"] == S.ROTATING:

@@ -79,3 +79,22 @@ def make_world(tmp_path: Path, names: tuple[str, ...] = ("alice", "bob", "carol"
     vault.initialise([OperatorSpec(n, ROLES[n], passphrase(n), SEEDS[n]) for n in names],
                      kdf_params=FAST_KDF)
     return World(tmp_path / "vault", clock, vault)
+
+
+def decrypt_version(w: World, cred_name: str, slot: str = "current") -> str | None:
+    """What a version holds, opened with two operators' shares (test-only oracle)."""
+    from core.envelope import decrypt_secret, open_own_share, recover_dek
+
+    cred_id = w.vault.cred_id_for(cred_name)
+    with w.vault.store.read() as txn:
+        sealed = txn.sharded("sealed").get(cred_id)
+    assert sealed is not None
+    vdoc = sealed.get(slot)
+    if not vdoc:
+        return None
+    k = int(vdoc["k"])
+    sessions = [w.s(n) for n in ("alice", "bob", "carol")][:k]
+    shares = [open_own_share(w.vault.vault_id, cred_id, vdoc, s.operator_id, s.hpke_priv)
+              for s in sessions]
+    dek = recover_dek(w.vault.vault_id, cred_id, vdoc, shares)
+    return decrypt_secret(w.vault.vault_id, cred_id, vdoc, dek).reveal()

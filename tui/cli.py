@@ -495,9 +495,30 @@ def cmd_checkin(vault: Vault, args: argparse.Namespace) -> int:
     return 0 if result.outcome != "failed" else 1
 
 
+def cmd_apply(vault: Vault, args: argparse.Namespace) -> int:
+    session = authenticate(vault, args, sweep=False)
+    if args.confirm:
+        result = vault.confirm_applied(session, args.cred)
+        if args.json:
+            out_json({"credential": result.credential, "rotation": result.outcome,
+                      "version": result.version})
+        else:
+            print(f"{result.credential}: applied value confirmed (version {result.version})")
+        return 0
+    value = vault.reveal_apply(session, args.cred)
+    if args.json:
+        out_json({"credential": args.cred, "value": value.reveal()})
+    else:
+        sys.stdout.write(value.reveal() + "\n")
+        if sys.stderr.isatty():
+            note(f"set this value on the target, then run 'glasskey apply {args.cred} "
+                 "--confirm'")
+    return 0
+
+
 def cmd_reconcile(vault: Vault, args: argparse.Namespace) -> int:
     session = authenticate(vault, args, sweep=False)
-    result = vault.reconcile(session, args.cred)
+    result = vault.reconcile(session, args.cred, fresh=args.fresh)
     if args.json:
         out_json({"credential": result.credential, "rotation": result.outcome,
                   "version": result.version, "message": result.message or None})
@@ -633,9 +654,17 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_deny)
 
     p = sub.add_parser("reconcile", parents=[common, actor],
-                       help="finish or roll back an interrupted rotation")
+                       help="finish an interrupted or failed rotation (retry)")
     p.add_argument("cred", metavar="CRED")
+    p.add_argument("--fresh", action="store_true", help="roll the pending value back (only "
+                   "when the target provably still has the current one) and rotate anew")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("apply", parents=[common, actor],
+                       help="manual targets: fetch the value to apply, then --confirm")
+    p.add_argument("cred", metavar="CRED")
+    p.add_argument("--confirm", action="store_true", help="the target now has the value")
+    p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("audit", parents=[common], help="verify or export the audit log")
     p.add_argument("action", choices=["verify", "export"])
