@@ -88,12 +88,22 @@ class VaultBase:
         return doc
 
     def _recipients(self, txn: Transaction) -> list[Recipient]:
-        """Every operator who holds shares: active ones and those still enrolling."""
-        return [
+        """Every share holder: active and enrolling operators, and the active emergency kit.
+
+        Suspended operators keep receiving shares (suspension is reversible and
+        their approvals stop counting at once); removed operators never do.
+        """
+        out = [
             Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
             for doc in txn.table("operators").values()
-            if doc["status"] in ("active", "enrolling")
+            if doc["status"] in ("active", "enrolling", "suspended")
         ]
+        out.extend(
+            Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
+            for doc in txn.table("kits").values()
+            if doc["status"] == "active"
+        )
+        return out
 
     def _require_active(self, txn: Transaction, session: Session,
                         role: str | None = None) -> dict[str, Any]:

@@ -33,6 +33,11 @@ from core.store import Refused, Transaction
 S = CheckoutState
 
 
+def _event(req: dict[str, Any], what: str) -> str:
+    """checkout.<what>, or onboarding.<what> for a one-time onboarding secret."""
+    return f"{'onboarding' if req.get('kind') == 'onboarding' else 'checkout'}.{what}"
+
+
 class CheckoutOps(VaultBase):
     # -- helpers --------------------------------------------------------------------------
     def _set_active(self, txn: Transaction, req: dict[str, Any]) -> None:
@@ -98,6 +103,9 @@ class CheckoutOps(VaultBase):
                 raise UsageError(
                     f"duration {format_duration(duration)} exceeds {cred_name}'s maximum of "
                     f"{format_duration(policy.max_duration)}")
+            if cred["status"] == "revoked" or cred["kind"] == "onboarding":
+                raise PolicyError(
+                    f"{cred_name} is a one-time onboarding secret; it cannot be checked out")
             if cred["status"] == "rotation-failed":
                 raise PolicyError(
                     f"{cred_name} is in ROTATION-FAILED and cannot be checked out until an "
@@ -169,7 +177,7 @@ class CheckoutOps(VaultBase):
             if len(req["approvals"]) >= int(req["needed"]):
                 req["state"] = S.APPROVED
             self._save(txn, req)
-            txn.record(session.signer, "checkout.approved", req_id, {
+            txn.record(session.signer, _event(req, "approved"), req_id, {
                 "credential": req["cred_name"], "requester": req["requester"],
                 "expires": expires, "approvals": len(req["approvals"]),
                 "needed": req["needed"],
@@ -235,7 +243,7 @@ class CheckoutOps(VaultBase):
             req["revealed_at"] = now
             req["lease_expires"] = now + int(req["duration"])
             self._save(txn, req)
-            txn.record(session.signer, "checkout.revealed", req_id, {
+            txn.record(session.signer, _event(req, "revealed"), req_id, {
                 "credential": req["cred_name"], "version": req["version"],
                 "lease_expires": req["lease_expires"],
                 "approvers": [a["approver"] for a in req["approvals"]],

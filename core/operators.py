@@ -9,7 +9,7 @@ vault.json makes the wrap fail to open instead of silently re-routing shares.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core import canonical, totp
@@ -61,9 +61,9 @@ class Enrolment:
     """What a new operator needs to set up their authenticator (shown once)."""
 
     name: str
-    totp_secret: str
-    uri: str
-    status: str
+    totp_secret: str = field(repr=False)
+    uri: str = field(repr=False)
+    status: str = "enrolling"
 
 
 def _check_spec(spec: OperatorSpec) -> None:

@@ -53,6 +53,7 @@ from core.errors import (
 )
 from core.models import CheckoutState, Policy
 from core.passwords import generate
+from core.reviews import ReviewOps
 from core.secret import SecretValue
 from core.session import Session
 from core.store import Refused, Transaction
@@ -71,7 +72,7 @@ class RotationResult:
     message: str = ""
 
 
-class RotationOps(CheckoutOps):
+class RotationOps(CheckoutOps, ReviewOps):
     def site_config(self, connector: str) -> dict[str, str]:
         return {}
 
@@ -258,6 +259,10 @@ class RotationOps(CheckoutOps):
                 txn.record(session.signer, "rotate.failed", cred["name"], {
                     "to_version": version, "error": error, "request": req_id,
                 })
+                self._queue_review(
+                    txn, f"rot-{cred['name']}-v{version}", "rotation", cred["name"],
+                    req["requester"] if req else "",
+                    f"rotation of {cred['name']} to version {version} failed: {error}")
                 return RotationResult(cred["name"], "failed", int(cred["version"]), error)
             self._promote(txn, session, cred, sealed, {"request": req_id})
             if req is not None:
@@ -285,7 +290,13 @@ class RotationOps(CheckoutOps):
     def _finish_request(self, txn: Transaction, req: dict[str, Any], outcome: str,
                         version: int) -> None:
         req["rotation"] = {"outcome": outcome, "version": version, "at": self.now()}
-        req["review"] = req.get("review") or {"status": "pending"}
+        kind = req.get("kind", "checkout")
+        if req.get("revealed_at") and kind == "checkout":
+            req["review"] = req.get("review") or {"status": "pending"}
+            self._queue_review(
+                txn, req["id"], "checkout", req["cred_name"], req["requester"],
+                f"{req['requester']} held {req['cred_name']} ({req['ticket']}: "
+                f"{req['reason']}); rotation {outcome}")
         self._close(txn, req, req.get("end_reason") or "returned")
 
     # -- manual targets --------------------------------------------------------------------

@@ -14,11 +14,13 @@ from core import config as site_config
 from core import witness
 from core.audit import Head, VerifyResult, verify_log
 from core.clock import Clock, Random
-from core.credentials import CredentialOps
+from core.emergency import EmergencyOps
 from core.errors import GlasskeyError
 from core.models import CheckoutState
+from core.offboarding import OffboardingOps
+from core.onboarding import OnboardingOps
 from core.operators import OperatorOps
-from core.rotation import RotationOps, RotationResult
+from core.rotation import RotationResult
 from core.session import Session
 
 S = CheckoutState
@@ -32,16 +34,25 @@ class SweepReport:
     errors: list[str]
 
 
-class Vault(OperatorOps, CredentialOps, RotationOps):
+class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
     def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
                  *, lock_timeout: float = 10.0) -> None:
         super().__init__(root, clock, rng, lock_timeout=lock_timeout)
         self._config: dict[str, object] | None = None
 
-    def site_config(self, connector: str) -> dict[str, str]:
+    def _site(self) -> dict[str, object]:
         if self._config is None:
             self._config = site_config.load(self.root)
-        return site_config.connector_section(self._config, connector)
+        return self._config
+
+    def site_config(self, connector: str) -> dict[str, str]:
+        return site_config.connector_section(self._site(), connector)
+
+    def site_setting(self, section: str, key: str) -> str | None:
+        value = self._site().get(section)
+        if isinstance(value, dict) and key in value:
+            return str(value[key])
+        return None
 
     # -- audit ------------------------------------------------------------------------------
     def verify_audit(self) -> VerifyResult:
@@ -66,10 +77,11 @@ class Vault(OperatorOps, CredentialOps, RotationOps):
         overdue: list[str] = []
         rotate: list[tuple[str, str, bool]] = []
         now = self.now()
+        expired.extend(self.expire_onboarding(session))
         with self.store.transaction() as txn:
             for cred_id, entry in txn.table("active").items():
                 req = txn.sharded("requests").get(entry["request"])
-                if req is None:
+                if req is None or req.get("kind") == "onboarding":
                     continue
                 if req["state"] in (S.REQUESTED, S.APPROVED):
                     if self._expire_if_due(txn, req, session):
