@@ -263,6 +263,32 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
                 print(f"key: {enrolment.totp_secret}")
                 print("the operator becomes active at their first successful unlock")
         return 0
+    if args.action == "remove":
+        if not args.name:
+            raise UsageError("operator remove NAME --with SECOND ...")
+        first = authenticate(vault, args)
+        second = second_session(vault, args)
+        reachable = vault.remove_operator([first, second], args.name,
+                                          progress_printer("re-splitting keys"))
+        swept = []
+        if args.sweep:
+            swept = vault.rotate_many(first, reachable, progress_printer("leaver sweep"))
+        if args.json:
+            out_json({"removed": args.name, "reachable": reachable,
+                      "sweep": [{"credential": r.credential, "outcome": r.outcome,
+                                 "message": r.message or None} for r in swept]})
+        else:
+            print(f"operator {args.name} removed; every data key re-split without them")
+            if swept:
+                done = sum(1 for r in swept if r.outcome == "committed")
+                print(f"leaver sweep: {done}/{len(swept)} rotated")
+                for r in swept:
+                    if r.outcome != "committed":
+                        print(f"  {r.credential}: {r.outcome} {r.message}")
+            elif reachable:
+                print(f"{len(reachable)} credential(s) they could reach should be rotated: "
+                      f"re-run with --sweep, or 'glasskey rotate' them")
+        return 0
     if args.action in ("suspend", "reactivate"):
         if not args.name:
             raise UsageError(f"operator {args.action} NAME")
@@ -528,6 +554,128 @@ def cmd_reconcile(vault: Vault, args: argparse.Namespace) -> int:
     return 0 if result.outcome != "failed" else 1
 
 
+def cmd_review(vault: Vault, args: argparse.Namespace) -> int:
+    now = vault.now()
+    if args.item == "list":
+        items = vault.review_queue()
+        if args.json:
+            out_json([i.to_public(now) for i in items])
+        else:
+            for i in items:
+                flag = " OVERDUE" if i.overdue(now) else ""
+                print(f"{i.id}  {i.kind:10} {len(i.reviews)}/{i.required}{flag}  {i.summary}")
+            if not items:
+                print("nothing waits for review")
+        return 0
+    if not args.outcome:
+        raise UsageError("review ID --outcome ok|concern --note TEXT")
+    session = authenticate(vault, args)
+    item = vault.review(session, args.item, args.outcome, args.note or "")
+    if args.json:
+        out_json(item.to_public(now))
+    else:
+        left = item.required - len(item.reviews)
+        print(f"{item.id} reviewed ({args.outcome})" + (
+            f"; needs {left} more reviewer(s)" if left > 0 else ""))
+    return 0
+
+
+def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
+    now = vault.now()
+    if args.action == "list":
+        items = vault.onboarding_secrets()
+        if args.json:
+            out_json([c.to_public(now) for c in items])
+        else:
+            for c in items:
+                print(f"{c.id}  {c.cred_name:32} {c.display_state(now)} "
+                      f"{c.closed_reason}  by {c.requester}")
+        return 0
+    if args.action == "issue":
+        if not args.identity:
+            raise UsageError("onboard issue --identity NAME --reason --ticket --channel")
+        expires = parse_duration(args.expires) if args.expires else 24 * 3600
+        session = authenticate(vault, args)
+        co = vault.issue_onboarding(session, args.identity, args.reason or "",
+                                    args.ticket or "", args.channel or "", expires,
+                                    args.connector, args.target)
+        if args.json:
+            out_json({"id": co.id, "credential": co.cred_name, "state": co.state})
+        else:
+            print(co.id)
+        return 0
+    if args.action == "activate":
+        if not args.id:
+            raise UsageError("onboard activate ID")
+        session = authenticate(vault, args)
+        co = vault.activate_onboarding(session, args.id)
+        if args.json:
+            out_json(co.to_public(now))
+        else:
+            print(f"{co.id} activated and revoked")
+        return 0
+    raise UsageError(f"unknown onboard action {args.action!r}")
+
+
+def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
+    if args.action == "status":
+        kit = vault.active_kit()
+        if args.json:
+            out_json({"active": kit is not None, "fingerprint": kit["fingerprint"]
+                      if kit else None})
+        else:
+            print(f"active kit {kit['id']} fingerprint {kit['fingerprint']}" if kit
+                  else "no emergency kit is issued")
+        return 0
+    if args.action == "issue":
+        first = authenticate(vault, args)
+        second = second_session(vault, args)
+        issued = vault.issue_kit([first, second], progress_printer("giving the kit shares"))
+        if args.json:
+            out_json({"id": issued.id, "fingerprint": issued.fingerprint,
+                      "recovery_code": issued.code})
+        else:
+            print("EMERGENCY KIT — print this page, seal it, put it in the safe.")
+            print(f"fingerprint: {issued.fingerprint}")
+            print(f"recovery code: {issued.code}")
+            show_qr(issued.code, sys.stdout)
+            print("Any earlier kit is burned. The code is not stored anywhere.")
+        return 0
+    if args.action == "use":
+        if not args.cred or not args.duration:
+            raise UsageError("kit use CRED --reason --ticket --duration 30m")
+        code = None
+        if args.code_file:
+            code = read_passphrase(args.code_file, "")
+        elif interactive():
+            code = getpass.getpass("Recovery code: ", stream=sys.stderr)
+        if not code:
+            raise UsageError("give the recovery code with --code-file or on the terminal")
+        session = authenticate(vault, args)
+        co, secret = vault.emergency_reveal(session, args.cred, code, args.reason or "",
+                                            args.ticket or "", parse_duration(args.duration))
+        if args.json:
+            out_json({"id": co.id, "credential": co.cred_name, "secret": secret.reveal()})
+        else:
+            sys.stdout.write(secret.reveal() + "\n")
+            note(f"EMERGENCY USE {co.id} recorded; the kit is burned; check in with "
+                 f"'glasskey checkin {co.id}'")
+        return 0
+    raise UsageError(f"unknown kit action {args.action!r}")
+
+
+def cmd_alerts(vault: Vault, args: argparse.Namespace) -> int:
+    alerts = vault.alerts()
+    if args.json:
+        out_json(alerts)
+    else:
+        for a in alerts:
+            print(a)
+        if not alerts:
+            print("no alerts")
+    return 0
+
+
 def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
     if args.action == "verify":
         result = vault.verify_audit()
@@ -596,7 +744,9 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("operator", parents=[common, actor], help="list, add, suspend operators")
-    p.add_argument("action", choices=["list", "add", "suspend", "reactivate"])
+    p.add_argument("action", choices=["list", "add", "suspend", "reactivate", "remove"])
+    p.add_argument("--sweep", action="store_true",
+                   help="remove: rotate every credential the leaver could reach")
     p.add_argument("name", nargs="?")
     p.add_argument("--roles", help="comma-separated: requester,approver,admin")
     p.add_argument("--reason")
@@ -665,6 +815,43 @@ def build_parser() -> Parser:
     p.add_argument("cred", metavar="CRED")
     p.add_argument("--confirm", action="store_true", help="the target now has the value")
     p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("review", parents=[common, actor],
+                       help="record a post-use review ('review list' shows the queue)")
+    p.add_argument("item", metavar="ID|list")
+    p.add_argument("--outcome", choices=["ok", "concern"])
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("onboard", parents=[common, actor],
+                       help="one-time onboarding secrets: issue, activate, list")
+    p.add_argument("action", choices=["issue", "activate", "list"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--identity", help="who the secret is for")
+    p.add_argument("--reason")
+    p.add_argument("--ticket")
+    p.add_argument("--channel", help="how it will be delivered")
+    p.add_argument("--expires", help="validity (default 24h, at most 72h)")
+    p.add_argument("--connector", default="generated")
+    p.add_argument("--target")
+    p.set_defaults(func=cmd_onboard)
+
+    p = sub.add_parser("kit", parents=[common, actor],
+                       help="the emergency kit: issue (two operators), use, status")
+    p.add_argument("action", choices=["issue", "use", "status"])
+    p.add_argument("cred", nargs="?", metavar="CRED")
+    p.add_argument("--code-file", metavar="PATH", help="file holding the recovery code "
+                   "('-' = stdin; prompted on a terminal). Never on the command line.")
+    p.add_argument("--reason")
+    p.add_argument("--ticket")
+    p.add_argument("--duration")
+    p.add_argument("--with", dest="with_", metavar="NAME")
+    p.add_argument("--with-totp", metavar="CODE")
+    p.add_argument("--with-passphrase-file", metavar="PATH")
+    p.set_defaults(func=cmd_kit)
+
+    p = sub.add_parser("alerts", parents=[common], help="what needs attention now")
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("audit", parents=[common], help="verify or export the audit log")
     p.add_argument("action", choices=["verify", "export"])
