@@ -154,3 +154,26 @@ def test_audit_verify_names_the_first_bad_entry(cli: Cli) -> None:
     assert r.code == 3
     assert json.loads(r.out)["first_bad"] == 2
     assert "entry 2" in r.err
+
+
+def test_emergency_kit_from_the_command_line(cli: Cli) -> None:
+    fresh_step()
+    assert cli("cred", "add", "db", *cli.as_("bob", -30)).code == 0
+    r = cli("kit", "issue", "--json", *cli.as_("alice", -30), "--with", "bob", "--with-totp",
+            pyotp.TOTP(SEEDS["bob"]).at(time.time()), "--with-passphrase-file",
+            str(cli.root / "bob.pass"))
+    assert r.code == 0, r.err
+    code = json.loads(r.out)["recovery_code"]
+    (cli.root / "kit").write_text(code + "\n")
+    assert code not in "".join(p.read_text(errors="replace") for p in
+                               (cli.root / "vault").rglob("*") if p.is_file())
+    r = cli("kit", "use", "db", "--code-file", str(cli.root / "kit"), "--reason",
+            "no approver reachable", "--ticket", "INC-1", "--duration", "15m", "--json",
+            *cli.as_("alice", 0))
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["secret"]
+    alerts = json.loads(cli("alerts", "--json").out)
+    assert any("EMERGENCY KIT USED" in a for a in alerts)
+    queue = json.loads(cli("review", "list", "--json").out)
+    assert [(i["kind"], i["required"]) for i in queue] == [("emergency", 2)]
+    assert cli("kit", "status").out.strip() == "no emergency kit is issued"
