@@ -1,0 +1,189 @@
+"""Shared fixtures and drivers for the TUI tests (Pilot, snapshots, tmux).
+
+Import what a module uses (``from tests.tui_helpers import ...``). Fixtures
+are defined as ``*_fixture`` with an explicit ``name=`` so that importing
+them does not shadow the test arguments; import ``tui_env_fixture`` (autouse:
+witness checkpoints in a temp dir) in every TUI test module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec
+
+import pytest
+from textual.pilot import Pilot
+
+from core import totp
+from core.clock import FakeClock
+from core.credentials import CredentialSpec
+from core.crypto import kdf
+from core.models import Policy
+from core.operators import OperatorSpec
+from core.secret import SecretValue
+from core.session import Session
+from core.vault import Vault
+from tui.app import GlasskeyApp
+from tui.demo import DemoInfo
+
+P = ParamSpec("P")
+
+START = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+FLOOR_PARAMS = kdf.KdfParams(19456, 2, 1, b"glasskey-tui-salt")
+
+ONCALL = ("oncall", ("requester",), "oncall-test-passphrase",
+          "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+SECURITY = ("security", ("approver", "admin", "requester"), "security-test-passphrase",
+            "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U")
+OPERATORS = (ONCALL, SECURITY)
+
+#: A value with markup-like text: it must render literally once revealed.
+SHOWN_VALUE = "p@ss[red]w0rd[/]x-7Q"
+CANARY = "CANARY-7f3e9d2c-NEVER-ON-SCREEN"
+
+
+class CountingRandom:
+    """Deterministic randomness (ids, salts) so snapshots are stable."""
+
+    def __init__(self, seed: bytes = b"glasskey-tui") -> None:
+        self._seed = seed
+        self._n = 0
+
+    def bytes(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            self._n += 1
+            out += hashlib.sha256(self._seed + self._n.to_bytes(8, "big")).digest()
+        return out[:n]
+
+
+@dataclass
+class World:
+    """A test vault, its clock and the demo-style description of its operators."""
+
+    root: Path
+    clock: FakeClock
+    vault: Vault
+    info: DemoInfo
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def code(self, name: str) -> str:
+        return totp.code_at(self.info.seed_of(name), self.clock.now())
+
+    def passphrase(self, name: str) -> str:
+        return self.info.passphrase_of(name)
+
+    def session(self, name: str) -> Session:
+        """Unlock outside the UI (uses the current 30 s step of ``name``)."""
+        return self.vault.unlock(name, self.passphrase(name), self.code(name))
+
+    def new_vault(self) -> Vault:
+        """A second Vault object on the same files (a second process's view)."""
+        return Vault(self.root, self.clock, CountingRandom(b"second"))
+
+    def app(self, *, demo: bool = False, **kwargs: object) -> GlasskeyApp:
+        return GlasskeyApp(self.vault, self.info if demo else None, self.clock,
+                           **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True, name="tui_env")
+def tui_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Witness checkpoints in a temp dir; no user config; the real KDF floor."""
+    monkeypatch.setenv("GLASSKEY_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("GLASSKEY_VAULT", raising=False)
+    monkeypatch.delenv("GLASSKEY_INSECURE_FAST_KDF", raising=False)
+    yield
+
+
+def make_world(root: Path, *, credentials: tuple[tuple[str, str, str], ...] = (),
+               bulk: int = 0, max_duration: int = 4 * 3600) -> World:
+    """A vault with the two test operators and (name, kind, value) credentials."""
+    clock = FakeClock(START)
+    vault = Vault(root, clock, CountingRandom())
+    vault.initialise([OperatorSpec(n, r, p, s) for n, r, p, s in OPERATORS], label="test",
+                     kdf_params=FLOOR_PARAMS)
+    name, _roles, passphrase, seed = SECURITY
+    # The previous step's code: the current one stays usable by the test.
+    admin = vault.unlock(name, passphrase, totp.code_at(seed, clock.now() - totp.PERIOD))
+    specs = [CredentialSpec(n, kind=k, secret=SecretValue(v),
+                            policy=Policy(max_duration=max_duration))
+             for n, k, v in credentials]
+    specs += [CredentialSpec(f"bulk-{i:05d}", kind="batch",
+                             secret=SecretValue(f"bulk-value-{i:05d}-xyz"))
+              for i in range(bulk)]
+    if specs:
+        vault.import_credentials(admin, specs)
+    info = DemoInfo(root, [(n, r, p, s) for n, r, p, s in OPERATORS])
+    return World(root, clock, vault, info)
+
+
+STANDARD_CREDS = (
+    ("aws-root", "break-glass", "aws-root-value-AAAA-1111"),
+    ("batch-provisioner", "batch", "batch-value-BBBB-2222"),
+    ("ldap-admin", "break-glass", "ldap-value-CCCC-3333"),
+    ("prod-db-root", "break-glass", SHOWN_VALUE),
+)
+
+
+@pytest.fixture(name="world")
+def world_fixture(tmp_path: Path) -> World:
+    return make_world(tmp_path / "vault", credentials=STANDARD_CREDS)
+
+
+# -- Pilot drivers ---------------------------------------------------------------------------
+def run_async(fn: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """Run an ``async def`` test in a fresh event loop (no asyncio plugin is installed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+async def settle(pilot: Pilot[None], rounds: int = 3) -> None:
+    """Let workers finish and the screen catch up."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def unlock(pilot: Pilot[None], world: World, name: str,
+                 passphrase: str | None = None, code: str | None = None) -> None:
+    """Drive the unlock (or countersign) form on the top screen by keys."""
+    from tui.widgets.auth_form import AuthForm
+
+    form = pilot.app.screen.query_one(AuthForm)
+    if form.operator != name:
+        form.select_operator(name)
+    form.query_one("#auth-passphrase").focus()
+    await pilot.pause()
+    await type_text(pilot, passphrase if passphrase is not None else world.passphrase(name))
+    await pilot.press("enter")
+    await type_text(pilot, code if code is not None else world.code(name))
+    await settle(pilot)
+
+
+async def type_text(pilot: Pilot[None], text: str) -> None:
+    """Type into the focused Input in one go (pressing each key costs ~40 ms in Pilot)."""
+    from textual.widgets import Input
+
+    focused = pilot.app.focused
+    assert isinstance(focused, Input), f"focus is on {focused!r}, not an Input"
+    focused.insert_text_at_cursor(text)
+    await pilot.pause()
+
+
+def screen_text(app: GlasskeyApp) -> str:
+    """Everything on the screen right now, as plain text (from the SVG export)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    text = re.sub(r"<[^>]+>", "", svg)
+    return html.unescape(text).replace("\xa0", " ")

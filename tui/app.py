@@ -1,0 +1,412 @@
+"""The glasskey custody workstation: a Textual app over the core services.
+
+The app holds the unlocked ``Session``, the secrets revealed in this session
+(so a second look never needs a second decrypt) and the clipboard's
+clear-after timer. Screens are thin views that call the vault. Every half
+second the app compares ``vault.seq()`` with the last value it saw and, when
+another process (or this one) changed the vault, redraws the visible screen:
+an approval given in a second terminal appears without a keypress. Every 30
+seconds ``vault.sweep`` expires stale requests and checks in this operator's
+own overdue leases.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.timer import Timer
+
+from core.clock import Clock
+from core.errors import GlasskeyError
+from core.models import CheckoutState
+from core.secret import SecretValue
+from core.session import Session
+from core.vault import SweepReport, Vault
+from tui.demo import DemoInfo
+from tui.screens.approvals import ApprovalsScreen
+from tui.screens.audit import AuditScreen
+from tui.screens.base import GlasskeyScreen, LiveView
+from tui.screens.countersign import CountersignModal
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.deny import DenyModal
+from tui.screens.help import HelpModal, bindings_of
+from tui.screens.operators import OperatorsScreen
+from tui.screens.request import RequestModal
+from tui.screens.reveal import RevealScreen
+from tui.screens.unlock import UnlockScreen
+
+S = CheckoutState
+
+#: System commands removed from the palette. Screenshot writes an SVG of the
+#: screen to disk, revealed secrets included.
+REMOVED_SYSTEM_COMMANDS = frozenset({"Screenshot"})
+
+#: Local clipboard tools tried after OSC 52, when a display is there to own them.
+LOCAL_CLIPBOARDS: tuple[tuple[str, ...], ...] = (
+    ("wl-copy",),
+    ("xclip", "-selection", "clipboard"),
+    ("xsel", "--clipboard", "--input"),
+    ("pbcopy",),
+)
+
+
+class ScreenActions(Provider):
+    """The command palette lists what the footer offers on the current screen, and more."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app = self.app
+        assert isinstance(app, GlasskeyApp)
+        screen = self.screen
+        out: list[tuple[str, str, Callable[[], Any]]] = []
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            if not b.description or not active.enabled or b.action == "command_palette":
+                continue
+            if b.description in seen or b.system:
+                continue
+            seen.add(b.description)
+            display = b.key_display or app.get_key_display(b)
+            help_text = f"{display}: {b.tooltip}" if b.tooltip else f"key {display}"
+            out.append((b.description, help_text,
+                        partial(app.call_later, app.run_action, b.action, active.node)))
+            del key
+        for title, help_text, callback in app.navigation_commands():
+            if title not in seen:
+                seen.add(title)
+                out.append((title, help_text, callback))
+        return out
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class GlasskeyApp(App[None]):
+    """Break-glass custody at the keyboard."""
+
+    CSS_PATH = "glasskey.tcss"
+    TITLE = "glasskey"
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {ScreenActions}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit",
+                tooltip="Quit (the clipboard is cleared first)"),
+        Binding("f1,question_mark", "help", "Help", key_display="?", id="app.help",
+                tooltip="Every key of every screen"),
+        Binding("ctrl+l", "lock", "Lock", id="app.lock",
+                tooltip="Forget the session and any revealed secret; back to unlock"),
+    ]
+
+    def __init__(self, vault: Vault, demo: DemoInfo | None = None, clock: Clock | None = None,
+                 *, clipboard_clear_seconds: float = 30.0, poll_interval: float = 0.5,
+                 sweep_interval: float = 30.0, local_clipboard: bool = False) -> None:
+        super().__init__()
+        self.vault = vault
+        self.demo = demo
+        self.clock: Clock = clock or vault.clock
+        self.session: Session | None = None
+        #: Secrets revealed in this session, by request id (never decrypted twice).
+        self.secrets: dict[str, SecretValue] = {}
+        self.clipboard_clear_seconds = clipboard_clear_seconds
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self.local_clipboard = local_clipboard
+        self._clip_owner: str | None = None
+        self._clip_until = 0.0
+        self._clip_timer: Timer | None = None
+        self._seen_seq = -1
+        self._sweeping = False
+        if demo is not None:
+            self.sub_title = "DEMO"
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def on_mount(self) -> None:
+        self.push_screen(UnlockScreen())
+        try:
+            self._seen_seq = self.vault.seq()
+        except GlasskeyError:
+            self._seen_seq = -1
+        self.set_interval(self.poll_interval, self.poll_vault, name="poll-vault")
+        self.set_interval(1.0, self._tick, name="tick")
+        self.set_interval(self.sweep_interval, self.sweep, name="sweep")
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title not in REMOVED_SYSTEM_COMMANDS:
+                yield command
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        self.notify("Screenshots are disabled: they could capture a revealed secret.",
+                    severity="warning", markup=False)
+
+    async def action_quit(self) -> None:
+        self.clear_clipboard()
+        self.secrets.clear()
+        self.exit()
+
+    # -- session ----------------------------------------------------------------------------
+    def unlocked(self, session: Session) -> None:
+        self.session = session
+        self.sub_title = f"{session.name} ({', '.join(session.roles)})" + (
+            "  ·  DEMO" if self.demo is not None else "")
+        self.switch_screen(DashboardScreen())
+
+    def action_lock(self) -> None:
+        if self.session is None:
+            return
+        self.clear_clipboard()
+        self.secrets.clear()
+        self.session = None
+        self.sub_title = "DEMO" if self.demo is not None else ""
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(UnlockScreen())
+        self.notify("Locked: the session and every revealed value are forgotten.",
+                    markup=False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "lock":
+            return self.session is not None
+        return True
+
+    # -- navigation -------------------------------------------------------------------------
+    def open_request(self, cred_name: str) -> None:
+        if self.session is None:
+            return
+        try:
+            cred = self.vault.credential(cred_name)
+        except GlasskeyError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+
+        def done(result: Any) -> None:
+            if result is not None:
+                self.notify(f"Request {result.id} for {result.cred_name} sent.",
+                            title="Requested", markup=False)
+                self.open_checkout(result.id)
+
+        self.push_screen(RequestModal(cred), done)
+
+    def open_checkout(self, request_id: str) -> None:
+        if isinstance(self.screen, RevealScreen) and self.screen.request_id == request_id:
+            return
+        self.push_screen(RevealScreen(request_id))
+
+    def _show(self, screen_type: type[GlasskeyScreen]) -> None:
+        if self.session is None:
+            return
+        if isinstance(self.screen, screen_type):
+            return
+        # One instance of each list screen: drop to the dashboard, then push.
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, DashboardScreen):
+            self.pop_screen()
+        if not isinstance(self.screen, DashboardScreen):
+            return
+        self.push_screen(screen_type())
+
+    def show_dashboard(self) -> None:
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, DashboardScreen):
+            self.pop_screen()
+
+    def show_approvals(self) -> None:
+        self._show(ApprovalsScreen)
+
+    def show_audit(self) -> None:
+        self._show(AuditScreen)
+
+    def show_operators(self) -> None:
+        self._show(OperatorsScreen)
+
+    def navigation_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        """Palette entries that work from any screen once unlocked."""
+        if self.session is None:
+            return [("Help", "every key of every screen", self.action_help)]
+        return [
+            ("Dashboard", "credentials and their state", self.show_dashboard),
+            ("Approvals", "requests waiting for an approver", self.show_approvals),
+            ("Audit log", "entries, filter, follow and chain status", self.show_audit),
+            ("Operators", "operators and their status", self.show_operators),
+            ("Help", "every key of every screen", self.action_help),
+            ("Lock", "forget the session and any revealed secret", self.action_lock),
+        ]
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpModal):
+            return
+        self.push_screen(HelpModal(help_sections()))
+
+    # -- live updates -----------------------------------------------------------------------
+    def poll_vault(self) -> None:
+        """Redraw the visible screens when the vault's change counter moved."""
+        try:
+            seq = self.vault.seq()
+        except GlasskeyError:
+            return
+        if seq == self._seen_seq:
+            return
+        self._seen_seq = seq
+        self._drop_stale_secrets()
+        self.refresh_views()
+
+    def refresh_views(self) -> None:
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, LiveView) and screen.ready:
+                screen.refresh_view()
+            if not screen.is_modal:
+                break
+
+    def _tick(self) -> None:
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, LiveView) and screen.ready:
+                screen.tick()
+            if not screen.is_modal:
+                break
+        if self._clip_owner is not None and time.monotonic() >= self._clip_until:
+            self.clear_clipboard()
+
+    def _drop_stale_secrets(self) -> None:
+        for req_id in list(self.secrets):
+            try:
+                state = self.vault.checkout(req_id).state
+            except GlasskeyError:
+                state = ""
+            if state != S.CHECKED_OUT:
+                self.forget_secret(req_id)
+
+    def sweep(self) -> None:
+        if self.session is None or self._sweeping:
+            return
+        self._sweeping = True
+        self._sweep(self.session)
+
+    @work(thread=True, exclusive=True, group="sweep")
+    def _sweep(self, session: Session) -> None:
+        try:
+            report: SweepReport | str = self.vault.sweep(session)
+        except GlasskeyError as exc:
+            report = str(exc)
+        self.call_from_thread(self._swept, report)
+
+    def _swept(self, report: SweepReport | str) -> None:
+        self._sweeping = False
+        if isinstance(report, str):
+            self.notify(report, title="Sweep failed", severity="error", markup=False)
+            return
+        for result in report.rotated:
+            self.notify(f"{result.credential}: lease over, rotation {result.outcome}"
+                        + (f": {result.message}" if result.message else ""),
+                        severity="error" if result.outcome == "failed" else "information",
+                        markup=False)
+        for line in report.errors:
+            self.notify(line, severity="error", markup=False)
+        self.poll_vault()
+
+    # -- secrets and the clipboard ------------------------------------------------------------
+    def forget_secret(self, request_id: str) -> None:
+        self.secrets.pop(request_id, None)
+        if self._clip_owner == request_id:
+            self.clear_clipboard()
+
+    def copy_secret(self, request_id: str) -> None:
+        secret = self.secrets.get(request_id)
+        if secret is None:
+            return
+        self.copy_to_clipboard(secret.reveal())
+        self._local_copy(secret.reveal())
+        self._clip_owner = request_id
+        self._clip_until = time.monotonic() + self.clipboard_clear_seconds
+        if self._clip_timer is not None:
+            self._clip_timer.stop()
+        self._clip_timer = self.set_timer(self.clipboard_clear_seconds, self.clear_clipboard)
+        self.notify(f"Copied. The clipboard is cleared in {int(self.clipboard_clear_seconds)} s.",
+                    title="Clipboard", markup=False)
+
+    def clear_clipboard(self) -> None:
+        """Overwrite the clipboard if it still holds a value this app put there."""
+        if self._clip_owner is None:
+            return
+        self._clip_owner = None
+        if self._clip_timer is not None:
+            self._clip_timer.stop()
+            self._clip_timer = None
+        self.copy_to_clipboard("")
+        self._local_copy("")
+
+    def clipboard_status(self, request_id: str) -> str:
+        if self._clip_owner != request_id:
+            return ""
+        left = max(0, int(self._clip_until - time.monotonic() + 0.999))
+        return f"Clipboard: holds this secret; cleared in {left} s"
+
+    def _local_copy(self, text: str) -> None:
+        if not self.local_clipboard:
+            return
+        has_display = bool(os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")) \
+            or sys.platform == "darwin"
+        if not has_display:
+            return
+        for command in LOCAL_CLIPBOARDS:
+            if shutil.which(command[0]) is None:
+                continue
+            try:
+                subprocess.run(command, input=text.encode("utf-8"), timeout=2,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               check=False)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            return
+
+
+def help_sections() -> list[tuple[str, list[Binding]]]:
+    enter_open = Binding("enter", "", "Open",
+                         tooltip="Request a sealed credential or open its checkout")
+    return [
+        ("Everywhere", [*bindings_of(GlasskeyApp),
+                        Binding("ctrl+p", "command_palette", "Command palette",
+                                tooltip="Every action of the current screen, by name")]),
+        ("Unlock", [*bindings_of(UnlockScreen),
+                    Binding("enter", "", "Next field",
+                            tooltip="Operator, then passphrase, then code: six digits unlock")]),
+        ("Dashboard", [enter_open, *bindings_of(DashboardScreen),
+                       Binding("up,down,pageup,pagedown,home,end", "", "Move",
+                               key_display="arrows/pg", tooltip="Move through the list")]),
+        ("Request form", bindings_of(RequestModal)),
+        ("Checkout (reveal)", bindings_of(RevealScreen)),
+        ("Countersign / approve", bindings_of(CountersignModal)),
+        ("Deny", bindings_of(DenyModal)),
+        ("Approvals queue", [Binding("enter", "", "Open", tooltip="The request's checkout"),
+                             *bindings_of(ApprovalsScreen)]),
+        ("Audit log", bindings_of(AuditScreen)),
+        ("Operators", bindings_of(OperatorsScreen)),
+    ]
+
+
+def run(vault_dir: Path, demo: DemoInfo | None = None) -> None:
+    """Open the TUI on the vault in ``vault_dir`` (the CLI's default command)."""
+    vault = Vault(Path(vault_dir))
+    GlasskeyApp(vault, demo, local_clipboard=True).run()

@@ -1,0 +1,258 @@
+"""The audit viewer: the latest entries, a filter, follow mode and the chain status.
+
+Reads the tail of ``audit.jsonl`` directly (a million entries must not be
+parsed to show the last screenful) and, in follow mode, only the bytes
+appended since. The chain is verified with ``vault.verify_audit()`` in a
+thread worker; a broken chain names its first bad entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.widgets import Footer, Header, Input, Static
+
+from core import canonical
+from core.audit import VerifyResult
+from core.errors import GlasskeyError, IntegrityError
+from tui.screens.base import GlasskeyScreen
+from tui.widgets.vtable import Column, Row, VirtualTable
+
+TAIL_ENTRIES = 5000
+
+COLUMNS = [
+    Column("Seq", 6),
+    Column("Time (UTC)", 19),
+    Column("Actor", 10),
+    Column("Event", 19),
+    Column("Subject", 16, hide_below=100),
+    Column("Details", None, min_width=12),
+]
+
+
+def read_tail(path: Path, count: int) -> tuple[list[dict[str, Any]], int]:
+    """The last ``count`` complete entries and the byte offset after them."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            chunk = 1 << 16
+            pos = size
+            data = b""
+            while pos > 0 and data.count(b"\n") <= count:
+                step = min(chunk, pos)
+                pos -= step
+                fh.seek(pos)
+                data = fh.read(step) + data
+    except FileNotFoundError:
+        return [], 0
+    end = data.rfind(b"\n") + 1  # ignore a torn (incomplete) last line
+    lines = data[:end].split(b"\n")[:-1]
+    if pos > 0:
+        lines = lines[1:]  # the first one may be cut
+    return _parse(lines[-count:]), pos + end
+
+
+def read_from(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """Complete entries appended after ``offset`` and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    return _parse(data[:end].split(b"\n")[:-1]), offset + end
+
+
+def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for raw in lines:
+        try:
+            entry = canonical.loads(raw)
+        except IntegrityError:
+            entry = {"seq": "?", "event": "(unreadable line)", "details": {}}
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
+def details_text(details: Any) -> str:
+    if not isinstance(details, dict):
+        return str(details)
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, dict | list):
+            value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+class AuditScreen(GlasskeyScreen):
+    """The audit log, newest at the bottom, with the hash chain's verdict."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
+                tooltip="Filter entries by any text"),
+        Binding("f", "follow", "Follow", id="audit.follow",
+                tooltip="Keep the newest entry in view as entries arrive"),
+        Binding("v", "verify", "Verify chain", id="audit.verify",
+                tooltip="Verify the whole hash chain and signatures again"),
+        Binding("escape", "back", "Back", id="audit.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.follow = True
+        self._entries: list[dict[str, Any]] = []
+        self._offset = 0
+        self._loaded = False
+        self._verdict: VerifyResult | None = None
+        self._verifying = False
+        self._verify_error = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="audit-chain")
+        yield Input(placeholder="/ to filter: actor, event, subject, details", id="audit-filter",
+                    compact=True)
+        yield VirtualTable(COLUMNS, id="audit-table", empty_text="No entries match.")
+        yield Static("", id="audit-status", markup=False)
+        yield Footer(compact=True)
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#audit-table", VirtualTable)
+
+    def on_mount(self) -> None:
+        self.ready = True
+        self.refresh_view()
+        self.table.focus()
+        self.action_verify()
+
+    def _row(self, e: dict[str, Any]) -> Row:
+        event = str(e.get("event", ""))
+        style = "alert" if event in ("rotate.failed", "checkout.refused", "auth.locked") \
+            else "warn" if event in ("auth.failed", "lease.expired") else ""
+        bad = self._verdict is not None and not self._verdict.ok \
+            and e.get("seq") == self._verdict.first_bad
+        return Row(str(e.get("seq", "?")),
+                   (str(e.get("seq", "?")), str(e.get("time", "")).replace("T", " ")
+                    .rstrip("Z"), str(e.get("actor", "")), event, str(e.get("subject", "")),
+                    details_text(e.get("details", {}))), "alert" if bad else style)
+
+    def refresh_view(self) -> None:
+        path = self.gk.vault.store.audit.path
+        if not self._loaded:
+            self._entries, self._offset = read_tail(path, TAIL_ENTRIES)
+            self._loaded = True
+            new = bool(self._entries)
+        else:
+            more, self._offset = read_from(path, self._offset)
+            self._entries.extend(more)
+            if len(self._entries) > TAIL_ENTRIES:
+                del self._entries[: len(self._entries) - TAIL_ENTRIES]
+            new = bool(more)
+        if new:
+            self.table.set_rows(self._row(e) for e in self._entries)
+            if self.follow:
+                self.table.action_last()
+        self._paint_status()
+
+    def _paint_status(self) -> None:
+        v = self._verdict
+        last_seq = self._entries[-1].get("seq") if self._entries else 0
+        if self._verifying:
+            chain = Content.from_markup("Chain: [b]verifying…[/b]")
+        elif self._verify_error:
+            chain = Content.assemble(("Chain: cannot verify: ", "$error bold"),
+                                     self._verify_error)
+        elif v is None:
+            chain = Content("Chain: not verified yet (v verifies)")
+        elif v.ok:
+            newer = (last_seq - v.entries) if isinstance(last_seq, int) else 0
+            chain = Content.assemble(
+                ("Chain intact", "$success bold"),
+                f"  ·  {v.entries} entries verified  ·  head {v.head.hash[:12]}",
+                f"  ·  {newer} newer (v)" if newer > 0 else "")
+        else:
+            chain = Content.assemble(("CHAIN BROKEN", "$error bold reverse"),
+                                     f"  first bad entry {v.first_bad}: {v.reason}")
+        self.query_one("#audit-chain", Static).update(chain)
+        shown = self.table.row_count
+        status = (f"{shown} of the last {len(self._entries)} entries shown"
+                  f"  ·  follow {'on' if self.follow else 'off'}")
+        self.query_one("#audit-status", Static).update(status)
+
+    @work(thread=True, exclusive=True, group="verify")
+    def _verify(self) -> None:
+        try:
+            result: VerifyResult | str = self.gk.vault.verify_audit()
+        except GlasskeyError as exc:
+            result = str(exc)
+        self.app.call_from_thread(self._verified, result)
+
+    def _verified(self, result: VerifyResult | str) -> None:
+        self._verifying = False
+        if isinstance(result, str):
+            self._verify_error = result
+        else:
+            self._verify_error = ""
+            self._verdict = result
+            if not result.ok:
+                self.table.set_rows(self._row(e) for e in self._entries)
+                if result.first_bad is not None:
+                    self.follow = False
+                    self.table.move_to(str(result.first_bad))
+        self._paint_status()
+
+    # -- actions --------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("follow", "verify", "filter"):
+            try:
+                return not self.query_one("#audit-filter", Input).has_focus
+            except NoMatches:
+                return True
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def action_verify(self) -> None:
+        if self._verifying:
+            return
+        self._verifying = True
+        self._paint_status()
+        self._verify()
+
+    def action_follow(self) -> None:
+        self.follow = not self.follow
+        if self.follow:
+            self.table.action_last()
+        self._paint_status()
+
+    def action_filter(self) -> None:
+        self.query_one("#audit-filter", Input).focus()
+
+    @on(Input.Changed, "#audit-filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value)
+        self._paint_status()
+
+    @on(Input.Submitted, "#audit-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.table.focus()
+
+    def action_back(self) -> None:
+        if self.query_one("#audit-filter", Input).has_focus:
+            self.table.focus()
+            return
+        self.gk.pop_screen()

@@ -1,0 +1,259 @@
+"""Dashboard: every credential with its state, filtered as you type.
+
+Reads ``vault.credentials()`` and the open checkouts, and keeps one row per
+credential in a ``VirtualTable``; a vault change rebuilds rows only when the
+credential list itself changed (otherwise only the rows of credentials whose
+checkout changed are patched), and filtering is one list comprehension.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.widgets import Footer, Header, Input, Static
+
+from core.errors import GlasskeyError
+from core.models import Checkout, CheckoutState, Credential
+from tui.screens.base import GlasskeyScreen
+from tui.widgets.states import ALERTS, credential_state, utc
+from tui.widgets.vtable import Column, Row, VirtualTable
+
+S = CheckoutState
+
+COLUMNS = [
+    Column("Credential", None, min_width=14),
+    Column("Kind", 11, hide_below=96),
+    Column("State", 16),
+    Column("Holder", 10),
+    Column("Left", 8),
+    Column("Last rotation", 16),
+]
+
+
+class DashboardScreen(GlasskeyScreen):
+    """Credentials and their custody state; the start of every workflow."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "request", "Request", id="dashboard.request",
+                tooltip="Request a checkout of the highlighted credential"),
+        Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter",
+                tooltip="Type to filter by name, kind, state or holder"),
+        Binding("a", "approvals", "Approvals", id="dashboard.approvals",
+                tooltip="Requests waiting for an approver"),
+        Binding("l", "audit", "Audit", id="dashboard.audit",
+                tooltip="The audit log and its chain status"),
+        Binding("o", "operators", "Operators", id="dashboard.operators",
+                tooltip="Operators and their status"),
+        Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter",
+                tooltip="Leave the filter (Esc again clears it)"),
+        Binding("down", "table_down", "Down", show=False),
+        Binding("up", "table_up", "Up", show=False),
+        Binding("pagedown", "table_page_down", "Page down", show=False),
+        Binding("pageup", "table_page_up", "Page up", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._creds: dict[str, Credential] = {}
+        self._cred_sig: tuple[str, ...] = ()
+        self._open: dict[str, Checkout] = {}
+        self._seen_seq = -1
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="dash-summary")
+        yield Input(placeholder="/ to filter: name, kind, state or holder", id="dash-filter",
+                    compact=True)
+        yield VirtualTable(COLUMNS, id="dash-table",
+                           empty_text="No credentials match the filter.")
+        yield Footer(compact=True)
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#dash-table", VirtualTable)
+
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one("#dash-filter", Input)
+
+    def on_mount(self) -> None:
+        self.ready = True
+        self.refresh_view()
+        self.table.focus()
+
+    # -- data -----------------------------------------------------------------------------
+    def refresh_view(self) -> None:
+        vault = self.gk.vault
+        try:
+            seq = vault.seq()
+            if seq == self._seen_seq:
+                return
+            creds = vault.credentials()
+            open_checkouts = vault.checkouts(open_only=True)
+        except GlasskeyError as exc:
+            self.gk.notify(str(exc), title="Cannot read the vault", severity="error",
+                           markup=False)
+            return
+        self._seen_seq = seq
+        now = self.gk.now()
+        sig = tuple(f"{c.id}:{c.version}:{c.status}:{c.rotated_at}" for c in creds)
+        new_open = {c.cred_id: c for c in open_checkouts}
+        if sig != self._cred_sig:
+            self._cred_sig = sig
+            self._creds = {c.id: c for c in creds}
+            self._open = new_open
+            self.table.set_rows(self._row(c, now) for c in creds)
+        else:
+            touched = {k for k in set(new_open) | set(self._open)
+                       if new_open.get(k) != self._open.get(k)}
+            self._open = new_open
+            self.table.patch_rows(self._row(self._creds[k], now) for k in touched
+                                  if k in self._creds)
+        self._summarise(now)
+
+    def _row(self, cred: Credential, now: float) -> Row:
+        st = credential_state(cred, self._open.get(cred.id), now)
+        return Row(cred.id, (cred.name, cred.kind, st.label, st.holder, st.left,
+                             utc(cred.rotated_at)), st.style,
+                   f"{cred.name} {cred.kind} {st.label} {st.holder}".lower())
+
+    def tick(self) -> None:
+        """Countdowns: only credentials with an open checkout change with time."""
+        if not self._open:
+            return
+        now = self.gk.now()
+        self.table.patch_rows(self._row(self._creds[k], now) for k in self._open
+                              if k in self._creds)
+        self._summarise(now)
+
+    def _summarise(self, now: float) -> None:
+        session = self.gk.session
+        me = session.name if session else ""
+        pending = [c for c in self._open.values() if c.state == S.REQUESTED]
+        for_me = [c for c in pending if c.requester != me]
+        alerts = self._alerts(now)
+        shown, total = self.table.row_count, self.table.total_count
+        parts: list[str | tuple[str, str]] = [(f"{total} credentials", "bold")]
+        if shown != total:
+            parts.append(f" ({shown} shown)")
+        parts.append("  ·  ")
+        parts.append((f"{len(pending)} awaiting approval", "$warning bold" if pending else ""))
+        if session is not None and session.has("approver") and for_me:
+            parts.append((f" ({len(for_me)} for you)", "bold"))
+        parts.append("  ·  ")
+        parts.append((f"{alerts} alert{'s' if alerts != 1 else ''}",
+                      "$error bold" if alerts else ""))
+        mine = [c for c in self._open.values() if c.requester == me
+                and c.state in (S.APPROVED, S.CHECKED_OUT)]
+        if mine:
+            parts.append("  ·  ")
+            parts.append((f"{len(mine)} yours to use", "$success bold"))
+        self.query_one("#dash-summary", Static).update(Content.assemble(*parts))
+
+    def _alerts(self, now: float) -> int:
+        count = sum(1 for c in self._creds.values()
+                    if c.status in ("rotation-failed", "apply-pending")
+                    and c.id not in self._open)
+        return count + sum(
+            1 for k, c in self._open.items()
+            if k in self._creds and credential_state(self._creds[k], c, now).label in ALERTS)
+
+    # -- filtering ------------------------------------------------------------------------
+    @on(Input.Changed, "#dash-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value)
+        self._summarise(self.gk.now())
+
+    @on(Input.Submitted, "#dash-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.table.focus()
+        self.action_open()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        try:
+            box = self.filter_input
+        except NoMatches:
+            return True
+        if action in ("request", "approvals", "audit", "operators", "filter"):
+            return not box.has_focus
+        if action == "clear_filter":
+            return box.has_focus or bool(box.value)
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_blur(self) -> None:
+        self.refresh_bindings()
+
+    def action_filter(self) -> None:
+        self.filter_input.focus()
+
+    def action_clear_filter(self) -> None:
+        if self.filter_input.has_focus:
+            self.table.focus()
+        elif self.filter_input.value:
+            self.filter_input.value = ""
+
+    def action_table_down(self) -> None:
+        self.table.action_cursor_down()
+
+    def action_table_up(self) -> None:
+        self.table.action_cursor_up()
+
+    def action_table_page_down(self) -> None:
+        self.table.action_page_down()
+
+    def action_table_page_up(self) -> None:
+        self.table.action_page_up()
+
+    # -- actions --------------------------------------------------------------------------
+    def _current(self) -> tuple[Credential, Checkout | None] | None:
+        key = self.table.cursor_key
+        if key is None or key not in self._creds:
+            return None
+        return self._creds[key], self._open.get(key)
+
+    @on(VirtualTable.Selected, "#dash-table")
+    def _selected(self, event: VirtualTable.Selected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        """Enter: a sealed credential -> request it; an open one -> its checkout."""
+        current = self._current()
+        if current is None:
+            return
+        cred, checkout = current
+        if checkout is not None:
+            self.gk.open_checkout(checkout.id)
+        else:
+            self.gk.open_request(cred.name)
+
+    def action_request(self) -> None:
+        current = self._current()
+        if current is None:
+            return
+        cred, checkout = current
+        if checkout is not None:
+            self.gk.notify(
+                f"{cred.name} already has an open checkout ({checkout.state}, "
+                f"{checkout.requester}); one holder at a time.", severity="warning",
+                markup=False)
+            self.gk.open_checkout(checkout.id)
+            return
+        self.gk.open_request(cred.name)
+
+    def action_approvals(self) -> None:
+        self.gk.show_approvals()
+
+    def action_audit(self) -> None:
+        self.gk.show_audit()
+
+    def action_operators(self) -> None:
+        self.gk.show_operators()

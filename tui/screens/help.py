@@ -1,0 +1,70 @@
+"""Help: every key of every screen, generated from the bindings themselves."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Static
+
+from tui.screens.base import GlasskeyModal
+
+
+def key_label(binding: Binding) -> str:
+    if binding.key_display:
+        return binding.key_display
+    names = {"slash": "/", "question_mark": "?", "escape": "esc", "enter": "enter"}
+    keys = [names.get(k, k) for k in binding.key.split(",")]
+    return ", ".join(k.replace("ctrl+", "^") for k in keys)
+
+
+def bindings_of(cls: type) -> list[Binding]:
+    out = []
+    for b in getattr(cls, "BINDINGS", []):
+        if isinstance(b, Binding) and b.description and b.show:
+            out.append(b)
+    return out
+
+
+class HelpModal(GlasskeyModal):
+    """All screens' keys; ``sections`` is (title, bindings) in reading order."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark,f1", "close", "Close", key_display="esc",
+                id="help.close"),
+        Binding("down", "scroll_down", "Scroll", show=False),
+        Binding("up", "scroll_up", "Scroll", show=False),
+    ]
+
+    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        for n, (title, bindings) in enumerate(self.sections):
+            if n:
+                text.append("\n")
+            text.append(title + "\n", "bold underline")
+            for b in bindings:
+                text.append(f"  {key_label(b):<10}", "bold")
+                text.append(f"{b.description:<18}")
+                if b.tooltip:
+                    text.append(b.tooltip, "dim")
+                text.append("\n")
+        with VerticalScroll(id="help-box", classes="dialog") as box:
+            box.border_title = "glasskey keys"
+            yield Static(text, id="help-text")
+        yield Footer(compact=True)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_scroll_down(self) -> None:
+        self.query_one("#help-box", VerticalScroll).scroll_down()
+
+    def action_scroll_up(self) -> None:
+        self.query_one("#help-box", VerticalScroll).scroll_up()

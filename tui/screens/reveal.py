@@ -1,0 +1,316 @@
+"""One checkout, start to finish: countersign, reveal, copy, lease countdown, check-in.
+
+The secret is masked until the explicit reveal key; copying claims it without
+showing it. The first reveal or copy decrypts (and starts the lease); after
+that the value comes from the app's memory, never from a second decrypt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import Footer, Header, Static
+
+from core.errors import GlasskeyError
+from core.models import Checkout, CheckoutState, format_duration
+from core.rotation import RotationResult
+from tui.screens.base import GlasskeyScreen
+from tui.screens.countersign import CountersignModal
+from tui.screens.deny import DenyModal
+from tui.widgets.secret import SecretView
+from tui.widgets.states import checkout_label, utc
+
+S = CheckoutState
+
+STYLE_CLASSES = ("-ok", "-dim", "-info", "-warn", "-alert")
+
+
+class RevealScreen(GlasskeyScreen):
+    """The checkout screen (also called the reveal screen) for one request id."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "countersign", "Countersign", id="checkout.countersign",
+                tooltip="An approver authenticates at this keyboard and approves"),
+        Binding("a", "approve", "Approve", id="checkout.approve",
+                tooltip="Approve as yourself (passphrase and a fresh TOTP code)"),
+        Binding("d", "deny", "Deny", id="checkout.deny", tooltip="Deny with a reason"),
+        Binding("r", "reveal", "Reveal", id="checkout.reveal",
+                tooltip="Show or mask the secret (the first reveal starts the lease)"),
+        Binding("c", "copy", "Copy", id="checkout.copy",
+                tooltip="Copy the secret to the clipboard without showing it"),
+        Binding("i", "checkin", "Check in", id="checkout.checkin",
+                tooltip="End the checkout now; the credential is rotated"),
+        Binding("x", "cancel_request", "Cancel request", id="checkout.cancel",
+                tooltip="Withdraw a request that was not revealed"),
+        Binding("escape", "back", "Back", id="checkout.back"),
+    ]
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.checkout: Checkout | None = None
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="reveal-body"):
+            yield Static("", id="reveal-title", markup=False)
+            yield Static("", id="reveal-state", markup=False)
+            yield Static("", id="reveal-details", markup=False)
+            yield Static("", id="reveal-lease", markup=False)
+            with Vertical(id="secret-box") as box:
+                box.border_title = "Secret"
+                yield SecretView(id="secret")
+                yield Static("", id="secret-hint", markup=False)
+            yield Static("", id="clipboard-status", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.ready = True
+        self.refresh_view()
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def _mine(self) -> bool:
+        session = self.gk.session
+        return bool(session and self.checkout and self.checkout.requester == session.name)
+
+    def _shown_state(self) -> str:
+        if self.checkout is None:
+            return ""
+        return self.checkout.display_state(self.gk.now())
+
+    def refresh_view(self) -> None:
+        try:
+            self.checkout = self.gk.vault.checkout(self.request_id)
+        except GlasskeyError as exc:
+            self.query_one("#reveal-title", Static).update(str(exc))
+            return
+        c = self.checkout
+        if c.state != S.CHECKED_OUT:
+            # Checked in, expired, rotated: the value in memory is worthless now; drop it.
+            self.gk.forget_secret(c.id)
+        self.query_one("#reveal-title", Static).update(
+            f"{c.cred_name}  ·  checkout {c.id}")
+        self._paint_secret()
+        self.tick()
+        self.refresh_bindings()
+
+    def _paint_secret(self) -> None:
+        c = self.checkout
+        view = self.query_one("#secret", SecretView)
+        secret = self.gk.secrets.get(self.request_id)
+        hint = ""
+        if secret is not None:
+            view.set_secret(secret)
+            hint = ("r hides it again · c copies it" if view.shown
+                    else "r shows it · c copies it without showing it")
+        else:
+            placeholder = "sealed"
+            if c is not None:
+                shown = c.display_state(self.gk.now())
+                if shown == S.APPROVED and self._mine:
+                    placeholder = "approved: r reveals it, c copies it (the lease starts then)"
+                elif shown == S.REQUESTED:
+                    placeholder = (f"waiting for {c.needed - len(c.approvals)} approval(s): "
+                                   "s lets an approver countersign at this keyboard")
+                elif shown in (S.CHECKED_OUT, "overdue") and self._mine:
+                    placeholder = ("revealed in another session; a second reveal needs a "
+                                   "new request and approval")
+                elif shown in (S.CHECKED_OUT, "overdue"):
+                    placeholder = f"held by {c.requester}"
+                elif c.state == S.CLOSED and c.revealed_at:
+                    placeholder = "returned and rotated: the value shown before is dead"
+                elif c.state == S.CLOSED:
+                    placeholder = "closed without release"
+            view.set_secret(None, placeholder)
+        self.query_one("#secret-hint", Static).update(hint)
+
+    def tick(self) -> None:
+        c = self.checkout
+        if c is None:
+            return
+        now = self.gk.now()
+        label, style = checkout_label(c, now)
+        state = self.query_one("#reveal-state", Static)
+        state.update(label)
+        for cls in STYLE_CLASSES:
+            state.set_class(cls == f"-{style}", cls)
+        approvals = ", ".join(
+            f"{a.approver} at {utc(a.at, seconds=True)} (claim by {utc(a.expires)})"
+            for a in c.approvals) or "none yet"
+        details = [
+            f"Requester  {c.requester}",
+            f"Reason     {c.reason}",
+            f"Ticket     {c.ticket}",
+            f"Duration   {format_duration(c.duration)}",
+            f"Approvals  {len(c.approvals)} of {c.needed}: {approvals}",
+        ]
+        if c.state == S.CLOSED:
+            details.append(f"Closed     {c.closed_reason or 'closed'}"
+                           + (f" at {utc(c.ended_at, seconds=True)}" if c.ended_at else ""))
+            if c.rotation:
+                details.append(self._rotation_text(c.rotation))
+            if c.deny_reason:
+                details.append(f"Denied by  {c.denied_by}: {c.deny_reason}")
+        elif c.state == S.ROTATION_FAILED and c.rotation:
+            details.append(self._rotation_text(c.rotation))
+        self.query_one("#reveal-details", Static).update("\n".join(details))
+        lease = ""
+        if c.lease_expires is not None and c.state in (S.CHECKED_OUT,):
+            left = c.lease_expires - now
+            if left >= 0:
+                lease = (f"Lease      {format_duration(left)} left "
+                         f"(until {utc(c.lease_expires, seconds=True)} UTC)")
+            else:
+                lease = (f"Lease      OVERDUE by {format_duration(-left)}: check in now "
+                         "(it is checked in and rotated automatically)")
+        elif c.state == S.APPROVED and c.approvals:
+            claim = min(a.expires for a in c.approvals) - now
+            lease = (f"Claim      within {format_duration(claim)}; the "
+                     f"{format_duration(c.duration)} lease starts at the reveal")
+        self.query_one("#reveal-lease", Static).update(lease)
+        self.query_one("#clipboard-status", Static).update(
+            self.gk.clipboard_status(self.request_id))
+
+    @staticmethod
+    def _rotation_text(rotation: dict[str, Any]) -> str:
+        outcome = rotation.get("outcome", "")
+        if outcome == "committed":
+            return f"Rotation   done: now version {rotation.get('version')}"
+        if outcome == "failed":
+            return f"Rotation   FAILED: {rotation.get('error', '')}"
+        return f"Rotation   {outcome}"
+
+    # -- which keys apply now -----------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        c = self.checkout
+        session = self.gk.session
+        if action == "back":
+            return True
+        if c is None or session is None:
+            return False
+        state = c.display_state(self.gk.now())
+        mine = c.requester == session.name
+        approver = session.has("approver")
+        if action == "countersign":
+            return state == S.REQUESTED
+        if action == "approve":
+            return state == S.REQUESTED and approver and not mine
+        if action == "deny":
+            return state in (S.REQUESTED, S.APPROVED) and approver and not mine
+        if action in ("reveal", "copy"):
+            return mine and (self.request_id in self.gk.secrets or state == S.APPROVED)
+        if action == "checkin":
+            return state in (S.CHECKED_OUT, "overdue", S.ROTATION_FAILED) and (
+                mine or approver or session.has("admin"))
+        if action == "cancel_request":
+            return state in (S.REQUESTED, S.APPROVED, "approval-expired") and (
+                mine or session.has("admin"))
+        return True
+
+    # -- actions --------------------------------------------------------------------------
+    def _claim(self) -> bool:
+        """Decrypt once (this starts the lease); later calls use the value in memory."""
+        if self.request_id in self.gk.secrets:
+            return True
+        session = self.gk.session
+        if session is None:
+            return False
+        try:
+            secret = self.gk.vault.reveal(session, self.request_id)
+        except GlasskeyError as exc:
+            self.gk.notify(str(exc), title="Not revealed", severity="error", markup=False)
+            self.refresh_view()
+            return False
+        self.gk.secrets[self.request_id] = secret
+        self.refresh_view()
+        return True
+
+    def action_reveal(self) -> None:
+        view = self.query_one("#secret", SecretView)
+        if self.request_id in self.gk.secrets:
+            view.shown = not view.shown
+        elif self._claim():
+            view.shown = True
+        self._paint_secret()
+
+    def action_copy(self) -> None:
+        if self._claim():
+            self.gk.copy_secret(self.request_id)
+            self.tick()
+
+    def action_countersign(self) -> None:
+        if self.checkout is not None:
+            self.gk.push_screen(CountersignModal(self.checkout), self._after_approval)
+
+    def action_approve(self) -> None:
+        session = self.gk.session
+        if self.checkout is not None and session is not None:
+            self.gk.push_screen(CountersignModal(self.checkout, operator=session.name),
+                                self._after_approval)
+
+    def _after_approval(self, result: Checkout | None) -> None:
+        if result is not None:
+            self.gk.notify(
+                f"{result.cred_name} approved by {', '.join(result.approvers)}.",
+                title="Approved", markup=False)
+        self.refresh_view()
+
+    def action_deny(self) -> None:
+        if self.checkout is not None:
+            self.gk.push_screen(DenyModal(self.checkout), self._after_deny)
+
+    def _after_deny(self, result: Checkout | None) -> None:
+        if result is not None:
+            self.gk.notify(f"Request {result.id} for {result.cred_name} denied.",
+                           title="Denied", markup=False)
+        self.refresh_view()
+
+    def action_cancel_request(self) -> None:
+        session = self.gk.session
+        if session is None:
+            return
+        try:
+            self.gk.vault.cancel(session, self.request_id)
+        except GlasskeyError as exc:
+            self.gk.notify(str(exc), severity="error", markup=False)
+        else:
+            self.gk.notify("Request withdrawn; nothing was released.", markup=False)
+        self.refresh_view()
+
+    def action_checkin(self) -> None:
+        session = self.gk.session
+        if session is None or self._busy:
+            return
+        self._busy = True
+        self.gk.forget_secret(self.request_id)
+        self.query_one("#reveal-lease", Static).update("Checking in and rotating…")
+        self._checkin(session)
+
+    @work(thread=True, exclusive=True, group="checkin")
+    def _checkin(self, session: Any) -> None:
+        try:
+            result: RotationResult | str = self.gk.vault.checkin(session, self.request_id)
+        except GlasskeyError as exc:
+            result = str(exc)
+        self.app.call_from_thread(self._checked_in, result)
+
+    def _checked_in(self, result: RotationResult | str) -> None:
+        self._busy = False
+        if isinstance(result, str):
+            self.gk.notify(result, title="Check-in failed", severity="error", markup=False)
+        elif result.outcome == "failed":
+            self.gk.notify(f"{result.credential}: rotation FAILED: {result.message}",
+                           title="ROTATION-FAILED", severity="error", markup=False)
+        else:
+            self.gk.notify(f"{result.credential} checked in and rotated "
+                           f"(version {result.version}).", title="Checked in", markup=False)
+        self.refresh_view()
+
+    def action_back(self) -> None:
+        self.gk.pop_screen()
