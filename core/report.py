@@ -1,0 +1,1816 @@
+"""The custody review report: who held what, when, why, who approved, was it
+rotated, was it reviewed, and is the log intact.
+
+The **audit log is the source of truth**: the report is built from one pass
+over ``audit.jsonl`` (after ``verify_audit`` has checked the chain), plus the
+vault's read views for each credential's *current* status. Nothing in the log
+is a secret value (DESIGN.md), and the report adds none.
+
+Period semantics (docs/reports.md):
+
+* an item belongs to the period ``[since, until]`` when something happened to
+  it inside the period (a checkout requested or held in it, an onboarding
+  secret issued/shown/activated/expired in it, an emergency use in it, ...);
+* its *follow-ups* (rotation outcome, reviews) are read from the whole log as
+  it stands when the report is built, so a report generated after the period
+  shows the reviews recorded since. The report names the audit head (seq and
+  line hash) it read, which pins exactly what it is a function of.
+
+Entry points::
+
+    report = build_custody_report(vault, since, until)
+    text = render_markdown(report) | render_html(report) | render_json(report)
+    attestation_id = attest(vault, session, text, "md", since, until)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from core.clock import iso
+from core.errors import IntegrityError, UsageError
+from core.models import format_duration
+
+if TYPE_CHECKING:
+    from core.session import Session
+    from core.vault import Vault
+
+REPORT_FORMAT = "glasskey-custody-report"
+REPORT_VERSION = 1
+DAY = 86400.0
+
+#: Segregation of duties: a pair (approver -> requester) is flagged "dominant"
+#: when it occurs at least this many times in the period ...
+SOD_MIN_COUNT = 3
+#: ... and accounts for more than this share of the requester's approvals.
+SOD_SHARE = 0.5
+#: Emergency-kit uses need this many distinct reviewers (DESIGN.md).
+EMERGENCY_REVIEWS = 2
+#: Default age after which an unreviewed finished item is overdue.
+REVIEW_DUE = 7 * DAY
+#: Rotation-age buckets (days) for the credentials table.
+AGE_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("< 7 d", 7.0), ("7-30 d", 30.0), ("30-90 d", 90.0), ("> 90 d", float("inf")),
+)
+#: Rows shown per long table in the Markdown/HTML renderings (JSON has all).
+MAX_ROWS = 2000
+
+#: Keys whose float values are instants (rendered as RFC 3339 in JSON).
+TIME_KEYS = frozenset({
+    "since", "until", "generated_at", "at", "requested_at", "held_from", "held_to",
+    "lease_expires", "issued_at", "expires", "activated_at", "expired_at", "revoked_at",
+    "burned_at", "finished_at", "resolved_at", "rotated_at", "last_at", "reveals",
+    "last_checkout", "first_at",
+})
+
+
+# ==== the report's data =======================================================================
+@dataclass
+class ApprovalRecord:
+    approver: str
+    at: float
+
+
+@dataclass
+class ReviewRecord:
+    reviewer: str
+    outcome: str  # ok | concern
+    note: str
+    at: float
+    kind: str
+
+
+@dataclass
+class RefusalRecord:
+    actor: str
+    why: str
+    at: float
+
+
+@dataclass
+class RotationOutcome:
+    #: committed | failed | apply-pending | rolled-back | in-progress | not-rotated | not-needed
+    outcome: str = "not-needed"
+    version: int | None = None
+    at: float | None = None
+    error: str = ""
+    failures: int = 0
+    applied_by: str = ""
+    #: True when the rotation was not linked to this checkout but a later
+    #: version of the credential was committed after the secret was revealed.
+    separate: bool = False
+
+    def text(self) -> str:
+        o = self.outcome
+        if o == "committed":
+            out = f"committed v{self.version}"
+            if self.applied_by:
+                out += f" (applied by {self.applied_by})"
+            if self.separate:
+                out += " (by a later rotation)"
+        elif o == "failed":
+            out = f"FAILED: {self.error}" if self.error else "FAILED"
+        elif o == "not-needed":
+            return "-"
+        else:
+            out = o
+        if self.failures and o != "failed":
+            out += f" after {self.failures} failed attempt{'s' if self.failures > 1 else ''}"
+        elif self.failures > 1:
+            out += f" ({self.failures} attempts)"
+        return out
+
+
+@dataclass
+class CheckoutRecord:
+    """One checkout, named by its request id through its whole life."""
+
+    id: str
+    credential: str
+    requester: str
+    reason: str = ""
+    ticket: str = ""
+    duration: int = 0
+    version: int | None = None
+    requested_at: float | None = None
+    approvals: list[ApprovalRecord] = field(default_factory=list)
+    needed: int | None = None
+    #: requested | approved | denied | cancelled | expired | held | returned | lease-expired
+    outcome: str = "requested"
+    denied_by: str = ""
+    deny_reason: str = ""
+    held_from: float | None = None
+    held_to: float | None = None
+    lease_expires: float | None = None
+    ended_by: str = ""
+    held_seconds: int | None = None
+    rotation: RotationOutcome = field(default_factory=RotationOutcome)
+    reviews: list[ReviewRecord] = field(default_factory=list)
+    #: not-required | pending | overdue | ok | concern
+    review_status: str = "not-required"
+    emergency: bool = False
+    kit: str = ""
+    refusals: list[RefusalRecord] = field(default_factory=list)
+
+    @property
+    def approvers(self) -> list[str]:
+        return [a.approver for a in self.approvals]
+
+    @property
+    def revealed(self) -> bool:
+        return self.held_from is not None
+
+    @property
+    def finished(self) -> bool:
+        return self.revealed and self.outcome in ("returned", "lease-expired")
+
+
+@dataclass
+class OnboardingRecord:
+    id: str
+    identity: str = ""
+    issued_by: str = ""
+    issued_at: float | None = None
+    approver: str = ""
+    reason: str = ""
+    channel: str = ""
+    expires: float | None = None
+    reveals: list[float] = field(default_factory=list)
+    revealed_by: list[str] = field(default_factory=list)
+    activated_at: float | None = None
+    expired_at: float | None = None
+    revoked_at: float | None = None
+    revoked_how: str = ""
+    #: issued | approved | revealed | activated | expired | revoked
+    status: str = "issued"
+    reviews: list[ReviewRecord] = field(default_factory=list)
+    review_status: str = "not-required"
+
+    @property
+    def finished(self) -> bool:
+        return any(t is not None for t in (self.activated_at, self.expired_at, self.revoked_at))
+
+
+@dataclass
+class EmergencyUse:
+    id: str
+    credential: str
+    kit: str
+    by: str
+    at: float
+    rotation: str = ""
+    reviews: list[ReviewRecord] = field(default_factory=list)
+    reviewers: list[str] = field(default_factory=list)
+    review_status: str = "pending"
+
+
+@dataclass
+class KitRecord:
+    id: str
+    fingerprint: str = ""
+    issued_by: str = ""
+    issued_at: float | None = None
+    uses: list[str] = field(default_factory=list)
+    burned_at: float | None = None
+    burned_by: str = ""
+
+
+@dataclass
+class RotationFailure:
+    credential: str
+    at: float
+    by: str
+    error: str
+    request: str
+    to_version: int | None
+    resolved_at: float | None = None
+    reviews: list[ReviewRecord] = field(default_factory=list)
+    review_status: str = "pending"
+
+
+@dataclass
+class CredentialRecord:
+    name: str
+    kind: str
+    connector: str
+    status: str
+    version: int
+    rotated_at: float
+    age_days: float
+    age_bucket: str
+    rotations: int
+    failure: str = ""
+    held_by: str = ""
+    checkouts_in_period: int = 0
+    rotations_in_period: int = 0
+    failures_in_period: int = 0
+    last_checkout: float | None = None
+    in_vault: bool = True
+
+
+@dataclass
+class AuthEvent:
+    at: float
+    operator: str
+    event: str  # failed | locked
+    why: str = ""
+    failures: int | None = None
+    locked_for: int = 0
+    retry_in: int = 0
+
+
+@dataclass
+class AuthSummary:
+    operator: str
+    failures: int = 0
+    lockouts: int = 0
+    locked_attempts: int = 0
+    last_at: float | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class OperatorChange:
+    at: float
+    operator: str
+    event: str
+    by: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PairRecord:
+    approver: str
+    requester: str
+    count: int
+    requester_total: int
+    share: float
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+
+@dataclass
+class UnreviewedItem:
+    kind: str  # checkout | emergency | onboarding | rotation
+    id: str
+    subject: str
+    holder: str
+    finished_at: float | None
+    age_days: float
+    reviews: int
+    needed: int
+    overdue: bool
+
+
+@dataclass
+class AttestationRecord:
+    id: str
+    by: str
+    at: float
+    since: str
+    until: str
+    sha256: str
+    format: str
+    entries: int | None
+
+
+@dataclass
+class Finding:
+    severity: str  # high | medium | low
+    kind: str
+    subject: str
+    text: str
+
+
+@dataclass
+class ControlRow:
+    framework: str
+    control: str
+    name: str
+    status: str  # addressed | partial | not addressed
+    how: str
+    evidence: str
+
+
+@dataclass
+class AuditStatus:
+    ok: bool
+    entries: int
+    first_bad: int | None
+    reason: str
+    head_seq: int
+    head_hash: str
+    entries_read: int
+    unreadable: int = 0
+    #: Set when the vault state could not be read (e.g. a rollback this client
+    #: detected): credential status is then missing from the report.
+    state_error: str = ""
+
+
+@dataclass
+class Summary:
+    checkouts: int = 0
+    revealed: int = 0
+    denied: int = 0
+    cancelled: int = 0
+    expired: int = 0
+    open: int = 0
+    rotated_after_use: int = 0
+    not_rotated: int = 0
+    rotation_failures: int = 0
+    emergency_uses: int = 0
+    onboarding: int = 0
+    reviewed: int = 0
+    unreviewed: int = 0
+    overdue_reviews: int = 0
+    auth_failures: int = 0
+    lockouts: int = 0
+    refusals: int = 0
+    flagged_pairs: int = 0
+    credentials: int = 0
+    oldest_rotation_days: float = 0.0
+    operator_changes: int = 0
+
+
+@dataclass
+class CustodyReport:
+    vault_id: str
+    since: float
+    until: float
+    generated_at: float
+    review_due_days: float
+    audit: AuditStatus
+    summary: Summary
+    findings: list[Finding]
+    checkouts: list[CheckoutRecord]
+    emergency_uses: list[EmergencyUse]
+    emergency_kits: list[KitRecord]
+    onboarding: list[OnboardingRecord]
+    rotation_failures: list[RotationFailure]
+    credentials: list[CredentialRecord]
+    credential_matrix: dict[str, dict[str, int]]
+    auth: list[AuthSummary]
+    auth_events: list[AuthEvent]
+    operator_changes: list[OperatorChange]
+    pairs: list[PairRecord]
+    unreviewed: list[UnreviewedItem]
+    attestations: list[AttestationRecord]
+    controls: list[ControlRow]
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["format"] = REPORT_FORMAT
+        doc["version"] = REPORT_VERSION
+        for pair, pdoc in zip(self.pairs, doc["pairs"]):
+            pdoc["flagged"] = pair.flagged
+        for co, cdoc in zip(self.checkouts, doc["checkouts"]):
+            cdoc["approvers"] = co.approvers
+        out: dict[str, Any] = _times_to_text(doc)
+        return out
+
+
+# ==== reading the log =========================================================================
+def _ts(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _s(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _i(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _f(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _in(t: float | None, since: float, until: float) -> bool:
+    return t is not None and since <= t <= until
+
+
+@dataclass
+class _Rot:
+    at: float
+    kind: str  # intent | commit | failed | rollback | apply-pending
+    actor: str
+    version: int | None
+    request: str
+    error: str = ""
+    applied_by: str = ""
+
+
+class _Collector:
+    """One pass over the log; everything keyed so follow-ups find their item."""
+
+    def __init__(self) -> None:
+        self.checkouts: dict[str, CheckoutRecord] = {}
+        self.onboarding: dict[str, OnboardingRecord] = {}
+        self.kits: dict[str, KitRecord] = {}
+        self.emergency: dict[str, EmergencyUse] = {}
+        self.rot: dict[str, list[_Rot]] = defaultdict(list)
+        self.rot_by_request: dict[str, list[_Rot]] = defaultdict(list)
+        self.intent_request: dict[tuple[str, int], str] = {}
+        self.reviews: dict[str, list[ReviewRecord]] = defaultdict(list)
+        self.review_holder: dict[tuple[str, int], str] = {}
+        self.auth: list[AuthEvent] = []
+        self.operators: list[OperatorChange] = []
+        self.attestations: list[AttestationRecord] = []
+        self.refusals: dict[str, list[RefusalRecord]] = defaultdict(list)
+        self.event_times: dict[str, list[float]] = defaultdict(list)
+
+    def _co(self, req: str, details: dict[str, Any]) -> CheckoutRecord:
+        rec = self.checkouts.get(req)
+        if rec is None:
+            rec = CheckoutRecord(req, _s(details.get("credential")), "")
+            self.checkouts[req] = rec
+        if not rec.credential and details.get("credential"):
+            rec.credential = _s(details.get("credential"))
+        return rec
+
+    def _ob(self, oid: str) -> OnboardingRecord:
+        rec = self.onboarding.get(oid)
+        if rec is None:
+            rec = self.onboarding[oid] = OnboardingRecord(oid)
+        return rec
+
+    def _kit(self, kid: str) -> KitRecord:
+        rec = self.kits.get(kid)
+        if rec is None:
+            rec = self.kits[kid] = KitRecord(kid)
+        return rec
+
+    def add(self, entry: dict[str, Any]) -> None:
+        event = _s(entry.get("event"))
+        at = _ts(entry.get("time"))
+        if at is None:
+            return
+        actor = _s(entry.get("actor"))
+        subject = _s(entry.get("subject"))
+        raw = entry.get("details")
+        d: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        group, _, action = event.partition(".")
+        if group == "checkout" or event == "lease.expired":
+            self._checkout(action if group == "checkout" else "lease-expired",
+                           at, actor, subject, d)
+        elif group == "rotate":
+            self._rotate(action, at, actor, subject, d)
+        elif event == "review.recorded":
+            self.reviews[subject].append(ReviewRecord(
+                actor, _s(d.get("outcome")), _s(d.get("note")), at, _s(d.get("kind"))))
+            if d.get("holder"):
+                self.review_holder[(subject, len(self.reviews[subject]) - 1)] = _s(
+                    d.get("holder"))
+        elif group == "onboarding":
+            self._onboarding(action, at, actor, subject, d)
+        elif group == "emergency":
+            self._emergency(action, at, actor, subject, d)
+        elif group == "auth":
+            if action == "failed":
+                self.auth.append(AuthEvent(at, subject, "failed", _s(d.get("why")),
+                                           _i(d.get("failures")),
+                                           _i(d.get("locked_for")) or 0))
+            elif action == "locked":
+                self.auth.append(AuthEvent(at, subject, "locked",
+                                           retry_in=_i(d.get("retry_in")) or 0))
+        elif group == "operator":
+            keep = {k: v for k, v in d.items()
+                    if k in ("roles", "reason", "founder", "how", "status", "by")}
+            self.operators.append(OperatorChange(at, subject, action, actor, keep))
+        elif event == "report.attested":
+            self.attestations.append(AttestationRecord(
+                subject, actor, at, _s(d.get("since")), _s(d.get("until")),
+                _s(d.get("sha256")), _s(d.get("format")), _i(d.get("entries"))))
+
+    # -- checkouts --------------------------------------------------------------------------
+    def _checkout(self, action: str, at: float, actor: str, req: str,
+                  d: dict[str, Any]) -> None:
+        rec = self._co(req, d)
+        self.event_times[req].append(at)
+        if action == "requested":
+            rec.requester = actor
+            rec.reason = _s(d.get("reason"))
+            rec.ticket = _s(d.get("ticket"))
+            rec.duration = _i(d.get("duration")) or 0
+            rec.version = _i(d.get("version"))
+            rec.requested_at = at
+        elif action == "approved":
+            rec.approvals.append(ApprovalRecord(actor, at))
+            if not rec.requester:
+                rec.requester = _s(d.get("requester"))
+            rec.needed = _i(d.get("needed"))
+            if rec.outcome == "requested" and rec.needed is not None \
+                    and len(rec.approvals) >= rec.needed:
+                rec.outcome = "approved"
+        elif action == "denied":
+            rec.outcome = "denied"
+            rec.denied_by = actor
+            rec.deny_reason = _s(d.get("reason"))
+        elif action == "cancelled":
+            rec.outcome = "cancelled"
+        elif action == "expired":
+            rec.outcome = "expired"
+        elif action == "refused":
+            rec.refusals.append(RefusalRecord(actor, _s(d.get("why")), at))
+        elif action == "revealed":
+            rec.held_from = at if rec.held_from is None else min(rec.held_from, at)
+            if rec.held_to is None:
+                rec.outcome = "held"
+            rec.lease_expires = _f(d.get("lease_expires"))
+            if _i(d.get("version")) is not None:
+                rec.version = _i(d.get("version"))
+            if not rec.requester:
+                rec.requester = actor
+            approvers = d.get("approvers")
+            if isinstance(approvers, list) and not rec.approvals:
+                rec.approvals = [ApprovalRecord(_s(a), at) for a in approvers]
+        elif action == "checked-in":
+            if rec.held_to is None:
+                rec.held_to = at
+                rec.ended_by = _s(d.get("by")) or actor
+                rec.outcome = "returned"
+        elif action == "lease-expired":
+            # The lease ran out with the secret still out: custody ended by
+            # time, the exposure lasts until the rotation commits.
+            if rec.held_to is None:
+                lease = _f(d.get("lease_expires")) or rec.lease_expires or at
+                rec.held_to = min(lease, at)
+                rec.ended_by = "lease expiry"
+                rec.outcome = "lease-expired"
+            if not rec.requester:
+                rec.requester = _s(d.get("holder"))
+
+    # -- rotation ---------------------------------------------------------------------------
+    def _rotate(self, action: str, at: float, actor: str, cred: str,
+                d: dict[str, Any]) -> None:
+        request = _s(d.get("request"))
+        if action == "intent":
+            version = _i(d.get("to_version"))
+            if request and version is not None:
+                self.intent_request[(cred, version)] = request
+            r = _Rot(at, "intent", actor, version, request)
+        elif action == "commit":
+            version = _i(d.get("version"))
+            if not request and version is not None:
+                request = self.intent_request.get((cred, version), "")
+            r = _Rot(at, "commit", actor, version, request,
+                     applied_by=_s(d.get("applied_by")))
+        elif action == "failed":
+            version = _i(d.get("to_version"))
+            if not request and version is not None:
+                request = self.intent_request.get((cred, version), "")
+            r = _Rot(at, "failed", actor, version, request, error=_s(d.get("error")))
+        elif action == "rollback":
+            r = _Rot(at, "rollback", actor, _i(d.get("dropped_version")), request)
+        elif action == "apply-pending":
+            version = _i(d.get("to_version"))
+            if not request and version is not None:
+                request = self.intent_request.get((cred, version), "")
+            r = _Rot(at, "apply-pending", actor, version, request)
+        else:
+            return  # apply-revealed and future details: not an outcome
+        self.rot[cred].append(r)
+        if request:
+            self.rot_by_request[request].append(r)
+
+    # -- exceptions -------------------------------------------------------------------------
+    def _onboarding(self, action: str, at: float, actor: str, oid: str,
+                    d: dict[str, Any]) -> None:
+        rec = self._ob(oid)
+        self.event_times["onboarding:" + oid].append(at)
+        if action == "issued":
+            rec.identity = _s(d.get("identity"))
+            rec.issued_by = actor
+            rec.issued_at = at
+            rec.reason = _s(d.get("reason"))
+            rec.channel = _s(d.get("channel"))
+            rec.expires = _f(d.get("expires")) or _ts(d.get("expires"))
+            rec.approver = _s(d.get("approver"))
+            rec.status = "issued"
+        elif action == "approved":
+            rec.approver = rec.approver or actor
+            rec.status = "approved" if rec.status == "issued" else rec.status
+        elif action == "revealed":
+            rec.reveals.append(at)
+            rec.revealed_by.append(actor)
+            if rec.status in ("issued", "approved"):
+                rec.status = "revealed"
+        elif action == "activated":
+            rec.activated_at = at
+            rec.status = "activated" if rec.revoked_at is None else rec.status
+        elif action == "expired":
+            rec.expired_at = at
+            rec.status = "expired" if rec.revoked_at is None else rec.status
+        elif action == "revoked":
+            rec.revoked_at = at
+            rec.revoked_how = _s(d.get("how"))
+            rec.status = "revoked"
+
+    def _emergency(self, action: str, at: float, actor: str, subject: str,
+                   d: dict[str, Any]) -> None:
+        if action == "kit-issued":
+            kit = self._kit(subject)
+            kit.fingerprint = _s(d.get("fingerprint"))
+            kit.issued_by = actor
+            kit.issued_at = at
+        elif action == "used":
+            kit_id = _s(d.get("kit"))
+            self.emergency[subject] = EmergencyUse(
+                subject, _s(d.get("credential")), kit_id, actor, at)
+            if kit_id:
+                self._kit(kit_id).uses.append(subject)
+            rec = self._co(subject, d)
+            rec.emergency = True
+            rec.kit = kit_id
+            if not rec.requester:
+                rec.requester = actor
+            if rec.held_from is None:  # the kit opened it: custody starts now
+                rec.held_from = at
+                if rec.outcome in ("requested", "approved"):
+                    rec.outcome = "held"
+        elif action == "kit-burned":
+            kit = self._kit(subject)
+            kit.burned_at = at
+            kit.burned_by = actor
+
+
+# ==== building ===============================================================================
+def _read_entries(vault: Vault, limit: int | None) -> tuple[Iterator[dict[str, Any]], list[int]]:
+    """Entries of the log (at most ``limit``), and a counter of unreadable lines."""
+    unreadable = [0]
+
+    def gen() -> Iterator[dict[str, Any]]:
+        for n, (_, raw) in enumerate(vault.store.audit.lines(), 1):
+            if limit is not None and n > limit:
+                return
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                unreadable[0] += 1
+                continue
+            if isinstance(entry, dict):
+                yield entry
+            else:
+                unreadable[0] += 1
+
+    return gen(), unreadable
+
+
+def _review_status(reviews: list[ReviewRecord], needed: int, finished_at: float | None,
+                   now: float, due: float) -> str:
+    reviewers = {r.reviewer for r in reviews}
+    if len(reviewers) >= needed:
+        return "concern" if any(r.outcome == "concern" for r in reviews) else "ok"
+    if finished_at is not None and now - finished_at > due:
+        return "overdue"
+    return "pending"
+
+
+def _rotation_for(rec: CheckoutRecord, col: _Collector) -> RotationOutcome:
+    if not rec.revealed:
+        return RotationOutcome("not-needed")
+    linked = col.rot_by_request.get(rec.id, [])
+    failures = sum(1 for r in linked if r.kind == "failed")
+    outcome = RotationOutcome("not-rotated", failures=failures)
+    for r in linked:
+        if r.kind == "intent":
+            outcome.outcome = "in-progress"
+        elif r.kind == "failed":
+            outcome.outcome, outcome.error, outcome.at = "failed", r.error, r.at
+        elif r.kind == "apply-pending":
+            outcome.outcome, outcome.at = "apply-pending", r.at
+        elif r.kind == "rollback":
+            outcome.outcome, outcome.at = "rolled-back", r.at
+        elif r.kind == "commit":
+            outcome.outcome, outcome.version, outcome.at = "committed", r.version, r.at
+            outcome.applied_by = r.applied_by
+            outcome.error = ""
+    if outcome.outcome != "committed" and rec.held_from is not None:
+        # Not linked: any later version committed after the reveal ends the exposure.
+        for r in col.rot.get(rec.credential, []):
+            if r.kind == "commit" and r.at >= rec.held_from and (
+                    rec.version is None or (r.version or 0) > rec.version):
+                outcome.outcome, outcome.version, outcome.at = "committed", r.version, r.at
+                outcome.applied_by, outcome.separate, outcome.error = r.applied_by, True, ""
+                break
+    return outcome
+
+
+def build_custody_report(vault: Vault, since: float, until: float | None = None, *,
+                         review_due: float = REVIEW_DUE) -> CustodyReport:
+    """Build the custody review report for ``[since, until]`` (epoch seconds, UTC).
+
+    ``until`` defaults to now (the vault's clock). ``review_due`` is the age in
+    seconds after which an unreviewed finished item is flagged overdue.
+    """
+    now = vault.now()
+    until = now if until is None else float(until)
+    since = float(since)
+    if until < since:
+        raise UsageError("the report period ends before it starts (--until is before --since)")
+
+    verified = vault.verify_audit()
+    head = verified.head
+    # Read exactly the verified log; if verification failed, read what is there.
+    limit = verified.entries if verified.ok else None
+    entries, unreadable = _read_entries(vault, limit)
+    col = _Collector()
+    read = 0
+    for entry in entries:
+        read += 1
+        col.add(entry)
+    if not verified.ok:
+        head_seq, head_hash = verified.entries, ""
+    else:
+        head_seq, head_hash = head.seq, head.hash
+    audit = AuditStatus(verified.ok, verified.entries, verified.first_bad, verified.reason,
+                        head_seq, head_hash, read, unreadable[0])
+
+    # -- checkouts -------------------------------------------------------------------------
+    checkouts: list[CheckoutRecord] = []
+    for rec in col.checkouts.values():
+        times = col.event_times.get(rec.id, [])
+        held_end = rec.held_to if rec.held_to is not None else (
+            until if rec.held_from is not None else None)
+        overlaps = rec.held_from is not None and held_end is not None and \
+            rec.held_from <= until and held_end >= since
+        if not (overlaps or any(since <= t <= until for t in times)
+                or _in(rec.requested_at, since, until)):
+            continue
+        if rec.held_from is not None and rec.held_to is not None:
+            rec.held_seconds = int(rec.held_to - rec.held_from)
+        rec.rotation = _rotation_for(rec, col)
+        rec.reviews = [r for r in col.reviews.get(rec.id, [])
+                       if r.kind in ("checkout", "emergency", "")]
+        if rec.finished or (rec.emergency and rec.revealed):
+            needed = EMERGENCY_REVIEWS if rec.emergency else 1
+            rec.review_status = _review_status(rec.reviews, needed, rec.held_to, now,
+                                               review_due)
+        elif rec.reviews:
+            rec.review_status = _review_status(rec.reviews, 1, None, now, review_due)
+        rec.refusals = sorted(rec.refusals, key=lambda r: r.at)
+        checkouts.append(rec)
+    checkouts.sort(key=lambda r: (r.requested_at or r.held_from or 0.0, r.id))
+
+    # -- emergency uses and kits -----------------------------------------------------------
+    emergency: list[EmergencyUse] = []
+    for use in col.emergency.values():
+        if not _in(use.at, since, until):
+            continue
+        use.reviews = list(col.reviews.get(use.id, []))
+        use.reviewers = sorted({r.reviewer for r in use.reviews})
+        co = col.checkouts.get(use.id)
+        finished = co.held_to if co is not None else use.at
+        use.review_status = _review_status(use.reviews, EMERGENCY_REVIEWS, finished, now,
+                                           review_due)
+        if co is not None:
+            co_rot = _rotation_for(co, col) if co.revealed else None
+            use.rotation = co_rot.text() if co_rot else "not revealed"
+        else:
+            later = [r for r in col.rot.get(use.credential, [])
+                     if r.kind == "commit" and r.at >= use.at]
+            use.rotation = f"committed v{later[0].version}" if later else "not-rotated"
+        emergency.append(use)
+    emergency.sort(key=lambda u: (u.at, u.id))
+    kits = sorted(
+        (k for k in col.kits.values()
+         if _in(k.issued_at, since, until) or _in(k.burned_at, since, until)
+         or any(u in col.emergency and _in(col.emergency[u].at, since, until) for u in k.uses)
+         or (k.burned_at is None and (k.issued_at or 0) <= until)),
+        key=lambda k: (k.issued_at or 0.0, k.id))
+
+    # -- onboarding --------------------------------------------------------------------------
+    onboarding: list[OnboardingRecord] = []
+    for ob in col.onboarding.values():
+        if not any(since <= t <= until for t in col.event_times.get("onboarding:" + ob.id, [])):
+            continue
+        ob.reviews = list(col.reviews.get(ob.id, []))
+        if ob.finished or ob.reviews:
+            end = min(t for t in (ob.activated_at, ob.expired_at, ob.revoked_at)
+                      if t is not None) if ob.finished else None
+            ob.review_status = _review_status(ob.reviews, 1, end, now, review_due)
+        onboarding.append(ob)
+    onboarding.sort(key=lambda o: (o.issued_at or 0.0, o.id))
+
+    # -- rotation failures -------------------------------------------------------------------
+    failures: list[RotationFailure] = []
+    for cred, rots in col.rot.items():
+        for i, r in enumerate(rots):
+            if r.kind != "failed" or not _in(r.at, since, until):
+                continue
+            resolved = next((x.at for x in rots[i + 1:] if x.kind == "commit"), None)
+            reviews = [rv for key in (r.request, cred) if key
+                       for rv in col.reviews.get(key, []) if rv.kind == "rotation"]
+            fail = RotationFailure(cred, r.at, r.actor, r.error, r.request, r.version,
+                                   resolved, reviews)
+            fail.review_status = _review_status(reviews, 1, r.at, now, review_due)
+            failures.append(fail)
+    failures.sort(key=lambda f: (f.at, f.credential))
+
+    # -- credentials ---------------------------------------------------------------------------
+    credentials, audit.state_error = _credentials(vault, col, checkouts, since, until, now)
+    matrix: dict[str, dict[str, int]] = {}
+    for c in credentials:
+        row = matrix.setdefault(c.status, {label: 0 for label, _ in AGE_BUCKETS})
+        row[c.age_bucket] = row.get(c.age_bucket, 0) + 1
+
+    # -- authentication --------------------------------------------------------------------------
+    auth_events = sorted((a for a in col.auth if _in(a.at, since, until)),
+                         key=lambda a: (a.at, a.operator))
+    per_op: dict[str, AuthSummary] = {}
+    for a in auth_events:
+        s = per_op.setdefault(a.operator, AuthSummary(a.operator))
+        if a.event == "failed":
+            s.failures += 1
+            s.reasons[a.why or "unknown"] = s.reasons.get(a.why or "unknown", 0) + 1
+            if a.locked_for > 0:
+                s.lockouts += 1
+        else:
+            s.locked_attempts += 1
+        s.last_at = a.at
+    auth = sorted(per_op.values(), key=lambda s: (-s.failures, s.operator))
+
+    operator_changes = sorted((o for o in col.operators if _in(o.at, since, until)),
+                              key=lambda o: o.at)
+
+    pairs = _pairs(col, since, until)
+    unreviewed = _unreviewed(checkouts, emergency, onboarding, failures, now, review_due)
+    attestations = [a for a in col.attestations
+                    if (_ts(a.since) or 0.0) <= until and (_ts(a.until) or now) >= since]
+
+    summary = Summary(
+        checkouts=len(checkouts),
+        revealed=sum(1 for c in checkouts if c.revealed),
+        denied=sum(1 for c in checkouts if c.outcome == "denied"),
+        cancelled=sum(1 for c in checkouts if c.outcome == "cancelled"),
+        expired=sum(1 for c in checkouts if c.outcome == "expired"),
+        open=sum(1 for c in checkouts if c.outcome in ("requested", "approved", "held")),
+        rotated_after_use=sum(1 for c in checkouts if c.rotation.outcome == "committed"),
+        not_rotated=sum(1 for c in checkouts if c.revealed and c.held_to is not None
+                        and c.rotation.outcome != "committed"),
+        rotation_failures=len(failures),
+        emergency_uses=len(emergency),
+        onboarding=len(onboarding),
+        reviewed=sum(1 for c in checkouts if c.review_status in ("ok", "concern")),
+        unreviewed=len(unreviewed),
+        overdue_reviews=sum(1 for u in unreviewed if u.overdue),
+        auth_failures=sum(s.failures for s in auth),
+        lockouts=sum(s.lockouts for s in auth),
+        refusals=sum(len(c.refusals) for c in checkouts),
+        flagged_pairs=sum(1 for p in pairs if p.flagged),
+        credentials=len(credentials),
+        oldest_rotation_days=max((c.age_days for c in credentials if c.in_vault), default=0.0),
+        operator_changes=len(operator_changes),
+    )
+    try:
+        vault_id = vault.vault_id
+    except IntegrityError:
+        vault_id = str(vault.store._read_state()["meta"]["vault"]["vault_id"])
+    report = CustodyReport(
+        vault_id=vault_id, since=since, until=until, generated_at=now,
+        review_due_days=review_due / DAY, audit=audit, summary=summary, findings=[],
+        checkouts=checkouts, emergency_uses=emergency, emergency_kits=kits,
+        onboarding=onboarding, rotation_failures=failures, credentials=credentials,
+        credential_matrix=matrix, auth=auth, auth_events=auth_events,
+        operator_changes=operator_changes, pairs=pairs, unreviewed=unreviewed,
+        attestations=attestations, controls=[],
+    )
+    report.findings = _findings(report, col)
+    report.controls = controls_mapping(report)
+    return report
+
+
+def _bucket(age_days: float) -> str:
+    for label, limit in AGE_BUCKETS:
+        if age_days < limit:
+            return label
+    return AGE_BUCKETS[-1][0]
+
+
+def _credentials(vault: Vault, col: _Collector, checkouts: list[CheckoutRecord],
+                 since: float, until: float, now: float
+                 ) -> tuple[list[CredentialRecord], str]:
+    """Every credential with its status now, and why the state was unreadable ('' if not)."""
+    try:
+        active = vault.active_map()
+        current = vault.credentials()
+        error = ""
+    except IntegrityError as exc:
+        active, current, error = {}, [], str(exc)
+    per_cred = Counter(c.credential for c in checkouts)
+    last: dict[str, float] = {}
+    for c in checkouts:
+        t = c.held_from or c.requested_at
+        if t is not None and t > last.get(c.credential, 0.0):
+            last[c.credential] = t
+    out: dict[str, CredentialRecord] = {}
+    for cred in current:
+        age = max(0.0, (now - cred.rotated_at) / DAY)
+        holder = active.get(cred.id, {})
+        rots = col.rot.get(cred.name, [])
+        out[cred.name] = CredentialRecord(
+            cred.name, cred.kind, cred.connector, cred.status, cred.version, cred.rotated_at,
+            round(age, 2), _bucket(age), cred.rotations, cred.failure,
+            _s(holder.get("requester")) if holder.get("state") == "checked-out" else "",
+            per_cred.get(cred.name, 0),
+            sum(1 for r in rots if r.kind == "commit" and _in(r.at, since, until)),
+            sum(1 for r in rots if r.kind == "failed" and _in(r.at, since, until)),
+            last.get(cred.name))
+    for name in per_cred:
+        if name and name not in out:
+            out[name] = CredentialRecord(name, "", "", "unknown" if error else "not in vault",
+                                         0, 0.0, 0.0, "-", 0,
+                                         checkouts_in_period=per_cred[name],
+                                         last_checkout=last.get(name), in_vault=False)
+    return sorted(out.values(), key=lambda c: (-c.age_days, c.name)), error
+
+
+def _pairs(col: _Collector, since: float, until: float) -> list[PairRecord]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for rec in col.checkouts.values():
+        for a in rec.approvals:
+            if _in(a.at, since, until) and rec.requester:
+                counts[(a.approver, rec.requester)] += 1
+    totals: Counter[str] = Counter()
+    for (_, requester), n in counts.items():
+        totals[requester] += n
+    pairs = []
+    for (approver, requester), n in counts.items():
+        share = n / totals[requester]
+        flags = []
+        if n >= SOD_MIN_COUNT and share > SOD_SHARE:
+            flags.append("dominant")
+        back = counts.get((requester, approver), 0)
+        if back and min(n, back) >= 2:
+            flags.append("reciprocal")
+        if approver == requester:
+            flags.append("self-approval")
+        pairs.append(PairRecord(approver, requester, n, totals[requester], round(share, 3),
+                                flags))
+    pairs.sort(key=lambda p: (-int(p.flagged), -p.count, p.approver, p.requester))
+    return pairs
+
+
+def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
+                onboarding: list[OnboardingRecord], failures: list[RotationFailure],
+                now: float, due: float) -> list[UnreviewedItem]:
+    items: list[UnreviewedItem] = []
+
+    def add(kind: str, item_id: str, subject: str, holder: str, finished: float | None,
+            have: int, needed: int) -> None:
+        age = (now - finished) / DAY if finished is not None else 0.0
+        items.append(UnreviewedItem(kind, item_id, subject, holder, finished,
+                                    round(max(0.0, age), 2), have, needed,
+                                    finished is not None and now - finished > due))
+
+    emergency_ids = {u.id for u in emergency}
+    for c in checkouts:
+        if c.emergency and c.id in emergency_ids:
+            continue  # listed as an emergency use below
+        if c.review_status in ("pending", "overdue"):
+            add("checkout", c.id, c.credential, c.requester, c.held_to,
+                len({r.reviewer for r in c.reviews}), EMERGENCY_REVIEWS if c.emergency else 1)
+    for u in emergency:
+        if u.review_status in ("pending", "overdue"):
+            add("emergency", u.id, u.credential, u.by, u.at, len(u.reviewers),
+                EMERGENCY_REVIEWS)
+    for o in onboarding:
+        if o.review_status in ("pending", "overdue"):
+            end = min(t for t in (o.activated_at, o.expired_at, o.revoked_at) if t is not None)
+            add("onboarding", o.id, o.identity, o.issued_by, end, 0, 1)
+    for f in failures:
+        if f.review_status in ("pending", "overdue"):
+            add("rotation", f.request or f.credential, f.credential, f.by, f.at, 0, 1)
+    items.sort(key=lambda i: (not i.overdue, i.finished_at or 0.0, i.kind, i.id))
+    return items
+
+
+def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
+    out: list[Finding] = []
+    a = report.audit
+    if not a.ok:
+        out.append(Finding("high", "audit-chain", f"entry {a.first_bad}",
+                           f"the audit log does not verify: {a.reason}; this report may be "
+                           "incomplete and must not be relied on"))
+    if a.state_error:
+        out.append(Finding("high", "vault-state", "vault.json",
+                           f"the vault state could not be read ({a.state_error}); credential "
+                           "status is missing from this report"))
+    if a.unreadable:
+        out.append(Finding("high", "audit-chain", "log",
+                           f"{a.unreadable} audit line(s) could not be read"))
+    for p in report.pairs:
+        if "self-approval" in p.flags:
+            out.append(Finding("high", "segregation-of-duties", f"{p.approver}",
+                               f"{p.approver} approved their own request {p.count} time(s)"))
+        if "dominant" in p.flags:
+            out.append(Finding("medium", "segregation-of-duties",
+                               f"{p.approver} -> {p.requester}",
+                               f"{p.approver} approved {p.count} of {p.requester_total} "
+                               f"approvals of {p.requester}'s requests ({p.share:.0%})"))
+        if "reciprocal" in p.flags and p.approver < p.requester:
+            out.append(Finding("medium", "segregation-of-duties",
+                               f"{p.approver} <-> {p.requester}",
+                               f"{p.approver} and {p.requester} repeatedly approve each "
+                               "other's requests"))
+    for c in report.checkouts:
+        for rv in c.reviews:
+            if rv.reviewer == c.requester:
+                out.append(Finding("high", "self-review", c.id,
+                                   f"{rv.reviewer} reviewed their own checkout {c.id}"))
+        if c.revealed and c.held_to is not None and c.rotation.outcome != "committed":
+            out.append(Finding("high" if c.rotation.outcome == "failed" else "medium",
+                               "not-rotated", c.id,
+                               f"{c.credential} was not rotated after checkout {c.id} "
+                               f"({c.rotation.text()})"))
+        if c.outcome == "held" and c.lease_expires is not None \
+                and c.lease_expires < report.until:
+            out.append(Finding("medium", "overdue-lease", c.id,
+                               f"{c.requester} still held {c.credential} past its lease "
+                               f"({iso(c.lease_expires)})"))
+        refused = Counter(r.why for r in c.refusals)
+        for why, n in sorted(refused.items()):
+            if why in ("self-approval", "forged-grant", "second-reveal", "bad-approvals"):
+                out.append(Finding("high" if why == "forged-grant" else "medium",
+                                   "refusal", c.id, f"{n} refused attempt(s) on {c.id}: {why}"))
+    for u in report.emergency_uses:
+        out.append(Finding("high", "emergency-use", u.id,
+                           f"{u.by} opened {u.credential} with emergency kit {u.kit or '?'} "
+                           f"at {iso(u.at)}; reviews {len(u.reviewers)}/{EMERGENCY_REVIEWS}"))
+    for k in report.emergency_kits:
+        if len(k.uses) > 1:
+            out.append(Finding("high", "kit-reuse", k.id,
+                               f"emergency kit {k.id} was used {len(k.uses)} times"))
+        if k.uses and k.burned_at is None:
+            out.append(Finding("high", "kit-not-burned", k.id,
+                               f"emergency kit {k.id} was used but not burned"))
+    for o in report.onboarding:
+        if len(o.reveals) > 1:
+            out.append(Finding("high", "onboarding-reuse", o.id,
+                               f"onboarding secret {o.id} was shown {len(o.reveals)} times"))
+        if (o.activated_at or o.expired_at) and o.revoked_at is None:
+            out.append(Finding("medium", "onboarding-not-revoked", o.id,
+                               f"onboarding secret {o.id} for {o.identity} ended "
+                               f"({o.status}) but no revocation is recorded"))
+        if o.expired_at is not None and o.activated_at is None:
+            out.append(Finding("low", "onboarding-expired", o.id,
+                               f"onboarding secret {o.id} for {o.identity} expired unused"))
+    for f in report.rotation_failures:
+        if f.resolved_at is None:
+            out.append(Finding("high", "rotation-failed", f.credential,
+                               f"rotation of {f.credential} failed at {iso(f.at)} and is "
+                               f"unresolved: {f.error}"))
+    for cred in report.credentials:
+        if cred.status in ("rotation-failed", "apply-pending"):
+            out.append(Finding("high" if cred.status == "rotation-failed" else "medium",
+                               "credential-status", cred.name,
+                               f"{cred.name} is {cred.status.upper()}"))
+    for s in report.auth:
+        if s.lockouts:
+            out.append(Finding("medium", "lockout", s.operator,
+                               f"{s.operator} was locked out {s.lockouts} time(s) after "
+                               f"{s.failures} failed authentication(s)"))
+    overdue = [u for u in report.unreviewed if u.overdue]
+    if overdue:
+        out.append(Finding("medium", "review-overdue", f"{len(overdue)} item(s)",
+                           f"{len(overdue)} finished item(s) unreviewed for more than "
+                           f"{report.review_due_days:g} days"))
+    order = {"high": 0, "medium": 1, "low": 2}
+    out.sort(key=lambda f: (order.get(f.severity, 3), f.kind, f.subject))
+    return out
+
+
+# ==== controls mapping ==========================================================================
+NHI_TOP10: tuple[tuple[str, str], ...] = (
+    ("NHI1:2025", "Improper Offboarding"),
+    ("NHI2:2025", "Secret Leakage"),
+    ("NHI3:2025", "Vulnerable Third-Party NHI"),
+    ("NHI4:2025", "Insecure Authentication"),
+    ("NHI5:2025", "Overprivileged NHI"),
+    ("NHI6:2025", "Insecure Cloud Deployment Configurations"),
+    ("NHI7:2025", "Long-Lived Secrets"),
+    ("NHI8:2025", "Environment Isolation"),
+    ("NHI9:2025", "NHI Reuse"),
+    ("NHI10:2025", "Human Use of NHI"),
+)
+NOT_ADDRESSED = "not addressed"
+
+
+def controls_mapping(report: CustodyReport) -> list[ControlRow]:
+    """Map glasskey's controls to OWASP NHI Top 10 (2025), SP 800-63B, CSF 2.0 PR.AA.
+
+    Each row names the control and the evidence *in this report*; frameworks'
+    items glasskey has no control for say "not addressed".
+    """
+    s = report.summary
+    ops = Counter(o.event for o in report.operator_changes)
+    rev_total = sum(1 for c in report.checkouts if c.finished)
+    owasp = "OWASP NHI Top 10 (2025)"
+    nist63 = "NIST SP 800-63B"
+    csf = "NIST CSF 2.0"
+    rows = [
+        ControlRow(owasp, "NHI1:2025", "Improper Offboarding", "partial",
+                   "operator removal re-splits every data key without the leaver and offers a "
+                   "leaver sweep rotating every credential they could reach; onboarding "
+                   "secrets are revoked at activation or expiry",
+                   f"{ops.get('removed', 0)} operator removal(s), "
+                   f"{ops.get('suspended', 0)} suspension(s) in the period; "
+                   f"{sum(1 for o in report.onboarding if o.revoked_at)} of "
+                   f"{len(report.onboarding)} onboarding secret(s) revoked"),
+        ControlRow(owasp, "NHI2:2025", "Secret Leakage", "partial",
+                   "secrets are stored only envelope-encrypted (AES-256-GCM, Shamir-split "
+                   "HPKE-sealed data keys), never in state, audit log, reports or exports; "
+                   "rotation after every use makes a leaked value worthless",
+                   f"{s.rotated_after_use} of {s.revealed} revealed secret(s) rotated after "
+                   "use; no secret value in this report"),
+        ControlRow(owasp, "NHI3:2025", "Vulnerable Third-Party NHI", NOT_ADDRESSED,
+                   "glasskey does not inventory or vet third-party integrations", "-"),
+        ControlRow(owasp, "NHI4:2025", "Insecure Authentication", "partial",
+                   "custodians authenticate with passphrase (Argon2id) + TOTP; the custodied "
+                   "credentials themselves remain static secrets of their targets",
+                   f"{s.auth_failures} failed authentication(s), {s.lockouts} lockout(s)"),
+        ControlRow(owasp, "NHI5:2025", "Overprivileged NHI", NOT_ADDRESSED,
+                   "glasskey does not manage what a credential may do on its target", "-"),
+        ControlRow(owasp, "NHI6:2025", "Insecure Cloud Deployment Configurations",
+                   NOT_ADDRESSED, "out of scope (CI/CD and cloud workload identity)", "-"),
+        ControlRow(owasp, "NHI7:2025", "Long-Lived Secrets", "addressed",
+                   "time-bound leases; rotation after every use (two-phase, verified on the "
+                   "target); rotation age reported per credential",
+                   f"oldest rotation {s.oldest_rotation_days:.1f} days; "
+                   f"{sum(1 for c in report.credentials if c.age_bucket == '> 90 d')} "
+                   "credential(s) older than 90 days"),
+        ControlRow(owasp, "NHI8:2025", "Environment Isolation", NOT_ADDRESSED,
+                   "glasskey does not separate environments (use one vault per environment)",
+                   "-"),
+        ControlRow(owasp, "NHI9:2025", "NHI Reuse", "partial",
+                   "exclusive checkout makes a shared account attributable to one holder at a "
+                   "time, and rotation after each use ends the previous holder's access; "
+                   "reuse of one NHI across applications is not detected",
+                   f"{s.checkouts} checkout(s) attributed to named holders"),
+        ControlRow(owasp, "NHI10:2025", "Human Use of NHI", "addressed",
+                   "every human use is requested with reason and ticket, countersigned by a "
+                   "second person, time-bound, rotated after use and reviewed",
+                   f"{s.revealed} human use(s); {s.reviewed} of {rev_total} finished "
+                   f"checkout(s) reviewed; {s.emergency_uses} emergency use(s)"),
+        ControlRow(nist63, "SP 800-63B-3 §4.2", "AAL2 multi-factor authentication", "partial",
+                   "passphrase (memorized secret) + TOTP (single-factor OTP device); in an "
+                   "offline vault TOTP is a policy control, not a cryptographic one "
+                   "(SECURITY.md)", "-"),
+        ControlRow(nist63, "SP 800-63B-3 §5.1.1.2", "Memorized secret verifiers", "addressed",
+                   "passphrase-derived keys with Argon2id (salted, calibrated parameters)",
+                   "-"),
+        ControlRow(nist63, "SP 800-63B-3 §5.1.4.2", "OTP verifiers (one use per step)",
+                   "addressed", "RFC 6238 TOTP; a step is accepted at most once per operator "
+                   "(persisted under the write lock)", "-"),
+        ControlRow(nist63, "SP 800-63B-3 §5.2.2", "Rate limiting (throttling)", "addressed",
+                   "failed attempts counted durably before the answer; exponential back-off "
+                   "after 5 failures, capped at one hour; every failure and lockout logged",
+                   f"{s.auth_failures} failure(s), {s.lockouts} lockout(s) in the period"),
+        ControlRow(nist63, "SP 800-63B-3 §5.2.8", "Replay resistance", "addressed",
+                   "TOTP steps are single-use; approvals are single-use grants bound to the "
+                   "request id, requester, approver and expiry",
+                   f"{s.refusals} refused attempt(s) recorded"),
+        ControlRow(csf, "PR.AA-01", "Identities and credentials are managed", "addressed",
+                   "operators enrolled by two operators; credentials added, rotated and "
+                   "retired through the vault, every step signed in the audit log",
+                   f"{s.operator_changes} operator change(s); {s.credentials} credential(s)"),
+        ControlRow(csf, "PR.AA-02", "Identities are proofed and bound to credentials",
+                   "partial", "new identities' onboarding secrets are issued with approver, "
+                   "reason and expiry and shown once; identity proofing itself is out of scope",
+                   f"{s.onboarding} onboarding secret(s)"),
+        ControlRow(csf, "PR.AA-03", "Users, services and hardware are authenticated",
+                   "addressed", "passphrase + TOTP for every operator action; every audit "
+                   "entry signed with the actor's Ed25519 key",
+                   f"{s.auth_failures} failed authentication(s)"),
+        ControlRow(csf, "PR.AA-04", "Identity assertions are protected, conveyed and verified",
+                   "partial", "approvals are HPKE-sealed grants bound to the request; audit "
+                   "entries are signed and hash-chained and verified for this report",
+                   "audit chain " + ("verified" if report.audit.ok else "BROKEN")),
+        ControlRow(csf, "PR.AA-05", "Access permissions, least privilege and separation of "
+                   "duties", "addressed", "two-person rule enforced by keys; the same person "
+                   "never fills two places in one checkout; post-use review; approver-requester "
+                   "pairs analysed in this report",
+                   f"{s.flagged_pairs} flagged approver-requester pair(s); "
+                   f"{s.unreviewed} unreviewed item(s)"),
+        ControlRow(csf, "PR.AA-06", "Physical access is managed", NOT_ADDRESSED,
+                   "the emergency kit's safe is a site control; glasskey only logs kit use",
+                   "-"),
+    ]
+    return rows
+
+
+# ==== rendering helpers ==========================================================================
+def _times_to_text(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _times_to_text(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_times_to_text(v, key) for v in value]
+    if key in TIME_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+        return iso(float(value))
+    return value
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "+".join(_plain(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return _s(value)
+
+
+def _t(value: float | None) -> str:
+    return iso(value) if value is not None else "-"
+
+
+def _held(c: CheckoutRecord) -> str:
+    if c.held_seconds is not None:
+        return format_duration(c.held_seconds)
+    if c.held_from is not None:
+        return "still held"
+    return "-"
+
+
+def _outcome(c: CheckoutRecord) -> str:
+    if c.outcome == "denied":
+        return f"denied by {c.denied_by}: {c.deny_reason}" if c.denied_by else "denied"
+    if c.outcome == "returned":
+        return f"returned by {c.ended_by}" if c.ended_by else "returned"
+    if c.outcome == "lease-expired":
+        return "lease expired"
+    return c.outcome
+
+
+def _review_text(status: str, reviews: list[ReviewRecord]) -> str:
+    if not reviews:
+        return status
+    parts = [f"{r.outcome} by {r.reviewer}" + (f" ({r.note})" if r.note else "")
+             for r in reviews]
+    return "; ".join(parts) + ("" if status in ("ok", "concern") else f" [{status}]")
+
+
+def _approvers(c: CheckoutRecord) -> str:
+    if c.emergency and not c.approvals:
+        return f"EMERGENCY KIT {c.kit}"
+    names = ", ".join(c.approvers) or "-"
+    return names + (f" + kit {c.kit}" if c.emergency else "")
+
+
+def _rows_limited(rows: list[Any]) -> tuple[list[Any], int]:
+    return rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
+
+
+# ==== Markdown ===================================================================================
+def _md(value: Any) -> str:
+    text = _s(value).replace("\\", "\\\\").replace("|", "\\|")
+    text = text.replace("\r", " ").replace("\n", " ")
+    # '<' is the only character that lets typed text become markup when the
+    # Markdown is rendered; the rest stays readable as it is.
+    return text.replace("<", "&lt;") or " "
+
+
+def _md_table(head: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out.extend("| " + " | ".join(_md(c) for c in row) + " |" for row in rows)
+    return out
+
+
+def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The tables every rendering shares: title -> (head, rows)."""
+    r = report
+    return {
+        "checkouts": (
+            ["Request", "Credential", "Requester", "Approver(s)", "Reason", "Ticket",
+             "Requested", "Held from", "Held to", "Held", "Outcome", "Rotation", "Review"],
+            [[c.id, c.credential, c.requester, _approvers(c), c.reason, c.ticket,
+              _t(c.requested_at), _t(c.held_from), _t(c.held_to), _held(c), _outcome(c),
+              c.rotation.text(), _review_text(c.review_status, c.reviews)]
+             for c in r.checkouts]),
+        "emergency": (
+            ["Request", "Credential", "Kit", "Used by", "At", "Rotation", "Reviewers",
+             "Review"],
+            [[u.id, u.credential, u.kit, u.by, _t(u.at), u.rotation,
+              f"{', '.join(u.reviewers) or '-'} ({len(u.reviewers)}/{EMERGENCY_REVIEWS})",
+              _review_text(u.review_status, u.reviews)] for u in r.emergency_uses]),
+        "kits": (
+            ["Kit", "Fingerprint", "Issued by", "Issued", "Uses", "Burned"],
+            [[k.id, k.fingerprint, k.issued_by, _t(k.issued_at), ", ".join(k.uses) or "-",
+              f"{_t(k.burned_at)} by {k.burned_by}" if k.burned_at else "NOT BURNED"
+              if k.uses else "-"] for k in r.emergency_kits]),
+        "onboarding": (
+            ["Id", "Identity", "Issued by", "Approver", "Reason", "Channel", "Issued",
+             "Expires", "Shown", "Activated", "Expired", "Revoked", "Status", "Review"],
+            [[o.id, o.identity, o.issued_by, o.approver or "-", o.reason, o.channel,
+              _t(o.issued_at), _t(o.expires),
+              f"{len(o.reveals)}x" + (f" ({', '.join(o.revealed_by)})" if o.reveals else ""),
+              _t(o.activated_at), _t(o.expired_at),
+              f"{_t(o.revoked_at)} ({o.revoked_how})" if o.revoked_at else "-",
+              o.status, _review_text(o.review_status, o.reviews)] for o in r.onboarding]),
+        "rotation_failures": (
+            ["Credential", "At", "By", "Request", "To version", "Error", "Resolved", "Review"],
+            [[f.credential, _t(f.at), f.by, f.request or "-", f.to_version, f.error,
+              _t(f.resolved_at) if f.resolved_at else "UNRESOLVED",
+              _review_text(f.review_status, f.reviews)] for f in r.rotation_failures]),
+        "credentials": (
+            ["Credential", "Kind", "Connector", "Status", "Version", "Last rotated",
+             "Age (days)", "Rotations", "Held by", "Checkouts", "Rotated", "Failures"],
+            [[c.name, c.kind, c.connector,
+              c.status + (f" ({c.failure})" if c.failure else ""), c.version,
+              _t(c.rotated_at) if c.in_vault else "-", f"{c.age_days:.1f}", c.rotations,
+              c.held_by or "-", c.checkouts_in_period, c.rotations_in_period,
+              c.failures_in_period] for c in r.credentials]),
+        "auth": (
+            ["Operator", "Failures", "Lockouts", "Attempts while locked", "Last", "Reasons"],
+            [[a.operator, a.failures, a.lockouts, a.locked_attempts, _t(a.last_at),
+              ", ".join(f"{k} x{v}" for k, v in sorted(a.reasons.items())) or "-"]
+             for a in r.auth]),
+        "auth_events": (
+            ["At", "Operator", "Event", "Why", "Failures", "Locked for (s)", "Retry in (s)"],
+            [[_t(a.at), a.operator, a.event, a.why or "-",
+              a.failures if a.failures is not None else "-", a.locked_for or "-",
+              a.retry_in or "-"] for a in r.auth_events]),
+        "operators": (
+            ["At", "Operator", "Event", "By", "Details"],
+            [[_t(o.at), o.operator, o.event, o.by,
+              ", ".join(f"{k}={_plain(v)}" for k, v in sorted(o.details.items())) or "-"]
+             for o in r.operator_changes]),
+        "pairs": (
+            ["Approver", "Requester", "Approvals", "Of requester's", "Share", "Flags"],
+            [[p.approver, p.requester, p.count, p.requester_total, f"{p.share:.0%}",
+              ", ".join(f.upper() for f in p.flags) or "-"] for p in r.pairs]),
+        "unreviewed": (
+            ["Kind", "Id", "Subject", "Holder / actor", "Finished", "Age (days)", "Reviews",
+             "Overdue"],
+            [[u.kind, u.id, u.subject, u.holder, _t(u.finished_at), f"{u.age_days:.1f}",
+              f"{u.reviews}/{u.needed}", "OVERDUE" if u.overdue else "-"]
+             for u in r.unreviewed]),
+        "attestations": (
+            ["Id", "By", "At", "Period", "Format", "Entries", "SHA-256"],
+            [[a.id, a.by, _t(a.at), f"{a.since} .. {a.until}", a.format, a.entries,
+              a.sha256] for a in r.attestations]),
+        "controls": (
+            ["Framework", "Control", "Name", "Status", "glasskey control", "Evidence"],
+            [[c.framework, c.control, c.name, c.status, c.how, c.evidence]
+             for c in r.controls]),
+        "findings": (
+            ["Severity", "Kind", "Subject", "Finding"],
+            [[f.severity.upper(), f.kind, f.subject, f.text] for f in r.findings]),
+    }
+
+
+SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("findings", "Findings", "Everything below that needs a reviewer's attention."),
+    ("checkouts", "Checkouts", "Every checkout requested or held in the period."),
+    ("emergency", "Emergency-kit uses", "Each needs two reviewers; the kit must be burned."),
+    ("kits", "Emergency kits", ""),
+    ("onboarding", "One-time onboarding secrets", ""),
+    ("rotation_failures", "Rotation failures", ""),
+    ("credentials", "Credentials by rotation age and status",
+     "Status now; counts of checkouts, rotations and failures in the period."),
+    ("auth", "Failed authentications and lockouts", ""),
+    ("auth_events", "Authentication events", ""),
+    ("operators", "Operator changes", ""),
+    ("pairs", "Segregation of duties: approver-requester pairs",
+     f"DOMINANT: the same approver gave at least {SOD_MIN_COUNT} approvals and more than "
+     f"{SOD_SHARE:.0%} of a requester's approvals in the period. RECIPROCAL: two people "
+     "repeatedly (at least twice each way) approve each other."),
+    ("unreviewed", "Unreviewed items",
+     "Finished checkouts, onboarding secrets and failed rotations without a review; "
+     f"emergency uses with fewer than {EMERGENCY_REVIEWS} reviewers."),
+    ("attestations", "Attestations of overlapping periods", ""),
+    ("controls", "Controls mapping",
+     "OWASP Non-Human Identities Top 10 (2025), NIST SP 800-63B, NIST CSF 2.0 PR.AA."),
+)
+
+
+def _summary_items(r: CustodyReport) -> list[tuple[str, Any]]:
+    s = r.summary
+    return [
+        ("Checkouts", s.checkouts), ("Secrets revealed", s.revealed),
+        ("Rotated after use", s.rotated_after_use), ("Not rotated after use", s.not_rotated),
+        ("Denied", s.denied), ("Cancelled", s.cancelled), ("Expired", s.expired),
+        ("Still open", s.open), ("Emergency-kit uses", s.emergency_uses),
+        ("Onboarding secrets", s.onboarding), ("Rotation failures", s.rotation_failures),
+        ("Reviewed checkouts", s.reviewed), ("Unreviewed items", s.unreviewed),
+        ("Overdue reviews", s.overdue_reviews), ("Failed authentications", s.auth_failures),
+        ("Lockouts", s.lockouts), ("Refused attempts", s.refusals),
+        ("Flagged approver-requester pairs", s.flagged_pairs),
+        ("Credentials", s.credentials),
+        ("Oldest rotation (days)", f"{s.oldest_rotation_days:.1f}"),
+    ]
+
+
+def _audit_line(r: CustodyReport) -> str:
+    a = r.audit
+    if a.ok:
+        return (f"VERIFIED: {a.entries} entries, hash chain and signatures intact; "
+                f"head seq {a.head_seq} hash {a.head_hash}")
+    return (f"BROKEN at entry {a.first_bad}: {a.reason}. This report was built from the "
+            f"{a.entries_read} readable entries and must not be relied on.")
+
+
+def render_markdown(report: CustodyReport) -> str:
+    r = report
+    out = [
+        "# glasskey custody review report", "",
+        f"- Vault: `{r.vault_id}`",
+        f"- Period: {iso(r.since)} .. {iso(r.until)}",
+        f"- Generated: {iso(r.generated_at)}",
+        f"- Audit log: {_audit_line(r)}",
+        f"- Reviews are overdue after {r.review_due_days:g} days", "",
+        "## Summary", "",
+    ]
+    out += _md_table(["Item", "Count"], [[k, v] for k, v in _summary_items(r)])
+    tables = _section_rows(r)
+    for key, title, note in SECTIONS:
+        head, rows = tables[key]
+        out += ["", f"## {title}", ""]
+        if note:
+            out += [note, ""]
+        if key == "credentials" and r.credential_matrix:
+            labels = [label for label, _ in AGE_BUCKETS]
+            out += _md_table(["Status", *labels],
+                             [[st, *(row.get(lb, 0) for lb in labels)]
+                              for st, row in sorted(r.credential_matrix.items())])
+            out.append("")
+        if not rows:
+            out.append("None.")
+            continue
+        shown, more = _rows_limited(rows)
+        out += _md_table(head, shown)
+        if more:
+            out += ["", f"... and {more} more rows (see the JSON report)."]
+    out += ["", "---", "No secret value appears in this report: the audit log records none.",
+            ""]
+    return "\n".join(out)
+
+
+# ==== JSON =======================================================================================
+def render_json(report: CustodyReport) -> str:
+    """Machine-readable report: sorted keys, instants as RFC 3339 UTC."""
+    return json.dumps(report.to_doc(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+# ==== HTML =======================================================================================
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#6B4C9A",
+           "#8C6D31", "#117733", "#882255", "#44AA99", "#999933")
+EMERGENCY_COLOUR = "#C00000"
+
+CSS = """
+body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;
+color:#1b1b1b;background:#fff}
+h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;margin:28px 0 8px;
+border-bottom:1px solid #ccc;padding-bottom:3px}
+table{border-collapse:collapse;margin:6px 0;font-size:12px}
+th,td{border:1px solid #d0d0d0;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#f0f2f5}tr:nth-child(even) td{background:#fafafa}
+.meta td{border:none;padding:1px 10px 1px 0;font-size:13px}
+.ok{color:#0a6b2a;font-weight:600}.bad{color:#b00000;font-weight:700}
+tr.sev-high td{background:#fde2e2}tr.sev-medium td{background:#fff3d6}
+.flag{color:#b00000;font-weight:600}.note{color:#555;font-size:12px;margin:2px 0 6px}
+.summary{display:flex;flex-wrap:wrap;gap:8px}
+.card{border:1px solid #d0d0d0;border-radius:4px;padding:6px 10px;min-width:120px}
+.card b{display:block;font-size:18px}
+.legend span{display:inline-block;margin-right:14px;font-size:12px}
+.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px}
+figure{margin:4px 0 10px}figcaption{font-size:12px;font-weight:600}
+svg text{font-family:system-ui,sans-serif}
+"""
+
+
+def _h(value: Any) -> str:
+    return html.escape(_s(value), quote=True)
+
+
+def _colours(report: CustodyReport) -> dict[str, str]:
+    holders = sorted({c.requester for c in report.checkouts if c.revealed and c.requester})
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(holders)}
+
+
+def _ticks(since: float, until: float) -> list[float]:
+    span = until - since
+    step = DAY
+    for candidate in (3600.0, 6 * 3600.0, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 28 * DAY,
+                      91 * DAY, 365 * DAY):
+        step = candidate
+        if span / candidate <= 12:
+            break
+    first = (since // step + 1) * step if since % step else since
+    ticks = []
+    t = first
+    while t <= until:
+        ticks.append(t)
+        t += step
+    return ticks
+
+
+def _tick_label(t: float, span: float) -> str:
+    stamp = iso(t)
+    return stamp[5:16].replace("T", " ") if span <= 2 * DAY else stamp[:10]
+
+
+def timeline_svg(report: CustodyReport, credential: str, width: int = 1000) -> str:
+    """One credential's custody over the period: who held it from when to when.
+
+    Solid bars are custody (reveal -> check-in or lease end), in the holder's
+    colour; the lighter tail runs to the rotation that ended the exposure; a
+    dashed outline marks custody still open at the end of the period; red
+    outlines mark emergency-kit uses; red crosses mark failed rotations and
+    grey ticks requests that released nothing (denied, cancelled, expired).
+    """
+    colours = _colours(report)
+    left, right, lane_y, lane_h = 8, 8, 18, 20
+    plot = width - left - right
+    since, until = report.since, report.until
+    span = max(until - since, 1.0)
+
+    def x(t: float) -> float:
+        return left + plot * (min(max(t, since), until) - since) / span
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="62" '
+        f'viewBox="0 0 {width} 62" role="img" aria-label="custody of {_h(credential)}">',
+        f"<title>custody of {_h(credential)}</title>",
+        f'<rect x="{left}" y="{lane_y - 2}" width="{plot}" height="{lane_h + 4}" '
+        'fill="#f4f5f7" stroke="#d8d8d8"/>',
+    ]
+    axis_y = lane_y + lane_h + 6
+    parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot}" y2="{axis_y}" '
+                 'stroke="#888"/>')
+    for t in _ticks(since, until):
+        tx = x(t)
+        parts.append(f'<line x1="{tx:.1f}" y1="{lane_y - 2}" x2="{tx:.1f}" y2="{axis_y + 4}" '
+                     'stroke="#ccc" stroke-width="0.8"/>')
+        parts.append(f'<text x="{tx:.1f}" y="{axis_y + 15}" font-size="10" fill="#555" '
+                     f'text-anchor="middle">{_h(_tick_label(t, span))}</text>')
+    for c in report.checkouts:
+        if c.credential != credential:
+            continue
+        if c.held_from is None:
+            if c.requested_at is not None and since <= c.requested_at <= until:
+                rx = x(c.requested_at)
+                parts.append(
+                    f'<line x1="{rx:.1f}" y1="{lane_y - 6}" x2="{rx:.1f}" y2="{lane_y - 1}" '
+                    f'stroke="#777" stroke-width="1.5"><title>{_h(c.id)} {_h(c.requester)} '
+                    f'{_h(c.outcome)} {_h(_t(c.requested_at))}</title></line>')
+            continue
+        end = c.held_to if c.held_to is not None else until
+        if c.held_from > until or end < since:
+            continue
+        x0, x1 = x(c.held_from), x(end)
+        w = max(x1 - x0, 3.0)
+        colour = colours.get(c.requester, "#666")
+        tip = (f"{c.id}: {c.requester} held {c.credential} {_t(c.held_from)} .. "
+               f"{_t(c.held_to) if c.held_to else 'still held'}; approved by "
+               f"{_approvers(c)}; {c.reason} ({c.ticket}); rotation {c.rotation.text()}")
+        rot_at = c.rotation.at if c.rotation.outcome == "committed" else None
+        tail_end = rot_at if rot_at is not None else (
+            until if c.held_to is not None else None)
+        if tail_end is not None and c.held_to is not None and tail_end > c.held_to:
+            tx0, tx1 = x(c.held_to), x(tail_end)
+            if tx1 - tx0 >= 1:
+                parts.append(f'<rect x="{tx0:.1f}" y="{lane_y + 4}" width="{tx1 - tx0:.1f}" '
+                             f'height="{lane_h - 8}" fill="{colour}" fill-opacity="0.3">'
+                             f"<title>{_h(c.id)}: exposure until rotation "
+                             f"{_h(_t(rot_at) if rot_at else 'NOT ROTATED')}</title></rect>")
+        stroke = ""
+        if c.emergency:
+            stroke = f' stroke="{EMERGENCY_COLOUR}" stroke-width="2.5"'
+        elif c.held_to is None:
+            stroke = ' stroke="#222" stroke-width="1.2" stroke-dasharray="3 2"'
+        parts.append(f'<rect x="{x0:.1f}" y="{lane_y}" width="{w:.1f}" height="{lane_h}" '
+                     f'fill="{colour}"{stroke}><title>{_h(tip)}</title></rect>')
+        label = f"{c.requester}" + (" (EMERGENCY)" if c.emergency else "")
+        if w >= 7 * len(label) + 6:
+            parts.append(f'<text x="{x0 + 3:.1f}" y="{lane_y + 14}" font-size="11" '
+                         f'fill="#fff">{_h(label)}</text>')
+        elif c.emergency:
+            parts.append(f'<text x="{x0 + w / 2:.1f}" y="{lane_y - 4}" font-size="11" '
+                         f'font-weight="700" fill="{EMERGENCY_COLOUR}" text-anchor="middle">!'
+                         "</text>")
+    for f in report.rotation_failures:
+        if f.credential != credential:
+            continue
+        fx = x(f.at)
+        parts.append(
+            f'<path d="M{fx - 4:.1f},{lane_y - 9} l8,8 m0,-8 l-8,8" stroke="{EMERGENCY_COLOUR}" '
+            f'stroke-width="2"><title>rotation failed {_h(_t(f.at))}: {_h(f.error)}</title>'
+            "</path>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(head: list[str], rows: list[list[Any]], row_class: list[str] | None = None
+                ) -> str:
+    out = ["<table><thead><tr>", *(f"<th>{_h(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def render_html(report: CustodyReport) -> str:
+    """One self-contained page: inline CSS and SVG, no script, no network.
+
+    The document is also well-formed XML (tests parse it with ElementTree), and
+    its Content-Security-Policy forbids every fetch and script.
+    """
+    r = report
+    audit_cls = "ok" if r.audit.ok else "bad"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"/>',
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\"/>",
+        f"<title>glasskey custody report {_h(iso(r.since)[:10])} .. "
+        f"{_h(iso(r.until)[:10])}</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>glasskey custody review report</h1>",
+        '<table class="meta"><tbody>',
+        f"<tr><td>Vault</td><td><code>{_h(r.vault_id)}</code></td></tr>",
+        f"<tr><td>Period</td><td>{_h(iso(r.since))} .. {_h(iso(r.until))}</td></tr>",
+        f"<tr><td>Generated</td><td>{_h(iso(r.generated_at))}</td></tr>",
+        f'<tr><td>Audit log</td><td class="{audit_cls}" id="audit-status">'
+        f"{_h(_audit_line(r))}</td></tr>",
+        f"<tr><td>Review due</td><td>{r.review_due_days:g} days after an item ends</td></tr>",
+        "</tbody></table>",
+        '<h2>Summary</h2><div class="summary">',
+        *(f'<div class="card">{_h(k)}<b>{_h(v)}</b></div>' for k, v in _summary_items(r)),
+        "</div>",
+    ]
+    tables = _section_rows(r)
+    for key, title, note in SECTIONS:
+        head, rows = tables[key]
+        out.append(f'<h2 id="{key}">{_h(title)}</h2>')
+        if note:
+            out.append(f'<p class="note">{_h(note)}</p>')
+        if key == "checkouts":
+            out.append(_timelines(r))
+        if key == "credentials" and r.credential_matrix:
+            labels = [label for label, _ in AGE_BUCKETS]
+            out.append(_html_table(["Status", *labels],
+                                   [[st, *(row.get(lb, 0) for lb in labels)]
+                                    for st, row in sorted(r.credential_matrix.items())]))
+        if not rows:
+            out.append("<p>None.</p>")
+            continue
+        shown, more = _rows_limited(rows)
+        classes: list[str] | None = None
+        if key == "findings":
+            classes = [f"sev-{f.severity}" for f in r.findings[:MAX_ROWS]]
+        elif key == "pairs":
+            classes = ["sev-medium" if p.flagged else "" for p in r.pairs[:MAX_ROWS]]
+        out.append(_html_table(head, shown, classes))
+        if more:
+            out.append(f"<p>... and {more} more rows (see the JSON report).</p>")
+    out.append('<p class="note">No secret value appears in this report: the audit log '
+               "records none.</p></body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _timelines(r: CustodyReport) -> str:
+    creds = sorted({c.credential for c in r.checkouts if c.revealed}
+                   | {f.credential for f in r.rotation_failures})
+    if not creds:
+        return ""
+    colours = _colours(r)
+    out = ['<h3>Custody timeline</h3><p class="note">Solid bar: held (reveal to check-in or '
+           "lease end), in the holder's colour; light tail: exposure until the rotation that "
+           "ended it; dashed outline: still held at the end of the period; red outline or !: "
+           "emergency-kit use; red cross: failed rotation; grey tick: request that released "
+           'nothing. Hover a bar for details.</p><div class="legend">']
+    out += [f'<span><i style="background:{c}"></i>{_h(n)}</span>' for n, c in colours.items()]
+    out.append("</div>")
+    for cred in creds[:MAX_ROWS]:
+        n = sum(1 for c in r.checkouts if c.credential == cred and c.revealed)
+        out.append(f'<figure class="timeline" data-credential="{_h(cred)}"><figcaption>'
+                   f"{_h(cred)} ({n} custody interval{'s' if n != 1 else ''})</figcaption>"
+                   f"{timeline_svg(r, cred)}</figure>")
+    return "".join(out)
+
+
+# ==== attestation ================================================================================
+def report_sha256(report_text: str) -> str:
+    return hashlib.sha256(report_text.encode("utf-8")).hexdigest()
+
+
+def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: float,
+           until: float, *, entries: int | None = None) -> str:
+    """Sign off a period: a ``report.attested`` entry by ``session``'s operator.
+
+    Records the SHA-256 of the exact rendered report, its format, the period
+    and how many audit entries the log held (``entries``, default: the current
+    head). Returns the attestation id (the entry's subject). The reviewer must
+    be an active operator with the approver role.
+    """
+    if fmt not in ("md", "html", "json"):
+        raise UsageError(f"report format {fmt!r} is not one of md, html, json")
+    digest = report_sha256(report_text)
+    att_id = vault.new_id("att")
+    with vault.store.transaction() as txn:
+        vault._require_active(txn, session, "approver")
+        count = entries if entries is not None else txn.head.seq
+        txn.record(session.signer, "report.attested", att_id, {
+            "since": iso(since), "until": iso(until), "sha256": digest, "format": fmt,
+            "entries": int(count),
+        })
+    return att_id
+
+
+def find_attestations(vault: Vault, report_text: str) -> list[AttestationRecord]:
+    """The ``report.attested`` entries whose hash matches ``report_text``."""
+    digest = report_sha256(report_text)
+    out = []
+    for entry in vault.store.audit.entries():
+        if entry.get("event") != "report.attested":
+            continue
+        d = entry.get("details") or {}
+        if d.get("sha256") == digest:
+            out.append(AttestationRecord(
+                _s(entry.get("subject")), _s(entry.get("actor")),
+                _ts(entry.get("time")) or 0.0, _s(d.get("since")), _s(d.get("until")),
+                digest, _s(d.get("format")), _i(d.get("entries"))))
+    return out
+
+
+def parse_date(text: str, *, end: bool = False) -> float:
+    """``YYYY-MM-DD`` (the whole day, UTC) or an RFC 3339 instant -> epoch seconds.
+
+    With ``end``, a bare date means the end of that day (for ``--until``).
+    """
+    raw = (text or "").strip()
+    try:
+        if len(raw) == 10:
+            start = datetime.fromisoformat(raw + "T00:00:00+00:00").timestamp()
+            return start + DAY - 1 if end else start
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(f"date {text!r} is not understood; use YYYY-MM-DD or "
+                         "YYYY-MM-DDTHH:MM:SSZ") from None
+    if value.tzinfo is None:
+        raise UsageError(f"date {text!r} has no time zone; add Z for UTC")
+    return value.timestamp()

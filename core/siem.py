@@ -1,0 +1,384 @@
+"""SIEM export: the audit log as RFC 5424 syslog, to a file or forwarded live.
+
+One audit entry becomes one syslog message::
+
+    <PRI>1 TIMESTAMP HOSTNAME glasskey - EVENT [glasskey@32473 seq="..." actor="..."
+        subject="..." hash="..."] {"details":"as canonical JSON"}
+
+* PRI = facility * 8 + severity; facility authpriv (10) by default, auth (4)
+  on request; the severity follows the event (SEVERITY below): refusals and
+  failures are *warning*, an emergency-kit use is *alert*, custody changes
+  are *notice*, routine steps *info*.
+* TIMESTAMP is the entry's own RFC 3339 UTC time; MSGID is the event name.
+* The structured data carries the fields a SIEM correlates on; PARAM-VALUEs
+  escape '"', '\\' and ']' with a backslash (RFC 5424 §6.3.3). The SD-ID uses
+  enterprise number 32473, which RFC 5612 reserves for documentation: a site
+  with its own Private Enterprise Number passes ``sd_id``.
+* MSG is the entry's details as ASCII-only JSON (non-ASCII escaped), so no
+  BOM is needed and a message is always one line.
+
+Forwarding (``forward_new``) sends the entries after the last one forwarded,
+over UDP (RFC 5426, one message per datagram) or TCP (RFC 6587 octet
+counting: ``LEN SP MSG``), and remembers the last seq, its line hash and byte
+offset in a small state file outside the vault directory. Delivery is
+at-least-once: a crash between sending and saving the state re-sends a few
+entries, which a SIEM de-duplicates on ``seq``/``hash``. Only committed entries
+are sent (up to the head the vault state records), and each forwarded entry
+must chain (``prev``) to the one before it, so a log rewritten behind the
+forwarder's back is refused instead of being forwarded as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from core import canonical, witness
+from core.audit import GENESIS, AuditLog, line_hash, line_length_before
+from core.errors import IntegrityError, StorageError, UsageError
+from core.fsutil import atomic_write, ensure_private_dir
+
+if TYPE_CHECKING:
+    from core.vault import Vault
+
+FACILITY_AUTH = 4
+FACILITY_AUTHPRIV = 10
+SD_ID = "glasskey@32473"
+APP = "glasskey"
+
+EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG = range(8)
+
+#: Severity per event; events not named here fall back to the rules in severity_for.
+SEVERITY: dict[str, int] = {
+    "emergency.used": ALERT,
+    "checkout.refused": WARNING,
+    "checkout.denied": NOTICE,
+    "rotate.failed": WARNING,
+    "rotate.rollback": NOTICE,
+    "auth.failed": WARNING,
+    "auth.locked": WARNING,
+    "lease.expired": WARNING,
+    "lease.overdue": WARNING,
+    "onboarding.expired": WARNING,
+    "audit.tail-quarantined": WARNING,
+    "audit.uncommitted": WARNING,
+    "checkout.approved": NOTICE,
+    "checkout.revealed": NOTICE,
+    "rotate.commit": NOTICE,
+    "rotate.apply-pending": NOTICE,
+    "rotate.apply-revealed": NOTICE,
+    "review.recorded": NOTICE,
+    "onboarding.issued": NOTICE,
+    "onboarding.approved": NOTICE,
+    "onboarding.revealed": NOTICE,
+    "onboarding.activated": NOTICE,
+    "onboarding.revoked": NOTICE,
+    "emergency.kit-issued": NOTICE,
+    "emergency.kit-burned": NOTICE,
+    "report.attested": NOTICE,
+    "credential.added": NOTICE,
+}
+
+
+def severity_for(entry: dict[str, Any]) -> int:
+    event = str(entry.get("event", ""))
+    if event == "review.recorded":
+        details = entry.get("details")
+        if isinstance(details, dict) and details.get("outcome") == "concern":
+            return WARNING
+    if event in SEVERITY:
+        return SEVERITY[event]
+    group, _, action = event.partition(".")
+    if action.endswith(("failed", "refused")):
+        return WARNING
+    if group in ("operator", "emergency"):
+        return NOTICE
+    return INFO
+
+
+def _header_token(value: str, limit: int) -> str:
+    """A header field: 1..limit printable US-ASCII characters, '-' when empty."""
+    token = "".join(c if 33 <= ord(c) <= 126 else "_" for c in value)[:limit]
+    return token or "-"
+
+
+def sd_escape(value: str) -> str:
+    r"""Escape a PARAM-VALUE: '"', '\' and ']' get a backslash (RFC 5424 §6.3.3)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+def format_syslog(entry: dict[str, Any], hostname: str, app: str = APP, *,
+                  facility: int = FACILITY_AUTHPRIV, sd_id: str = SD_ID) -> str:
+    """One audit entry as one RFC 5424 message (no trailing newline)."""
+    if facility not in (FACILITY_AUTH, FACILITY_AUTHPRIV):
+        raise UsageError("syslog facility must be auth (4) or authpriv (10)")
+    pri = facility * 8 + severity_for(entry)
+    timestamp = _header_token(str(entry.get("time") or ""), 64)
+    params = " ".join(
+        f'{name}="{sd_escape(str(entry.get(name, "")))}"'
+        for name in ("seq", "actor", "subject", "hash"))
+    details = entry.get("details")
+    msg = json.dumps(details if details is not None else {}, sort_keys=True,
+                     separators=(",", ":"), ensure_ascii=True)
+    return (f"<{pri}>1 {timestamp} {_header_token(hostname, 255)} {_header_token(app, 48)} - "
+            f"{_header_token(str(entry.get('event') or ''), 32)} "
+            f"[{_header_token(sd_id, 32)} {params}] {msg}")
+
+
+class _Writer(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+
+def export_syslog(log: AuditLog, out: _Writer, hostname: str | None = None, *,
+                  app: str = APP, facility: int = FACILITY_AUTHPRIV) -> int:
+    """Write every entry as one syslog line (LF-terminated); returns the count."""
+    host = hostname or socket.gethostname()
+    count = 0
+    for entry in log.entries():
+        out.write(format_syslog(entry, host, app, facility=facility) + "\n")
+        count += 1
+    return count
+
+
+def frame_octet_counting(message: str) -> bytes:
+    """RFC 6587 §3.4.1: ``MSG-LEN SP SYSLOG-MSG`` (length in octets)."""
+    data = message.encode("utf-8")
+    return str(len(data)).encode("ascii") + b" " + data
+
+
+class SyslogForwarder:
+    """Sends syslog messages to one collector over UDP or TCP.
+
+    Use as a context manager. UDP sends one message per datagram (RFC 5426);
+    TCP frames each message with octet counting (RFC 6587).
+    """
+
+    def __init__(self, host: str, port: int, protocol: str = "udp", *,
+                 timeout: float = 10.0) -> None:
+        if protocol not in ("udp", "tcp"):
+            raise UsageError(f"protocol {protocol!r} is not udp or tcp")
+        if not 0 < int(port) < 65536:
+            raise UsageError(f"port {port} is not a valid port number")
+        self.host, self.port, self.protocol, self.timeout = host, int(port), protocol, timeout
+        self._sock: socket.socket | None = None
+
+    def __enter__(self) -> SyslogForwarder:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self._sock is not None:
+            return
+        kind = socket.SOCK_DGRAM if self.protocol == "udp" else socket.SOCK_STREAM
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=kind)
+        except OSError as exc:
+            raise StorageError(f"cannot resolve syslog collector {self.host}: {exc}") from None
+        last: OSError | None = None
+        for family, socktype, proto, _, addr in infos:
+            sock = socket.socket(family, socktype, proto)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(addr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            self._sock = sock
+            return
+        raise StorageError(f"cannot reach syslog collector {self.host}:{self.port} "
+                           f"over {self.protocol} ({last})")
+
+    def send(self, message: str) -> None:
+        if self._sock is None:
+            self.open()
+        assert self._sock is not None
+        try:
+            if self.protocol == "udp":
+                self._sock.send(message.encode("utf-8"))
+            else:
+                self._sock.sendall(frame_octet_counting(message))
+        except OSError as exc:
+            self.close()
+            raise StorageError(f"sending to syslog collector {self.host}:{self.port} "
+                               f"failed ({exc})") from None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+# ==== forwarding new entries ======================================================================
+@dataclass
+class ForwardState:
+    """What a forwarder remembers between runs (never inside the vault dir)."""
+
+    vault_id: str
+    last_seq: int = 0
+    last_hash: str = GENESIS  # SHA-256 of the last forwarded *line* (the next entry's prev)
+    offset: int = 0  # byte offset just after the last forwarded line
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"vault_id": self.vault_id, "last_seq": self.last_seq,
+                "last_hash": self.last_hash, "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    sent: int
+    first_seq: int | None
+    last_seq: int
+    state_path: Path
+
+
+def default_state_path(vault_id: str, host: str, port: int, protocol: str) -> Path:
+    """Beside the witness checkpoints, in this client's state dir (not the vault dir)."""
+    safe_host = "".join(c if c.isalnum() or c in ".-" else "_" for c in host)
+    return witness.state_dir() / "siem" / f"{vault_id}-{safe_host}-{port}-{protocol}.json"
+
+
+def load_state(path: Path, vault_id: str) -> ForwardState:
+    try:
+        doc = canonical.loads(path.read_bytes())
+    except FileNotFoundError:
+        return ForwardState(vault_id)
+    except (OSError, IntegrityError) as exc:
+        raise IntegrityError(f"the forwarding state {path} is unreadable ({exc}); "
+                             "move it aside to start over") from None
+    try:
+        state = ForwardState(str(doc["vault_id"]), int(doc["last_seq"]),
+                             str(doc["last_hash"]), int(doc["offset"]))
+    except (KeyError, TypeError, ValueError):
+        raise IntegrityError(f"the forwarding state {path} is malformed; move it aside to "
+                             "start over") from None
+    if state.vault_id != vault_id:
+        raise UsageError(f"the forwarding state {path} belongs to another vault "
+                         f"({state.vault_id})")
+    return state
+
+
+def save_state(path: Path, state: ForwardState) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
+    atomic_write(path, canonical.dumps(state.to_doc()))
+
+
+def _lines_from(log: AuditLog, offset: int) -> Iterator[tuple[int, bytes]]:
+    """(offset after the line, line) of every complete line from ``offset``."""
+    try:
+        fh = open(log.path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return
+    with fh:
+        fh.seek(offset)
+        pos = offset
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                return
+            pos += len(raw)
+            yield pos, raw[:-1]
+
+
+def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
+                state_path: Path | None = None, *, hostname: str | None = None,
+                facility: int = FACILITY_AUTHPRIV, app: str = APP,
+                backfill: bool = True, save_every: int = 200,
+                forwarder: SyslogForwarder | None = None) -> ForwardResult:
+    """Send every committed entry after the last one forwarded; remember where it stopped.
+
+    ``state_path`` defaults to :func:`default_state_path` (this client's state
+    dir). On the first run ``backfill`` sends the whole log; ``False`` only
+    records the current head, so forwarding starts with the next entry.
+    Raises IntegrityError when the log no longer continues the forwarded
+    chain (rewritten, truncated or rolled back) and StorageError when the
+    collector cannot be reached (the state keeps what was sent).
+    """
+    vault_id = vault.vault_id
+    path = state_path or default_state_path(vault_id, host, port, protocol)
+    state = load_state(path, vault_id)
+    head_doc = vault.meta().get("audit") or {}
+    head_seq = int(head_doc.get("seq", 0))
+    log = vault.store.audit
+    if state.last_seq > head_seq:
+        raise IntegrityError(
+            f"the audit log ends at entry {head_seq} but entry {state.last_seq} was already "
+            "forwarded: it was truncated or rolled back")
+    if state.last_seq == 0 and not backfill:
+        state.last_seq = head_seq
+        state.last_hash = str(head_doc.get("hash", GENESIS))
+        state.offset = int(head_doc.get("offset", 0))
+        save_state(path, state)
+        return ForwardResult(0, None, state.last_seq, path)
+    if state.last_seq == head_seq:
+        _check_last(log, state)
+        return ForwardResult(0, None, state.last_seq, path)
+    host_name = hostname or socket.gethostname()
+    own = forwarder is None
+    fwd = forwarder or SyslogForwarder(host, port, protocol)
+    sent, first = 0, None
+    try:
+        if own:
+            fwd.open()
+        for end, raw in _lines_from(log, state.offset):
+            try:
+                entry = canonical.loads(raw)
+            except IntegrityError:
+                raise IntegrityError(f"audit entry {state.last_seq + 1} is not valid JSON; "
+                                     "run 'glasskey audit verify'") from None
+            seq = entry.get("seq") if isinstance(entry, dict) else None
+            if seq != state.last_seq + 1 or entry.get("prev") != state.last_hash:
+                raise IntegrityError(
+                    f"audit entry {state.last_seq + 1} does not continue the chain already "
+                    "forwarded: the log was rewritten or rolled back; run 'glasskey audit "
+                    "verify'")
+            if seq > head_seq:
+                break  # appended but not yet committed by the vault state
+            fwd.send(format_syslog(entry, host_name, app, facility=facility))
+            sent += 1
+            first = first if first is not None else seq
+            state.last_seq, state.last_hash, state.offset = seq, line_hash(raw), end
+            if sent % save_every == 0:
+                save_state(path, state)
+            if seq == head_seq:
+                break
+        else:
+            if state.last_seq < head_seq:
+                raise IntegrityError(
+                    f"the audit log ends before entry {state.last_seq + 1}, which the vault "
+                    "state records: it was truncated; run 'glasskey audit verify'")
+    finally:
+        if sent:
+            save_state(path, state)
+        if own:
+            fwd.close()
+    return ForwardResult(sent, first, state.last_seq, path)
+
+
+def _check_last(log: AuditLog, state: ForwardState) -> None:
+    """The last forwarded line is still where and what it was."""
+    if state.last_seq == 0:
+        return
+    start = state.offset - line_length_before(log, state.offset)
+    raw = log.line_at(start)
+    if raw is None or line_hash(raw) != state.last_hash:
+        raise IntegrityError(
+            f"audit entry {state.last_seq} differs from the one already forwarded: the log "
+            "was rewritten or rolled back; run 'glasskey audit verify'")
+
+
+__all__ = [
+    "FACILITY_AUTH", "FACILITY_AUTHPRIV", "SD_ID", "ForwardResult", "ForwardState",
+    "SyslogForwarder", "default_state_path", "export_syslog", "format_syslog",
+    "forward_new", "frame_octet_counting", "load_state", "save_state", "sd_escape",
+    "severity_for",
+]
