@@ -177,3 +177,14 @@ def test_emergency_kit_from_the_command_line(cli: Cli) -> None:
     queue = json.loads(cli("review", "list", "--json").out)
     assert [(i["kind"], i["required"]) for i in queue] == [("emergency", 2)]
     assert cli("kit", "status").out.strip() == "no emergency kit is issued"
+
+
+def test_report_and_syslog_export_need_no_authentication(cli: Cli) -> None:
+    r = cli("report", "custody", "--since", "2000-01-01", "--format", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["audit"]["ok"] is True
+    r = cli("audit", "export", "--format", "syslog")
+    lines = r.out.splitlines()
+    assert r.code == 0 and len(lines) == 2  # the two founders' enrolments
+    assert all(line.startswith("<") and " glasskey - " in line for line in lines)

@@ -691,17 +691,64 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
             return 3
         return 0
     if args.action == "export":
+        from core import siem
+
         fmt = args.format or "jsonl"
-        if fmt not in ("jsonl", "csv"):
-            raise UsageError("audit export --format jsonl|csv")
+
+        def write(out: TextIO) -> int:
+            if fmt == "syslog":
+                return siem.export_syslog(vault.store.audit, out)
+            return audit_mod.export(vault.store.audit, fmt, out)
+
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as fh:
-                n = audit_mod.export(vault.store.audit, fmt, fh)
+                n = write(fh)
             note(f"exported {n} entries to {args.output}")
         else:
-            audit_mod.export(vault.store.audit, fmt, sys.stdout)
+            write(sys.stdout)
+        return 0
+    if args.action == "forward":
+        from core import siem
+
+        if not args.to:
+            raise UsageError("audit forward --to HOST:PORT [--protocol udp|tcp]")
+        host, sep, port = args.to.rpartition(":")
+        if not sep or not port.isdigit():
+            raise UsageError("--to wants HOST:PORT")
+        fwd = siem.forward_new(vault, host, int(port), args.protocol)
+        if args.json:
+            out_json({"sent": fwd.sent, "first_seq": fwd.first_seq, "last_seq": fwd.last_seq})
+        else:
+            print(f"forwarded {fwd.sent} entr{'y' if fwd.sent == 1 else 'ies'}")
         return 0
     raise UsageError(f"unknown audit action {args.action!r}")
+
+
+def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
+    from core import report
+
+    if args.kind != "custody":
+        raise UsageError("report custody --since DATE [--until DATE] --format md|html|json")
+    if not args.since:
+        raise UsageError("--since DATE is required (YYYY-MM-DD)")
+    since = report.parse_date(args.since)
+    until = report.parse_date(args.until, end=True) if args.until else None
+    built = report.build_custody_report(vault, since, until)
+    fmt = args.format or "md"
+    render = {"md": report.render_markdown, "html": report.render_html,
+              "json": report.render_json}[fmt]
+    text = render(built)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        note(f"custody report written to {args.output}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if args.attest:
+        session = authenticate(vault, args, sweep=False)
+        att = report.attest(vault, session, text, fmt, since,
+                            until if until is not None else vault.now())
+        note(f"period signed off by {session.name} (attestation {att})")
+    return 0 if built.audit.ok else 3
 
 
 def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
@@ -853,11 +900,25 @@ def build_parser() -> Parser:
     p = sub.add_parser("alerts", parents=[common], help="what needs attention now")
     p.set_defaults(func=cmd_alerts)
 
-    p = sub.add_parser("audit", parents=[common], help="verify or export the audit log")
-    p.add_argument("action", choices=["verify", "export"])
-    p.add_argument("--format", choices=["jsonl", "csv"])
+    p = sub.add_parser("audit", parents=[common],
+                       help="verify, export or forward (syslog) the audit log")
+    p.add_argument("action", choices=["verify", "export", "forward"])
+    p.add_argument("--format", choices=["jsonl", "csv", "syslog"])
     p.add_argument("--output", metavar="PATH")
+    p.add_argument("--to", metavar="HOST:PORT", help="forward: the syslog collector")
+    p.add_argument("--protocol", choices=["udp", "tcp"], default="udp")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("report", parents=[common, actor],
+                       help="custody review report (md, html, json); --attest signs it off")
+    p.add_argument("kind", choices=["custody"])
+    p.add_argument("--since", metavar="DATE")
+    p.add_argument("--until", metavar="DATE")
+    p.add_argument("--format", choices=["md", "html", "json"], default="md")
+    p.add_argument("--output", metavar="PATH")
+    p.add_argument("--attest", action="store_true",
+                   help="sign off the period as the reviewer (needs --as ...)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", parents=[common], help="a throwaway demo vault, then the TUI")
     p.set_defaults(func=cmd_demo)
