@@ -507,7 +507,7 @@ class TestAudit:
             await settle(pilot)
             text = screen_text(app)
             assert "CHAIN BROKEN" in text
-            assert "first bad entry 4" in text
+            assert "entry 4: its hash does not match its content" in text
 
 
 def test_core_never_imports_textual() -> None:

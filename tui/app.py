@@ -219,6 +219,10 @@ class GlasskeyApp(App[None]):
 
     def _show(self, screen_type: type[GlasskeyScreen]) -> None:
         if self.session is None:
+            # Locked: the audit log needs no authentication (a reader of the files
+            # could verify it too); everything else waits for the unlock.
+            if screen_type is AuditScreen and not isinstance(self.screen, AuditScreen):
+                self.push_screen(AuditScreen())
             return
         if isinstance(self.screen, screen_type):
             return
@@ -245,7 +249,9 @@ class GlasskeyApp(App[None]):
     def navigation_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """Palette entries that work from any screen once unlocked."""
         if self.session is None:
-            return [("Help", "every key of every screen", self.action_help)]
+            return [("Audit log", "entries and chain status (no unlock needed)",
+                     self.show_audit),
+                    ("Help", "every key of every screen", self.action_help)]
         return [
             ("Dashboard", "credentials and their state", self.show_dashboard),
             ("Approvals", "requests waiting for an approver", self.show_approvals),

@@ -32,6 +32,8 @@ COLUMNS = [
 class ApprovalsScreen(GlasskeyScreen):
     """Open requests; an approver approves (re-authenticating) or denies with a reason."""
 
+    AUTO_FOCUS = "#approvals-table"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approvals.approve",
                 tooltip="Approve the highlighted request (passphrase and a fresh TOTP code)"),
@@ -43,6 +45,7 @@ class ApprovalsScreen(GlasskeyScreen):
     def __init__(self) -> None:
         super().__init__()
         self._pending: dict[str, Checkout] = {}
+        self._keys_sig: tuple[str, bool] = ("", False)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -54,7 +57,6 @@ class ApprovalsScreen(GlasskeyScreen):
     def on_mount(self) -> None:
         self.ready = True
         self.refresh_view()
-        self.query_one(VirtualTable).focus()
 
     def refresh_view(self) -> None:
         try:
@@ -90,7 +92,14 @@ class ApprovalsScreen(GlasskeyScreen):
         else:
             note = "Nothing waits for you."
         self.query_one("#approvals-summary", Static).update(note)
-        self.refresh_bindings()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        current = self._current()
+        sig = (current.id if current else "", self.gk.session is not None)
+        if sig != self._keys_sig:
+            self._keys_sig = sig
+            self.refresh_bindings()
 
     def _current(self) -> Checkout | None:
         key = self.query_one(VirtualTable).cursor_key
@@ -107,7 +116,7 @@ class ApprovalsScreen(GlasskeyScreen):
 
     @on(VirtualTable.Highlighted)
     def _moved(self, event: VirtualTable.Highlighted) -> None:
-        self.refresh_bindings()
+        self._refresh_keys()
 
     @on(VirtualTable.Selected)
     def _open(self, event: VirtualTable.Selected) -> None:

@@ -33,7 +33,7 @@ COLUMNS = [
     Column("Time (UTC)", 19),
     Column("Actor", 10),
     Column("Event", 19),
-    Column("Subject", 16, hide_below=100),
+    Column("Subject", 14, hide_below=90),
     Column("Details", None, min_width=12),
 ]
 
@@ -90,7 +90,7 @@ def details_text(details: Any) -> str:
         return str(details)
     parts = []
     for key, value in details.items():
-        if isinstance(value, dict | list):
+        if not isinstance(value, str):
             value = json.dumps(value, separators=(",", ":"), sort_keys=True)
         parts.append(f"{key}={value}")
     return " ".join(parts)
@@ -98,6 +98,8 @@ def details_text(details: Any) -> str:
 
 class AuditScreen(GlasskeyScreen):
     """The audit log, newest at the bottom, with the hash chain's verdict."""
+
+    AUTO_FOCUS = "#audit-table"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
@@ -135,7 +137,6 @@ class AuditScreen(GlasskeyScreen):
     def on_mount(self) -> None:
         self.ready = True
         self.refresh_view()
-        self.table.focus()
         self.action_verify()
 
     def _row(self, e: dict[str, Any]) -> Row:
@@ -184,8 +185,9 @@ class AuditScreen(GlasskeyScreen):
                 f"  ·  {v.entries} entries verified  ·  head {v.head.hash[:12]}",
                 f"  ·  {newer} newer (v)" if newer > 0 else "")
         else:
-            chain = Content.assemble(("CHAIN BROKEN", "$error bold reverse"),
-                                     f"  first bad entry {v.first_bad}: {v.reason}")
+            reason = v.reason if v.reason.startswith("entry ") else (
+                f"first bad entry {v.first_bad}: {v.reason}")
+            chain = Content.assemble(("CHAIN BROKEN", "$error bold reverse"), f"  {reason}")
         self.query_one("#audit-chain", Static).update(chain)
         shown = self.table.row_count
         status = (f"{shown} of the last {len(self._entries)} entries shown"
@@ -223,9 +225,6 @@ class AuditScreen(GlasskeyScreen):
                 return True
         return True
 
-    def on_descendant_focus(self) -> None:
-        self.refresh_bindings()
-
     def action_verify(self) -> None:
         if self._verifying:
             return
@@ -240,7 +239,7 @@ class AuditScreen(GlasskeyScreen):
         self._paint_status()
 
     def action_filter(self) -> None:
-        self.query_one("#audit-filter", Input).focus()
+        self.screen.set_focus(self.query_one("#audit-filter", Input))
 
     @on(Input.Changed, "#audit-filter")
     def _filter(self, event: Input.Changed) -> None:
@@ -249,10 +248,10 @@ class AuditScreen(GlasskeyScreen):
 
     @on(Input.Submitted, "#audit-filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        self.table.focus()
+        self.screen.set_focus(self.table)
 
     def action_back(self) -> None:
         if self.query_one("#audit-filter", Input).has_focus:
-            self.table.focus()
+            self.screen.set_focus(self.table)
             return
         self.gk.pop_screen()

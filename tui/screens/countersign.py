@@ -27,6 +27,8 @@ from tui.widgets.demo_panel import DemoPanel
 class CountersignModal(GlasskeyModal):
     """Authenticate an approver and approve ``checkout``; dismisses with the result."""
 
+    AUTO_FOCUS = ""  # the form decides: the operator list, or the passphrase if one choice
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Approve", id="countersign.submit",
                 tooltip="Authenticate and approve (six digits in the code field do the same)"),

@@ -38,6 +38,8 @@ COLUMNS = [
 class DashboardScreen(GlasskeyScreen):
     """Credentials and their custody state; the start of every workflow."""
 
+    AUTO_FOCUS = "#dash-table"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "request", "Request", id="dashboard.request",
                 tooltip="Request a checkout of the highlighted credential"),
@@ -84,7 +86,6 @@ class DashboardScreen(GlasskeyScreen):
     def on_mount(self) -> None:
         self.ready = True
         self.refresh_view()
-        self.table.focus()
 
     # -- data -----------------------------------------------------------------------------
     def refresh_view(self) -> None:
@@ -171,7 +172,7 @@ class DashboardScreen(GlasskeyScreen):
 
     @on(Input.Submitted, "#dash-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.table.focus()
+        self.screen.set_focus(self.table)
         self.action_open()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -185,18 +186,12 @@ class DashboardScreen(GlasskeyScreen):
             return box.has_focus or bool(box.value)
         return True
 
-    def on_descendant_focus(self) -> None:
-        self.refresh_bindings()
-
-    def on_descendant_blur(self) -> None:
-        self.refresh_bindings()
-
     def action_filter(self) -> None:
-        self.filter_input.focus()
+        self.screen.set_focus(self.filter_input)
 
     def action_clear_filter(self) -> None:
         if self.filter_input.has_focus:
-            self.table.focus()
+            self.screen.set_focus(self.table)
         elif self.filter_input.value:
             self.filter_input.value = ""
 

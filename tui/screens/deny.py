@@ -18,6 +18,8 @@ from tui.screens.base import GlasskeyModal
 class DenyModal(GlasskeyModal):
     """Deny ``checkout`` in the approver's own session; dismisses with the result."""
 
+    AUTO_FOCUS = "#deny-reason"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Deny", id="deny.submit",
                 tooltip="Deny the request with this reason"),
@@ -41,9 +43,6 @@ class DenyModal(GlasskeyModal):
                             placeholder="the requester and the review will read this")
             yield Static("", id="deny-error", classes="form-error", markup=False)
         yield Footer(compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#deny-reason", Input).focus()
 
     @on(Input.Submitted, "#deny-reason")
     def _submitted(self, event: Input.Submitted) -> None:

@@ -35,8 +35,8 @@ class HelpModal(GlasskeyModal):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark,f1", "close", "Close", key_display="esc",
                 id="help.close"),
-        Binding("down", "scroll_down", "Scroll", show=False),
-        Binding("up", "scroll_up", "Scroll", show=False),
+        Binding("down", "scroll_down", "Scroll", key_display="↓"),
+        Binding("up", "scroll_up", "Scroll", key_display="↑", show=False),
     ]
 
     def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:

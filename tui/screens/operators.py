@@ -26,6 +26,8 @@ COLUMNS = [
 class OperatorsScreen(GlasskeyScreen):
     """Every operator and their status (enrolment and suspension are CLI commands)."""
 
+    AUTO_FOCUS = "#operators-table"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="operators.back"),
     ]
@@ -39,7 +41,6 @@ class OperatorsScreen(GlasskeyScreen):
     def on_mount(self) -> None:
         self.ready = True
         self.refresh_view()
-        self.query_one(VirtualTable).focus()
 
     def refresh_view(self) -> None:
         try:
@@ -61,8 +62,8 @@ class OperatorsScreen(GlasskeyScreen):
         active = sum(1 for op in ops if op.active)
         approvers = sum(1 for op in ops if op.active and op.has("approver"))
         self.query_one("#operators-summary", Static).update(
-            f"{len(ops)} operators  ·  {active} active  ·  {approvers} active approvers  ·  "
-            "enrol, suspend and remove with 'glasskey operator'")
+            f"{len(ops)} operators  ·  {active} active  ·  {approvers} active approver"
+            f"{'s' if approvers != 1 else ''}  ·  enrol and suspend: glasskey operator")
 
     def action_back(self) -> None:
         self.gk.pop_screen()

@@ -29,6 +29,8 @@ def duration_text(seconds: int) -> str:
 class RequestModal(GlasskeyModal):
     """Ask for a checkout; dismisses with the new ``Checkout`` (or ``None``)."""
 
+    AUTO_FOCUS = "#request-reason"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", id="request.submit",
                 tooltip="Send the request (Enter in the last field does the same)"),
@@ -65,9 +67,6 @@ class RequestModal(GlasskeyModal):
             yield Static("", id="request-error", classes="form-error", markup=False)
         yield Footer(compact=True)
 
-    def on_mount(self) -> None:
-        self.query_one("#request-reason", Input).focus()
-
     @on(Input.Submitted)
     def _next(self, event: Input.Submitted) -> None:
         event.stop()
@@ -77,7 +76,7 @@ class RequestModal(GlasskeyModal):
         if wid in order and empty:
             # Enter moves to the next empty field; in a complete form it submits.
             after = [i for i in order[order.index(wid) + 1:] if i in empty]
-            self.query_one(f"#{(after or empty)[0]}", Input).focus()
+            self.screen.set_focus(self.query_one(f"#{(after or empty)[0]}", Input))
             return
         self.action_submit()
 
@@ -93,11 +92,11 @@ class RequestModal(GlasskeyModal):
         ticket = self.query_one("#request-ticket", Input).value.strip()
         if not reason:
             self._error("Give a reason: it goes into the audit log and the review.")
-            self.query_one("#request-reason", Input).focus()
+            self.screen.set_focus(self.query_one("#request-reason", Input))
             return
         if not ticket:
             self._error("Give a ticket reference (the incident or change).")
-            self.query_one("#request-ticket", Input).focus()
+            self.screen.set_focus(self.query_one("#request-ticket", Input))
             return
         try:
             duration = parse_duration(self.query_one("#request-duration", Input).value)

@@ -22,7 +22,7 @@ from tui.screens.base import GlasskeyScreen
 from tui.screens.countersign import CountersignModal
 from tui.screens.deny import DenyModal
 from tui.widgets.secret import SecretView
-from tui.widgets.states import checkout_label, utc
+from tui.widgets.states import CLOSED_REASONS, checkout_label, utc
 
 S = CheckoutState
 
@@ -54,6 +54,7 @@ class RevealScreen(GlasskeyScreen):
         self.request_id = request_id
         self.checkout: Checkout | None = None
         self._busy = False
+        self._keys_sig: tuple[str, bool, str] = ("", False, "")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,7 +99,16 @@ class RevealScreen(GlasskeyScreen):
             f"{c.cred_name}  ·  checkout {c.id}")
         self._paint_secret()
         self.tick()
-        self.refresh_bindings()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Recompute the footer only when what the keys depend on changed."""
+        c = self.checkout
+        sig = (c.display_state(self.gk.now()) if c else "", self.request_id in self.gk.secrets,
+               self.gk.session.name if self.gk.session else "")
+        if sig != self._keys_sig:
+            self._keys_sig = sig
+            self.refresh_bindings()
 
     def _paint_secret(self) -> None:
         c = self.checkout
@@ -128,7 +138,9 @@ class RevealScreen(GlasskeyScreen):
                 elif c.state == S.CLOSED:
                     placeholder = "closed without release"
             view.set_secret(None, placeholder)
-        self.query_one("#secret-hint", Static).update(hint)
+        hint_widget = self.query_one("#secret-hint", Static)
+        hint_widget.update(hint)
+        hint_widget.display = bool(hint)
 
     def tick(self) -> None:
         c = self.checkout
@@ -151,7 +163,7 @@ class RevealScreen(GlasskeyScreen):
             f"Approvals  {len(c.approvals)} of {c.needed}: {approvals}",
         ]
         if c.state == S.CLOSED:
-            details.append(f"Closed     {c.closed_reason or 'closed'}"
+            details.append(f"Closed     {CLOSED_REASONS.get(c.closed_reason, c.closed_reason)}"
                            + (f" at {utc(c.ended_at, seconds=True)}" if c.ended_at else ""))
             if c.rotation:
                 details.append(self._rotation_text(c.rotation))
@@ -176,6 +188,7 @@ class RevealScreen(GlasskeyScreen):
         self.query_one("#reveal-lease", Static).update(lease)
         self.query_one("#clipboard-status", Static).update(
             self.gk.clipboard_status(self.request_id))
+        self._refresh_keys()
 
     @staticmethod
     def _rotation_text(rotation: dict[str, Any]) -> str:

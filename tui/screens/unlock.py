@@ -20,6 +20,8 @@ from tui.widgets.demo_panel import DemoPanel
 class UnlockScreen(GlasskeyScreen):
     """The first screen: nothing is readable past it without passphrase + TOTP."""
 
+    AUTO_FOCUS = "#auth-operator"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Unlock", id="unlock.submit",
                 tooltip="Unlock with the operator, passphrase and TOTP code entered"),
@@ -49,9 +51,6 @@ class UnlockScreen(GlasskeyScreen):
             if self.gk.demo is not None:
                 yield DemoPanel(self.gk.demo.operators, self.gk.now, id="demo-panel")
         yield Footer(compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one(AuthForm).focus_first()
 
     def _unlock(self, name: str, passphrase: str, code: str) -> Session:
         # Runs in the form's thread worker: Argon2id must not freeze the screen.

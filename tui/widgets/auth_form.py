@@ -90,9 +90,9 @@ class AuthForm(Vertical):
         """Focus the operator list, or the passphrase when there is one choice."""
         ol = self.query_one("#auth-operator", OptionList)
         if len(self._operators) == 1:
-            self.query_one("#auth-passphrase", Input).focus()
+            self.screen.set_focus(self.query_one("#auth-passphrase", Input))
         else:
-            ol.focus()
+            self.screen.set_focus(ol)
 
     @property
     def operator(self) -> str | None:
@@ -110,7 +110,7 @@ class AuthForm(Vertical):
     @on(OptionList.OptionSelected, "#auth-operator")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.query_one("#auth-passphrase", Input).focus()
+        self.screen.set_focus(self.query_one("#auth-passphrase", Input))
 
     @on(Input.Submitted, "#auth-passphrase")
     def _passphrase_done(self, event: Input.Submitted) -> None:
@@ -118,7 +118,7 @@ class AuthForm(Vertical):
         if self._code() and len(self._code()) == 6:
             self.submit()
         else:
-            self.query_one("#auth-totp", Input).focus()
+            self.screen.set_focus(self.query_one("#auth-totp", Input))
 
     @on(Input.Submitted, "#auth-totp")
     def _code_done(self, event: Input.Submitted) -> None:
@@ -154,17 +154,17 @@ class AuthForm(Vertical):
         name = self.operator
         if name is None:
             self.show_error("Choose an operator first.")
-            self.query_one("#auth-operator").focus()
+            self.screen.set_focus(self.query_one("#auth-operator"))
             return
         passphrase = self._passphrase()
         if not passphrase:
             self.show_error("Type the passphrase.")
-            self.query_one("#auth-passphrase").focus()
+            self.screen.set_focus(self.query_one("#auth-passphrase"))
             return
         code = self._code()
         if len(code) != 6:
             self.show_error("Type the 6-digit TOTP code from the authenticator.")
-            self.query_one("#auth-totp").focus()
+            self.screen.set_focus(self.query_one("#auth-totp"))
             return
         self.show_error("")
         self._set_busy(True)
@@ -196,7 +196,7 @@ class AuthForm(Vertical):
         self.show_error(message)
         self.query_one("#auth-passphrase", Input).value = ""
         self.query_one("#auth-totp", Input).value = ""
-        self.query_one("#auth-passphrase", Input).focus()
+        self.screen.set_focus(self.query_one("#auth-passphrase", Input))
 
     def _succeeded(self, name: str, result: Any) -> None:
         self._set_busy(False)

@@ -61,14 +61,24 @@ def credential_state(cred: Credential, checkout: Checkout | None, now: float) ->
     return CredState("sealed", "dim", "", "", None)
 
 
+CLOSED_REASONS = {
+    "checkin": "checked in and rotated",
+    "lease-expired": "lease expired, rotated",
+    "returned": "returned and rotated",
+    "denied": "denied",
+    "cancelled": "cancelled by the requester",
+    "expired": "expired before use",
+}
+
+
 def checkout_label(checkout: Checkout, now: float) -> tuple[str, str]:
     """(label, style) of a checkout on its own screen."""
     shown = checkout.display_state(now)
     if shown == "overdue":
         return "OVERDUE", "alert"
     if shown == S.CLOSED:
-        reason = checkout.closed_reason or "closed"
-        return f"closed ({reason})", "dim"
+        reason = CLOSED_REASONS.get(checkout.closed_reason, checkout.closed_reason or "closed")
+        return f"closed: {reason}", "dim"
     return {
         S.REQUESTED: ("requested: waiting for approval", "info"),
         S.APPROVED: ("approved: ready to reveal", "ok"),
