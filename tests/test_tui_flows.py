@@ -81,6 +81,38 @@ class TestUnlock:
         assert "auth.failed" in audit_events(world)
 
     @run_async
+    async def test_key_derivation_runs_in_a_worker_with_a_spinner(self, world: World) -> None:
+        import threading
+
+        release = threading.Event()
+        real_unlock = world.vault.unlock
+
+        def slow_unlock(name: str, passphrase: str, code: str) -> object:
+            assert threading.current_thread() is not threading.main_thread()
+            release.wait(5)
+            return real_unlock(name, passphrase, code)
+
+        world.vault.unlock = slow_unlock  # type: ignore[method-assign]
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            from tui.widgets.auth_form import AuthForm as Form
+
+            form = app.screen.query_one(Form)
+            form.query_one("#auth-passphrase").focus()
+            await pilot.pause()
+            await type_text(pilot, world.passphrase("oncall"))
+            await pilot.press("enter")
+            await type_text(pilot, world.code("oncall"))
+            await pilot.pause(0.1)
+            assert form.query_one("#auth-busy").display  # the spinner, while Argon2id runs
+            assert "Deriving the key" in screen_text(app)
+            assert isinstance(app.screen, UnlockScreen)
+            release.set()
+            await settle(pilot)
+            assert isinstance(app.screen, DashboardScreen)
+
+    @run_async
     async def test_wrong_code_says_one_sentence(self, world: World) -> None:
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
@@ -288,6 +320,9 @@ class TestTwoSessions:
             await unlock(p2, world, "security")
             await open_request_form(p1, requester, "prod-db")
             await fill_request(p1)
+            # The approver's dashboard counts it without a keypress.
+            await p2.pause(0.5)
+            assert "1 awaiting approval (1 for you)" in screen_text(approver)
             reveal = requester.screen
             assert isinstance(reveal, RevealScreen)
             assert "requested" in screen_text(requester)

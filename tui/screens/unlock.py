@@ -31,16 +31,17 @@ class UnlockScreen(GlasskeyScreen):
         vault = self.gk.vault
         try:
             ops = vault.operators()
-            label = str(vault.meta().get("label", "vault"))
+            label = str(vault.meta().get("label", ""))
             problem = ""
         except GlasskeyError as exc:
-            ops, label, problem = [], "vault", str(exc)
+            ops, label, problem = [], "", str(exc)
         rows = [(op.name, f"{', '.join(op.roles)}" + ("" if op.active else f" ({op.status})"),
                  op.status in ("active", "enrolling")) for op in ops]
         yield Header()
         with Horizontal(id="unlock-body"):
             with Vertical(id="unlock-panel"):
-                yield Static(f"Unlock the {label} vault", id="unlock-title", markup=False)
+                title = f"Unlock the {label} vault" if label else "Unlock the vault"
+                yield Static(title, id="unlock-title", markup=False)
                 yield Static(
                     "Choose yourself (Enter), type your passphrase (Enter), then the "
                     "6-digit code from your authenticator: six digits unlock.",
