@@ -171,6 +171,7 @@ class TestOnCallPath:
             assert world.vault.checkout(req_id).state == S.APPROVED
             view = screen.query_one(SecretView)
             assert not view.has_secret
+            assert not view.allow_select  # the selection copy can never lift it
 
             await pilot.press("c")  # claim and copy, still masked
             await pilot.pause()

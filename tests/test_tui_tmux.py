@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,8 +24,8 @@ import pytest
 from tests.tui_helpers import tui_env_fixture  # noqa: F401  (autouse)
 from tui.demo import DEMO_OPERATORS
 
-ROOT = Path(__file__).resolve().parent.parent
-GLASSKEY = ROOT / ".venv" / "bin" / "glasskey"
+#: The installed console script, beside this interpreter (the project's venv).
+GLASSKEY = Path(sys.executable).parent / "glasskey"
 #: Seconds between keys: a very fast typist (~30 keys/s). A focus change is an
 #: asynchronous message in Textual, so keys fired in the same millisecond can
 #: land on the widget that had focus before; nobody types that fast.
@@ -89,7 +90,8 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
         pytest.fail("tmux is not installed: this test needs it (apt-get install tmux; "
                     ".ci/run installs it)")
     if not GLASSKEY.exists():
-        pytest.fail(f"{GLASSKEY} is missing: install the project (make test) first")
+        pytest.fail(f"{GLASSKEY} is missing: install the project into this venv "
+                    "(pip install -e '.[test]', or make test) first")
     t = Tmux(f"glasskey-test-{uuid.uuid4().hex[:8]}")
     vault = tmp_path / "vault"
     env = f"GLASSKEY_STATE_DIR={os.environ['GLASSKEY_STATE_DIR']}"
