@@ -241,7 +241,45 @@ class OperatorOps(VaultBase):
         if replay:
             self._record_failure(name, "replay")
             raise AuthError(AUTH_FAILED)
-        return Session(doc["id"], name, tuple(doc["roles"]), keys["hpke"], keys["sign"])
+        return Session(doc["id"], name, tuple(doc["roles"]), keys["hpke"], keys["sign"],
+                       keys["totp"])
+
+    def confirm_totp(self, session: Session, code: str) -> None:
+        """Step up an unlocked session with a fresh TOTP code (no passphrase).
+
+        Same rules as unlocking: counted before the answer, each step once and
+        only later than the last one, back-off lockout, failures audited.
+        """
+        if not session.totp_seed:
+            raise AuthError("this session cannot step up; unlock again")
+        name = session.name
+        with self.store.transaction() as txn:
+            doc = self._operator_doc(txn, name)
+            if doc["id"] != session.operator_id or doc["status"] != "active":
+                raise PolicyError(f"operator {name} is not active")
+            state = doc["totp"]
+            wait = float(state["locked_until"]) - self.now()
+            if wait > 0:
+                txn.record(SYSTEM_SIGNER, "auth.locked", name, {"retry_in": int(wait) + 1})
+                raise Refused(AuthError(
+                    f"operator {name} is locked after repeated failures; "
+                    f"try again in {int(wait) + 1} s"))
+            step = totp.matching_step(session.totp_seed, code, self.now())
+            if step is not None and step > int(state["last_step"]):
+                state["last_step"] = step
+                state["failures"] = 0
+                state["locked_until"] = 0.0
+                txn.table("operators").put(name, doc)
+                return
+            state["failures"] = int(state["failures"]) + 1
+            lock = totp.lockout_seconds(int(state["failures"]))
+            if lock:
+                state["locked_until"] = self.now() + lock
+            txn.table("operators").put(name, doc)
+            txn.record(SYSTEM_SIGNER, "auth.failed", name,
+                       {"failures": state["failures"], "why": "step-up",
+                        "locked_for": int(lock)})
+            raise Refused(AuthError("that TOTP code is wrong or was already used"))
 
     # -- enrolment of further operators ------------------------------------------------
     def add_operator(self, sessions: Sequence[Session], spec: OperatorSpec,

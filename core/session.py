@@ -14,6 +14,9 @@ class Session:
     roles: tuple[str, ...]
     hpke_priv: bytes = field(repr=False)
     sign_priv: bytes = field(repr=False)
+    #: Kept so a running session can step up with a fresh code (``confirm_totp``)
+    #: without re-typing the passphrase; it is wrapped under that passphrase on disk.
+    totp_seed: str = field(default="", repr=False)
 
     @property
     def signer(self) -> Signer:

@@ -54,6 +54,22 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
             return str(value[key])
         return None
 
+    # -- read helpers for front ends -------------------------------------------------------------
+    @property
+    def audit_path(self) -> Path:
+        return self.store.audit.path
+
+    def table_version(self, table: str) -> str:
+        """An opaque token that changes exactly when ``table``'s contents change.
+
+        The large tables are content-addressed shards, so the manifest's digests
+        are such a token; a screen can skip re-reading 10,000 rows when it is
+        unchanged.
+        """
+        with self.store.read() as txn:
+            manifest = txn.state.get("manifest", {}).get(table) or {}
+        return ",".join(f"{k}={v}" for k, v in sorted(manifest.items()))
+
     # -- audit ------------------------------------------------------------------------------
     def verify_audit(self) -> VerifyResult:
         # Read the state without the open-time witness check: verification must

@@ -199,3 +199,15 @@ def test_removed_operator_old_shares_open_no_current_credential(w: World) -> Non
 def test_nobody_takes_part_in_their_own_removal(w: World) -> None:
     with pytest.raises(PolicyError, match="own removal"):
         w.vault.remove_operator([w.s("bob"), w.s("carol")], "carol")
+
+
+def test_step_up_with_a_fresh_code_follows_the_totp_rules(w: World) -> None:
+    bob = w.s("bob")
+    with pytest.raises(Exception, match="wrong or was already used"):
+        w.vault.confirm_totp(bob, w.code("bob"))  # the step used to unlock
+    w.clock.advance(30)
+    w.vault.confirm_totp(bob, w.code("bob"))
+    with pytest.raises(Exception, match="wrong or was already used"):
+        w.vault.confirm_totp(bob, w.code("bob"))  # replay
+    # the success reset the counter; the replay counted again
+    assert [o.failures for o in w.vault.operators() if o.name == "bob"] == [1]

@@ -759,6 +759,8 @@ def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
         __import__("tempfile").mkdtemp(prefix="glasskey-demo-")) / "vault"
     if (root / "vault.json").exists():
         raise UsageError(f"{root} already holds a vault; the demo needs a fresh directory")
+    # The demo's witness checkpoints stay beside the throwaway vault, not in $HOME.
+    os.environ.setdefault("GLASSKEY_STATE_DIR", str(root.parent / "client-state"))
     info = tui_demo.make_demo_vault(root)
     tui_app.run(root, demo=info)
     return 0
