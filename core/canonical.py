@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -52,34 +54,93 @@ def _depth(value: Any, limit: int = MAX_DEPTH) -> None:
             stack.extend((v, d + 1) for v in item)
 
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _too_deep(text: str) -> bool:
+    """Nesting depth of ``text`` above MAX_DEPTH, ignoring brackets inside strings.
+
+    Strings are cut out first (a JSON string literal is unambiguous left to
+    right), then only the bracket characters are walked, so the cost stays
+    small on large documents.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if len(brackets) <= MAX_DEPTH:
+        return False
+    cur = 0
+    for ch in brackets:
+        if ch in "[{":
+            cur += 1
+            if cur > MAX_DEPTH:
+                return True
+        else:
+            cur -= 1
+    return False
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise IntegrityError("number out of range in a stored document")
+    return value
+
+
+def _check_strings(value: Any) -> None:
+    """Refuse lone surrogates (\\ud800 escapes): they cannot be written back as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise IntegrityError(
+                    "text with an unpaired surrogate in a stored document") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def loads(data: bytes | str, *, check_depth: bool = True) -> Any:
-    """Parse strict JSON; every failure is an IntegrityError."""
+    """Parse strict JSON; every failure is an IntegrityError.
+
+    Whatever this accepts, ``dumps`` can write back: non-finite numbers
+    (NaN, Infinity, 1e999) and unpaired surrogates are refused here.
+    """
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        if check_depth and (text.count("[") + text.count("{")) > MAX_DEPTH:
-            # Cheap pre-check before the recursive parser sees hostile nesting.
-            depth = cur = 0
-            for ch in text:
-                if ch in "[{":
-                    cur += 1
-                    depth = max(depth, cur)
-                elif ch in "]}":
-                    cur -= 1
-            if depth > MAX_DEPTH:
-                raise IntegrityError("document nested too deeply")
-        return json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant
+        if isinstance(data, bytes):
+            text = data.decode("utf-8")
+        else:
+            text = data
+            text.encode("utf-8")  # a str may carry raw surrogates
+        if check_depth and (text.count("[") + text.count("{")) > MAX_DEPTH and _too_deep(text):
+            # Checked before the recursive parser sees hostile nesting.
+            raise IntegrityError("document nested too deeply")
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant,
+            parse_float=_finite_float,
         )
+        if _SURROGATE_ESCAPE.search(text):
+            _check_strings(value)
+        return value
     except IntegrityError:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise IntegrityError(f"not valid JSON ({type(exc).__name__})") from None
 
 
 def loads_canonical(data: bytes) -> Any:
     """Parse and insist the bytes are exactly what ``dumps`` would write."""
     value = loads(data)
-    if dumps(value) != data:
+    try:
+        again = dumps(value)
+    except (ValueError, UnicodeError):
+        raise IntegrityError("document cannot be written canonically") from None
+    if again != data:
         raise IntegrityError("document is not in canonical form")
     return value
 

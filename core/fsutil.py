@@ -36,22 +36,31 @@ def ensure_private_dir(path: Path) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Flush a directory's entries (renames, new files); StorageError on failure."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(
+            f"could not flush the directory {path.name} to disk: {_reason(exc)}"
+        ) from None
 
 
-def _io_error(path: Path, exc: OSError) -> StorageError:
-    reason = {
+def _reason(exc: OSError) -> str:
+    return {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exhausted",
         errno.EIO: "an I/O error occurred",
         errno.EROFS: "the file system is read-only",
         errno.EACCES: "permission was denied",
     }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
-    return StorageError(f"could not write {path.name}: {reason}; nothing was changed")
+
+
+def _io_error(path: Path, exc: OSError) -> StorageError:
+    return StorageError(f"could not write {path.name}: {_reason(exc)}; nothing was changed")
 
 
 def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
@@ -72,14 +81,21 @@ def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        if sync_dir:
-            fsync_dir(path.parent)
     except OSError as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise _io_error(path, exc) from None
+    if sync_dir:
+        try:
+            fsync_dir(path.parent)
+        except StorageError as exc:
+            # The rename happened: the new content is visible but maybe not durable.
+            raise StorageError(
+                f"{path.name} was replaced but could not be made durable ({exc}); "
+                "the change may be lost after a crash"
+            ) from None
 
 
 def write_new(path: Path, data: bytes) -> None:

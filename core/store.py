@@ -23,13 +23,15 @@ Concurrency: writers hold the exclusive ``flock`` for the whole
 read-modify-write and re-read the state inside it, so a writer with a stale
 view never overwrites. Readers take no lock: ``vault.json`` is replaced
 atomically and shards are immutable, so a reader sees one consistent
-generation (it retries if a shard of its generation was collected under it).
+generation (if two commits collect a shard of its generation under it, it
+gets a StorageError asking to try again).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,10 +65,13 @@ from core.fsutil import (
     write_new,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT = "glasskey-vault"
 SHARDS = 64
-SMALL_TABLES = ("meta", "operators", "active", "manifest")
+#: Tables every vault.json has had since schema 1 (parse_state insists on them).
+REQUIRED_TABLES = ("meta", "operators", "active", "manifest")
+#: Schema 2 added the review queue and the emergency kits.
+SMALL_TABLES = (*REQUIRED_TABLES, "reviews", "kits")
 SHARDED_TABLES = ("credentials", "sealed", "requests")
 STATE_FILE = "vault.json"
 BACKUP_FILE = "vault.json.bak"
@@ -77,6 +82,18 @@ Doc = dict[str, Any]
 
 #: Migrations from schema N to N+1, applied inside a write transaction.
 MIGRATIONS: dict[int, Callable[[Transaction], None]] = {}
+
+
+def _add_review_and_kit_tables(txn: Transaction) -> None:
+    for name in ("reviews", "kits"):
+        txn.state.setdefault(name, {})
+    txn.dirty_small = True
+
+
+MIGRATIONS[1] = _add_review_and_kit_tables
+
+
+_SHARD_KEYS = frozenset(f"{i:02x}" for i in range(SHARDS))
 
 
 def shard_of(key: str) -> int:
@@ -253,7 +270,12 @@ class Transaction:
         shard = self._shards.get(key)
         if shard is None:
             digest = self._manifest_entry(name, index)
-            shard = {} if digest is None else self.store._read_shard(name, index, digest)
+            try:
+                shard = {} if digest is None else self.store._read_shard(name, index, digest)
+            except _ShardGone as gone:
+                if self.write:  # under the lock nothing is collected: it is missing
+                    raise IntegrityError(f"table file {gone.args[0]} is missing") from None
+                raise
             if self.write:
                 shard = {k: dict(v) for k, v in shard.items()}
             self._shards[key] = shard
@@ -387,6 +409,14 @@ class Store:
             for name, shards in manifest.items():
                 for idx, digest in shards.items():
                     keep.add(f"{name}.{idx}.{digest}.json")
+        for fname in os.listdir(self.root):
+            # temp files of atomic writes killed mid-way (we hold the lock)
+            if fname.startswith((f".{STATE_FILE}.", f".{BACKUP_FILE}.")) and fname.endswith(
+                    ".tmp"):
+                try:
+                    os.unlink(self.root / fname)
+                except FileNotFoundError:
+                    pass
         try:
             entries = os.listdir(self.tables_dir)
         except FileNotFoundError:
@@ -401,16 +431,28 @@ class Store:
     # -- transactions -------------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        """A lock-free consistent snapshot."""
-        for _attempt in range(20):
-            txn = Transaction(self, self._read_state(), write=False)
-            self._check_witness(txn)
-            try:
-                yield txn
-                return
-            except _ShardGone:
-                continue
-        raise StorageError("the vault kept changing while being read; try again")
+        """A lock-free consistent snapshot.
+
+        If two commits collect a shard of this snapshot's generation while it
+        is being read, the reader gets a StorageError asking to try again (a
+        context manager cannot re-run its body); a shard the *current* state
+        still names but that does not exist is an IntegrityError.
+        """
+        txn = Transaction(self, self._read_state(), write=False)
+        self._check_witness(txn)
+        try:
+            yield txn
+        except _ShardGone as gone:
+            raise self._gone_error(gone.args[0]) from None
+
+    def _gone_error(self, fname: str) -> GlasskeyError:
+        try:
+            current = self._read_state()
+        except GlasskeyError as exc:
+            return exc
+        if fname in _manifest_files(current):
+            return IntegrityError(f"table file {fname} is missing")
+        return StorageError("the vault changed while it was being read; try again")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -455,6 +497,7 @@ class Store:
 
     def _recover_audit(self, txn: Transaction) -> None:
         """Adopt an appended-but-uncommitted tail; quarantine a torn one."""
+        self._check_head_line(txn.head)
         extra, partial = self.audit.recover_tail(txn.head)
         if extra:
             head = txn.head
@@ -472,6 +515,29 @@ class Store:
         if partial is not None:
             txn.record(SYSTEM_SIGNER, "audit.tail-quarantined", "audit",
                        {"bytes": len(partial), "dir": "audit.quarantine"})
+
+    def _check_head_line(self, head: Head) -> None:
+        """The line ending at the state's head offset is the one the state names."""
+        if head.seq == 0:
+            return
+        size = self.audit.size()
+        if size < head.offset:
+            raise IntegrityError(
+                f"the audit log is shorter than the vault state records "
+                f"({size} < {head.offset} bytes): it was truncated"
+            )
+        raw = self.audit.line_at(head.offset - line_length_before(self.audit, head.offset))
+        seq = None
+        if raw is not None and line_hash(raw) == head.hash:
+            try:
+                seq = canonical.loads(raw).get("seq")
+            except (IntegrityError, AttributeError):
+                seq = None
+        if seq != head.seq:
+            raise IntegrityError(
+                f"the audit log does not hold entry {head.seq} where the vault state "
+                "says it ends: the log or the state was altered"
+            )
 
     def seq(self) -> int:
         """The state's change counter; cheap enough to poll for live updates."""
@@ -506,9 +572,12 @@ def parse_state(raw: bytes) -> dict[str, Any]:
     state = canonical.loads(raw)
     if not isinstance(state, dict):
         raise IntegrityError("vault.json is not a glasskey vault")
-    for name in SMALL_TABLES:
+    for name in REQUIRED_TABLES:
         if not isinstance(state.get(name), dict):
             raise IntegrityError("vault.json is not a glasskey vault (missing tables)")
+    for name in SMALL_TABLES:
+        if name in state and not isinstance(state[name], dict):
+            raise IntegrityError(f"vault.json's {name} table is malformed")
     meta = state["meta"].get("vault")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise IntegrityError("vault.json is not a glasskey vault")
@@ -519,7 +588,42 @@ def parse_state(raw: bytes) -> dict[str, Any]:
         raise IntegrityError(
             f"vault.json is schema {schema}, newer than this glasskey ({SCHEMA_VERSION})"
         )
+    if not isinstance(meta.get("vault_id"), str) or not _is_count(meta.get("seq", 0)):
+        raise IntegrityError("vault.json has malformed vault metadata")
+    if meta.get("audit") is not None and not _is_head(meta["audit"]):
+        raise IntegrityError("vault.json records a malformed audit head")
+    _manifest_files(state)
     return state
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_head(doc: Any) -> bool:
+    actors = doc.get("actors", {}) if isinstance(doc, dict) else None
+    return (
+        isinstance(doc, dict) and _is_count(doc.get("seq")) and _is_count(doc.get("offset"))
+        and isinstance(doc.get("hash"), str) and isinstance(actors, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in actors.items())
+    )
+
+
+def _manifest_files(state: dict[str, Any]) -> set[str]:
+    """The shard file names the state references (IntegrityError if malformed)."""
+    files: set[str] = set()
+    for name, shards in state.get("manifest", {}).items():
+        if name not in SHARDED_TABLES or not isinstance(shards, dict):
+            raise IntegrityError("vault.json manifest is malformed")
+        for idx, digest in shards.items():
+            if (not isinstance(digest, str) or not _HEX64.fullmatch(digest)
+                    or idx not in _SHARD_KEYS):
+                raise IntegrityError("vault.json manifest is malformed")
+            files.add(f"{name}.{idx}.{digest}.json")
+    return files
 
 
 def _migrate(txn: Transaction) -> None:

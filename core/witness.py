@@ -52,6 +52,8 @@ def save(vault_id: str, head: Head) -> None:
         return
     path = _path(vault_id)
     try:
+        # A new state dir is private too (an existing one is left as it is).
+        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         ensure_private_dir(path.parent)
         atomic_write(path, canonical.dumps(
             {"seq": head.seq, "hash": head.hash, "offset": head.offset}))

@@ -35,3 +35,43 @@ def ldap_server() -> Iterator[LdapServer]:
 
 
 # ==== END real-server fixtures ================================================
+
+
+# ==== BEGIN foundation fixtures (tests/helpers.py; store/audit/auth tests) ====
+# Autouse: every test gets its own client state dir (witness checkpoints never
+# touch the real user's) and tiny Argon2id parameters are allowed.
+from pathlib import Path  # noqa: E402
+
+from tests.helpers import StoreEnv, VaultEnv, make_store, make_vault  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _glasskey_test_env(tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch) -> Path:
+    """GLASSKEY_STATE_DIR -> a fresh temp dir; GLASSKEY_INSECURE_FAST_KDF=1."""
+    state = tmp_path_factory.mktemp("client-state")
+    monkeypatch.setenv("GLASSKEY_STATE_DIR", str(state))
+    monkeypatch.setenv("GLASSKEY_INSECURE_FAST_KDF", "1")
+    monkeypatch.delenv("GLASSKEY_VAULT", raising=False)
+    return state
+
+
+@pytest.fixture
+def vault2(tmp_path: Path) -> VaultEnv:
+    """A vault with alice (requester, admin) and bob (approver, admin, requester)."""
+    return make_vault(tmp_path, operators=2)
+
+
+@pytest.fixture
+def vault3(tmp_path: Path) -> VaultEnv:
+    """As vault2 plus carol (approver, requester)."""
+    return make_vault(tmp_path, operators=3)
+
+
+@pytest.fixture
+def store_env(tmp_path: Path) -> StoreEnv:
+    """A bare Store at tmp_path/store (vault id "vtest") with one enrolled signer."""
+    return make_store(tmp_path / "store", vault_id="vtest")
+
+
+# ==== END foundation fixtures =================================================

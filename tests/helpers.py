@@ -1,0 +1,311 @@
+"""Shared test factory: small vaults with known operators, seeds and a fake clock.
+
+Import from any test module::
+
+    from tests.helpers import make_vault, make_store
+
+    env = make_vault(tmp_path)                 # alice + bob (2 operators)
+    env = make_vault(tmp_path, operators=3)    # alice + bob + carol
+    alice = env.unlock("alice")                # a Session; moves the clock if needed
+    env.vault.add_credential(alice, ...)
+
+    st = make_store(tmp_path / "s")            # a bare Store with one enrolled signer
+    with st.store.transaction() as txn:
+        txn.record(st.signer, "test.event", "subject", {"n": 1})
+
+Conventions (see also the "foundation fixtures" block in conftest.py, whose
+autouse fixture points ``GLASSKEY_STATE_DIR`` into a per-test temp dir and
+sets ``GLASSKEY_INSECURE_FAST_KDF=1`` for every test):
+
+* Every operator has a known passphrase (:data:`PASSPHRASES`) and TOTP seed
+  (:data:`SEEDS`); Argon2id runs with tiny parameters (:data:`FAST_KDF`).
+* The clock is a :class:`FakeClock` starting at :data:`START`. A TOTP step
+  can be used once per operator, so :meth:`VaultEnv.unlock` moves the clock
+  to the next 30-second step when this operator's current step was already
+  used through the helper. Nothing else moves the clock.
+* Process workers used by several reliability tests live at the end of this
+  module (they must be importable for ``multiprocessing`` "spawn").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import canonical, totp
+from core.audit import Signer
+from core.clock import FakeClock
+from core.crypto import kdf, sign
+from core.errors import GlasskeyError
+from core.operators import OperatorSpec
+from core.session import Session
+from core.store import Store
+from core.vault import Vault
+
+#: Argon2id parameters small enough for tests (needs GLASSKEY_INSECURE_FAST_KDF=1).
+FAST_KDF = kdf.KdfParams(1024, 1, 1, b"s" * 16)
+#: Where every FakeClock starts (2027-01-15T08:00:00Z; TOTP step 60_000_000).
+START = 1_800_000_000.0
+STEP = totp.PERIOD
+
+SEEDS: dict[str, str] = {
+    "alice": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    "bob": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU",
+    "carol": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
+}
+PASSPHRASES: dict[str, str] = {
+    "alice": "correct horse battery staple",
+    "bob": "bob's long passphrase, really",
+    "carol": "carol keeps the safe key 42",
+}
+ROLES: dict[str, tuple[str, ...]] = {
+    "alice": ("requester", "admin"),
+    "bob": ("approver", "admin", "requester"),
+    "carol": ("approver", "requester"),
+}
+NAMES = ("alice", "bob", "carol")
+
+
+def require_test_env() -> None:
+    """Fail loudly if a test would touch the real client state or slow KDFs."""
+    state = os.environ.get("GLASSKEY_STATE_DIR")
+    if not state:
+        raise RuntimeError("GLASSKEY_STATE_DIR is not set (use the conftest fixtures)")
+    if os.environ.get("GLASSKEY_INSECURE_FAST_KDF") != "1":
+        raise RuntimeError("GLASSKEY_INSECURE_FAST_KDF=1 is not set (use the conftest fixtures)")
+
+
+@dataclass
+class VaultEnv:
+    """A vault with known operators. ``vault`` is the first process's view."""
+
+    root: Path
+    clock: FakeClock
+    vault: Vault
+    names: tuple[str, ...]
+    passphrases: dict[str, str]
+    seeds: dict[str, str]
+    used_step: dict[str, int] = field(default_factory=dict)
+
+    def step(self) -> int:
+        return int(self.clock.now()) // STEP
+
+    def code(self, name: str, steps: int = 0) -> str:
+        """``name``'s TOTP code for the current step + ``steps``."""
+        return totp.code_at(self.seeds[name], self.clock.now() + steps * STEP)
+
+    def next_step(self) -> None:
+        """Move the clock to the start of the next TOTP step."""
+        self.clock.set(float((self.step() + 1) * STEP))
+
+    def unlock(self, name: str, vault: Vault | None = None) -> Session:
+        """Unlock ``name`` with the right passphrase and a fresh TOTP step."""
+        if self.used_step.get(name, -1) >= self.step():
+            self.next_step()
+        session = (vault or self.vault).unlock(name, self.passphrases[name], self.code(name))
+        self.used_step[name] = self.step()
+        return session
+
+    def reopen(self, clock: FakeClock | None = None, **kw: Any) -> Vault:
+        """A second view of the same vault (as another process would have)."""
+        return Vault(self.root, clock or self.clock, **kw)
+
+    def operator_doc(self, name: str) -> dict[str, Any]:
+        with Store(self.root).read() as txn:
+            doc = txn.table("operators").get(name)
+        assert doc is not None
+        return doc
+
+    def edit_operator(self, name: str, edit: Callable[[dict[str, Any]], None]) -> None:
+        """Change ``name``'s stored document in place (a legitimate write, no audit)."""
+        with self.vault.store.transaction() as txn:
+            doc = txn.table("operators").get(name)
+            assert doc is not None
+            edit(doc)
+            txn.table("operators").put(name, doc)
+
+
+def make_vault(tmp_path: Path, operators: int = 2, *,
+               passphrases: dict[str, str] | None = None,
+               seeds: dict[str, str] | None = None,
+               start: float = START, subdir: str = "vault") -> VaultEnv:
+    """Initialise a vault at ``tmp_path/subdir`` with the first ``operators`` of
+    alice, bob, carol (override passphrases or seeds per name)."""
+    require_test_env()
+    if not 2 <= operators <= len(NAMES):
+        raise ValueError("operators must be 2 or 3")
+    names = NAMES[:operators]
+    phr = {**PASSPHRASES, **(passphrases or {})}
+    sds = {**SEEDS, **(seeds or {})}
+    clock = FakeClock(start)
+    root = tmp_path / subdir
+    vault = Vault(root, clock)
+    vault.initialise([OperatorSpec(n, ROLES[n], phr[n], sds[n]) for n in names],
+                     kdf_params=FAST_KDF)
+    return VaultEnv(root, clock, vault, names, phr, sds)
+
+
+# -- bare stores (storage and audit tests, no KDF at all) ---------------------------------
+
+@dataclass
+class StoreEnv:
+    """A Store with one enrolled founder ("tester") whose key signs entries."""
+
+    root: Path
+    store: Store
+    signer: Signer
+    public: bytes
+
+
+def new_signer(name: str = "tester") -> tuple[Signer, bytes]:
+    priv = sign.generate_private()
+    return Signer(name, priv), sign.public_from_private(priv)
+
+
+def enrol_details(public: bytes) -> dict[str, Any]:
+    return {"founder": True, "sign_pub": canonical.b64e(public)}
+
+
+def make_store(root: Path, vault_id: str | None = None) -> StoreEnv:
+    """Create a Store at ``root`` and record the founder's self-enrolment.
+
+    Each store gets a fresh random vault id unless one is given (stores in one
+    test share the client state dir, so ids must differ).
+    """
+    require_test_env()
+    store = Store(root)
+    store.create({"vault_id": vault_id or "v" + os.urandom(8).hex()})
+    signer, public = new_signer()
+    with store.transaction() as txn:
+        txn.record(signer, "operator.enrolled", signer.name, enrol_details(public))
+    return StoreEnv(root, store, signer, public)
+
+
+def open_store(root: Path, **kw: Any) -> Store:
+    return Store(root, **kw)
+
+
+def increment(store: Store, signer: Signer, key: str = "counter") -> int:
+    """One transaction: bump a counter in vault.json *and* in a shard, audit it.
+
+    Both copies always move together, so a state where they differ is a torn
+    commit. Returns the new value.
+    """
+    with store.transaction() as txn:
+        doc = txn.table("meta").get(key) or {"n": 0}
+        n = int(doc["n"]) + 1
+        txn.table("meta").put(key, {"n": n})
+        txn.sharded("requests").put(key, {"n": n})
+        txn.record(signer, "test.increment", key, {"n": n})
+    return n
+
+
+def counters(store: Store, key: str = "counter") -> tuple[int, int]:
+    """(value in vault.json, value in its shard) as a fresh reader sees them."""
+    with store.read() as txn:
+        small = txn.table("meta").get(key) or {"n": 0}
+        shard = txn.sharded("requests").get(key) or {"n": 0}
+    return int(small["n"]), int(shard["n"])
+
+
+# -- file inspection ----------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """{relative path: sha256} of every regular file under ``root``."""
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_file() and not path.is_symlink() and rel not in skip:
+            out[rel] = sha256_file(path)
+    return out
+
+
+def files_under(*roots: Path) -> Iterator[Path]:
+    for root in roots:
+        if root.exists():
+            yield from (p for p in sorted(root.rglob("*")) if p.is_file())
+
+
+# -- process workers (importable for multiprocessing "spawn") ------------------------------
+
+def worker_increment(root: str, state_dir: str, key_hex: str, count: int) -> None:
+    """Run ``count`` increments as the signer whose private key is ``key_hex``."""
+    os.environ["GLASSKEY_STATE_DIR"] = state_dir
+    store = Store(Path(root), lock_timeout=30.0)
+    signer = Signer("tester", bytes.fromhex(key_hex))
+    for _ in range(count):
+        increment(store, signer)
+
+
+def worker_hold_lock(root: str, ready: Any, release: Any) -> None:
+    """Hold the vault lock until ``release`` is set (lock-timeout tests)."""
+    store = Store(Path(root))
+    with store.lock:
+        ready.set()
+        release.wait(30)
+
+
+def worker_unlock(root: str, state_dir: str, name: str, passphrase: str,
+                  barrier: Any, jobs: Any, results: Any) -> None:
+    """Unlock ``name`` for each (time, code) job, all workers released together."""
+    os.environ["GLASSKEY_STATE_DIR"] = state_dir
+    os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"
+    clock = FakeClock(START)
+    vault = Vault(Path(root), clock, lock_timeout=30.0)
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        t, code = job
+        clock.set(t)
+        barrier.wait(30)
+        try:
+            vault.unlock(name, passphrase, code)
+            results.put("ok")
+        except GlasskeyError as exc:
+            results.put(f"{type(exc).__name__}: {exc}")
+
+
+def fork_and_kill(target: Callable[..., None], args: tuple[Any, ...], delay: float) -> bytes:
+    """Run ``target(*args, ack_fd)`` in a forked child and SIGKILL it ``delay`` seconds
+    after its first write to ``ack_fd``; return everything it wrote there.
+
+    The child never returns into pytest (``os._exit``). Waiting for the first
+    write makes every trial kill a child that is really in its loop, however
+    loaded the machine is.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 0
+        try:
+            os.close(r)
+            target(*args, w)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        first = os.read(r, 65536)
+        time.sleep(delay)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    chunks = [first]
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    if not os.WIFSIGNALED(status):
+        raise AssertionError(f"the child ended on its own (status {status})")
+    return b"".join(chunks)
