@@ -210,6 +210,11 @@ class OperatorOps(VaultBase):
                     f"operator {name} is locked after repeated failures; "
                     f"try again in {int(wait) + 1} s"))
             state["failures"] = int(state["failures"]) + 1
+            # Provisional back-off: if this attempt dies before it is answered, the
+            # lockout it would have earned still stands (success lifts it).
+            lock = totp.lockout_seconds(int(state["failures"]))
+            if lock:
+                state["locked_until"] = max(float(state["locked_until"]), self.now() + lock)
             txn.table("operators").put(name, doc)
         # 2. The slow part (Argon2id) runs outside the lock.
         try:
