@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core tui tests benchmarks
+	$(BIN)/ruff check core tui tests $(wildcard benchmarks)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
