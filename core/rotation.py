@@ -113,52 +113,66 @@ class RotationOps(CheckoutOps, ReviewOps):
 
     # -- check-in -------------------------------------------------------------------------
     def checkin(self, session: Session, req_id: str) -> RotationResult:
-        """End a checkout and rotate. Idempotent: re-running resumes an interrupted one."""
-        with self.store.transaction() as txn:
-            self._require_active(txn, session)
+        """End a checkout and rotate. Idempotent: re-running resumes an interrupted one.
+
+        The check-in record and the rotation intent share one transaction; for
+        a credential whose value lives only in the vault the commit joins them
+        too (nothing outside can fail in between), so a check-in is one write.
+        """
+        with self.store.read() as txn:
             req = self._request_doc(txn, req_id)
-            if req["requester"] != session.name and not (
-                    session.has("approver") or session.has("admin")):
-                raise PolicyError("only the holder, an approver or an admin can check in")
-            if req["state"] == S.CLOSED:
-                raise PolicyError(f"checkout {req_id} is already closed")
-            if req["state"] not in (S.CHECKED_OUT, S.ROTATING, S.ROTATION_FAILED):
-                raise PolicyError(
-                    f"request {req_id} is {req['state']}; only a revealed checkout is checked "
-                    "in (use 'cancel' for one that was never revealed)")
-            if req["state"] == S.CHECKED_OUT:
-                req["ended_at"] = self.now()
-                req["end_reason"] = "checkin"
-                req["checked_in_by"] = session.name
-                self._save(txn, req)
-                txn.record(session.signer, "checkout.checked-in", req_id, {
-                    "credential": req["cred_name"], "held_for": int(
-                        self.now() - float(req.get("revealed_at") or self.now())),
-                    "by": session.name,
-                })
-        return self.rotate(session, req["cred_id"], req_id, reason="checkin")
+        return self.rotate(session, req["cred_id"], req_id, reason="checkin", checkin=True)
+
+    def _check_in(self, txn: Transaction, session: Session, req: dict[str, Any]) -> None:
+        if req["requester"] != session.name and not (
+                session.has("approver") or session.has("admin")):
+            raise PolicyError("only the holder, an approver or an admin can check in")
+        if req["state"] == S.CLOSED:
+            raise PolicyError(f"checkout {req['id']} is already closed")
+        if req["state"] not in (S.CHECKED_OUT, S.ROTATING, S.ROTATION_FAILED):
+            raise PolicyError(
+                f"request {req['id']} is {req['state']}; only a revealed checkout is checked "
+                "in (use 'cancel' for one that was never revealed)")
+        if req.get("kind") == "onboarding":
+            raise PolicyError("an onboarding secret ends with 'onboard activate', not check-in")
+        if req["state"] == S.CHECKED_OUT:
+            req["ended_at"] = self.now()
+            req["end_reason"] = "checkin"
+            req["checked_in_by"] = session.name
+            self._save(txn, req)
+            txn.record(session.signer, "checkout.checked-in", req["id"], {
+                "credential": req["cred_name"], "held_for": int(
+                    self.now() - float(req.get("revealed_at") or self.now())),
+                "by": session.name,
+            })
 
     # -- rotation -------------------------------------------------------------------------
     def rotate(self, session: Session, cred_id: str, req_id: str | None,
-               reason: str) -> RotationResult:
-        connector, new_value, old_value, version = self._phase_one(session, cred_id, req_id,
-                                                                   reason)
+               reason: str, *, checkin: bool = False) -> RotationResult:
+        connector, new_value, old_value, version, done = self._phase_one(
+            session, cred_id, req_id, reason, checkin)
+        if done is not None:
+            return done
         if connector.needs_person:
             return self._await_person(session, cred_id, req_id, version)
         error = "" if connector.vault_is_source_of_truth else self._apply(
             connector, new_value, old_value)
         return self._phase_two(session, cred_id, req_id, version, error)
 
-    def _phase_one(self, session: Session, cred_id: str, req_id: str | None, reason: str
-                   ) -> tuple[Connector, SecretValue | None, SecretValue | None, int]:
+    def _phase_one(self, session: Session, cred_id: str, req_id: str | None, reason: str,
+                   checkin: bool = False,
+                   ) -> tuple[Connector, SecretValue | None, SecretValue | None, int,
+                              RotationResult | None]:
         with self.store.transaction() as txn:
             self._require_active(txn, session)
+            req = self._request_doc(txn, req_id) if req_id else None
+            if checkin and req is not None:
+                self._check_in(txn, session, req)
             cred = txn.sharded("credentials").get(cred_id)
             sealed = txn.sharded("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} has no sealed versions")
             connector = self.connector_for(cred)
-            req = self._request_doc(txn, req_id) if req_id else None
             pending = sealed.get("pending")
             if pending is None:
                 old = self._current_value(session, req, sealed["current"])
@@ -182,6 +196,13 @@ class RotationOps(CheckoutOps, ReviewOps):
                     "connector": cred["connector"], "reason": reason, "request": req_id,
                 })
                 new_value: SecretValue | None = new
+                if connector.vault_is_source_of_truth:
+                    # Nothing outside the vault to change: commit in the same write.
+                    self._promote(txn, session, cred, sealed, {"request": req_id})
+                    if req is not None:
+                        self._finish_request(txn, req, "committed", version)
+                    return connector, None, None, version, RotationResult(
+                        cred["name"], "committed", version)
             else:
                 version = int(pending["version"])
                 new_value, old = self._open_resume(session, cred_id, pending)
@@ -190,7 +211,7 @@ class RotationOps(CheckoutOps, ReviewOps):
             if req is not None and req["state"] not in (S.ROTATING, S.CLOSED):
                 req["state"] = S.ROTATING
                 self._save(txn, req)
-        return connector, new_value, old, version
+        return connector, new_value, old, version, None
 
     def _seal_resume(self, session: Session, cred_id: str, version: int, new: SecretValue,
                      old: SecretValue | None) -> dict[str, Any]:
