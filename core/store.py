@@ -65,9 +65,14 @@ from core.fsutil import (
     write_new,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMAT = "glasskey-vault"
 SHARDS = 64
+#: Shards per large table. Checkout history grows without bound (about 170,000
+#: requests behind 1,000,000 audit entries), so requests get more, smaller
+#: shards: a checkout rewrites one ~150 kB shard instead of one of ~2.4 MB
+#: (schema 3; BENCHMARKS.md has the before and after).
+TABLE_SHARDS = {"credentials": SHARDS, "sealed": SHARDS, "requests": 1024}
 #: Tables every vault.json has had since schema 1 (parse_state insists on them).
 REQUIRED_TABLES = ("meta", "operators", "active", "manifest")
 #: Schema 2 added the review queue and the emergency kits.
@@ -93,11 +98,36 @@ def _add_review_and_kit_tables(txn: Transaction) -> None:
 MIGRATIONS[1] = _add_review_and_kit_tables
 
 
-_SHARD_KEYS = frozenset(f"{i:02x}" for i in range(SHARDS))
+def _reshard_requests(txn: Transaction) -> None:
+    """Schema 2 -> 3: move requests from 64 shards to TABLE_SHARDS['requests']."""
+    docs: dict[str, Doc] = {}
+    for index in range(SHARDS):
+        digest = txn._manifest_entry("requests", index)
+        if digest is not None:
+            docs.update(txn.store._read_shard("requests", index, digest))
+    txn.state.setdefault("manifest", {}).pop("requests", None)
+    txn._shards = {k: v for k, v in txn._shards.items() if k[0] != "requests"}
+    table = txn.sharded("requests")
+    for key, doc in docs.items():
+        table.put(key, doc)
+    txn.dirty_small = True
 
 
-def shard_of(key: str) -> int:
-    return hashlib.sha256(key.encode("utf-8")).digest()[0] % SHARDS
+MIGRATIONS[2] = _reshard_requests
+
+
+def _shard_keys(name: str) -> frozenset[str]:
+    return frozenset(f"{i:02x}" for i in range(TABLE_SHARDS.get(name, SHARDS)))
+
+
+_SHARD_KEYS = {name: _shard_keys(name) for name in SHARDED_TABLES}
+
+
+def shard_of(key: str, shards: int = SHARDS) -> int:
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    if shards <= 256:
+        return digest[0] % shards
+    return int.from_bytes(digest[:2], "big") % shards
 
 
 class _TxnStorage(Storage):  # type: ignore[misc]
@@ -169,32 +199,36 @@ class ShardedTable:
     def __init__(self, txn: Transaction, name: str) -> None:
         self._txn = txn
         self._name = name
+        self._count = TABLE_SHARDS.get(name, SHARDS)
 
     def _shard(self, index: int) -> dict[str, Doc]:
         return self._txn._load_shard(self._name, index)
 
     def get(self, key: str) -> Doc | None:
-        doc = self._shard(shard_of(key)).get(key)
+        doc = self._shard(shard_of(key, self._count)).get(key)
         return dict(doc) if doc is not None else None
 
     def put(self, key: str, doc: Doc) -> None:
         self._txn._require_write()
-        index = shard_of(key)
+        index = shard_of(key, self._count)
         self._shard(index)[key] = dict(doc)
         self._txn.dirty_shards.add((self._name, index))
 
     def delete(self, key: str) -> None:
         self._txn._require_write()
-        index = shard_of(key)
+        index = shard_of(key, self._count)
         if self._shard(index).pop(key, None) is not None:
             self._txn.dirty_shards.add((self._name, index))
 
     def values(self) -> Iterator[Doc]:
-        for index in range(SHARDS):
+        for index in range(self._count):
+            if self._txn._manifest_entry(self._name, index) is None \
+                    and (self._name, index) not in self._txn._shards:
+                continue  # an empty shard: nothing to read
             yield from self._shard(index).values()
 
     def __len__(self) -> int:
-        return sum(len(self._shard(i)) for i in range(SHARDS))
+        return sum(1 for _ in self.values())
 
 
 class Transaction:
@@ -371,7 +405,7 @@ class Store:
             raise IntegrityError(f"table file {fname} is malformed")
         docs: dict[str, Doc] = doc["docs"]
         self._shard_cache[fname] = docs
-        if len(self._shard_cache) > 4 * SHARDS * len(SHARDED_TABLES):
+        if len(self._shard_cache) > 2 * sum(TABLE_SHARDS.values()):
             self._shard_cache.clear()
         return docs
 
@@ -620,7 +654,7 @@ def _manifest_files(state: dict[str, Any]) -> set[str]:
             raise IntegrityError("vault.json manifest is malformed")
         for idx, digest in shards.items():
             if (not isinstance(digest, str) or not _HEX64.fullmatch(digest)
-                    or idx not in _SHARD_KEYS):
+                    or idx not in _SHARD_KEYS[name]):
                 raise IntegrityError("vault.json manifest is malformed")
             files.add(f"{name}.{idx}.{digest}.json")
     return files

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from core import canonical
 from core.errors import GlasskeyError, IntegrityError
-from core.store import Store, shard_of
+from core.store import TABLE_SHARDS, Store, shard_of
 from core.vault import Vault
 from tests.helpers import StoreEnv, VaultEnv, increment, sha256_file, tree_digest
 
@@ -329,13 +329,13 @@ HOSTILE: dict[str, Callable[[bytes], bytes]] = {
     "table-is-list": lambda raw: _edit(raw, lambda s: s.update(active=[])),
     "manifest-list": lambda raw: _edit(raw, lambda s: s["manifest"].update(requests=[])),
     "manifest-path": lambda raw: _edit(raw, lambda s: s["manifest"].update(
-        requests={f"{shard_of('counter'):02x}": "../../../etc/passwd"})),
+        requests={f"{shard_of('counter', TABLE_SHARDS['requests']):02x}": "../../../etc/passwd"})),
     "manifest-number": lambda raw: _edit(raw, lambda s: s["manifest"].update(
-        requests={f"{shard_of('counter'):02x}": 5})),
+        requests={f"{shard_of('counter', TABLE_SHARDS['requests']):02x}": 5})),
     "manifest-bad-index": lambda raw: _edit(raw, lambda s: s["manifest"].update(
         requests={"zz": "0" * 64})),
     "manifest-missing-shard": lambda raw: _edit(raw, lambda s: s["manifest"].update(
-        requests={f"{shard_of('counter'):02x}": "ab" * 32})),
+        requests={f"{shard_of('counter', TABLE_SHARDS['requests']):02x}": "ab" * 32})),
 }
 
 
@@ -363,7 +363,7 @@ def test_p2_pretty_printed_is_not_damage(small_vault: StoreEnv) -> None:
 
 def _current_shard(root: Path, table: str, key: str) -> Path:
     """The shard file the current vault.json names for ``key``."""
-    index = shard_of(key)
+    index = shard_of(key, TABLE_SHARDS[table])
     digest = json.loads((root / "vault.json").read_bytes())["manifest"][table][f"{index:02x}"]
     return root / "tables" / f"{table}.{index:02x}.{digest}.json"
 
