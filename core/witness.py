@@ -55,7 +55,8 @@ def save(vault_id: str, head: Head) -> None:
         # A new state dir is private too (an existing one is left as it is).
         state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         ensure_private_dir(path.parent)
+        # No directory fsync: a checkpoint lost in a crash only weakens detection.
         atomic_write(path, canonical.dumps(
-            {"seq": head.seq, "hash": head.hash, "offset": head.offset}))
+            {"seq": head.seq, "hash": head.hash, "offset": head.offset}), sync_dir=False)
     except (OSError, StorageError):
         pass  # a witness that cannot be written weakens detection but blocks no one

@@ -211,3 +211,20 @@ def test_step_up_with_a_fresh_code_follows_the_totp_rules(w: World) -> None:
         w.vault.confirm_totp(bob, w.code("bob"))  # replay
     # the success reset the counter; the replay counted again
     assert [o.failures for o in w.vault.operators() if o.name == "bob"] == [1]
+
+
+def test_removal_on_many_credentials_uses_every_core_and_loses_nothing(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import offboarding
+
+    monkeypatch.setattr(offboarding, "PARALLEL_FROM", 5)
+    for i in range(12):
+        w.add(f"svc-{i}", f"svc-value-{i}")
+    reachable = w.vault.remove_operator([w.s("bob"), w.s("alice")], "carol")
+    assert len(reachable) == 13
+    for i in range(12):
+        assert decrypt_version(w, f"svc-{i}") == f"svc-value-{i}"
+    carol_id = next(o.id for o in w.vault.operators() if o.name == "carol")
+    with w.vault.store.read() as txn:
+        for sdoc in txn.sharded("sealed").values():
+            assert carol_id not in sdoc["current"]["shares"]
