@@ -93,7 +93,9 @@ def decrypt_version(w: World, cred_name: str, slot: str = "current") -> str | No
     if not vdoc:
         return None
     k = int(vdoc["k"])
-    sessions = [w.s(n) for n in ("alice", "bob", "carol")][:k]
+    holders = [o.name for o in w.vault.operators()
+               if o.status == "active" and o.id in vdoc["shares"]]
+    sessions = [w.s(n) for n in holders[:k]]
     shares = [open_own_share(w.vault.vault_id, cred_id, vdoc, s.operator_id, s.hpke_priv)
               for s in sessions]
     dek = recover_dek(w.vault.vault_id, cred_id, vdoc, shares)
