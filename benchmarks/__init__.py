@@ -11,5 +11,7 @@ Modules:
 * ``kdbx``     a minimal KDBX 4 writer, so the KeePassXC peer database uses
   Argon2id at the same parameters as the vault;
 * ``peer``     the keepassxc-cli comparison;
-* ``report``   the stdout table and BENCHMARKS.md.
+* ``experiments`` prototypes of proposed core changes, measured on the same vault;
+* ``report``   the stdout table and BENCHMARKS.md (``analysis.md`` is the
+  hand-written analysis, its ``{{fmt:path}}`` placeholders filled from the run).
 """

@@ -231,11 +231,37 @@ def seal_experiment() -> dict[str, Any]:
     return out
 
 
+# -- reading the state: vault.json size, polling, alerts --------------------------------------------
+def state_experiment(roots: dict[str, Path]) -> dict[str, Any]:
+    """vault.json read+parse, the TUI's poll (Store.seq), a stat, and vault.alerts()."""
+    from core.store import Store
+    from core.vault import Vault
+
+    out: dict[str, Any] = {}
+    for label, root in roots.items():
+        store = Store(root)
+        d: dict[str, Any] = {"vault_json_bytes": (root / "vault.json").stat().st_size}
+        d["read_state_ms"] = Stats.of(repeat(store._read_state, 30, 3)).median * 1e3
+        d["seq_ms"] = Stats.of(repeat(store.seq, 30, 3)).median * 1e3
+        d["stat_us"] = Stats.of(repeat(lambda r=root: os.stat(r / "vault.json"), 200, 5)
+                                ).median * 1e6
+        alerts = getattr(Vault, "alerts", None)
+        if alerts is not None:
+            cold = [timed(lambda r=root: Vault(r).alerts())[0] for _ in range(3)]
+            d["alerts_cold_ms"] = Stats.of(cold).median * 1e3
+        out[label] = d
+    return out
+
+
 def run(args: dict[str, Any]) -> dict[str, Any]:
     root = Path(args["root"])
     scratch = Path(args["scratch"])
     start = time.perf_counter()
+    roots = {"large": root}
+    if args.get("small_root"):
+        roots["small"] = Path(args["small_root"])
     out = {"parse": parse_experiment(root), "fsync": fsync_experiment(scratch),
-           "seal": seal_experiment(), "verify": verify_experiment(root)}
+           "seal": seal_experiment(), "verify": verify_experiment(root),
+           "state": state_experiment(roots)}
     out["elapsed_s"] = time.perf_counter() - start
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,9 @@ def build_rows(res: dict[str, Any], scale: dict[str, Any]) -> list[Row]:
                 v, sp = _scaled(tu["cold_start_s"], 1e3)
                 rows.append(Row(g, f"TUI cold start to first screen ({tu.get('screen')}), "
                                 "new process, headless", v, "ms", sp, "< 1 s", 1000.0))
+            if tu.get("cold_start_small_s"):
+                v, sp = _scaled(tu["cold_start_small_s"], 1e3)
+                rows.append(Row(g, "  the same in the 10-credential vault", v, "ms", sp))
             v, sp = _scaled(tu["first_screen_s"], 1e3)
             rows.append(Row(g, f"TUI first screen ({tu.get('screen')}), App.run_test",
                             v, "ms", sp, "< 1 s", 1000.0))
@@ -312,13 +316,16 @@ def markdown(rows: list[Row], res: dict[str, Any], machine: dict[str, Any],
     md.append("## Machine")
     md.append("")
     for k in ("cpu", "cores", "ram", "disk", "kernel", "python", "cryptography", "openssl",
-              "textual", "tinydb", "keepassxc", "git", "load", "elapsed"):
+              "textual", "tinydb", "keepassxc", "git", "cache", "load", "elapsed"):
         if k in machine:
             md.append(f"- **{k}**: {machine[k]}")
     md.append("")
     misses = [r for r in rows if r.status in ("MISS", "FAIL")]
     passes = [r for r in rows if r.status == "PASS"]
     md.append("## Summary")
+    md.append("")
+    md.append("Why each miss happens and the core change that would close it: the last "
+              "section. ")
     md.append("")
     md.append(f"{len(passes)} targets met, {len(misses)} missed"
               f"{', ' + str(sum(1 for r in rows if r.status == 'n/a' and r.target)) + ' not measured' if any(r.status == 'n/a' and r.target for r in rows) else ''}.")
@@ -347,9 +354,44 @@ def markdown(rows: list[Row], res: dict[str, Any], machine: dict[str, Any],
     md.extend(_experiments(res))
     md.extend(_method(res, scale))
     if notes_path and notes_path.exists():
-        md.append(notes_path.read_text().rstrip())
+        md.append(fill(notes_path.read_text().rstrip(), res))
         md.append("")
     return "\n".join(md) + "\n"
+
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+):([^}]+)\}\}")
+
+
+def fill(text: str, res: dict[str, Any]) -> str:
+    """Replace ``{{fmt:path/to/value}}`` with this run's figure (see benchmarks/analysis.md).
+
+    fmt: ms (seconds shown as ms), ms1 (one decimal), s (seconds, 2 decimals), s1,
+    x (a ratio of two paths joined by ``;``), dms (their difference, in ms), n (an integer with separators),
+    f1/f2/f3 (a plain number with that many decimals). A missing figure shows as "?".
+    """
+    def get(path: str) -> float | None:
+        node: Any = res
+        for part in path.strip().split("/"):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return float(node) if isinstance(node, int | float) else None
+
+    def sub(m: re.Match[str]) -> str:
+        kind, path = m.group(1), m.group(2)
+        if kind in ("x", "dms"):
+            a, b = (get(p) for p in path.split(";"))
+            if a is None or b is None or (kind == "x" and not b):
+                return "?"
+            return f"{a / b:.1f}" if kind == "x" else f"{(a - b) * 1e3:.0f}"
+        v = get(path)
+        if v is None:
+            return "?"
+        return {"ms": f"{v * 1e3:.0f}", "ms1": f"{v * 1e3:.1f}", "s": f"{v:.2f}",
+                "s1": f"{v:.1f}", "n": f"{v:,.0f}", "f1": f"{v:.1f}", "f2": f"{v:.2f}",
+                "f3": f"{v:.3f}"}.get(kind, "?")
+
+    return _PLACEHOLDER.sub(sub, text)
 
 
 COMPONENTS = (
@@ -479,6 +521,13 @@ def _experiments(res: dict[str, Any]) -> list[str]:
                   f"{fs['atomic_write_no_dirsync_ms']:.2f} ms; vault.json.bak as a hard link "
                   f"to the outgoing generation {fs['link_backup_ms']:.3f} ms; write + rename "
                   f"without fsync {fs['write_rename_no_fsync_ms']:.2f} ms.")
+    for label, d in (ex.get("state") or {}).items():
+        md.append(f"- **state reads, {label} vault** (vault.json {d['vault_json_bytes'] / 1e3:.0f} "
+                  f"kB): `Store._read_state` {d['read_state_ms']:.2f} ms, `Store.seq()` (the "
+                  f"TUI polls it every 0.5 s) {d['seq_ms']:.2f} ms, `os.stat` of vault.json "
+                  f"{d['stat_us']:.0f} µs"
+                  + (f"; `vault.alerts()` on a new Vault object (cold shard cache) "
+                     f"{d['alerts_cold_ms']:.0f} ms" if "alerts_cold_ms" in d else "") + ".")
     se = ex.get("seal")
     if se:
         md.append(f"- **HPKE seal**: {se['seal_us']:.0f} µs with the recipient key validated "
@@ -494,10 +543,19 @@ def _method(res: dict[str, Any], scale: dict[str, Any]) -> list[str]:
     return [
         "## How it was measured",
         "",
+        "- Run with `make bench` (= `.venv/bin/python -m benchmarks.run`, the full scale, "
+        "~7 min with a cached vault, ~10 min when it builds one); `--quick` is a ~1–2 min "
+        "run at 1,000 credentials and 100,000 entries (written under benchmarks/.cache/); "
+        "`--only NAME` runs one group (floors, import, verify, list, ops, operators, cli, peer, "
+        "tui, experiments); `--rebuild` rebuilds the cached vaults; `--from-results` "
+        "re-renders this file from the last run's figures; `--install-peer` apt-installs "
+        "keepassxc when it is missing (Debian bookworm ships `keepassxc` 2.7.4; there is no "
+        "`keepassxc-minimal` package there).",
         "- Every figure comes from this run; the physical floors were measured in the same "
         "run on the same machine, so the figures can be read against them.",
         "- Each measurement runs in its own process (`python -m benchmarks.worker STEP`), so "
-        "the peak memory (`ru_maxrss`) reported for a step is that step's own.",
+        "the peak memory reported for a step is that step's own (VmHWM of the process; for "
+        "CLI runs, of the glasskey process itself).",
         f"- The large vault is built through the core API: `initialise` with "
         f"{scale['operators']} operators whose keys are wrapped with Argon2id at the vault's "
         f"parameters (m={kd.get('memory_kib')} KiB, t={kd.get('iterations')}, "
@@ -513,14 +571,15 @@ def _method(res: dict[str, Any], scale: dict[str, Any]) -> list[str]:
         "the requests table, and the state's audit head is set in the same store transaction. "
         "The result passes `Vault.verify_audit`. The history does not re-seal credentials "
         "(each keeps the version it was imported with). Built once and cached in "
-        "`benchmarks/.cache/` (keyed by a hash of the core's storage and crypto code).",
+        "`benchmarks/.cache/` (reused while the schema and the builder are unchanged; the "
+        "Machine section says whether the current core built it; `--rebuild` forces it).",
         "- Per-operation figures: `Vault.request/approve/reveal/checkin` with sessions already "
         "unlocked, on a private copy of the cached vault, each call with the store's "
         "parsed-shard cache emptied first (as in a fresh `glasskey` process); one warm-up "
         "cycle is discarded; a different credential each cycle. No Argon2id runs inside these "
         "calls, so \"beyond its Argon2id\" is the figure itself; unlock is measured "
-        "separately, next to Argon2id alone at the same parameters. Check-in includes the "
-        "rotation (generated connector) it triggers.",
+        "separately and split by timing the Argon2id derivation inside it. Check-in includes "
+        "the rotation (generated connector) it triggers.",
         "- \"With checkout history\" is the realistic vault (a million audit entries imply "
         "~160,000 closed requests); \"empty requests table\" is the same vault with its "
         "requests table dropped, as the brief's literal 10,000 x 25 x 1,000,000 build.",

@@ -26,6 +26,7 @@ from benchmarks.common import (
     QUICK,
     REPO,
     Scale,
+    fingerprint,
     write_json,
 )
 from benchmarks.peer import install as install_peer
@@ -115,7 +116,7 @@ def _disk(path: Path) -> str:
         name = Path(dev).name.rstrip("0123456789")
         rot = Path(f"/sys/block/{name}/queue/rotational")
         if rot.exists():
-            desc += ", rotational" if rot.read_text().strip() == "1" else ", non-rotational"
+            desc += f", kernel reports rotational={rot.read_text().strip()}"
         model = Path(f"/sys/block/{name}/device/model")
         if model.exists():
             desc += f", {model.read_text().strip()}"
@@ -184,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     if meta is not None:
         res["cache"] = meta
         kdf = meta["kdf"]
+        same = meta.get("fingerprint") == fingerprint()
+        machine["cache"] = (f"large and small vaults built {meta['built']} by "
+                            + ("this core" if same else "an earlier core with the same schema "
+                               "(--rebuild to rebuild)"))
     large = cache_dir(scale) / "large"
     small = cache_dir(scale) / "small"
     common = {"scratch": str(scratch)}
@@ -222,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             res["peer"] = worker("peer", dict(common, kdf=kdf or {}, runs=scale.runs,
                                               entries=scale.credentials), scale)
         if "experiments" in only:
-            res["experiments"] = worker("experiments", dict(common, root=str(large)), scale)
+            res["experiments"] = worker("experiments", dict(common, root=str(large),
+                                                            small_root=str(small)), scale)
         if "tui" in only:
-            res["tui"] = worker("tui", dict(common, src=str(large), runs=5,
+            res["tui"] = worker("tui", dict(common, src=str(large), small=str(small), runs=5,
                                            clock=meta["clock_end"] if meta else 0), scale)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

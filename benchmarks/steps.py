@@ -653,6 +653,7 @@ def tui(args: Result) -> Result:
         return t_first, t_dash
 
     cold = _tui_cold(root, runs)
+    cold_small = _tui_cold(Path(args["small"]), runs) if args.get("small") else []
     for i in range(runs + 1):
         try:
             t_first, t_dash = asyncio.run(once())
@@ -668,6 +669,7 @@ def tui(args: Result) -> Result:
         return {"present": True, "ok": False, "why": errors[0] if errors else "no run"}
     return {"present": True, "ok": True, "first_screen_s": Stats.of(first).to_doc(),
             "cold_start_s": Stats.of(cold).to_doc() if cold else None,
+            "cold_start_small_s": Stats.of(cold_small).to_doc() if cold_small else None,
             "dashboard_s": Stats.of(dash).to_doc() if dash else None,
             "screen": screens[0] if screens else "",
             "dashboard_screen": screens[1] if len(screens) > 1 else "",
