@@ -2,8 +2,11 @@
 
 A credential holds a unique value. The test drives every screen and the
 whole checkout (request, countersign, copy, check-in) except the reveal key,
-and looks for the value in every rendered screen, in what the process
-printed, in the vault's files and in every snapshot SVG in the repository.
+then the exception screens (reviews, onboarding, alerts) and an emergency-kit
+use of a second credential holding the same value (copied, never revealed),
+with its banner on every screen, and looks for the value in every rendered
+screen, in what the process printed, in the vault's files and in every
+snapshot SVG in the repository.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from tests.tui_helpers import (
     CANARY,
@@ -28,6 +32,7 @@ from tests.tui_helpers import (
 )
 from tui.app import GlasskeyApp
 from tui.screens.countersign import CountersignModal
+from tui.screens.emergency import EmergencyScreen
 from tui.screens.reveal import RevealScreen
 
 SNAPSHOTS = Path(__file__).resolve().parent / "__snapshots__"
@@ -43,7 +48,10 @@ def assert_clean(app: GlasskeyApp, where: str) -> None:
 async def test_canary_never_shown_without_the_explicit_reveal(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     world = make_world(tmp_path / "vault",
-                       credentials=(*STANDARD_CREDS, ("canary-cred", "break-glass", CANARY)))
+                       credentials=(*STANDARD_CREDS, ("canary-cred", "break-glass", CANARY),
+                                    ("canary-kit", "break-glass", CANARY)))
+    kit = world.vault.issue_kit([world.session("security"), world.session("oncall")])
+    world.clock.advance(30)
     app = world.app(demo=True, clipboard_clear_seconds=600)
     visited: list[str] = []
 
@@ -104,7 +112,37 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         assert app.clipboard == ""  # the copy was overwritten at check-in
         assert not app.secrets
 
-    assert len(visited) == 19
+        await pilot.press("escape")
+        for key, where in (("v", "reviews"), ("b", "onboarding"),
+                           ("exclamation_mark", "alerts")):
+            await pilot.press(key)
+            await visit(where)
+            await pilot.press("escape")
+        await pilot.press("E")
+        assert isinstance(app.screen, EmergencyScreen)
+        app.screen.query_one("#emg-cred", Input).value = "canary-kit"
+        await type_text(pilot, "canary drill")
+        await pilot.press("enter")
+        await type_text(pilot, "T-2")
+        await pilot.press("enter")
+        await type_text(pilot, kit.code)
+        await visit("emergency form")
+        await pilot.press("enter")
+        await visit("emergency reveal (masked)")
+        assert isinstance(app.screen, RevealScreen) and app.screen.kind == "emergency"
+        await pilot.press("c")
+        await visit("emergency copied (masked)")
+        assert app.clipboard == CANARY
+        await pilot.press("escape")
+        await visit("dashboard with the emergency banner")
+        await pilot.press("v")
+        await visit("reviews with the emergency banner")
+        await pilot.press("ctrl+l")
+        await visit("unlock with the emergency banner")
+        assert "EMERGENCY KIT USED" in screen_text(app)
+        assert app.clipboard == "" and not app.secrets
+
+    assert len(visited) == 28
     out = capsys.readouterr()
     assert CANARY not in out.out and CANARY not in out.err
     # The vault's own files never hold a plaintext value either.

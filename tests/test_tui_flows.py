@@ -15,6 +15,7 @@ from tests.tui_helpers import (
     run_async,
     screen_text,
     settle,
+    step_up,
     tui_env_fixture,  # noqa: F401  (autouse: witness checkpoints in a temp dir)
     type_text,
     unlock,
@@ -30,6 +31,7 @@ from tui.screens.help import HelpModal
 from tui.screens.operators import OperatorsScreen
 from tui.screens.request import RequestModal
 from tui.screens.reveal import RevealScreen
+from tui.screens.stepup import StepUpModal
 from tui.screens.unlock import UnlockScreen
 from tui.widgets.auth_form import AuthForm
 from tui.widgets.secret import MASK, SecretView
@@ -37,6 +39,11 @@ from tui.widgets.vtable import VirtualTable
 
 S = CheckoutState
 SIZE = (100, 32)
+
+
+def top(app: GlasskeyApp) -> object:
+    """The top screen, without the type narrowing of an earlier ``isinstance``."""
+    return app.screen
 
 
 def audit_events(world: World) -> list[str]:
@@ -92,7 +99,7 @@ class TestUnlock:
             release.wait(5)
             return real_unlock(name, passphrase, code)
 
-        world.vault.unlock = slow_unlock  # type: ignore[method-assign]
+        world.vault.unlock = slow_unlock  # type: ignore[method-assign,assignment]
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
@@ -167,7 +174,7 @@ class TestOnCallPath:
             form = app.screen.query_one(AuthForm)
             assert form.operator == "security"  # the only eligible approver
             await unlock(pilot, world, "security")
-            assert app.screen is screen
+            assert top(app) is screen
             assert world.vault.checkout(req_id).state == S.APPROVED
             view = screen.query_one(SecretView)
             assert not view.has_secret
@@ -337,9 +344,9 @@ class TestTwoSessions:
             world.clock.advance(30)  # the approval asks for a code not used yet
             await p2.press("a")
             await p2.pause()
-            assert isinstance(approver.screen, CountersignModal)
-            await unlock(p2, world, "security")
-            assert approver.screen is queue
+            assert isinstance(approver.screen, StepUpModal)  # TOTP only: no passphrase
+            await step_up(p2, world, "security")
+            assert top(approver) is queue
             await p2.pause(0.5)
             assert queue.query_one(VirtualTable).row_count == 0
 
@@ -430,7 +437,9 @@ class TestDashboard:
             await unlock(pilot, world, "security")
             text = screen_text(app)
             assert "1 awaiting approval (1 for you)" in text
-            assert "1 alert" in text
+            # The count is vault.alerts(): the overdue lease and "no emergency kit".
+            assert len(world.vault.alerts()) == 2
+            assert "2 alerts" in text
             assert "OVERDUE" in text and "+1m00s" in text
             assert "requested" in text
 

@@ -22,6 +22,9 @@ from core.credentials import CredentialSpec
 from core.models import Policy
 from core.secret import SecretValue
 from tests.tui_helpers import (
+    AUDITOR,
+    ONCALL,
+    SECURITY,
     STANDARD_CREDS,
     World,
     make_world,
@@ -33,6 +36,7 @@ from tests.tui_helpers import (
 )
 from tui.app import GlasskeyApp
 from tui.screens.audit import AuditScreen
+from tui.screens.emergency import KitIssuedScreen
 
 WIDE = (100, 32)
 NARROW = (80, 24)
@@ -281,6 +285,152 @@ class TestQueueAndLogSnapshots:
 
         assert snap_compare(world.app(), terminal_size=WIDE,
                             run_before=as_user(world, "oncall", then))
+
+
+def build3(tmp_path: Path) -> World:
+    """The standard credentials and a second approver (auditor)."""
+    return make_world(tmp_path / "vault", credentials=STANDARD_CREDS,
+                      operators=(ONCALL, SECURITY, AUDITOR))
+
+
+def emergency_used(tmp_path: Path) -> World:
+    """A kit issued by security + auditor, then used by oncall on ldap-admin; one review."""
+    world = build3(tmp_path)
+    v, clock = world.vault, world.clock
+    kit = v.issue_kit([world.session("security"), world.session("auditor")])
+    clock.advance(30)
+    checkout, _secret = v.emergency_reveal(world.session("oncall"), "ldap-admin", kit.code,
+                                           "approvers unreachable [night]", "INC-77", 1800)
+    v.review(world.session("auditor"), checkout.id, "ok", "called oncall back")
+    clock.advance(30)
+    return world
+
+
+def review_backlog(tmp_path: Path) -> World:
+    """An overdue checkout review, an emergency use, security's own checkout."""
+    world = build3(tmp_path)
+    v, clock = world.vault, world.clock
+    oncall, security = world.session("oncall"), world.session("security")
+    req = v.request(oncall, "aws-root", "billing console locked", "INC-8", 900)
+    v.approve(security, req.id)
+    v.reveal(oncall, req.id)
+    v.checkin(oncall, req.id)
+    clock.advance(8 * 24 * 3600)
+    kit = v.issue_kit([world.session("security"), world.session("auditor")])
+    clock.advance(30)
+    oncall = world.session("oncall")
+    v.emergency_reveal(oncall, "ldap-admin", kit.code, "approvers unreachable", "INC-77", 1800)
+    security = world.session("security")
+    req = v.request(security, "batch-provisioner", "provision new hires", "HR-12", 900)
+    v.approve(world.session("auditor"), req.id)
+    v.reveal(security, req.id)
+    v.checkin(security, req.id)
+    clock.advance(3 * 3600 + 30)
+    return world
+
+
+def onboarding_states(tmp_path: Path) -> World:
+    """Onboarding secrets awaiting approval, approved, delivered and activated."""
+    world = build(tmp_path)
+    v, clock = world.vault, world.clock
+    oncall, security = world.session("oncall"), world.session("security")
+    done = v.issue_onboarding(oncall, "svc-backup", "new backup agent", "CHG-40",
+                              "vault agent bootstrap")
+    v.approve(security, done.id)
+    v.reveal(oncall, done.id)
+    v.activate_onboarding(oncall, done.id)
+    clock.advance(600)
+    delivered = v.issue_onboarding(oncall, "jdoe", "first day", "HR-9",
+                                   "in person, badge checked", 8 * 3600)
+    v.approve(security, delivered.id)
+    v.reveal(oncall, delivered.id)
+    clock.advance(600)
+    approved = v.issue_onboarding(oncall, "asmith", "first day", "HR-10", "sealed envelope")
+    v.approve(security, approved.id)
+    clock.advance(60)
+    v.issue_onboarding(oncall, "svc-metrics", "metrics exporter", "CHG-41",
+                       "config management", 72 * 3600)
+    clock.advance(30)
+    return world
+
+
+class TestExceptionSnapshots:
+    def test_reviews_queue(self, snap_compare: Snap, tmp_path: Path) -> None:
+        world = review_backlog(tmp_path)
+
+        async def then(pilot: Pilot[None]) -> None:
+            await pilot.press("v")
+
+        assert snap_compare(world.app(), terminal_size=WIDE,
+                            run_before=as_user(world, "security", then))
+
+    def test_onboarding_list(self, snap_compare: Snap, tmp_path: Path) -> None:
+        world = onboarding_states(tmp_path)
+
+        async def then(pilot: Pilot[None]) -> None:
+            await pilot.press("b")
+
+        assert snap_compare(world.app(), terminal_size=WIDE,
+                            run_before=as_user(world, "oncall", then))
+
+    def test_emergency_before_the_code(self, snap_compare: Snap, tmp_path: Path) -> None:
+        world = build3(tmp_path)
+        world.vault.issue_kit([world.session("security"), world.session("auditor")])
+        world.clock.advance(30)
+
+        async def then(pilot: Pilot[None]) -> None:
+            await pilot.press("end", "E")  # prod-db-root, the last row
+            await settle(pilot)
+            await type_text(pilot, "approvers unreachable, primary DB down")
+            await pilot.press("enter")
+            await type_text(pilot, "INC-77")
+            await pilot.press("enter")  # on to the (empty) recovery code
+
+        assert snap_compare(world.app(), terminal_size=WIDE,
+                            run_before=as_user(world, "oncall", then))
+
+    def test_kit_issued(self, snap_compare: Snap, tmp_path: Path) -> None:
+        """The recovery code of a test vault (counted keys): a fixture value, not a secret."""
+        world = build(tmp_path)
+        issued = world.vault.issue_kit([world.session("security"), world.session("oncall")])
+        world.clock.advance(30)
+
+        async def then(pilot: Pilot[None]) -> None:
+            pilot.app.push_screen(KitIssuedScreen(issued))
+
+        assert snap_compare(world.app(), terminal_size=WIDE,
+                            run_before=as_user(world, "security", then))
+
+    def test_kit_issued_80x24(self, snap_compare: Snap, tmp_path: Path) -> None:
+        world = build(tmp_path)
+        issued = world.vault.issue_kit([world.session("security"), world.session("oncall")])
+        world.clock.advance(30)
+
+        async def then(pilot: Pilot[None]) -> None:
+            pilot.app.push_screen(KitIssuedScreen(issued))
+
+        assert snap_compare(world.app(), terminal_size=NARROW,
+                            run_before=as_user(world, "security", then))
+
+    def test_dashboard_emergency_banner(self, snap_compare: Snap, tmp_path: Path) -> None:
+        world = emergency_used(tmp_path)
+        assert snap_compare(world.app(), terminal_size=WIDE,
+                            run_before=as_user(world, "security"))
+
+    def test_dashboard_emergency_banner_80x24(self, snap_compare: Snap,
+                                              tmp_path: Path) -> None:
+        world = emergency_used(tmp_path)
+        assert snap_compare(world.app(), terminal_size=NARROW,
+                            run_before=as_user(world, "security"))
+
+    def test_alerts(self, snap_compare: Snap, tmp_path: Path) -> None:
+        world = mixed_states(tmp_path)
+
+        async def then(pilot: Pilot[None]) -> None:
+            await pilot.press("exclamation_mark")
+
+        assert snap_compare(world.app(), terminal_size=WIDE,
+                            run_before=as_user(world, "security", then))
 
 
 # -- drivers --------------------------------------------------------------------------------

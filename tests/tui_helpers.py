@@ -41,6 +41,9 @@ ONCALL = ("oncall", ("requester",), "oncall-test-passphrase",
 SECURITY = ("security", ("approver", "admin", "requester"), "security-test-passphrase",
             "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U")
 OPERATORS = (ONCALL, SECURITY)
+#: A second approver, for what needs two (emergency reviews, removal, the kit).
+AUDITOR = ("auditor", ("approver", "requester"), "auditor-test-passphrase",
+           "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU")
 
 #: A value with markup-like text: it must render literally once revealed.
 SHOWN_VALUE = "p@ss[red]w0rd[/]x-7Q"
@@ -101,11 +104,13 @@ def tui_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def make_world(root: Path, *, credentials: tuple[tuple[str, str, str], ...] = (),
-               bulk: int = 0, max_duration: int = 4 * 3600) -> World:
-    """A vault with the two test operators and (name, kind, value) credentials."""
+               bulk: int = 0, max_duration: int = 4 * 3600,
+               operators: tuple[tuple[str, tuple[str, ...], str, str], ...] = OPERATORS
+               ) -> World:
+    """A vault with the test operators and (name, kind, value) credentials."""
     clock = FakeClock(START)
     vault = Vault(root, clock, CountingRandom())
-    vault.initialise([OperatorSpec(n, r, p, s) for n, r, p, s in OPERATORS], label="test",
+    vault.initialise([OperatorSpec(n, r, p, s) for n, r, p, s in operators], label="test",
                      kdf_params=FLOOR_PARAMS)
     name, _roles, passphrase, seed = SECURITY
     # The previous step's code: the current one stays usable by the test.
@@ -118,7 +123,7 @@ def make_world(root: Path, *, credentials: tuple[tuple[str, str, str], ...] = ()
               for i in range(bulk)]
     if specs:
         vault.import_credentials(admin, specs)
-    info = DemoInfo(root, [(n, r, p, s) for n, r, p, s in OPERATORS])
+    info = DemoInfo(root, [(n, r, p, s) for n, r, p, s in operators])
     return World(root, clock, vault, info)
 
 
@@ -165,6 +170,18 @@ async def unlock(pilot: Pilot[None], world: World, name: str,
     await pilot.pause()
     await type_text(pilot, passphrase if passphrase is not None else world.passphrase(name))
     await pilot.press("enter")
+    await type_text(pilot, code if code is not None else world.code(name))
+    await settle(pilot)
+
+
+async def step_up(pilot: Pilot[None], world: World, name: str, code: str | None = None
+                  ) -> None:
+    """Type a TOTP code into the step-up approval modal (six digits submit)."""
+    from textual.widgets import Input
+
+    field = pilot.app.screen.query_one("#stepup-code", Input)
+    field.focus()
+    await pilot.pause()
     await type_text(pilot, code if code is not None else world.code(name))
     await settle(pilot)
 

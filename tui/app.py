@@ -5,9 +5,11 @@ The app holds the unlocked ``Session``, the secrets revealed in this session
 clear-after timer. Screens are thin views that call the vault. Every half
 second the app compares ``vault.seq()`` with the last value it saw and, when
 another process (or this one) changed the vault, redraws the visible screen:
-an approval given in a second terminal appears without a keypress. Every 30
-seconds ``vault.sweep`` expires stale requests and checks in this operator's
-own overdue leases.
+an approval given in a second terminal appears without a keypress. It then
+re-reads ``vault.alerts()`` in a worker (it reads every credential) and
+repaints the emergency banner of every screen. Every 30 seconds
+``vault.sweep`` expires stale requests and checks in this operator's own
+overdue leases.
 """
 
 from __future__ import annotations
@@ -31,22 +33,32 @@ from textual.timer import Timer
 
 from core.clock import Clock
 from core.errors import GlasskeyError
-from core.models import CheckoutState
+from core.models import Checkout, CheckoutState
 from core.secret import SecretValue
 from core.session import Session
 from core.vault import SweepReport, Vault
 from tui.demo import DemoInfo
+from tui.screens.alerts import AlertsScreen
+from tui.screens.apply import ApplyScreen
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.audit import AuditScreen
 from tui.screens.base import GlasskeyScreen, LiveView
 from tui.screens.countersign import CountersignModal
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.deny import DenyModal
+from tui.screens.emergency import EmergencyScreen, KitIssuedScreen
 from tui.screens.help import HelpModal, bindings_of
-from tui.screens.operators import OperatorsScreen
+from tui.screens.note import NoteModal
+from tui.screens.onboarding import IssueOnboardingModal, OnboardingScreen
+from tui.screens.operators import EnrolModal, OperatorsScreen
 from tui.screens.request import RequestModal
 from tui.screens.reveal import RevealScreen
+from tui.screens.reviews import ReviewsScreen
+from tui.screens.stepup import StepUpModal
+from tui.screens.sweep import SweepModal
+from tui.screens.twoperson import TwoPersonModal
 from tui.screens.unlock import UnlockScreen
+from tui.widgets.alert_banner import AlertBanner
 
 S = CheckoutState
 
@@ -121,7 +133,8 @@ class GlasskeyApp(App[None]):
 
     def __init__(self, vault: Vault, demo: DemoInfo | None = None, clock: Clock | None = None,
                  *, clipboard_clear_seconds: float = 30.0, poll_interval: float = 0.5,
-                 sweep_interval: float = 30.0, local_clipboard: bool = False) -> None:
+                 sweep_interval: float = 30.0, alerts_interval: float = 10.0,
+                 local_clipboard: bool = False) -> None:
         super().__init__()
         self.vault = vault
         self.demo = demo
@@ -132,6 +145,11 @@ class GlasskeyApp(App[None]):
         self.clipboard_clear_seconds = clipboard_clear_seconds
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
+        self.alerts_interval = alerts_interval
+        #: The last ``vault.alerts()`` (read in a worker; the banner and the count).
+        self.alerts: list[str] = []
+        self._alerts_reading = False
+        self._alerts_again = False
         self.local_clipboard = local_clipboard
         self._clip_owner: str | None = None
         self._clip_until = 0.0
@@ -154,6 +172,9 @@ class GlasskeyApp(App[None]):
         self.set_interval(self.poll_interval, self.poll_vault, name="poll-vault")
         self.set_interval(1.0, self._tick, name="tick")
         self.set_interval(self.sweep_interval, self.sweep, name="sweep")
+        # Time alone makes some alerts (an overdue lease or review): re-read now and then.
+        self.set_interval(self.alerts_interval, self.refresh_alerts, name="alerts")
+        self.refresh_alerts()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):
@@ -246,6 +267,60 @@ class GlasskeyApp(App[None]):
     def show_operators(self) -> None:
         self._show(OperatorsScreen)
 
+    def show_reviews(self) -> None:
+        self._show(ReviewsScreen)
+
+    def show_onboarding(self) -> None:
+        self._show(OnboardingScreen)
+
+    def show_alerts(self) -> None:
+        self._show(AlertsScreen)
+
+    def show_emergency(self, credential: str = "") -> None:
+        if self.session is None or isinstance(self.screen, EmergencyScreen):
+            return
+        self.show_dashboard()
+        if isinstance(self.screen, DashboardScreen):
+            self.push_screen(EmergencyScreen(credential))
+
+    def issue_kit(self) -> None:
+        """The kit issue (two-person modal) from anywhere: via the Operators screen."""
+        self.show_operators()
+        screen = self.screen
+        if isinstance(screen, OperatorsScreen):
+            self.call_after_refresh(screen.action_issue_kit)
+
+    def open_apply(self, cred_name: str) -> None:
+        if self.session is not None:
+            self.push_screen(ApplyScreen(cred_name))
+
+    def emergency_opened(self, checkout: Checkout, secret: SecretValue) -> None:
+        """The kit opened a credential: hold the value, show the (masked) reveal screen."""
+        self.secrets[checkout.id] = secret
+        self.notify(f"EMERGENCY USE {checkout.id} of {checkout.cred_name} recorded; the kit is "
+                    "burned; two approvers must review it. Check in when done.",
+                    title="Emergency", severity="warning", markup=False)
+        if isinstance(self.screen, EmergencyScreen):
+            self.switch_screen(RevealScreen(checkout.id))
+        else:
+            self.push_screen(RevealScreen(checkout.id))
+        self.poll_vault()
+
+    def go_to(self, where: str, arg: str = "") -> None:
+        """Where an alert is dealt with (the Alerts screen's enter)."""
+        if where == "reviews":
+            self.show_reviews()
+        elif where == "operators":
+            self.show_operators()
+        elif where == "checkout" and arg:
+            self.show_dashboard()
+            self.open_checkout(arg)
+        else:
+            self.show_dashboard()
+            screen = self.screen
+            if isinstance(screen, DashboardScreen) and arg:
+                screen.filter_input.value = arg
+
     def navigation_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """Palette entries that work from any screen once unlocked."""
         if self.session is None:
@@ -257,6 +332,13 @@ class GlasskeyApp(App[None]):
             ("Approvals", "requests waiting for an approver", self.show_approvals),
             ("Audit log", "entries, filter, follow and chain status", self.show_audit),
             ("Operators", "operators and their status", self.show_operators),
+            ("Reviews", "the post-use review queue", self.show_reviews),
+            ("Onboarding secrets", "one-time secrets for new identities", self.show_onboarding),
+            ("Alerts", "everything that needs someone now", self.show_alerts),
+            ("Emergency access", "open a credential with the emergency kit (loud)",
+             self.show_emergency),
+            ("Issue emergency kit", "two operators; the recovery code is shown once",
+             self.issue_kit),
             ("Help", "every key of every screen", self.action_help),
             ("Lock", "forget the session and any revealed secret", self.action_lock),
         ]
@@ -278,6 +360,41 @@ class GlasskeyApp(App[None]):
         self._seen_seq = seq
         self._drop_stale_secrets()
         self.refresh_views()
+        self.refresh_alerts()
+
+    def refresh_alerts(self) -> None:
+        """Re-read ``vault.alerts()`` in a worker (it reads every credential)."""
+        if self._alerts_reading:
+            self._alerts_again = True
+            return
+        self._alerts_reading = True
+        self._read_alerts()
+
+    @work(thread=True, group="alerts")
+    def _read_alerts(self) -> None:
+        try:
+            alerts: list[str] | None = self.vault.alerts()
+        except GlasskeyError:
+            alerts = None
+        if not self.is_running:
+            return  # the app is closing: nobody to tell
+        try:
+            self.call_from_thread(self._got_alerts, alerts)
+        except RuntimeError:
+            pass  # the app stopped meanwhile
+
+    def _got_alerts(self, alerts: list[str] | None) -> None:
+        self._alerts_reading = False
+        if alerts is not None and alerts != self.alerts:
+            self.alerts = alerts
+            for screen in self.screen_stack:
+                for banner in screen.query(AlertBanner):
+                    banner.show_alerts(alerts)
+                if isinstance(screen, LiveView) and screen.ready:
+                    screen.alerts_changed()
+        if self._alerts_again:
+            self._alerts_again = False
+            self.refresh_alerts()
 
     def refresh_views(self) -> None:
         for screen in reversed(self.screen_stack):
@@ -296,13 +413,17 @@ class GlasskeyApp(App[None]):
             self.clear_clipboard()
 
     def _drop_stale_secrets(self) -> None:
-        for req_id in list(self.secrets):
+        for key in list(self.secrets):
             try:
-                state = self.vault.checkout(req_id).state
+                if key.startswith("apply:"):
+                    name = key.removeprefix("apply:")
+                    alive = self.vault.credential(name).status == "apply-pending"
+                else:
+                    alive = self.vault.checkout(key).state == S.CHECKED_OUT
             except GlasskeyError:
-                state = ""
-            if state != S.CHECKED_OUT:
-                self.forget_secret(req_id)
+                alive = False
+            if not alive:
+                self.forget_secret(key)
 
     def sweep(self) -> None:
         if self.session is None or self._sweeping:
@@ -407,8 +528,24 @@ def help_sections() -> list[tuple[str, list[Binding]]]:
         ("Deny", bindings_of(DenyModal)),
         ("Approvals queue", [Binding("enter", "", "Open", tooltip="The request's checkout"),
                              *bindings_of(ApprovalsScreen)]),
+        ("Approve (step-up)", bindings_of(StepUpModal)),
+        ("Reviews", [Binding("enter", "", "Open", tooltip="The checkout under review"),
+                     *bindings_of(ReviewsScreen)]),
+        ("Review note / suspension reason", bindings_of(NoteModal)),
+        ("Onboarding secrets", [Binding("enter", "", "Open",
+                                        tooltip="The secret: approve, reveal once, activate"),
+                                *bindings_of(OnboardingScreen)]),
+        ("Issue an onboarding secret", bindings_of(IssueOnboardingModal)),
+        ("Emergency access", bindings_of(EmergencyScreen)),
+        ("Emergency kit issued", bindings_of(KitIssuedScreen)),
+        ("Alerts", [Binding("enter", "", "Go", tooltip="Where the alert is dealt with"),
+                    *bindings_of(AlertsScreen)]),
+        ("Apply a value by hand", bindings_of(ApplyScreen)),
         ("Audit log", bindings_of(AuditScreen)),
         ("Operators", bindings_of(OperatorsScreen)),
+        ("Enrol an operator", bindings_of(EnrolModal)),
+        ("Second operator (remove, enrol, kit)", bindings_of(TwoPersonModal)),
+        ("Leaver sweep", bindings_of(SweepModal)),
     ]
 
 

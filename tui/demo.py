@@ -3,8 +3,10 @@
 Two demo operators (an on-call requester and a security officer who approves),
 real Argon2id parameters at the RFC 9106 floor (fast, but a real derivation),
 fixed TOTP seeds so the app's DEMO panel can show live codes, and a few
-generated credentials. Nothing here is fit for real secrets: the passphrases
-and seeds are printed on the screen by design.
+generated credentials, and an emergency kit whose recovery code the
+Emergency screen shows in its DEMO box. Nothing here is fit for real secrets:
+the passphrases, seeds and the recovery code are printed on the screen by
+design.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class DemoInfo:
 
     root: Path
     operators: list[tuple[str, tuple[str, ...], str, str]] = field(default_factory=list)
+    #: The demo kit's recovery code ('' when the demo has no kit).
+    kit_code: str = ""
 
     def passphrase_of(self, name: str) -> str:
         for op_name, _roles, passphrase, _seed in self.operators:
@@ -78,4 +82,9 @@ def make_demo_vault(root: Path, clock: Clock | None = None) -> DemoInfo:
         vault.add_credential(admin, CredentialSpec(
             cred_name, kind=kind, connector="generated",
             policy=Policy(max_duration=max_seconds)))
-    return DemoInfo(Path(root), [(n, r, p, s) for n, r, p, s in DEMO_OPERATORS])
+    # The kit needs a second operator: oncall, with its previous step's code too.
+    name, _roles, passphrase, seed = DEMO_OPERATORS[0]
+    oncall = vault.unlock(name, passphrase, totp.code_at(seed, clock.now() - totp.PERIOD))
+    kit = vault.issue_kit([admin, oncall])
+    return DemoInfo(Path(root), [(n, r, p, s) for n, r, p, s in DEMO_OPERATORS],
+                    kit_code=kit.code)

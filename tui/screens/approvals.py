@@ -12,8 +12,9 @@ from textual.widgets import Footer, Header, Static
 from core.errors import GlasskeyError
 from core.models import Checkout, CheckoutState, format_duration
 from tui.screens.base import GlasskeyScreen
-from tui.screens.countersign import CountersignModal
 from tui.screens.deny import DenyModal
+from tui.screens.stepup import StepUpModal
+from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.vtable import Column, Row, VirtualTable
 
 S = CheckoutState
@@ -36,7 +37,7 @@ class ApprovalsScreen(GlasskeyScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approvals.approve",
-                tooltip="Approve the highlighted request (passphrase and a fresh TOTP code)"),
+                tooltip="Approve the highlighted request (a TOTP code not used yet)"),
         Binding("d", "deny", "Deny", id="approvals.deny",
                 tooltip="Deny the highlighted request with a reason"),
         Binding("escape", "back", "Back", id="approvals.back"),
@@ -49,6 +50,7 @@ class ApprovalsScreen(GlasskeyScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield AlertBanner()
         yield Static("", id="approvals-summary", markup=False)
         yield VirtualTable(COLUMNS, id="approvals-table",
                            empty_text="No request is waiting for approval.")
@@ -124,11 +126,10 @@ class ApprovalsScreen(GlasskeyScreen):
         self.gk.open_checkout(event.key)
 
     def action_approve(self) -> None:
-        session = self.gk.session
         current = self._current()
-        if session is None or current is None:
+        if self.gk.session is None or current is None:
             return
-        self.gk.push_screen(CountersignModal(current, operator=session.name), self._done)
+        self.gk.push_screen(StepUpModal(current), self._done)
 
     def action_deny(self) -> None:
         current = self._current()

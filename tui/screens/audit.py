@@ -24,6 +24,7 @@ from core import canonical
 from core.audit import VerifyResult
 from core.errors import GlasskeyError, IntegrityError
 from tui.screens.base import GlasskeyScreen
+from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.vtable import Column, Row, VirtualTable
 
 TAIL_ENTRIES = 5000
@@ -123,6 +124,7 @@ class AuditScreen(GlasskeyScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield AlertBanner()
         yield Static("", id="audit-chain")
         yield Input(placeholder="/ to filter: actor, event, subject, details", id="audit-filter",
                     compact=True)
@@ -151,7 +153,7 @@ class AuditScreen(GlasskeyScreen):
                     details_text(e.get("details", {}))), "alert" if bad else style)
 
     def refresh_view(self) -> None:
-        path = self.gk.vault.store.audit.path
+        path = self.gk.vault.audit_path
         if not self._loaded:
             self._entries, self._offset = read_tail(path, TAIL_ENTRIES)
             self._loaded = True

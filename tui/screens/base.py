@@ -22,6 +22,9 @@ class LiveView:
     def tick(self) -> None:
         """Once a second: countdowns and other time-driven text."""
 
+    def alerts_changed(self) -> None:
+        """The app's copy of ``vault.alerts()`` changed (read in a worker)."""
+
 
 class GlasskeyScreen(Screen[None], LiveView):
     """A full screen of the app."""

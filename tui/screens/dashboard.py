@@ -2,16 +2,19 @@
 
 Reads ``vault.credentials()`` and the open checkouts, and keeps one row per
 credential in a ``VirtualTable``; a vault change rebuilds rows only when the
-credential list itself changed (otherwise only the rows of credentials whose
-checkout changed are patched), and filtering is one list comprehension.
+credential list itself changed (``vault.table_version("credentials")``;
+otherwise only the rows of credentials whose checkout changed are patched),
+and filtering is one list comprehension. The alert count is the length of
+the app's copy of ``vault.alerts()``. On a ROTATION-FAILED credential ``R``
+retries the rotation (``vault.reconcile``); on an APPLY-PENDING one ``p``
+opens the value to apply.
 """
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
@@ -20,9 +23,11 @@ from textual.widgets import Footer, Header, Input, Static
 
 from core.errors import GlasskeyError
 from core.models import Checkout, CheckoutState, Credential
-from core.vault import Vault
+from core.rotation import RotationResult
+from core.session import Session
 from tui.screens.base import GlasskeyScreen
-from tui.widgets.states import ALERTS, credential_state, utc
+from tui.widgets.alert_banner import AlertBanner
+from tui.widgets.states import credential_state, utc
 from tui.widgets.vtable import Column, Row, VirtualTable
 
 S = CheckoutState
@@ -37,22 +42,6 @@ COLUMNS = [
 ]
 
 
-def credentials_signature(vault: Vault) -> str | None:
-    """What names the current credentials table: its shard digests (None: unknown).
-
-    A read helper over the store's manifest (content-addressed shard files):
-    it changes exactly when a credential document changes.
-    """
-    try:
-        with vault.store.read() as txn:
-            manifest = txn.state.get("manifest", {}).get("credentials")
-    except (GlasskeyError, AttributeError, TypeError):
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    return json.dumps(manifest, sort_keys=True)
-
-
 class DashboardScreen(GlasskeyScreen):
     """Credentials and their custody state; the start of every workflow."""
 
@@ -65,10 +54,25 @@ class DashboardScreen(GlasskeyScreen):
                 tooltip="Type to filter by name, kind, state or holder"),
         Binding("a", "approvals", "Approvals", id="dashboard.approvals",
                 tooltip="Requests waiting for an approver"),
-        Binding("l", "audit", "Audit", id="dashboard.audit",
+        Binding("exclamation_mark", "alerts", "Alerts", key_display="!",
+                id="dashboard.alerts", tooltip="Everything that needs someone now"),
+        Binding("v", "reviews", "Reviews", id="dashboard.reviews",
+                tooltip="The post-use review queue"),
+        Binding("E,shift+e", "emergency", "Emergency", key_display="E",
+                id="dashboard.emergency",
+                tooltip="Open a credential with the emergency kit (no approver: loud)"),
+        Binding("R,shift+r", "reconcile", "Retry", key_display="R",
+                id="dashboard.reconcile",
+                tooltip="ROTATION-FAILED: try the rotation again (reconcile)"),
+        Binding("p", "apply", "Apply", id="dashboard.apply",
+                tooltip="APPLY-PENDING: fetch the new value, set it by hand, confirm"),
+        # Navigation only: in help and the palette, not in the footer (it is full).
+        Binding("b", "onboarding", "Onboarding", id="dashboard.onboarding", show=False,
+                tooltip="One-time secrets for new identities: issue, approve, reveal once"),
+        Binding("l", "audit", "Audit", id="dashboard.audit", show=False,
                 tooltip="The audit log and its chain status"),
-        Binding("o", "operators", "Operators", id="dashboard.operators",
-                tooltip="Operators and their status"),
+        Binding("o", "operators", "Operators", id="dashboard.operators", show=False,
+                tooltip="Operators, admin work and the emergency kit"),
         Binding("escape", "clear_filter", "Leave/clear filter", id="dashboard.clear_filter",
                 tooltip="Leave the filter box; Esc again clears the filter"),
         Binding("down", "table_down", "Down", show=False),
@@ -83,9 +87,12 @@ class DashboardScreen(GlasskeyScreen):
         self._cred_sig: str | None = None
         self._open: dict[str, Checkout] = {}
         self._seen_seq = -1
+        self._keys_sig = ""
+        self._reconciling = False
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield AlertBanner()
         yield Static("", id="dash-summary")
         yield Input(placeholder="/ to filter: name, kind, state or holder", id="dash-filter",
                     compact=True)
@@ -114,9 +121,9 @@ class DashboardScreen(GlasskeyScreen):
                 return
             # Most changes are checkouts: re-read the credentials (100 ms at
             # 10,000) only when their table changed.
-            sig = credentials_signature(vault)
+            sig = vault.table_version("credentials")
             creds = None
-            if sig is None or sig != self._cred_sig:
+            if sig != self._cred_sig:
                 creds = vault.credentials()
             open_checkouts = vault.checkouts(open_only=True)
         except GlasskeyError as exc:
@@ -159,7 +166,7 @@ class DashboardScreen(GlasskeyScreen):
         me = session.name if session else ""
         pending = [c for c in self._open.values() if c.state == S.REQUESTED]
         for_me = [c for c in pending if c.requester != me]
-        alerts = self._alerts(now)
+        alerts = len(self.gk.alerts)
         shown, total = self.table.row_count, self.table.total_count
         parts: list[str | tuple[str, str]] = [(f"{total} credentials", "bold")]
         if shown != total:
@@ -177,14 +184,24 @@ class DashboardScreen(GlasskeyScreen):
             parts.append("  ·  ")
             parts.append((f"{len(mine)} yours to use", "$success bold"))
         self.query_one("#dash-summary", Static).update(Content.assemble(*parts))
+        self._refresh_keys()
 
-    def _alerts(self, now: float) -> int:
-        count = sum(1 for c in self._creds.values()
-                    if c.status in ("rotation-failed", "apply-pending")
-                    and c.id not in self._open)
-        return count + sum(
-            1 for k, c in self._open.items()
-            if k in self._creds and credential_state(self._creds[k], c, now).label in ALERTS)
+    def _refresh_keys(self) -> None:
+        current = self._current()
+        sig = ""
+        if current is not None:
+            cred, checkout = current
+            sig = f"{cred.id}:{cred.status}:{checkout.state if checkout else ''}"
+        if sig != self._keys_sig:
+            self._keys_sig = sig
+            self.refresh_bindings()
+
+    @on(VirtualTable.Highlighted, "#dash-table")
+    def _moved(self, event: VirtualTable.Highlighted) -> None:
+        self._refresh_keys()
+
+    def alerts_changed(self) -> None:
+        self._summarise(self.gk.now())
 
     # -- filtering ------------------------------------------------------------------------
     @on(Input.Changed, "#dash-filter")
@@ -202,7 +219,14 @@ class DashboardScreen(GlasskeyScreen):
             box = self.filter_input
         except NoMatches:
             return True
-        if action in ("request", "approvals", "audit", "operators", "filter"):
+        if action in ("reconcile", "apply"):
+            current = self._current() if not box.has_focus else None
+            if current is None:
+                return False
+            status = "rotation-failed" if action == "reconcile" else "apply-pending"
+            return current[0].status == status
+        if action in ("request", "approvals", "audit", "operators", "filter", "reviews",
+                      "onboarding", "alerts", "emergency"):
             return not box.has_focus
         if action == "clear_filter":
             return box.has_focus or bool(box.value)
@@ -231,7 +255,10 @@ class DashboardScreen(GlasskeyScreen):
 
     # -- actions --------------------------------------------------------------------------
     def _current(self) -> tuple[Credential, Checkout | None] | None:
-        key = self.table.cursor_key
+        try:
+            key = self.table.cursor_key
+        except NoMatches:  # composing, or torn down (bindings are checked then too)
+            return None
         if key is None or key not in self._creds:
             return None
         return self._creds[key], self._open.get(key)
@@ -274,3 +301,50 @@ class DashboardScreen(GlasskeyScreen):
 
     def action_operators(self) -> None:
         self.gk.show_operators()
+
+    def action_reviews(self) -> None:
+        self.gk.show_reviews()
+
+    def action_onboarding(self) -> None:
+        self.gk.show_onboarding()
+
+    def action_alerts(self) -> None:
+        self.gk.show_alerts()
+
+    def action_emergency(self) -> None:
+        current = self._current()
+        self.gk.show_emergency(current[0].name if current else "")
+
+    def action_apply(self) -> None:
+        current = self._current()
+        if current is not None:
+            self.gk.open_apply(current[0].name)
+
+    def action_reconcile(self) -> None:
+        session = self.gk.session
+        current = self._current()
+        if session is None or current is None or self._reconciling:
+            return
+        self._reconciling = True
+        self.gk.notify(f"{current[0].name}: trying the rotation again…", markup=False)
+        self._reconcile(session, current[0].name)
+
+    @work(thread=True, exclusive=True, group="reconcile")
+    def _reconcile(self, session: Session, name: str) -> None:
+        try:
+            result: RotationResult | str = self.gk.vault.reconcile(session, name)
+        except GlasskeyError as exc:
+            result = f"{name}: {exc}"
+        self.app.call_from_thread(self._reconciled, result)
+
+    def _reconciled(self, result: RotationResult | str) -> None:
+        self._reconciling = False
+        if isinstance(result, str):
+            self.gk.notify(result, title="Not reconciled", severity="error", markup=False)
+        elif result.outcome == "failed":
+            self.gk.notify(f"{result.credential}: rotation FAILED again: {result.message}",
+                           title="ROTATION-FAILED", severity="error", markup=False)
+        else:
+            self.gk.notify(f"{result.credential}: rotation {result.outcome} (version "
+                           f"{result.version}).", title="Reconciled", markup=False)
+        self.gk.poll_vault()

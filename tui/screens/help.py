@@ -24,7 +24,8 @@ def key_label(binding: Binding) -> str:
 def bindings_of(cls: type) -> list[Binding]:
     out = []
     for b in getattr(cls, "BINDINGS", []):
-        if isinstance(b, Binding) and b.description and b.show:
+        # Keys kept out of a full footer still have a tooltip: list them too.
+        if isinstance(b, Binding) and b.description and (b.show or b.tooltip):
             out.append(b)
     return out
 

@@ -1,15 +1,36 @@
-"""Operators: who may act, in which roles, and whether they are locked out."""
+"""Operators: who may act, in which roles, and whether they are locked out; admin work.
+
+An admin suspends (``s``, with a reason) and reactivates (``r``) operators in
+their own session. The work that re-seals every data key needs a second
+operator at the same keyboard (the two-person modal): removing an operator
+(``x``: every key re-split without them, then the leaver sweep is offered),
+enrolling one (``n``: their TOTP QR and key are shown once) and issuing the
+emergency kit (``k``: its recovery code and QR are shown once).
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.widgets import Footer, Header, Input, Label, Static
 
+from core.emergency import KitIssued
 from core.errors import GlasskeyError
-from tui.screens.base import GlasskeyScreen
+from core.models import ROLES, Operator
+from core.operators import Enrolment, OperatorSpec
+from core.session import Session
+from tui.screens.base import GlasskeyModal, GlasskeyScreen
+from tui.screens.emergency import CodeText, KitIssuedScreen
+from tui.screens.note import NoteModal
+from tui.screens.sweep import SweepModal
+from tui.screens.twoperson import Progress, TwoPersonModal
+from tui.widgets.alert_banner import AlertBanner
+from tui.widgets.qr import QrCode
 from tui.widgets.states import utc
 from tui.widgets.vtable import Column, Row, VirtualTable
 
@@ -24,19 +45,39 @@ COLUMNS = [
 
 
 class OperatorsScreen(GlasskeyScreen):
-    """Every operator and their status (enrolment and suspension are CLI commands)."""
+    """Every operator and their status; admin actions on the highlighted one."""
 
     AUTO_FOCUS = "#operators-table"
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "suspend", "Suspend", id="operators.suspend",
+                tooltip="Suspend the highlighted operator (admin; with a reason)"),
+        Binding("r", "reactivate", "Reactivate", id="operators.reactivate",
+                tooltip="Reactivate the highlighted suspended operator (admin)"),
+        Binding("x", "remove", "Remove", id="operators.remove",
+                tooltip="Remove: re-split every key without them (admin + a second operator)"),
+        Binding("n", "enrol", "Enrol", id="operators.enrol",
+                tooltip="Enrol a new operator (admin + a second operator)"),
+        Binding("k", "issue_kit", "Issue kit", id="operators.kit",
+                tooltip="Issue the emergency kit (two operators, one an admin); shown once"),
         Binding("escape", "back", "Back", id="operators.back"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._ops: dict[str, Operator] = {}
+        self._keys_sig: tuple[str, str] = ("", "")
+
     def compose(self) -> ComposeResult:
         yield Header()
+        yield AlertBanner()
         yield Static("", id="operators-summary", markup=False)
         yield VirtualTable(COLUMNS, id="operators-table", empty_text="No operators.")
         yield Footer(compact=True)
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#operators-table", VirtualTable)
 
     def on_mount(self) -> None:
         self.ready = True
@@ -45,9 +86,11 @@ class OperatorsScreen(GlasskeyScreen):
     def refresh_view(self) -> None:
         try:
             ops = sorted(self.gk.vault.operators(), key=lambda o: o.name)
+            kit = self.gk.vault.active_kit()
         except GlasskeyError as exc:
             self.gk.notify(str(exc), severity="error", markup=False)
             return
+        self._ops = {op.name: op for op in ops}
         now = self.gk.now()
         session = self.gk.session
         rows = []
@@ -58,12 +101,261 @@ class OperatorsScreen(GlasskeyScreen):
             rows.append(Row(op.name, (op.name, ", ".join(op.roles), op.status,
                                       str(op.failures) if op.failures else "",
                                       locked, utc(op.created)), style))
-        self.query_one(VirtualTable).set_rows(rows)
+        self.table.set_rows(rows)
         active = sum(1 for op in ops if op.active)
         approvers = sum(1 for op in ops if op.active and op.has("approver"))
+        kit_text = f"kit {kit['fingerprint'][:9]}…" if kit else "NO emergency kit (k)"
         self.query_one("#operators-summary", Static).update(
             f"{len(ops)} operators  ·  {active} active  ·  {approvers} active approver"
-            f"{'s' if approvers != 1 else ''}  ·  enrol and suspend: glasskey operator")
+            f"{'s' if approvers != 1 else ''}  ·  {kit_text}")
+        self._refresh_keys()
+
+    def _current(self) -> Operator | None:
+        try:
+            key = self.table.cursor_key
+        except NoMatches:  # composing, or torn down (bindings are checked then too)
+            return None
+        return self._ops.get(key) if key else None
+
+    def _refresh_keys(self) -> None:
+        current = self._current()
+        sig = (current.name if current else "", current.status if current else "")
+        if sig != self._keys_sig:
+            self._keys_sig = sig
+            self.refresh_bindings()
+
+    @on(VirtualTable.Highlighted, "#operators-table")
+    def _moved(self, event: VirtualTable.Highlighted) -> None:
+        self._refresh_keys()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("suspend", "reactivate", "remove", "enrol", "issue_kit"):
+            session = self.gk.session
+            if session is None:
+                return False
+            if action == "issue_kit":
+                return True  # the core wants an admin among the two; the modal offers them
+            if not session.has("admin"):
+                return None  # shown, dimmed: admin work
+            if action == "enrol":
+                return True
+            current = self._current() if self.is_mounted else None
+            if current is None or current.name == session.name:
+                return None
+            if action == "suspend":
+                return current.status == "active" or None
+            if action == "reactivate":
+                return current.status == "suspended" or None
+            return current.status != "removed" or None
+        return True
+
+    # -- suspend / reactivate -------------------------------------------------------------
+    def action_suspend(self) -> None:
+        session, op = self.gk.session, self._current()
+        if session is None or op is None:
+            return
+        vault = self.gk.vault
+        self.gk.push_screen(NoteModal(
+            f"Suspend {op.name}",
+            f"{op.name} ({', '.join(op.roles)}) can no longer unlock, approve or reveal "
+            "until an admin reactivates them. Their shares stay: to take those away, "
+            "remove them (x).",
+            lambda reason: vault.suspend_operator(session, op.name, reason),
+            label="Reason", placeholder="why: it goes into the audit log", tone="warn"),
+            lambda result: self._done(result, f"{op.name} suspended."))
+
+    def action_reactivate(self) -> None:
+        session, op = self.gk.session, self._current()
+        if session is None or op is None:
+            return
+        try:
+            self.gk.vault.reactivate_operator(session, op.name)
+        except GlasskeyError as exc:
+            self.gk.notify(str(exc), severity="error", markup=False)
+            return
+        self._done(True, f"{op.name} reactivated.")
+
+    def _done(self, result: object, message: str) -> None:
+        if result is not None:
+            self.gk.notify(message, markup=False)
+        self.gk.poll_vault()
+        self.refresh_view()
+
+    # -- two-person work --------------------------------------------------------------------
+    def action_remove(self) -> None:
+        session, op = self.gk.session, self._current()
+        if session is None or op is None:
+            return
+        name = op.name
+
+        def job(second: Session, progress: Progress) -> list[str]:
+            return self.gk.vault.remove_operator([session, second], name, progress)
+
+        def removed(reachable: list[str] | None) -> None:
+            self.refresh_view()
+            if reachable is None:
+                return
+            self.gk.notify(f"{name} removed; every data key re-split without them.",
+                           title="Removed", markup=False)
+            self.gk.push_screen(SweepModal(name, reachable), lambda _r: self.refresh_view())
+
+        self.gk.push_screen(TwoPersonModal(
+            f"Remove {name}",
+            f"Every data key is re-split with a fresh polynomial among the remaining "
+            f"operators, so no share {name} kept opens a current credential; their open "
+            "requests end. Then you are offered the leaver sweep: rotating everything they "
+            "could have seen.",
+            job, working="Re-splitting every data key…", exclude=(name,), tone="error"),
+            removed)
+
+    def action_issue_kit(self) -> None:
+        session = self.gk.session
+        if session is None:
+            return
+
+        def job(second: Session, progress: Progress) -> KitIssued:
+            return self.gk.vault.issue_kit([session, second], progress)
+
+        def issued(result: KitIssued | None) -> None:
+            self.refresh_view()
+            if result is not None:
+                self.gk.poll_vault()
+                self.gk.push_screen(KitIssuedScreen(result))
+
+        self.gk.push_screen(TwoPersonModal(
+            "Issue the emergency kit",
+            "A new recovery code gets a share of every data key, so that a requester and "
+            "the code can open one credential when no approver can be reached. Any earlier "
+            "kit is burned. The code and its QR are shown once, for paper and the safe.",
+            job, working="Giving the kit a share of every data key…",
+            admins_only=not session.has("admin")), issued)
+
+    def action_enrol(self) -> None:
+        if self.gk.session is None:
+            return
+        self.gk.push_screen(EnrolModal(), self._enrol_spec)
+
+    def _enrol_spec(self, spec: OperatorSpec | None) -> None:
+        session = self.gk.session
+        if spec is None or session is None:
+            return
+
+        def job(second: Session, progress: Progress) -> Enrolment:
+            return self.gk.vault.add_operator([session, second], spec, progress)
+
+        def enrolled(result: Enrolment | None) -> None:
+            self.refresh_view()
+            if result is not None:
+                self.gk.poll_vault()
+                self.gk.push_screen(EnrolmentScreen(result))
+
+        self.gk.push_screen(TwoPersonModal(
+            f"Enrol {spec.name}",
+            f"{spec.name} ({', '.join(spec.roles)}) gets a share of every data key, computed "
+            "from the unlocked operators' shares; no other share changes.",
+            job, working="Extending every key split…"), enrolled)
 
     def action_back(self) -> None:
+        self.gk.pop_screen()
+
+
+class EnrolModal(GlasskeyModal):
+    """The new operator's name, roles and passphrase (typed by them, twice)."""
+
+    AUTO_FOCUS = "#enrol-name"
+
+    FIELDS = ("enrol-name", "enrol-roles", "enrol-pass", "enrol-pass2")
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Next", id="enrol.submit",
+                tooltip="Then a second operator authenticates"),
+        Binding("escape", "cancel", "Cancel", id="enrol.cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="enrol-box", classes="dialog"):
+            yield Static("Enrol an operator", classes="dialog-title", markup=False)
+            yield Static("The new operator types their own passphrase. Their TOTP key is "
+                         "shown once next, as a QR code for their authenticator; they become "
+                         "active at their first unlock.", classes="dialog-help", markup=False)
+            for label, wid, placeholder, password in (
+                    ("Name", "enrol-name", "e.g. jdoe", False),
+                    ("Roles", "enrol-roles", ", ".join(ROLES), False),
+                    ("Passphrase", "enrol-pass", "the new operator types it", True),
+                    ("Again", "enrol-pass2", "once more", True)):
+                with Horizontal(classes="form-row"):
+                    yield Label(label, classes="form-label")
+                    yield Input(id=wid, compact=True, placeholder=placeholder,
+                                password=password)
+            yield Static("", id="enrol-error", classes="form-error", markup=False)
+        yield Footer(compact=True)
+
+    def _value(self, wid: str) -> str:
+        return self.query_one(f"#{wid}", Input).value
+
+    @on(Input.Submitted)
+    def _next(self, event: Input.Submitted) -> None:
+        event.stop()
+        wid = event.input.id or ""
+        empty = [f for f in self.FIELDS if not self._value(f)]
+        if wid in self.FIELDS and empty:
+            after = [f for f in self.FIELDS[self.FIELDS.index(wid) + 1:] if f in empty]
+            self.screen.set_focus(self.query_one(f"#{(after or empty)[0]}", Input))
+            return
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        error = self.query_one("#enrol-error", Static)
+        name = self._value("enrol-name").strip()
+        roles = tuple(r.strip() for r in self._value("enrol-roles").split(",") if r.strip())
+        if not name or not roles:
+            error.update("Give a name and at least one role.")
+            return
+        if self._value("enrol-pass") != self._value("enrol-pass2"):
+            error.update("The two passphrases differ.")
+            for wid in ("enrol-pass", "enrol-pass2"):
+                self.query_one(f"#{wid}", Input).value = ""
+            self.screen.set_focus(self.query_one("#enrol-pass", Input))
+            return
+        # The core checks the name, roles and passphrase policy when it enrols.
+        self.dismiss(OperatorSpec(name, roles, self._value("enrol-pass")))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EnrolmentScreen(GlasskeyScreen):
+    """The new operator's TOTP key as a QR code and base32, shown once."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,escape", "done", "Done: it is in the authenticator",
+                key_display="enter", id="enrolment.done",
+                tooltip="Close; the key is not shown again"),
+    ]
+
+    def __init__(self, enrolment: Enrolment) -> None:
+        super().__init__()
+        self._enrolment: Enrolment | None = enrolment
+
+    def compose(self) -> ComposeResult:
+        e = self._enrolment
+        assert e is not None
+        yield Header()
+        with Horizontal(id="kit-body"):
+            yield QrCode(e.uri, id="kit-qr")
+            with Vertical(id="kit-text"):
+                yield Static(f"{e.name} is enrolled ({e.status})", id="kit-title",
+                             markup=False)
+                yield Static(f"{e.name} scans this QR code with their authenticator app (or "
+                             "types the key below). Shown ONCE. They become active at their "
+                             "first unlock.", id="kit-help", markup=False)
+                yield Static("TOTP key (base32)", classes="kit-label", markup=False)
+                yield CodeText(e.totp_secret, id="kit-code", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.ready = True
+
+    def action_done(self) -> None:
+        self._enrolment = None
         self.gk.pop_screen()

@@ -3,6 +3,11 @@
 The secret is masked until the explicit reveal key; copying claims it without
 showing it. The first reveal or copy decrypts (and starts the lease); after
 that the value comes from the app's memory, never from a second decrypt.
+
+The same screen shows the other two kinds of release, told apart by their id:
+a one-time onboarding secret (``o-``: approved like a checkout, revealed
+once, then *activated* instead of checked in) and an emergency-kit use
+(``e-``: already revealed when the screen opens, no approver, loud).
 """
 
 from __future__ import annotations
@@ -21,12 +26,30 @@ from core.rotation import RotationResult
 from tui.screens.base import GlasskeyScreen
 from tui.screens.countersign import CountersignModal
 from tui.screens.deny import DenyModal
+from tui.screens.stepup import StepUpModal
+from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.secret import SecretView
 from tui.widgets.states import CLOSED_REASONS, checkout_label, utc
 
 S = CheckoutState
 
 STYLE_CLASSES = ("-ok", "-dim", "-info", "-warn", "-alert")
+
+
+def release_kind(request_id: str) -> str:
+    """checkout, onboarding or emergency (the core's id prefixes)."""
+    if request_id.startswith("o-"):
+        return "onboarding"
+    if request_id.startswith("e-"):
+        return "emergency"
+    return "checkout"
+
+
+def onboarding_identity(cred_name: str) -> str:
+    """The identity in an onboarding secret's credential name (onboard-IDENTITY-xxxxxx)."""
+    if cred_name.startswith("onboard-") and len(cred_name) > len("onboard-") + 7:
+        return cred_name[len("onboard-"):-7]
+    return cred_name
 
 
 class RevealScreen(GlasskeyScreen):
@@ -36,7 +59,7 @@ class RevealScreen(GlasskeyScreen):
         Binding("s", "countersign", "Countersign", id="checkout.countersign",
                 tooltip="An approver authenticates at this keyboard and approves"),
         Binding("a", "approve", "Approve", id="checkout.approve",
-                tooltip="Approve as yourself (passphrase and a fresh TOTP code)"),
+                tooltip="Approve as yourself (a TOTP code not used yet)"),
         Binding("d", "deny", "Deny", id="checkout.deny", tooltip="Deny with a reason"),
         Binding("r", "reveal", "Reveal", id="checkout.reveal",
                 tooltip="Show or mask the secret (the first reveal starts the lease)"),
@@ -44,6 +67,8 @@ class RevealScreen(GlasskeyScreen):
                 tooltip="Copy the secret to the clipboard without showing it"),
         Binding("i", "checkin", "Check in", id="checkout.checkin",
                 tooltip="End the checkout now; the credential is rotated"),
+        Binding("t", "activate", "Activated", id="checkout.activate",
+                tooltip="Onboarding: the recipient used it (first use); revoke it now"),
         Binding("x", "cancel_request", "Cancel request", id="checkout.cancel",
                 tooltip="Withdraw a request that was not revealed"),
         Binding("escape", "back", "Back", id="checkout.back"),
@@ -52,12 +77,14 @@ class RevealScreen(GlasskeyScreen):
     def __init__(self, request_id: str) -> None:
         super().__init__()
         self.request_id = request_id
+        self.kind = release_kind(request_id)
         self.checkout: Checkout | None = None
         self._busy = False
         self._keys_sig: tuple[str, bool, str] = ("", False, "")
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield AlertBanner()
         with Vertical(id="reveal-body"):
             yield Static("", id="reveal-title", markup=False)
             yield Static("", id="reveal-state", markup=False)
@@ -95,8 +122,13 @@ class RevealScreen(GlasskeyScreen):
         if c.state != S.CHECKED_OUT:
             # Checked in, expired, rotated: the value in memory is worthless now; drop it.
             self.gk.forget_secret(c.id)
-        self.query_one("#reveal-title", Static).update(
-            f"{c.cred_name}  ·  checkout {c.id}")
+        if self.kind == "onboarding":
+            title = f"Onboarding secret for {onboarding_identity(c.cred_name)}  ·  {c.id}"
+        elif self.kind == "emergency":
+            title = f"EMERGENCY USE of {c.cred_name}  ·  {c.id}"
+        else:
+            title = f"{c.cred_name}  ·  checkout {c.id}"
+        self.query_one("#reveal-title", Static).update(title)
         self._paint_secret()
         self.tick()
         self._refresh_keys()
@@ -123,7 +155,10 @@ class RevealScreen(GlasskeyScreen):
             placeholder = "sealed"
             if c is not None:
                 shown = c.display_state(self.gk.now())
-                if shown == S.APPROVED and self._mine:
+                if shown == S.APPROVED and self._mine and self.kind == "onboarding":
+                    placeholder = ("approved: r reveals it, c copies it; it can be shown "
+                                   "exactly once")
+                elif shown == S.APPROVED and self._mine:
                     placeholder = "approved: r reveals it, c copies it (the lease starts then)"
                 elif shown == S.REQUESTED:
                     placeholder = (f"waiting for {c.needed - len(c.approvals)} approval(s): "
@@ -133,6 +168,8 @@ class RevealScreen(GlasskeyScreen):
                                    "new request and approval")
                 elif shown in (S.CHECKED_OUT, "overdue"):
                     placeholder = f"held by {c.requester}"
+                elif c.state == S.CLOSED and self.kind == "onboarding":
+                    placeholder = f"{c.closed_reason or 'closed'}: revoked, it opens nothing now"
                 elif c.state == S.CLOSED and c.revealed_at:
                     placeholder = "returned and rotated: the value shown before is dead"
                 elif c.state == S.CLOSED:
@@ -148,6 +185,12 @@ class RevealScreen(GlasskeyScreen):
             return
         now = self.gk.now()
         label, style = checkout_label(c, now)
+        if self.kind == "onboarding" and c.state == S.CHECKED_OUT:
+            label, style = "delivered: waiting for the recipient's first use", "warn"
+        elif self.kind == "onboarding" and c.closed_reason == "expired":
+            label, style = "EXPIRED unused: revoked", "alert"
+        elif self.kind == "emergency" and c.state == S.CHECKED_OUT:
+            label, style = f"EMERGENCY: {label}", "alert"
         state = self.query_one("#reveal-state", Static)
         state.update(label)
         for cls in STYLE_CLASSES:
@@ -155,13 +198,31 @@ class RevealScreen(GlasskeyScreen):
         approvals = ", ".join(
             f"{a.approver} at {utc(a.at, seconds=True)} (claim by {utc(a.expires)})"
             for a in c.approvals) or "none yet"
-        details = [
-            f"Requester  {c.requester}",
-            f"Reason     {c.reason}",
-            f"Ticket     {c.ticket}",
-            f"Duration   {format_duration(c.duration)}",
-            f"Approvals  {len(c.approvals)} of {c.needed}: {approvals}",
-        ]
+        if self.kind == "onboarding":
+            details = [
+                f"Identity   {onboarding_identity(c.cred_name)}",
+                f"Deliverer  {c.requester}",
+                f"Reason     {c.reason}",
+                f"Ticket     {c.ticket}",
+                f"Approvals  {len(c.approvals)} of {c.needed}: {approvals}",
+            ]
+        elif self.kind == "emergency":
+            details = [
+                f"Holder     {c.requester}",
+                f"Reason     {c.reason}",
+                f"Ticket     {c.ticket}",
+                f"Duration   {format_duration(c.duration)}",
+                "Approvals  NONE: opened with the emergency kit, which is now burned; "
+                "two approvers must review this use",
+            ]
+        else:
+            details = [
+                f"Requester  {c.requester}",
+                f"Reason     {c.reason}",
+                f"Ticket     {c.ticket}",
+                f"Duration   {format_duration(c.duration)}",
+                f"Approvals  {len(c.approvals)} of {c.needed}: {approvals}",
+            ]
         if c.state == S.CLOSED:
             details.append(f"Closed     {CLOSED_REASONS.get(c.closed_reason, c.closed_reason)}"
                            + (f" at {utc(c.ended_at, seconds=True)}" if c.ended_at else ""))
@@ -173,7 +234,14 @@ class RevealScreen(GlasskeyScreen):
             details.append(self._rotation_text(c.rotation))
         self.query_one("#reveal-details", Static).update("\n".join(details))
         lease = ""
-        if c.lease_expires is not None and c.state in (S.CHECKED_OUT,):
+        if self.kind == "onboarding" and c.state != S.CLOSED:
+            left = c.created + c.duration - now
+            lease = (f"Expires    in {format_duration(left)}: unused by then, it is revoked "
+                     "and raises an alert" if left > 0 else
+                     "Expires    EXPIRED: the next sweep revokes it")
+            if c.state == S.CHECKED_OUT:
+                lease += "\nDelivered  t when the recipient has used it (revokes it)"
+        elif c.lease_expires is not None and c.state in (S.CHECKED_OUT,):
             left = c.lease_expires - now
             if left >= 0:
                 lease = (f"Lease      {format_duration(left)} left "
@@ -219,8 +287,11 @@ class RevealScreen(GlasskeyScreen):
         if action in ("reveal", "copy"):
             return mine and (self.request_id in self.gk.secrets or state == S.APPROVED)
         if action == "checkin":
-            return state in (S.CHECKED_OUT, "overdue", S.ROTATION_FAILED) and (
+            return self.kind != "onboarding" and state in (
+                S.CHECKED_OUT, "overdue", S.ROTATION_FAILED) and (
                 mine or approver or session.has("admin"))
+        if action == "activate":
+            return self.kind == "onboarding" and c.state == S.CHECKED_OUT
         if action == "cancel_request":
             return state in (S.REQUESTED, S.APPROVED, "approval-expired") and (
                 mine or session.has("admin"))
@@ -262,10 +333,8 @@ class RevealScreen(GlasskeyScreen):
             self.gk.push_screen(CountersignModal(self.checkout), self._after_approval)
 
     def action_approve(self) -> None:
-        session = self.gk.session
-        if self.checkout is not None and session is not None:
-            self.gk.push_screen(CountersignModal(self.checkout, operator=session.name),
-                                self._after_approval)
+        if self.checkout is not None and self.gk.session is not None:
+            self.gk.push_screen(StepUpModal(self.checkout), self._after_approval)
 
     def _after_approval(self, result: Checkout | None) -> None:
         if result is not None:
@@ -323,6 +392,33 @@ class RevealScreen(GlasskeyScreen):
         else:
             self.gk.notify(f"{result.credential} checked in and rotated "
                            f"(version {result.version}).", title="Checked in", markup=False)
+        self.refresh_view()
+
+    def action_activate(self) -> None:
+        session = self.gk.session
+        if session is None or self._busy:
+            return
+        self._busy = True
+        self.gk.forget_secret(self.request_id)
+        self.query_one("#reveal-lease", Static).update("Revoking…")
+        self._activate(session)
+
+    @work(thread=True, exclusive=True, group="checkin")
+    def _activate(self, session: Any) -> None:
+        try:
+            result: Checkout | str = self.gk.vault.activate_onboarding(session, self.request_id)
+        except GlasskeyError as exc:
+            result = str(exc)
+        self.app.call_from_thread(self._activated, result)
+
+    def _activated(self, result: Checkout | str) -> None:
+        self._busy = False
+        if isinstance(result, str):
+            self.gk.notify(result, title="Not activated", severity="error", markup=False)
+        else:
+            self.gk.notify(f"{result.id} activated and revoked; it waits for review.",
+                           title="Activated", markup=False)
+        self.gk.poll_vault()
         self.refresh_view()
 
     def action_back(self) -> None:

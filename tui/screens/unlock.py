@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header, Static
 from core.errors import GlasskeyError
 from core.session import Session
 from tui.screens.base import GlasskeyScreen
+from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.auth_form import AuthForm
 from tui.widgets.demo_panel import DemoPanel
 
@@ -38,6 +39,7 @@ class UnlockScreen(GlasskeyScreen):
         rows = [(op.name, f"{', '.join(op.roles)}" + ("" if op.active else f" ({op.status})"),
                  op.status in ("active", "enrolling")) for op in ops]
         yield Header()
+        yield AlertBanner()
         with Horizontal(id="unlock-body"):
             with Vertical(id="unlock-panel"):
                 title = f"Unlock the {label} vault" if label else "Unlock the vault"

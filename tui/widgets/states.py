@@ -40,6 +40,10 @@ def credential_state(cred: Credential, checkout: Checkout | None, now: float) ->
         if shown == "overdue" and checkout.lease_expires is not None:
             return CredState("OVERDUE", "alert", holder,
                              "+" + format_duration(now - checkout.lease_expires), rid)
+        if shown == S.CHECKED_OUT and checkout.lease_expires is not None \
+                and rid.startswith("e-"):
+            return CredState("EMERGENCY use", "alert", holder,
+                             format_duration(checkout.lease_expires - now), rid)
         if shown == S.CHECKED_OUT and checkout.lease_expires is not None:
             return CredState("checked out", "warn", holder,
                              format_duration(checkout.lease_expires - now), rid)
@@ -68,6 +72,8 @@ CLOSED_REASONS = {
     "denied": "denied",
     "cancelled": "cancelled by the requester",
     "expired": "expired before use",
+    "activated": "activated and revoked",
+    "requester-removed": "the requester was removed",
 }
 
 

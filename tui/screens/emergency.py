@@ -1,0 +1,241 @@
+"""Emergency access with the kit, and the kit's one-time display.
+
+*Emergency*: when no approver can be reached, a requester and the recovery
+code from the safe open one credential without an approval. The screen says
+what that sets off before anything is typed: the use is loud (a banner on
+every operator's screen until two approvers have reviewed it, the site's
+notification hook, the audit log), the kit is burned and must be re-issued,
+and the credential is rotated at check-in like any checkout. The recovery
+code goes into a password field and is cleared from it at once; the secret
+then appears on the usual reveal screen, masked until ``r``.
+
+*Kit issued*: the recovery code and its QR code, shown exactly once (the
+vault keeps only the fingerprint), for printing or copying onto paper.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer, Header, Input, Label, LoadingIndicator, Static
+
+from core.emergency import KitIssued
+from core.errors import GlasskeyError
+from core.models import Checkout, parse_duration
+from core.secret import SecretValue
+from core.session import Session
+from tui.screens.base import GlasskeyScreen
+from tui.screens.request import DEFAULT_DURATION, duration_text
+from tui.widgets.alert_banner import AlertBanner
+from tui.widgets.qr import QrCode
+
+WARNING = (
+    "EMERGENCY ACCESS: only when no approver can be reached.\n"
+    "• Loud: every operator sees a banner until TWO approvers have reviewed this use, "
+    "and the site's notification hook runs now.\n"
+    "• Burned: the kit opens this one credential and never anything again; two "
+    "operators must issue a new kit.\n"
+    "• Recorded: the use, your reason and ticket go into the audit log "
+    "(emergency.used); the credential is checked out to you and rotated at check-in."
+)
+
+FIELDS = ("emg-cred", "emg-reason", "emg-ticket", "emg-duration", "emg-code")
+
+
+class EmergencyScreen(GlasskeyScreen):
+    """Open one credential with the emergency kit (requester + recovery code)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Open with the kit", id="emergency.submit",
+                tooltip="Use the kit now (Enter in a complete form does the same)"),
+        Binding("escape", "back", "Back", id="emergency.back"),
+    ]
+
+    def __init__(self, credential: str = "") -> None:
+        super().__init__()
+        self.credential = credential
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield AlertBanner()
+        with VerticalScroll(id="emergency-body"):
+            yield Static(WARNING, id="emergency-warning", markup=False)
+            yield Static("", id="emergency-kit", markup=False)
+            rows = (
+                ("Credential", "emg-cred", self.credential, "the credential's name"),
+                ("Reason", "emg-reason", "", "why no approver could be reached, and what for"),
+                ("Ticket", "emg-ticket", "", "e.g. INC-1234"),
+            )
+            for label, wid, value, placeholder in rows:
+                with Horizontal(classes="form-row"):
+                    yield Label(label, classes="form-label")
+                    yield Input(value, id=wid, compact=True, placeholder=placeholder)
+            with Horizontal(classes="form-row"):
+                yield Label("Duration", classes="form-label")
+                yield Input(duration_text(DEFAULT_DURATION), id="emg-duration", compact=True,
+                            restrict=r"[0-9smh ]*", max_length=8)
+                yield Label("at most the credential's policy maximum", id="emg-max")
+            with Horizontal(classes="form-row"):
+                yield Label("Recovery code", classes="form-label")
+                yield Input(id="emg-code", compact=True, password=True,
+                            placeholder="GK1-… from the sealed envelope in the safe")
+            with Horizontal(id="emergency-busy"):
+                yield LoadingIndicator()
+                yield Label("Opening with the kit…")
+            yield Static("", id="emergency-error", classes="form-error", markup=False)
+            demo = self.gk.demo
+            if demo is not None and demo.kit_code:
+                box = Static(f"The demo kit's recovery code (a real vault never shows it):\n"
+                             f"{demo.kit_code}", id="emergency-demo", markup=False)
+                box.border_title = "DEMO"
+                yield box
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.ready = True
+        self.query_one("#emergency-busy").display = False
+        first = "emg-reason" if self.credential else "emg-cred"
+        self.screen.set_focus(self.query_one(f"#{first}", Input))
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        try:
+            kit = self.gk.vault.active_kit()
+        except GlasskeyError as exc:
+            self.query_one("#emergency-kit", Static).update(str(exc))
+            return
+        text = (f"Active kit {kit['id']}  ·  fingerprint {kit['fingerprint']}  ·  "
+                "check it against the envelope" if kit else
+                "No emergency kit is issued: nothing can be opened this way. An admin and a "
+                "second operator issue one (Operators screen, k).")
+        widget = self.query_one("#emergency-kit", Static)
+        widget.update(text)
+        widget.set_class(kit is None, "-missing")
+
+    def _value(self, wid: str) -> str:
+        return self.query_one(f"#{wid}", Input).value.strip()
+
+    @on(Input.Submitted)
+    def _next(self, event: Input.Submitted) -> None:
+        event.stop()
+        wid = event.input.id or ""
+        empty = [f for f in FIELDS if not self._value(f)]
+        if wid in FIELDS and empty:
+            after = [f for f in FIELDS[FIELDS.index(wid) + 1:] if f in empty]
+            self.screen.set_focus(self.query_one(f"#{(after or empty)[0]}", Input))
+            return
+        self.action_submit()
+
+    def _error(self, message: str) -> None:
+        self.query_one("#emergency-error", Static).update(message)
+
+    def action_submit(self) -> None:
+        session = self.gk.session
+        if session is None or self._busy:
+            return
+        for wid, what in (("emg-cred", "the credential to open"), ("emg-reason", "a reason"),
+                          ("emg-ticket", "a ticket reference"),
+                          ("emg-code", "the recovery code from the safe")):
+            if not self._value(wid):
+                self._error(f"Give {what}.")
+                self.screen.set_focus(self.query_one(f"#{wid}", Input))
+                return
+        try:
+            duration = parse_duration(self._value("emg-duration"))
+        except GlasskeyError as exc:
+            self._error(str(exc))
+            return
+        code_input = self.query_one("#emg-code", Input)
+        code = code_input.value
+        code_input.value = ""  # the code never stays in a widget
+        self._error("")
+        self._set_busy(True)
+        self._open(session, self._value("emg-cred"), code, self._value("emg-reason"),
+                   self._value("emg-ticket"), duration)
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.query_one("#emergency-busy").display = busy
+        for widget in self.query(Input):
+            widget.disabled = busy
+
+    @work(thread=True, exclusive=True, group="emergency")
+    def _open(self, session: Session, cred: str, code: str, reason: str, ticket: str,
+              duration: int) -> None:
+        try:
+            result: tuple[Checkout, SecretValue] | str = self.gk.vault.emergency_reveal(
+                session, cred, code, reason, ticket, duration)
+        except GlasskeyError as exc:
+            result = str(exc)
+        finally:
+            del code
+        self.app.call_from_thread(self._opened, result)
+
+    def _opened(self, result: tuple[Checkout, SecretValue] | str) -> None:
+        self._set_busy(False)
+        if isinstance(result, str):
+            self._error(result)
+            self.screen.set_focus(self.query_one("#emg-code", Input))
+            return
+        checkout, secret = result
+        self.gk.emergency_opened(checkout, secret)
+
+    def action_back(self) -> None:
+        self.gk.pop_screen()
+
+
+class CodeText(Static):
+    """The recovery code: plain text that the selection copy cannot lift."""
+
+    ALLOW_SELECT = False
+
+
+def code_lines(code: str, groups_per_line: int = 7) -> str:
+    """The recovery code in lines of a few groups (dashes and spaces are ignored on input)."""
+    groups = code.split("-")
+    lines = ["-".join(groups[i:i + groups_per_line])
+             for i in range(0, len(groups), groups_per_line)]
+    return "-\n".join(lines)
+
+
+class KitIssuedScreen(GlasskeyScreen):
+    """The new kit's recovery code and QR, shown once; ``enter`` when it is on paper."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,escape", "done", "Done: it is on paper", key_display="enter",
+                id="kit.done", tooltip="Close; the code is not stored anywhere"),
+    ]
+
+    def __init__(self, issued: KitIssued) -> None:
+        super().__init__()
+        self._issued: KitIssued | None = issued
+
+    def compose(self) -> ComposeResult:
+        issued = self._issued
+        assert issued is not None
+        yield Header()
+        with Horizontal(id="kit-body"):
+            yield QrCode(issued.code, id="kit-qr")
+            with Vertical(id="kit-text"):
+                yield Static(f"EMERGENCY KIT {issued.id}", id="kit-title", markup=False)
+                yield Static("Print or copy this onto paper, seal it in an envelope and put "
+                             "it in the safe. It is shown ONCE: the vault keeps only the "
+                             "fingerprint. Any earlier kit is burned.",
+                             id="kit-help", markup=False)
+                yield Static("Fingerprint", classes="kit-label", markup=False)
+                yield Static(issued.fingerprint, id="kit-fingerprint", markup=False)
+                yield Static("Recovery code", classes="kit-label", markup=False)
+                yield CodeText(code_lines(issued.code), id="kit-code", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.ready = True
+
+    def action_done(self) -> None:
+        self._issued = None
+        self.gk.pop_screen()

@@ -1,0 +1,99 @@
+"""Approve in one's own session: a fresh TOTP code steps the session up, then approve.
+
+An approval releases a secret, so an approver who unlocked a while ago proves
+presence again with a TOTP code they have not used yet
+(``vault.confirm_totp``: counted, each 30-second step once, back-off lockout)
+and then approves. No passphrase: the session already holds the keys.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Label, Static
+
+from core.errors import GlasskeyError
+from core.models import Checkout, format_duration
+from tui.screens.base import GlasskeyModal
+from tui.widgets.demo_panel import DemoPanel
+
+
+class StepUpModal(GlasskeyModal):
+    """Confirm a fresh TOTP code and approve ``checkout``; dismisses with the result."""
+
+    AUTO_FOCUS = "#stepup-code"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Approve", id="stepup.submit",
+                tooltip="Confirm the code and approve (six digits do the same)"),
+        Binding("escape", "cancel", "Cancel", id="stepup.cancel"),
+    ]
+
+    def __init__(self, checkout: Checkout) -> None:
+        super().__init__()
+        self.checkout = checkout
+
+    def compose(self) -> ComposeResult:
+        c = self.checkout
+        me = self.gk.session.name if self.gk.session else ""
+        what = "an onboarding secret" if c.id.startswith("o-") else c.cred_name
+        with Vertical(id="stepup-box", classes="dialog"):
+            yield Static(f"Approve as {me}", classes="dialog-title", markup=False)
+            yield Static(
+                f"{c.requester} asks for {what} for {format_duration(c.duration)}\n"
+                f"Reason: {c.reason}\nTicket: {c.ticket}    Request: {c.id}",
+                id="stepup-request", markup=False)
+            yield Static("Approving releases a secret: type a TOTP code from your "
+                         "authenticator that you have not used yet.",
+                         classes="dialog-help", markup=False)
+            with Horizontal(classes="form-row"):
+                yield Label("TOTP code", classes="form-label")
+                yield Input(id="stepup-code", compact=True, restrict=r"[0-9 ]*", max_length=7,
+                            placeholder="6 digits")
+            yield Static("", id="stepup-error", classes="form-error", markup=False)
+            if self.gk.demo is not None:
+                ops = [o for o in self.gk.demo.operators if o[0] == me]
+                if ops:
+                    yield DemoPanel(ops, self.gk.now, compact=True, id="stepup-demo")
+        yield Footer(compact=True)
+
+    def _code(self) -> str:
+        return self.query_one("#stepup-code", Input).value.replace(" ", "")
+
+    @on(Input.Changed, "#stepup-code")
+    def _typed(self, event: Input.Changed) -> None:
+        event.stop()
+        if len(self._code()) == 6:
+            self.action_submit()
+
+    @on(Input.Submitted, "#stepup-code")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        session = self.gk.session
+        error = self.query_one("#stepup-error", Static)
+        code = self._code()
+        if session is None:
+            error.update("The vault is locked.")
+            return
+        if len(code) != 6:
+            error.update("Type the 6-digit TOTP code from your authenticator.")
+            return
+        vault = self.gk.vault
+        try:
+            vault.confirm_totp(session, code)
+            result = vault.approve(session, self.checkout.id)
+        except GlasskeyError as exc:
+            error.update(str(exc))
+            self.query_one("#stepup-code", Input).value = ""
+            return
+        self.dismiss(result)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
