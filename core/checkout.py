@@ -198,7 +198,7 @@ class CheckoutOps(VaultBase):
             req["denied_by"] = session.name
             req["deny_reason"] = reason
             self._close(txn, req, "denied")
-            txn.record(session.signer, "checkout.denied", req_id,
+            txn.record(session.signer, _event(req, "denied"), req_id,
                        {"credential": req["cred_name"], "reason": reason})
             return Checkout.from_doc(req)
 
@@ -213,7 +213,7 @@ class CheckoutOps(VaultBase):
                     f"request {req_id} is {req['state']}; a revealed checkout ends with "
                     "'checkin'")
             self._close(txn, req, "cancelled")
-            txn.record(session.signer, "checkout.cancelled", req_id,
+            txn.record(session.signer, _event(req, "cancelled"), req_id,
                        {"credential": req["cred_name"]})
             return Checkout.from_doc(req)
 

@@ -174,6 +174,12 @@ class Checkout:
     deny_reason: str = ""
     rotation: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
+    #: checkout | onboarding | emergency
+    kind: str = "checkout"
+    identity: str = ""
+    channel: str = ""
+    expires_at: float | None = None
+    kit: str = ""
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Checkout:
@@ -192,6 +198,9 @@ class Checkout:
             ended_at=doc.get("ended_at"), closed_reason=doc.get("closed_reason", ""),
             denied_by=doc.get("denied_by", ""), deny_reason=doc.get("deny_reason", ""),
             rotation=dict(doc.get("rotation", {})), review=dict(doc.get("review", {})),
+            kind=str(doc.get("kind", "checkout")), identity=str(doc.get("identity", "")),
+            channel=str(doc.get("channel", "")), expires_at=doc.get("expires_at"),
+            kit=str(doc.get("kit", "")),
         )
 
     @property
@@ -216,7 +225,10 @@ class Checkout:
             "needed_approvals": self.needed, "approvers": list(self.approvers),
             "revealed_at": self.revealed_at, "lease_expires": self.lease_expires,
             "ended_at": self.ended_at, "closed_reason": self.closed_reason,
-            "rotation": self.rotation, "review": self.review,
+            "rotation": self.rotation, "review": self.review, "kind": self.kind,
+            **({"identity": self.identity, "channel": self.channel,
+                "expires_at": self.expires_at} if self.kind == "onboarding" else {}),
+            **({"kit": self.kit} if self.kind == "emergency" else {}),
         }
 
 

@@ -66,6 +66,11 @@ class Enrolment:
     status: str = "enrolling"
 
 
+def check_operator_spec(spec: OperatorSpec) -> None:
+    """Validate a new operator before anyone else has to authenticate for it."""
+    _check_spec(spec)
+
+
 def _check_spec(spec: OperatorSpec) -> None:
     check_name(spec.name, "operator")
     if spec.name == "system":
