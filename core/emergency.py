@@ -268,11 +268,11 @@ class EmergencyOps(RotationOps):
                            f"{item.required - len(item.reviews)} more approver(s)")
             elif item.overdue(now):
                 out.append(f"review overdue: {item.summary}")
-        for cred in self.credentials():
-            if cred.status == "rotation-failed":
-                out.append(f"ROTATION-FAILED: {cred.name}: {cred.failure}")
-            elif cred.status == "apply-pending":
-                out.append(f"APPLY-PENDING: {cred.name} waits for an operator to apply its "
+        for flag in self.flagged():
+            if flag["status"] == "rotation-failed":
+                out.append(f"ROTATION-FAILED: {flag['name']}: {flag['failure']}")
+            elif flag["status"] == "apply-pending":
+                out.append(f"APPLY-PENDING: {flag['name']} waits for an operator to apply its "
                            "new value")
         for co in self.checkouts(open_only=True):
             if co.display_state(now) == "overdue":

@@ -97,6 +97,7 @@ class OnboardingOps(RotationOps, CredentialOps):
             if cred is not None:
                 cred["status"] = "revoked"
                 txn.sharded("credentials").put(cred["id"], cred)
+                self._flag(txn, cred)
             for a in req.get("approvals", []):
                 a["grant"] = None
             req["ended_at"] = self.now()

@@ -273,6 +273,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                 cred["failure"] = error
                 cred["failed_at"] = self.now()
                 txn.sharded("credentials").put(cred_id, cred)
+                self._flag(txn, cred)
                 if req is not None:
                     req["state"] = S.ROTATION_FAILED
                     req["rotation"] = {"outcome": "failed", "error": error, "at": self.now()}
@@ -304,9 +305,23 @@ class RotationOps(CheckoutOps, ReviewOps):
         cred["rotated_at"] = self.now()
         cred["rotations"] = int(cred.get("rotations", 0)) + 1
         txn.sharded("credentials").put(cred["id"], cred)
+        self._flag(txn, cred)
         txn.record(session.signer, "rotate.commit", cred["name"], {
             "version": cred["version"], "connector": cred["connector"], **details,
         })
+
+    def _flag(self, txn: Transaction, cred: dict[str, Any]) -> None:
+        """Keep the small index of credentials that need attention in step."""
+        if cred["status"] in ("rotation-failed", "apply-pending"):
+            txn.table("flags").put(cred["id"], {"name": cred["name"], "status": cred["status"],
+                                                "failure": cred.get("failure", "")})
+        elif txn.table("flags").get(cred["id"]) is not None:
+            txn.table("flags").delete(cred["id"])
+
+    def flagged(self) -> list[dict[str, Any]]:
+        """Credentials in ROTATION-FAILED or APPLY-PENDING (no scan of all credentials)."""
+        with self.store.read() as txn:
+            return [doc for _, doc in txn.table("flags").items()]
 
     def _finish_request(self, txn: Transaction, req: dict[str, Any], outcome: str,
                         version: int) -> None:
@@ -345,6 +360,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                 cred["status"] = "apply-pending"
                 cred["apply_since"] = self.now()
                 txn.sharded("credentials").put(cred_id, cred)
+                self._flag(txn, cred)
                 txn.record(session.signer, "rotate.apply-pending", cred["name"],
                            {"to_version": version, "request": req_id})
             if req_id:

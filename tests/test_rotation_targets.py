@@ -282,3 +282,16 @@ def test_sigkill_during_postgres_rotation_never_locks_out(tmp_path: Path,
     print("D1 outcomes after SIGKILL:", outcomes)
     # the kills must have landed at different stages to prove anything
     assert len(outcomes) >= 2, outcomes
+
+
+def test_flagged_credentials_index_follows_the_status(flaky: tuple[World, Path]) -> None:
+    w, site = flaky
+    req, _ = use(w, "app-admin")
+    (site / "mode").write_text("down")
+    w.vault.checkin(w.s("alice"), req)
+    assert [(f["name"], f["status"]) for f in w.vault.flagged()] == [
+        ("app-admin", "rotation-failed")]
+    assert any(a.startswith("ROTATION-FAILED: app-admin") for a in w.vault.alerts())
+    (site / "mode").write_text("ok")
+    w.vault.reconcile(w.s("alice"), "app-admin")
+    assert w.vault.flagged() == []

@@ -7,6 +7,7 @@ fallback table for running from a source tree that was never installed.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 
@@ -30,6 +31,7 @@ def available() -> list[str]:
     return sorted(names)
 
 
+@functools.lru_cache(maxsize=64)
 def load(name: str) -> type[Connector]:
     for ep in entry_points(group=GROUP):
         if ep.name == name:
