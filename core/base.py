@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import platformdirs
 
 from core.canonical import b64d
 from core.clock import Clock, Random, SystemClock, SystemRandom
-from core.envelope import Recipient
+from core.envelope import Recipient, add_share, open_own_share, recover_dek
 from core.errors import NotFoundError, PolicyError
 from core.models import Checkout, Credential, Operator
 from core.session import Session
@@ -114,6 +115,37 @@ class VaultBase:
         if role is not None and role not in doc["roles"]:
             raise PolicyError(f"operator {session.name} does not hold the {role} role")
         return doc
+
+    def _extend_shares(self, txn: Transaction, sessions: Sequence[Session],
+                       recipient: Recipient,
+                       progress: Callable[[int, int], None] | None) -> None:
+        """Give ``recipient`` a share of every credential version (same polynomial).
+
+        The unlocked operators' shares are checked against the DEK commitment
+        first; the new share is a new point on the existing polynomial, so no
+        other holder's share changes (operator enrolment, emergency kits).
+        """
+        sealed = txn.sharded("sealed")
+        docs = list(sealed.values())
+        for i, sdoc in enumerate(docs, 1):
+            cred_id = sdoc["cred_id"]
+            for slot in ("current", "pending"):
+                vdoc = sdoc.get(slot)
+                if not vdoc:
+                    continue
+                k = int(vdoc["k"])
+                usable = [s for s in sessions if s.operator_id in vdoc["shares"]][:k]
+                if len(usable) < k:
+                    raise PolicyError(
+                        f"a credential needs {k} unlocked operators to extend its key split; "
+                        f"{len(usable)} are present")
+                shares = [open_own_share(self.vault_id, cred_id, vdoc, s.operator_id,
+                                         s.hpke_priv) for s in usable]
+                recover_dek(self.vault_id, cred_id, vdoc, shares)  # commitment check
+                sdoc[slot] = add_share(self.vault_id, cred_id, vdoc, shares, recipient)
+            sealed.put(cred_id, sdoc)
+            if progress:
+                progress(i, len(docs))
 
     # -- read views (no authentication: nothing a reader of the files lacks) ----------
     def operators(self) -> list[Operator]:

@@ -28,7 +28,6 @@ from core.canonical import b64e
 from core.crypto import hpke
 from core.envelope import (
     Recipient,
-    add_share,
     decrypt_secret,
     open_own_share,
     recover_dek,
@@ -113,27 +112,7 @@ class EmergencyOps(RotationOps):
             x = int(meta["next_x"])
             meta["next_x"] = x + 1
             txn.set_meta(meta)
-            recipient = Recipient(kit_id, x, pub)
-            sealed = txn.sharded("sealed")
-            docs = list(sealed.values())
-            for i, sdoc in enumerate(docs, 1):
-                for slot in ("current", "pending"):
-                    vdoc = sdoc.get(slot)
-                    if not vdoc:
-                        continue
-                    k = int(vdoc["k"])
-                    usable = [s for s in sessions if s.operator_id in vdoc["shares"]][:k]
-                    if len(usable) < k:
-                        raise PolicyError(f"a credential needs {k} unlocked operators to give "
-                                          "the kit a share")
-                    shares = [open_own_share(self.vault_id, sdoc["cred_id"], vdoc,
-                                             s.operator_id, s.hpke_priv) for s in usable]
-                    recover_dek(self.vault_id, sdoc["cred_id"], vdoc, shares)
-                    sdoc[slot] = add_share(self.vault_id, sdoc["cred_id"], vdoc, shares,
-                                           recipient)
-                sealed.put(sdoc["cred_id"], sdoc)
-                if progress:
-                    progress(i, len(docs))
+            self._extend_shares(txn, sessions, Recipient(kit_id, x, pub), progress)
             fp = fingerprint(pub)
             txn.table("kits").put(kit_id, {
                 "id": kit_id, "fingerprint": fp, "hpke_pub": b64e(pub), "x": x,

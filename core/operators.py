@@ -17,11 +17,11 @@ from core.audit import SYSTEM_SIGNER
 from core.base import VaultBase
 from core.canonical import b64d, b64e
 from core.crypto import aead, hpke, kdf, sign
-from core.envelope import Recipient, add_share, open_own_share, recover_dek
+from core.envelope import Recipient
 from core.errors import AuthError, DecryptError, IntegrityError, PolicyError, UsageError
 from core.models import ROLES, check_name
 from core.session import Session
-from core.store import Refused
+from core.store import Refused, Transaction
 
 WRAP_LABEL = "glasskey/operator-keys/v1"
 AUTH_FAILED = "passphrase or TOTP code is wrong (or that code was already used)"
@@ -199,6 +199,14 @@ class OperatorOps(VaultBase):
                        {"failures": state["failures"], "why": why,
                         "locked_for": int(lock)})
 
+    def _refuse_if_locked(self, txn: Transaction, name: str, state: dict[str, Any]) -> None:
+        wait = float(state["locked_until"]) - self.now()
+        if wait > 0:
+            txn.record(SYSTEM_SIGNER, "auth.locked", name, {"retry_in": int(wait) + 1})
+            raise Refused(AuthError(
+                f"operator {name} is locked after repeated failures; "
+                f"try again in {int(wait) + 1} s"))
+
     def unlock(self, name: str, passphrase: str, code: str) -> Session:
         """Passphrase + TOTP -> a session. Failures are counted before the answer."""
         # 1. Count the attempt durably first: a kill during a failed attempt
@@ -208,12 +216,7 @@ class OperatorOps(VaultBase):
             if doc["status"] in ("suspended", "removed"):
                 raise PolicyError(f"operator {name} is {doc['status']}")
             state = doc["totp"]
-            wait = float(state["locked_until"]) - self.now()
-            if wait > 0:
-                txn.record(SYSTEM_SIGNER, "auth.locked", name, {"retry_in": int(wait) + 1})
-                raise Refused(AuthError(
-                    f"operator {name} is locked after repeated failures; "
-                    f"try again in {int(wait) + 1} s"))
+            self._refuse_if_locked(txn, name, state)
             state["failures"] = int(state["failures"]) + 1
             # Provisional back-off: if this attempt dies before it is answered, the
             # lockout it would have earned still stands (success lifts it).
@@ -268,12 +271,7 @@ class OperatorOps(VaultBase):
             if doc["id"] != session.operator_id or doc["status"] != "active":
                 raise PolicyError(f"operator {name} is not active")
             state = doc["totp"]
-            wait = float(state["locked_until"]) - self.now()
-            if wait > 0:
-                txn.record(SYSTEM_SIGNER, "auth.locked", name, {"retry_in": int(wait) + 1})
-                raise Refused(AuthError(
-                    f"operator {name} is locked after repeated failures; "
-                    f"try again in {int(wait) + 1} s"))
+            self._refuse_if_locked(txn, name, state)
             step = totp.matching_step(session.totp_seed, code, self.now())
             if step is not None and step > int(state["last_step"]):
                 state["last_step"] = step
@@ -316,27 +314,7 @@ class OperatorOps(VaultBase):
                 spec, int(meta["next_x"]), meta, "active" if spec.totp_secret else "enrolling")
             meta["next_x"] = int(meta["next_x"]) + 1
             recipient = Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
-            sealed = txn.sharded("sealed")
-            docs = list(sealed.values())
-            for i, sdoc in enumerate(docs, 1):
-                cred_id = sdoc["cred_id"]
-                for slot in ("current", "pending"):
-                    vdoc = sdoc.get(slot)
-                    if not vdoc:
-                        continue
-                    k = int(vdoc["k"])
-                    usable = [s for s in sessions if s.operator_id in vdoc["shares"]][:k]
-                    if len(usable) < k:
-                        raise PolicyError(
-                            f"credential needs {k} unlocked operators to extend its key split; "
-                            f"{len(usable)} are present")
-                    shares = [open_own_share(self.vault_id, cred_id, vdoc, s.operator_id,
-                                             s.hpke_priv) for s in usable]
-                    recover_dek(self.vault_id, cred_id, vdoc, shares)  # commitment check
-                    sdoc[slot] = add_share(self.vault_id, cred_id, vdoc, shares, recipient)
-                sealed.put(cred_id, sdoc)
-                if progress:
-                    progress(i, len(docs))
+            self._extend_shares(txn, sessions, recipient, progress)
             txn.table("operators").put(spec.name, doc)
             txn.set_meta(meta)
             signer = sessions[0].signer
