@@ -621,6 +621,7 @@ def tui(args: Result) -> Result:
     n_creds = len(world.vault.credentials())
     first: list[float] = []
     dash: list[float] = []
+    filters: list[float] = []
     screens: list[str] = []
     errors: list[str] = []
 
@@ -633,6 +634,19 @@ def tui(args: Result) -> Result:
             if kw in params:
                 return cls(**{kw: root})
         return cls(vault)
+
+    async def _time_filters(app: Any, pilot: Any) -> None:
+        """Set the dashboard filter and wait until the table has repainted."""
+        try:
+            box = app.screen.query_one("#dash-filter")
+        except Exception as exc:  # the dashboard changed shape: say so, don't fail
+            errors.append(f"filter: {type(exc).__name__}")
+            return
+        for text in ("c0", "cred-01", "cred-0123", "batch", "zzz-none", ""):
+            t0 = time.perf_counter()
+            box.value = text
+            await pilot.pause()
+            filters.append(time.perf_counter() - t0)
 
     async def once() -> tuple[float, float | None]:
         start = time.perf_counter()
@@ -649,6 +663,7 @@ def tui(args: Result) -> Result:
                 await pilot.pause()
                 t_dash = time.perf_counter() - t1
                 screens.append(type(app.screen).__name__)
+                await _time_filters(app, pilot)
             app.exit()
         return t_first, t_dash
 
@@ -671,6 +686,7 @@ def tui(args: Result) -> Result:
             "cold_start_s": Stats.of(cold).to_doc() if cold else None,
             "cold_start_small_s": Stats.of(cold_small).to_doc() if cold_small else None,
             "dashboard_s": Stats.of(dash).to_doc() if dash else None,
+            "filter_s": Stats.of(filters).to_doc() if filters else None,
             "screen": screens[0] if screens else "",
             "dashboard_screen": screens[1] if len(screens) > 1 else "",
             "credentials": n_creds,
