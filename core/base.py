@@ -70,12 +70,6 @@ class VaultBase:
             raise NotFoundError(f"there is no operator named {name!r}")
         return doc
 
-    def _operator_by_id(self, txn: Transaction, op_id: str) -> dict[str, Any]:
-        for doc in txn.table("operators").values():
-            if doc["id"] == op_id:
-                return doc
-        raise NotFoundError(f"there is no operator with id {op_id!r}")
-
     def _credential_doc(self, txn: Transaction, name: str) -> dict[str, Any]:
         doc = txn.sharded("credentials").get(self.cred_id_for(name))
         if doc is None or doc.get("name") != name:

@@ -349,8 +349,4 @@ class OperatorOps(VaultBase):
             txn.record(session.signer, "operator.reactivated", name, {})
 
 
-def kdf_for_tests() -> kdf.KdfParams:
-    """Small parameters usable only with GLASSKEY_INSECURE_FAST_KDF=1."""
-    return kdf.TEST_PARAMS
-
 

@@ -57,7 +57,6 @@ from core.audit import (
 )
 from core.errors import GlasskeyError, IntegrityError, NotFoundError, StorageError, UsageError
 from core.fsutil import (
-    FILE_MODE,
     VaultLock,
     atomic_write,
     ensure_private_dir,
@@ -259,6 +258,9 @@ class Transaction:
         self.dirty_shards: set[tuple[str, int]] = set()
         self._shards: dict[tuple[str, int], dict[str, Doc]] = {}
         self.after_commit: list[Callable[[], None]] = []
+        #: Shard files of the generation this write started from: with the new
+        #: generation's, what garbage collection must keep (no re-parsing).
+        self._start_files = _manifest_files(state) if write else set()
         self.head = Head.from_doc(self.meta.get("audit"))
         self._start_offset = self.head.offset
         self._lines: list[bytes] = []
@@ -352,7 +354,8 @@ class Transaction:
         meta["seq"] = int(meta.get("seq", 0)) + 1
         meta["audit"] = self.head.to_doc()
         self.state["meta"]["vault"] = meta
-        self.store._replace_state(canonical.dumps(self.state))
+        self.store._replace_state(canonical.dumps(self.state),
+                                  self._start_files | _manifest_files(self.state))
 
 
 class Store:
@@ -437,7 +440,8 @@ class Store:
             self.fault("shard")
         write_new(self.tables_dir / f"{name}.{index:02x}.{digest}.json", data)
 
-    def _replace_state(self, data: bytes) -> None:
+    def _replace_state(self, data: bytes, keep: set[str]) -> None:
+        """Commit ``data`` (backup first); then drop shard files not in ``keep``."""
         if self.fault:
             self.fault("backup")
         try:
@@ -451,21 +455,11 @@ class Store:
         atomic_write(self.state_path, data)
         if self.fault:
             self.fault("committed")
-        self._collect_garbage(data, old)
+        self._collect_garbage(keep)
 
-    def _collect_garbage(self, new: bytes, old: bytes | None) -> None:
-        """Remove shard files referenced by neither generation."""
-        keep: set[str] = set()
-        for raw in (new, old):
-            if raw is None:
-                continue
-            try:
-                manifest = canonical.loads(raw).get("manifest", {})
-            except IntegrityError:
-                continue
-            for name, shards in manifest.items():
-                for idx, digest in shards.items():
-                    keep.add(f"{name}.{idx}.{digest}.json")
+    def _collect_garbage(self, keep: set[str]) -> None:
+        """Remove shard files referenced by neither generation (the backup's and
+        the new one's; ``keep`` comes from the manifests already in memory)."""
         for fname in os.listdir(self.root):
             # temp files of atomic writes killed mid-way (we hold the lock)
             if fname.startswith((f".{STATE_FILE}.", f".{BACKUP_FILE}.")) and fname.endswith(
@@ -614,12 +608,6 @@ class Store:
         if ident is not None:
             self._seq_seen = (ident, value)
         return value
-
-    def file_modes_ok(self) -> bool:
-        for path in [self.root / STATE_FILE, *self.tables_dir.glob("*.json")]:
-            if path.exists() and (path.stat().st_mode & 0o777) != FILE_MODE:
-                return False
-        return True
 
 
 class Refused(Exception):

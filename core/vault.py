@@ -140,10 +140,3 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
                 req["end_reason"] = "lease-expired"
                 self._save(txn, req)
         return self.rotate(session, cred_id, req_id, reason="lease-expired")
-
-
-def open_vault(root: Path | None = None, clock: Clock | None = None,
-               rng: Random | None = None) -> Vault:
-    from core.base import default_vault_dir
-
-    return Vault(root or default_vault_dir(), clock, rng)

@@ -462,34 +462,32 @@ def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_approve(vault: Vault, args: argparse.Namespace) -> int:
-    session = authenticate(vault, args)
-    req = vault.approve(session, args.request)
+def _request_action(vault: Vault, args: argparse.Namespace,
+                    act: Callable[[Session], Checkout], done: Callable[[Checkout], str]) -> int:
+    """approve / deny / cancel: authenticate, act, print the checkout or a line."""
+    req = act(authenticate(vault, args))
     if args.json:
         out_json(req.to_public(vault.now()))
     else:
-        print(f"{req.id} {req.state} ({len(req.approvals)}/{req.needed} approval(s))")
+        print(done(req))
     return 0
+
+
+def cmd_approve(vault: Vault, args: argparse.Namespace) -> int:
+    return _request_action(
+        vault, args, lambda s: vault.approve(s, args.request),
+        lambda r: f"{r.id} {r.state} ({len(r.approvals)}/{r.needed} approval(s))")
 
 
 def cmd_deny(vault: Vault, args: argparse.Namespace) -> int:
-    session = authenticate(vault, args)
-    req = vault.deny(session, args.request, args.reason or "")
-    if args.json:
-        out_json(req.to_public(vault.now()))
-    else:
-        print(f"{req.id} denied")
-    return 0
+    return _request_action(vault, args,
+                           lambda s: vault.deny(s, args.request, args.reason or ""),
+                           lambda r: f"{r.id} denied")
 
 
 def cmd_cancel(vault: Vault, args: argparse.Namespace) -> int:
-    session = authenticate(vault, args)
-    req = vault.cancel(session, args.request)
-    if args.json:
-        out_json(req.to_public(vault.now()))
-    else:
-        print(f"{req.id} cancelled")
-    return 0
+    return _request_action(vault, args, lambda s: vault.cancel(s, args.request),
+                           lambda r: f"{r.id} cancelled")
 
 
 def cmd_reveal(vault: Vault, args: argparse.Namespace) -> int:
