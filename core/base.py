@@ -15,6 +15,7 @@ from core.clock import Clock, Random, SystemClock, SystemRandom
 from core.envelope import Recipient, add_share, open_own_share, recover_dek
 from core.errors import NotFoundError, PolicyError
 from core.models import Checkout, Credential, Operator
+from core.roster import Member, sign_seal, verify_config, verify_seal
 from core.session import Session
 from core.store import Store, Transaction
 
@@ -83,32 +84,58 @@ class VaultBase:
         return doc
 
     def _recipients(self, txn: Transaction) -> list[Recipient]:
-        """Every share holder: active and enrolling operators, and the active emergency kit.
+        """Every share holder, as the *signed roster* says: active, enrolling and
+        suspended operators, and the active emergency kit.
 
-        Suspended operators keep receiving shares (suspension is reversible and
-        their approvals stop counting at once); removed operators never do.
+        Keys never come from the operator records in the store (an operator
+        with write access could swap one for their own); the roster is folded
+        from signatures each client verified (core/roster.py). Suspended
+        operators keep receiving shares (suspension is reversible and their
+        approvals stop counting at once); removed operators never do.
         """
         out = [
-            Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
-            for doc in txn.table("operators").values()
-            if doc["status"] in ("active", "enrolling", "suspended")
+            Recipient(m.id, m.x, b64d(m.hpke_pub))
+            for m in txn.roster.members.values()
+            if m.status in ("active", "enrolling", "suspended")
         ]
-        out.extend(
-            Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
-            for doc in txn.table("kits").values()
-            if doc["status"] == "active"
-        )
+        kit = txn.roster.active_kit()
+        if kit is not None:
+            out.append(Recipient(kit.id, kit.x, b64d(kit.hpke_pub)))
         return out
 
     def _require_active(self, txn: Transaction, session: Session,
-                        role: str | None = None) -> dict[str, Any]:
-        """Re-check, inside the transaction, that the session's operator may act now."""
-        doc = self._operator_doc(txn, session.name)
-        if doc["id"] != session.operator_id or doc["status"] != "active":
-            raise PolicyError(f"operator {session.name} is not active")
-        if role is not None and role not in doc["roles"]:
-            raise PolicyError(f"operator {session.name} does not hold the {role} role")
-        return doc
+                        role: str | None = None) -> Member:
+        """Re-check, inside the transaction and against the signed roster, that the
+        session's operator may act now (roles and status are never read from flags)."""
+        return txn.roster.require(session.name, session.operator_id, role)
+
+    def _two_people(self, txn: Transaction, sessions: Sequence[Session], what: str,
+                    exclude: str | None = None) -> list[tuple[str, bytes]]:
+        """Signers for a two-person roster change, checked against the signed roster."""
+        distinct = {s.name: s for s in sessions if s.name != exclude}
+        if len(distinct) < 2:
+            raise PolicyError(f"{what} needs two different unlocked operators")
+        members = [self._require_active(txn, s) for s in distinct.values()]
+        if not any(m.has("admin") for m in members):
+            raise PolicyError(f"{what} needs an admin among the operators")
+        return [(s.name, s.sign_priv) for s in distinct.values()]
+
+    def _seal(self, txn: Transaction, session: Session, cred_id: str,
+              vdoc: dict[str, Any]) -> dict[str, Any]:
+        """Sign a share set as sealed by ``session`` (binding every recipient's key)."""
+        sign_seal(txn.roster, cred_id, vdoc, session.name, session.sign_priv)
+        return vdoc
+
+    def _checked(self, txn: Transaction, cred_id: str, vdoc: dict[str, Any], what: str
+                 ) -> dict[str, Any]:
+        """A share set, verified before anyone opens or re-seals it."""
+        verify_seal(txn.roster, cred_id, vdoc, what)
+        return vdoc
+
+    def _checked_config(self, txn: Transaction, cred: dict[str, Any]) -> dict[str, Any]:
+        """A credential whose connector/target/options/policy/kind an admin signed."""
+        verify_config(txn.roster, cred)
+        return cred
 
     def _extend_shares(self, txn: Transaction, sessions: Sequence[Session],
                        recipient: Recipient,
@@ -133,18 +160,24 @@ class VaultBase:
                     raise PolicyError(
                         f"a credential needs {k} unlocked operators to extend its key split; "
                         f"{len(usable)} are present")
+                self._checked(txn, cred_id, vdoc, f"credential {cred_id}")
                 shares = [open_own_share(self.vault_id, cred_id, vdoc, s.operator_id,
                                          s.hpke_priv) for s in usable]
                 recover_dek(self.vault_id, cred_id, vdoc, shares)  # commitment check
-                sdoc[slot] = add_share(self.vault_id, cred_id, vdoc, shares, recipient)
+                sdoc[slot] = self._seal(txn, sessions[0], cred_id,
+                                        add_share(self.vault_id, cred_id, vdoc, shares,
+                                                  recipient))
             sealed.put(cred_id, sdoc)
             if progress:
                 progress(i, len(docs))
 
     # -- read views (no authentication: nothing a reader of the files lacks) ----------
     def operators(self) -> list[Operator]:
+        """The operators the signed roster knows (records nobody signed are never listed)."""
         with self.store.read() as txn:
-            return [Operator.from_doc(d) for d in txn.table("operators").values()]
+            docs = {d["name"]: d for d in txn.table("operators").values()}
+            return [Operator.from_member(m, docs.get(m.name))
+                    for m in txn.roster.members.values()]
 
     def credentials(self) -> list[Credential]:
         with self.store.read() as txn:

@@ -63,6 +63,14 @@ class CheckoutOps(VaultBase):
             approval["grant"] = None  # nothing left to redeem
         self._save(txn, req)
 
+    def _verified_policy(self, txn: Transaction, req: dict[str, Any]) -> Policy:
+        """The policy an admin signed for the request's credential (never the copy in the
+        request record, which any writer of the store could stretch)."""
+        cred = txn.sharded("credentials").get(req["cred_id"])
+        if cred is None:
+            raise IntegrityError(f"credential {req['cred_name']} is missing from the vault")
+        return Policy.from_doc(self._checked_config(txn, cred)["policy"])
+
     def _refuse(self, txn: Transaction, session: Session, req_id: str, why: str,
                 message: str, error: type[PolicyError] | type[IntegrityError] = PolicyError,
                 ) -> Refused:
@@ -97,7 +105,7 @@ class CheckoutOps(VaultBase):
             raise UsageError("a ticket reference is required (--ticket)")
         with self.store.transaction() as txn:
             self._require_active(txn, session, "requester")
-            cred = self._credential_doc(txn, cred_name)
+            cred = self._checked_config(txn, self._credential_doc(txn, cred_name))
             policy = Policy.from_doc(cred["policy"])
             if duration > policy.max_duration:
                 raise UsageError(
@@ -116,9 +124,8 @@ class CheckoutOps(VaultBase):
                     f"{cred_name} already has an open checkout {open_req['request']} "
                     f"({open_req['state']}, {open_req['requester']}); one holder at a time")
             approvers = [
-                d for d in txn.table("operators").values()
-                if d["status"] == "active" and "approver" in d["roles"]
-                and d["name"] != session.name
+                m for m in txn.roster.members.values()
+                if m.active and m.has("approver") and m.name != session.name
             ]
             if len(approvers) < policy.k - 1:
                 raise PolicyError(
@@ -159,22 +166,24 @@ class CheckoutOps(VaultBase):
             if sealed is None or int(sealed["current"]["version"]) != int(req["version"]):
                 raise self._refuse(txn, session, req_id, "version-changed",
                                    "the credential changed since the request; request again")
-            requester = self._operator_doc(txn, req["requester"])
-            if requester["status"] != "active" or requester["id"] != req["requester_id"]:
+            requester = txn.roster.get(req["requester"])
+            if requester is None or not requester.active \
+                    or requester.id != req["requester_id"]:
                 raise self._refuse(txn, session, req_id, "requester-inactive",
                                    f"requester {req['requester']} is no longer active")
+            self._checked(txn, req["cred_id"], sealed["current"], req["cred_name"])
             share = open_own_share(self.vault_id, req["cred_id"], sealed["current"],
                                    session.operator_id, session.hpke_priv)
-            policy = Policy.from_doc(req.get("policy"))
+            policy = self._verified_policy(txn, req)
             expires = float(int(self.now() + policy.claim_window))
             info = grant_info(self.vault_id, req_id, req["cred_id"], int(req["version"]),
                               req["requester_id"], session.operator_id, expires)
-            grant = seal_grant(share, b64d(requester["hpke_pub"]), info)
+            grant = seal_grant(share, b64d(requester.hpke_pub), info)
             req["approvals"].append({
                 "approver": session.name, "approver_id": session.operator_id,
                 "at": self.now(), "expires": expires, "grant": grant,
             })
-            if len(req["approvals"]) >= int(req["needed"]):
+            if len(req["approvals"]) >= policy.k - 1:
                 req["state"] = S.APPROVED
             self._save(txn, req)
             txn.record(session.signer, _event(req, "approved"), req_id, {
@@ -237,11 +246,12 @@ class CheckoutOps(VaultBase):
             if req["state"] != S.APPROVED:
                 raise self._refuse(txn, session, req_id, f"state-{req['state']}",
                                    f"request {req_id} is {req['state']}, not approved")
-            secret = self._combine(txn, session, req)
+            policy = self._verified_policy(txn, req)
+            secret = self._combine(txn, session, req, policy)
             now = self.now()
             req["state"] = S.CHECKED_OUT
             req["revealed_at"] = now
-            req["lease_expires"] = now + int(req["duration"])
+            req["lease_expires"] = now + min(int(req["duration"]), policy.max_duration)
             self._save(txn, req)
             txn.record(session.signer, _event(req, "revealed"), req_id, {
                 "credential": req["cred_name"], "version": req["version"],
@@ -251,19 +261,20 @@ class CheckoutOps(VaultBase):
         # Reached only after the commit (audit first, then state) succeeded.
         return secret
 
-    def _combine(self, txn: Transaction, session: Session, req: dict[str, Any]) -> SecretValue:
+    def _combine(self, txn: Transaction, session: Session, req: dict[str, Any],
+                 policy: Policy) -> SecretValue:
         """Own share + every grant -> DEK -> value; any mismatch is an audited refusal."""
         req_id = req["id"]
         approvals = req["approvals"]
         names = [a["approver"] for a in approvals]
         if len(set(names)) != len(names) or session.name in names \
-                or len(approvals) < int(req["needed"]):
+                or len(approvals) < policy.k - 1:
             raise self._refuse(txn, session, req_id, "bad-approvals",
                                "the approvals on this request are not valid", IntegrityError)
         for a in approvals:
-            approver = txn.table("operators").get(a["approver"])
-            if approver is None or approver["status"] != "active" \
-                    or "approver" not in approver["roles"] or approver["id"] != a["approver_id"]:
+            approver = txn.roster.get(a["approver"])
+            if approver is None or not approver.active \
+                    or not approver.has("approver") or approver.id != a["approver_id"]:
                 raise self._refuse(txn, session, req_id, "approver-inactive",
                                    f"approver {a['approver']} is no longer an active approver")
             if a.get("grant") is None:
@@ -273,7 +284,7 @@ class CheckoutOps(VaultBase):
         if sealed is None or int(sealed["current"]["version"]) != int(req["version"]):
             raise self._refuse(txn, session, req_id, "version-changed",
                                "the credential changed since the approval; request again")
-        vdoc = sealed["current"]
+        vdoc = self._checked(txn, req["cred_id"], sealed["current"], req["cred_name"])
         try:
             shares = [open_own_share(self.vault_id, req["cred_id"], vdoc, session.operator_id,
                                      session.hpke_priv)]

@@ -12,6 +12,7 @@ from core.envelope import seal_version
 from core.errors import PolicyError, UsageError
 from core.models import KINDS, Credential, Policy, check_name
 from core.passwords import alphabet_for, generate
+from core.roster import config_digest, sign_config
 from core.secret import SecretValue
 from core.session import Session
 from core.store import Transaction
@@ -53,8 +54,9 @@ class CredentialOps(VaultBase):
             raise UsageError(f"a credential named {spec.name!r} already exists")
         value = spec.secret if spec.secret is not None else generate(spec.policy)
         now = self.now()
-        version = seal_version(self.vault_id, cred_id, 1, value, spec.policy.k,
-                               self._recipients(txn), self.rng, now)
+        version = self._seal(txn, session, cred_id, seal_version(
+            self.vault_id, cred_id, 1, value, spec.policy.k, self._recipients(txn), self.rng,
+            now))
         doc: dict[str, Any] = {
             "id": cred_id, "name": spec.name, "kind": spec.kind, "connector": spec.connector,
             "target": spec.target, "options": dict(spec.options),
@@ -62,13 +64,15 @@ class CredentialOps(VaultBase):
             "created": now, "rotated_at": now, "rotations": 0,
             "created_by": session.name, "source": "given" if spec.secret else "generated",
         }
+        # Where values go and who must agree: believed only under an admin's signature.
+        doc["config_sig"] = sign_config(self.vault_id, doc, session.name, session.sign_priv)
         txn.sharded("credentials").put(cred_id, doc)
         txn.sharded("sealed").put(cred_id, {"cred_id": cred_id, "current": version,
                                             "pending": None})
         txn.record(session.signer, "credential.added", spec.name, {
             "id": cred_id, "kind": spec.kind, "connector": spec.connector,
             "target": spec.target, "k": spec.policy.k, "version": 1,
-            "source": doc["source"],
+            "source": doc["source"], "config": config_digest(self.vault_id, doc),
         })
         return Credential.from_doc(doc)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.canonical import b64e
+from core.canonical import b64d, b64e
 from core.crypto import hpke
 from core.envelope import (
     Recipient,
@@ -39,23 +39,26 @@ from core.errors import (
     UsageError,
 )
 from core.models import Checkout, CheckoutState, Policy, format_duration
-from core.rotation import RotationOps
+from core.roster import Change, change_details
+from core.rotation import RotationOps, RotationResult
 from core.secret import SecretValue
 from core.session import Session
 from core.store import Refused, Transaction
 
 S = CheckoutState
-CODE_PREFIX = "GK1"
+CODE_PREFIX = "GK2"
+KEY_LABEL = b"glasskey/kit-key/v2"
+PART_LABEL = "glasskey/kit-part/v2"
+PART_LEN = 32
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class KitIssued:
+    """A new kit: its id and fingerprint, and who holds its two parts (never a code)."""
+
     id: str
     fingerprint: str
-    code: str  # printed once, for the safe; never stored
-
-    def __repr__(self) -> str:
-        return f"KitIssued({self.id!r}, {self.fingerprint!r})"
+    holders: tuple[str, ...]
 
 
 def fingerprint(pub: bytes) -> str:
@@ -63,89 +66,187 @@ def fingerprint(pub: bytes) -> str:
     return ":".join(digest[i:i + 4] for i in range(0, 20, 4))
 
 
-def encode_code(priv: bytes) -> str:
-    raw = priv + hashlib.sha256(priv).digest()[:3]
+def kit_key(part1: bytes, part2: bytes) -> bytes:
+    """The kit's HPKE private key: both parts are needed, either alone says nothing."""
+    return hashlib.sha256(KEY_LABEL + part1 + part2).digest()
+
+
+def encode_part(number: int, part: bytes) -> str:
+    raw = bytes([number]) + part + hashlib.sha256(bytes([number]) + part).digest()[:3]
     text = base64.b32encode(raw).decode("ascii").rstrip("=")
-    return CODE_PREFIX + "-" + "-".join(text[i:i + 5] for i in range(0, len(text), 5))
+    return f"{CODE_PREFIX}-{number}-" + "-".join(text[i:i + 5] for i in range(0, len(text), 5))
 
 
-def decode_code(code: str) -> bytes:
-    text = "".join((code or "").upper().split()).replace("-", "")
-    if not text.startswith(CODE_PREFIX):
-        raise UsageError("that is not a glasskey recovery code (it starts with GK1-)")
-    body = text[len(CODE_PREFIX):]
-    try:
-        raw = base64.b32decode(body + "=" * (-len(body) % 8))
-    except ValueError:
-        raise UsageError("the recovery code has a typo (invalid characters)") from None
-    priv, check = raw[:-3], raw[-3:]
-    if len(priv) != 32 or hashlib.sha256(priv).digest()[:3] != check:
-        raise UsageError("the recovery code has a typo (checksum mismatch)")
-    return priv
+def decode_parts(code: str) -> bytes:
+    """Both parts (in any order, spaces and dashes ignored) -> the kit's private key."""
+    compact = "".join((code or "").upper().split()).replace("-", "")
+    if compact.startswith("GK1"):
+        raise UsageError("that is a single-part kit code of glasskey 0.1; kits now come in "
+                         "two parts held by two people: issue a new kit")
+    if not compact.startswith(CODE_PREFIX):
+        raise UsageError("that is not a glasskey kit part (they start with GK2-1- and GK2-2-)")
+    parts: dict[int, bytes] = {}
+    for chunk in compact.split(CODE_PREFIX)[1:]:
+        body = chunk[1:]
+        try:
+            raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        except ValueError:
+            raise UsageError("a kit part has a typo (invalid characters)") from None
+        number, part, check = raw[0], raw[1:-3], raw[-3:]
+        if chunk[:1] not in ("1", "2") or number != int(chunk[0]) or len(part) != PART_LEN \
+                or hashlib.sha256(raw[:-3]).digest()[:3] != check:
+            raise UsageError("a kit part has a typo (checksum mismatch)")
+        parts[number] = part
+    if set(parts) != {1, 2}:
+        raise UsageError("an emergency use needs both parts of the kit (GK2-1-... and "
+                         "GK2-2-...), from the two envelopes in the safe")
+    return kit_key(parts[1], parts[2])
 
 
 class EmergencyOps(RotationOps):
     def active_kit(self) -> dict[str, Any] | None:
+        """The active kit's record, as the signed roster says (none if it says none)."""
         with self.store.read() as txn:
-            for doc in txn.table("kits").values():
-                if doc["status"] == "active":
-                    return doc
-        return None
+            kit = txn.roster.active_kit()
+            return txn.table("kits").get(kit.id) if kit is not None else None
+
+    def _part_info(self, kit_id: str, number: int, operator_id: str) -> bytes:
+        return hpke.info_for(PART_LABEL, self.vault_id, kit_id, number, operator_id)
 
     def issue_kit(self, sessions: Sequence[Session],
                   progress: Callable[[int, int], None] | None = None) -> KitIssued:
-        """A new kit (burning any active one): needs two operators, one an admin."""
-        if len({s.name for s in sessions}) < 2:
+        """A new kit (burning any active one): two operators, one an admin, each of whom
+        is given one part sealed to their own key; nobody ever holds both.
+
+        The issuing process holds both parts for a moment (it derives the kit's
+        public key); each part then exists only sealed to its holder, who
+        prints it on their own terminal with ``glasskey kit part``.
+        """
+        distinct = list({s.name: s for s in sessions}.values())
+        if len(distinct) < 2:
             raise PolicyError("issuing an emergency kit needs two different operators")
-        priv = hpke.generate_private()
+        part1, part2 = self.rng.bytes(PART_LEN), self.rng.bytes(PART_LEN)
+        priv = kit_key(part1, part2)
         pub = hpke.public_from_private(priv)
         with self.store.transaction() as txn:
-            for s in sessions:
-                self._require_active(txn, s)
-            if not any(s.has("admin") for s in sessions):
+            members = [self._require_active(txn, s) for s in distinct]
+            if not any(m.has("admin") for m in members):
                 raise PolicyError("issuing an emergency kit needs an admin")
-            for old in txn.table("kits").values():
-                if old["status"] == "active":
-                    self._burn(txn, sessions[0], old, "re-issued")
+            old = txn.roster.active_kit()
+            if old is not None:
+                self._burn(txn, distinct[0], old.id, "re-issued")
             meta = txn.meta
             kit_id = self.new_id("k-")
             x = int(meta["next_x"])
             meta["next_x"] = x + 1
             txn.set_meta(meta)
-            self._extend_shares(txn, sessions, Recipient(kit_id, x, pub), progress)
             fp = fingerprint(pub)
+            record = {"id": kit_id, "x": x, "hpke_pub": b64e(pub), "fingerprint": fp,
+                      "status": "active"}
+            holders = distinct[:2]
+            details, roster = change_details(
+                txn.roster, Change.KIT_ISSUE, kit_id, record,
+                [(s.name, s.sign_priv) for s in holders],
+                {"fingerprint": fp, "countersigned_by": sorted(s.name for s in holders),
+                 "part_holders": [s.name for s in holders]})
+            txn.roster = roster
+            self._extend_shares(txn, distinct, Recipient(kit_id, x, pub), progress)
+            parts = {}
+            for number, (s, part) in enumerate(zip(holders, (part1, part2), strict=True), 1):
+                parts[s.name] = {"number": number, "blob": b64e(hpke.seal(
+                    hpke.public_from_private(s.hpke_priv), part,
+                    self._part_info(kit_id, number, s.operator_id)))}
             txn.table("kits").put(kit_id, {
-                "id": kit_id, "fingerprint": fp, "hpke_pub": b64e(pub), "x": x,
-                "status": "active", "issued_at": self.now(),
-                "issued_by": sorted(s.name for s in sessions),
+                **record, "issued_at": self.now(),
+                "issued_by": sorted(s.name for s in holders), "parts": parts,
             })
-            txn.record(sessions[0].signer, "emergency.kit-issued", kit_id, {
-                "fingerprint": fp, "countersigned_by": sorted(s.name for s in sessions),
-            })
-        return KitIssued(kit_id, fp, encode_code(priv))
+            txn.record_change(holders[0].signer, "emergency.kit-issued", kit_id, details, roster)
+        return KitIssued(kit_id, fp, tuple(s.name for s in holders))
 
-    def _burn(self, txn: Transaction, session: Session, kit: dict[str, Any], why: str
-              ) -> None:
-        """Remove the kit's shares everywhere and mark it burned."""
+    def kit_part(self, session: Session) -> str:
+        """This operator's part of the active kit, once, for the safe (then erased here)."""
+        with self.store.transaction() as txn:
+            self._require_active(txn, session)
+            kit = txn.roster.active_kit()
+            doc = txn.table("kits").get(kit.id) if kit is not None else None
+            if kit is None or doc is None:
+                raise PolicyError("no emergency kit is issued")
+            mine = (doc.get("parts") or {}).get(session.name)
+            if mine is None:
+                raise PolicyError(f"{session.name} holds no unprinted part of kit {kit.id}")
+            number = int(mine["number"])
+            part = hpke.open_(session.hpke_priv, b64d(mine["blob"]),
+                              self._part_info(kit.id, number, session.operator_id))
+            del doc["parts"][session.name]
+            txn.table("kits").put(kit.id, doc)
+            txn.record(session.signer, "emergency.kit-part-printed", kit.id,
+                       {"part": number, "fingerprint": kit.fingerprint})
+        return encode_part(number, part)
+
+    def burn_kit(self, session: Session, why: str = "exposed") -> list[str]:
+        """Burn the active kit now (suspected exposure); returns what must be rotated."""
+        with self.store.transaction() as txn:
+            self._require_active(txn, session)
+            kit = txn.roster.active_kit()
+            if kit is None:
+                raise PolicyError("no emergency kit is issued")
+            return self._burn(txn, session, kit.id, why)
+
+    def _burn(self, txn: Transaction, session: Session, kit_id: str, why: str) -> list[str]:
+        """Remove the kit's shares everywhere, mark it burned (a signed roster change)
+        and remember every credential whose value it could open until each is rotated:
+        copies of old sealed files plus both parts would still open those values."""
+        exposed: dict[str, int] = {}
         sealed = txn.sharded("sealed")
         for sdoc in list(sealed.values()):
             changed = False
             for slot in ("current", "pending"):
                 vdoc = sdoc.get(slot)
-                if vdoc and kit["id"] in vdoc["shares"]:
+                if vdoc and kit_id in vdoc["shares"]:
+                    self._checked(txn, sdoc["cred_id"], vdoc, f"credential {sdoc['cred_id']}")
                     vdoc = dict(vdoc)
-                    vdoc["shares"] = {k: v for k, v in vdoc["shares"].items()
-                                      if k != kit["id"]}
-                    sdoc[slot] = vdoc
+                    vdoc["shares"] = {k: v for k, v in vdoc["shares"].items() if k != kit_id}
+                    sdoc[slot] = self._seal(txn, session, sdoc["cred_id"], vdoc)
                     changed = True
+                    if slot == "current":
+                        exposed[sdoc["cred_id"]] = int(vdoc["version"])
             if changed:
                 sealed.put(sdoc["cred_id"], sdoc)
-        kit["status"] = "burned"
-        kit["burned_at"] = self.now()
-        kit["burned_because"] = why
-        txn.table("kits").put(kit["id"], kit)
-        txn.record(session.signer, "emergency.kit-burned", kit["id"],
-                   {"fingerprint": kit["fingerprint"], "why": why})
+        kit = txn.roster.kits[kit_id]
+        details, roster = change_details(
+            txn.roster, Change.KIT_BURN, kit_id, kit.record(), [(session.name,
+                                                                 session.sign_priv)],
+            {"fingerprint": kit.fingerprint, "why": why, "to_rotate": len(exposed)})
+        doc = txn.table("kits").get(kit_id) or {}
+        doc.update(status="burned", burned_at=self.now(), burned_because=why,
+                   to_rotate=exposed if why != "re-issued" else {}, parts={})
+        txn.table("kits").put(kit_id, doc)
+        txn.record_change(session.signer, "emergency.kit-burned", kit_id, details, roster)
+        names = []
+        for cred_id in exposed:
+            cred = txn.sharded("credentials").get(cred_id)
+            if cred is not None:
+                names.append(cred["name"])
+        return sorted(names)
+
+    def kit_exposure(self) -> list[str]:
+        """Credentials a burned (used or exposed) kit could still open from old copies."""
+        with self.store.read() as txn:
+            out: set[str] = set()
+            for doc in txn.table("kits").values():
+                out.update(doc.get("to_rotate") or {})
+            return sorted(out)
+
+    def kit_sweep(self, session: Session,
+                  progress: Callable[[int, int], None] | None = None) -> list[RotationResult]:
+        """Rotate everything a burned kit could open (the alert stays until this is done)."""
+        names = []
+        with self.store.read() as txn:
+            for cred_id in sorted(self.kit_exposure()):
+                cred = txn.sharded("credentials").get(cred_id)
+                if cred is not None and cred.get("status") != "revoked":
+                    names.append(cred["name"])
+        return self.rotate_many(session, names, progress)
 
     def emergency_reveal(self, session: Session, cred_name: str, code: str, reason: str,
                          ticket: str, duration: int) -> tuple[Checkout, SecretValue]:
@@ -153,19 +254,20 @@ class EmergencyOps(RotationOps):
         reason, ticket = (reason or "").strip(), (ticket or "").strip()
         if not (reason and ticket):
             raise UsageError("an emergency use needs --reason and --ticket")
-        priv = decode_code(code)
+        priv = decode_parts(code)
         pub = hpke.public_from_private(priv)
         with self.store.transaction() as txn:
             self._require_active(txn, session, "requester")
-            kit = next((k for k in txn.table("kits").values()
-                        if k["hpke_pub"] == b64e(pub)), None)
-            if kit is None or kit["status"] != "active":
+            found = next((k for k in txn.roster.kits.values() if k.hpke_pub == b64e(pub)),
+                         None)
+            if found is None or found.status != "active":
                 txn.record(session.signer, "emergency.refused", cred_name, {
-                    "why": "unknown-kit" if kit is None else "kit-burned",
+                    "why": "unknown-kit" if found is None else "kit-burned",
                     "fingerprint": fingerprint(pub)})
                 raise Refused(PolicyError(
                     "that emergency kit is not the active one (burned or never issued)"))
-            cred = self._credential_doc(txn, cred_name)
+            kit = {"id": found.id, "fingerprint": found.fingerprint}
+            cred = self._checked_config(txn, self._credential_doc(txn, cred_name))
             policy = Policy.from_doc(cred["policy"])
             if policy.k > 2:
                 raise PolicyError(f"{cred_name} needs {policy.k} people; the kit stands in "
@@ -181,7 +283,7 @@ class EmergencyOps(RotationOps):
             sealed = txn.sharded("sealed").get(cred["id"])
             if sealed is None:
                 raise IntegrityError(f"{cred_name} has no sealed value")
-            vdoc = sealed["current"]
+            vdoc = self._checked(txn, cred["id"], sealed["current"], cred_name)
             try:
                 shares = [
                     open_own_share(self.vault_id, cred["id"], vdoc, session.operator_id,
@@ -207,7 +309,7 @@ class EmergencyOps(RotationOps):
                 "credential": cred_name, "kit": kit["id"], "fingerprint": kit["fingerprint"],
                 "reason": reason, "ticket": ticket, "lease_expires": req["lease_expires"],
             })
-            self._burn(txn, session, kit, "used")
+            self._burn(txn, session, kit["id"], "used")
             self._queue_review(txn, req["id"], "emergency", cred_name, session.name,
                                f"EMERGENCY: {session.name} opened {cred_name} with the kit "
                                f"({ticket}: {reason})", required=2)
@@ -256,6 +358,10 @@ class EmergencyOps(RotationOps):
         for co in self.checkouts(open_only=True):
             if co.display_state(now) == "overdue":
                 out.append(f"OVERDUE: {co.cred_name} held by {co.requester} ({co.id})")
+        exposed = self.kit_exposure()
+        if exposed:
+            out.append(f"KIT BURNED: {len(exposed)} credential(s) the old kit could open still "
+                       "hold those values; run 'glasskey kit sweep' to rotate them")
         if self.active_kit() is None:
             out.append("no emergency kit is issued ('glasskey kit issue')")
         return out

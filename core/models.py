@@ -109,6 +109,18 @@ class Operator:
             locked_until=float(totp.get("locked_until", 0.0)),
         )
 
+    @classmethod
+    def from_member(cls, m: Any, doc: dict[str, Any] | None) -> Operator:
+        """Authority from the signed roster member ``m``; lockout counters from the store."""
+        totp = (doc or {}).get("totp", {})
+        return cls(
+            id=m.id, name=m.name, roles=tuple(m.roles), status=m.status, x=int(m.x),
+            hpke_pub=m.hpke_pub, sign_pub=m.sign_pub,
+            created=float((doc or {}).get("created", 0.0)),
+            failures=int(totp.get("failures", 0)),
+            locked_until=float(totp.get("locked_until", 0.0)),
+        )
+
     def to_public(self) -> dict[str, Any]:
         return {"name": self.name, "roles": list(self.roles), "status": self.status,
                 "failures": self.failures, "locked_until": self.locked_until}

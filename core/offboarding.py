@@ -19,8 +19,9 @@ from typing import Any
 
 from core.clock import Random, SystemRandom
 from core.envelope import Recipient, open_own_share, recover_dek, reseal_for
-from core.errors import PolicyError, UsageError
+from core.errors import NotFoundError, PolicyError, UsageError
 from core.models import CheckoutState
+from core.roster import Change, change_details
 from core.rotation import RotationOps
 from core.session import Session
 
@@ -92,26 +93,39 @@ class OffboardingOps(RotationOps):
             raise PolicyError("removing an operator needs two other unlocked operators")
         reachable: list[str] = []
         with self.store.transaction() as txn:
-            for s in sessions:
-                self._require_active(txn, s)
-            if not any(s.has("admin") for s in sessions):
-                raise PolicyError("removing an operator needs an admin")
-            leaver = self._operator_doc(txn, name)
-            if leaver["status"] == "removed":
+            signers = self._two_people(txn, sessions, "removing an operator", exclude=name)
+            member = txn.roster.get(name)
+            if member is None:
+                raise NotFoundError(f"there is no operator named {name!r}")
+            if member.status == "removed":
                 raise UsageError(f"operator {name} was already removed")
-            left = [d for d in txn.table("operators").values()
-                    if d["name"] != name and d["status"] == "active"]
+            left = [m for m in txn.roster.members.values() if m.name != name and m.active]
             if len(left) < 2:
                 raise PolicyError("removal would leave fewer than two active operators")
-            leaver["status"] = "removed"
-            leaver["removed_at"] = self.now()
-            txn.table("operators").put(name, leaver)
+            details, roster = change_details(
+                txn.roster, Change.REMOVE, name, member.record(), signers,
+                {"countersigned_by": sorted(n for n, _ in signers)})
+            txn.roster = roster  # sealing below goes to the roster without the leaver
+            leaver = txn.table("operators").get(name)
+            if leaver is not None:
+                leaver["status"] = "removed"
+                leaver["removed_at"] = self.now()
+                txn.table("operators").put(name, leaver)
             recipients = self._recipients(txn)  # now without the leaver
             sealed = txn.sharded("sealed")
             docs = list(sealed.values())
+            for sdoc in docs:
+                for slot in ("current", "pending"):
+                    if sdoc.get(slot):
+                        self._checked(txn, sdoc["cred_id"], sdoc[slot],
+                                      f"credential {sdoc['cred_id']}")
             keys = [(s.operator_id, s.hpke_priv) for s in sessions]
+            signer = next(s for s in sessions if s.name == signers[0][0])
             for i, (cred_id, new_doc, touched) in enumerate(self._resplit_all(
-                    docs, keys, recipients, leaver["id"]), 1):
+                    docs, keys, recipients, member.id), 1):
+                for slot in ("current", "pending"):
+                    if new_doc.get(slot):
+                        self._seal(txn, signer, cred_id, new_doc[slot])
                 sealed.put(cred_id, new_doc)
                 if touched:
                     cred = txn.sharded("credentials").get(cred_id)
@@ -125,8 +139,6 @@ class OffboardingOps(RotationOps):
                 if req and req["requester"] == name and req["state"] in (
                         S.REQUESTED, S.APPROVED):
                     self._close(txn, req, "requester-removed")
-            txn.record(sessions[0].signer, "operator.removed", name, {
-                "countersigned_by": sorted(s.name for s in sessions),
-                "resplit": len(docs), "reachable": len(reachable),
-            })
+            details.update(resplit=len(docs), reachable=len(reachable))
+            txn.record_change(signer.signer, "operator.removed", name, details, roster)
         return sorted(reachable)

@@ -83,7 +83,7 @@ class OnboardingOps(RotationOps, CredentialOps):
                 raise PolicyError(f"{onb_id} was never delivered (it is {req['state']}); "
                                   "nothing can have been activated")
             cred = txn.sharded("credentials").get(req["cred_id"])
-            connector = self.connector_for(cred) if cred else None
+            connector = self.connector_for(cred, txn.roster) if cred else None
             automatic = connector is not None and not (
                 connector.vault_is_source_of_truth or connector.needs_person)
         how = "connector" if automatic else "recorded"

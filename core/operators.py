@@ -18,8 +18,24 @@ from core.base import VaultBase
 from core.canonical import b64d, b64e
 from core.crypto import aead, hpke, kdf, sign
 from core.envelope import Recipient
-from core.errors import AuthError, DecryptError, IntegrityError, PolicyError, UsageError
+from core.errors import (
+    AuthError,
+    DecryptError,
+    IntegrityError,
+    NotFoundError,
+    PolicyError,
+    UsageError,
+)
 from core.models import ROLES, check_name
+from core.roster import (
+    FOUNDED_EVENT,
+    Change,
+    Member,
+    apply_founding,
+    change_details,
+    sign_founding,
+    vault_id_for,
+)
 from core.session import Session
 from core.store import Refused, Transaction
 
@@ -54,6 +70,18 @@ class OperatorSpec:
                        doc.get("totp_secret"))
         except KeyError as exc:
             raise UsageError(f"an operator lacks the field {exc.args[0]!r}") from None
+
+
+@dataclass(frozen=True, repr=False)
+class _Keys:
+    """A new operator's key pairs and TOTP seed, before they are wrapped."""
+
+    op_id: str
+    hpke_priv: bytes
+    sign_priv: bytes
+    hpke_pub: str
+    sign_pub: str
+    seed: str
 
 
 @dataclass(frozen=True)
@@ -104,39 +132,48 @@ class OperatorOps(VaultBase):
     def _wrap_aad(self, op_id: str, hpke_pub: str, sign_pub: str) -> bytes:
         return aead.aad_for(WRAP_LABEL, self.vault_id, op_id, hpke_pub, sign_pub)
 
-    def _new_operator_doc(self, spec: OperatorSpec, x: int, meta: dict[str, Any],
-                          status: str) -> tuple[dict[str, Any], Enrolment, Session]:
-        op_id = self.new_id("o")
+    def _new_keys(self, spec: OperatorSpec) -> _Keys:
         hpke_priv = hpke.generate_private()
         sign_priv = sign.generate_private()
-        hpke_pub = b64e(hpke.public_from_private(hpke_priv))
-        sign_pub = b64e(sign.public_from_private(sign_priv))
-        seed = spec.totp_secret or totp.new_seed(self.rng.bytes(20))
-        params = self._kdf_params(meta)
-        payload = canonical.dumps({"hpke": b64e(hpke_priv), "sign": b64e(sign_priv),
-                                   "totp": seed})
-        wrapped = kdf.wrap(payload, spec.passphrase, params,
-                           self._wrap_aad(op_id, hpke_pub, sign_pub),
-                           allow_weak=self.allow_weak_kdf)
-        doc = {
-            "id": op_id, "name": spec.name, "roles": list(spec.roles), "status": status,
-            "x": x, "hpke_pub": hpke_pub, "sign_pub": sign_pub, "kdf": params.to_dict(),
-            "wrapped": b64e(wrapped), "created": self.now(),
-            "totp": {"last_step": 0, "failures": 0, "locked_until": 0.0},
-        }
-        label = str(meta.get("label", "vault"))
-        enrolment = Enrolment(spec.name, seed, totp.provisioning_uri(seed, spec.name, label),
-                              status)
-        return doc, enrolment, Session(op_id, spec.name, spec.roles, hpke_priv, sign_priv)
+        return _Keys(self.new_id("o"), hpke_priv, sign_priv,
+                     b64e(hpke.public_from_private(hpke_priv)),
+                     b64e(sign.public_from_private(sign_priv)),
+                     spec.totp_secret or totp.new_seed(self.rng.bytes(20)))
 
-    def _enrol_details(self, doc: dict[str, Any]) -> dict[str, Any]:
-        return {"roles": doc["roles"], "sign_pub": doc["sign_pub"], "hpke_pub": doc["hpke_pub"],
-                "x": doc["x"], "status": doc["status"]}
+    @staticmethod
+    def _record(keys: _Keys, spec: OperatorSpec, x: int, status: str) -> dict[str, Any]:
+        """What the signed roster says about a new operator."""
+        return {"id": keys.op_id, "name": spec.name, "roles": list(spec.roles),
+                "status": status, "x": x, "hpke_pub": keys.hpke_pub,
+                "sign_pub": keys.sign_pub}
+
+    def _wrapped_doc(self, keys: _Keys, spec: OperatorSpec, record: dict[str, Any],
+                     meta: dict[str, Any]) -> tuple[dict[str, Any], Enrolment, Session]:
+        params = self._kdf_params(meta)
+        payload = canonical.dumps({"hpke": b64e(keys.hpke_priv), "sign": b64e(keys.sign_priv),
+                                   "totp": keys.seed})
+        wrapped = kdf.wrap(payload, spec.passphrase, params,
+                           self._wrap_aad(keys.op_id, keys.hpke_pub, keys.sign_pub),
+                           allow_weak=self.allow_weak_kdf)
+        doc = {**record, "kdf": params.to_dict(), "wrapped": b64e(wrapped),
+               "created": self.now(),
+               "totp": {"last_step": 0, "failures": 0, "locked_until": 0.0}}
+        label = str(meta.get("label", "vault"))
+        enrolment = Enrolment(spec.name, keys.seed,
+                              totp.provisioning_uri(keys.seed, spec.name, label),
+                              record["status"])
+        session = Session(keys.op_id, spec.name, spec.roles, keys.hpke_priv, keys.sign_priv)
+        return doc, enrolment, session
 
     # -- founding ---------------------------------------------------------------------
     def initialise(self, founders: Sequence[OperatorSpec], *, label: str = "vault",
                    kdf_params: kdf.KdfParams | None = None) -> list[Enrolment]:
-        """Create the vault with its founding operators (at least two)."""
+        """Create the vault with its founding operators (at least two).
+
+        The founding record (label, time, KDF parameters, every founder's keys,
+        roles and share index) is signed by every founder, and the vault's id is
+        its digest: the trust root no single operator can rewrite.
+        """
         if len(founders) < 2:
             raise UsageError("a vault needs at least two founding operators (dual control)")
         names = [f.name for f in founders]
@@ -151,38 +188,52 @@ class OperatorOps(VaultBase):
         if kdf_params is None:
             kdf_params = kdf.calibrate(self.kdf_target_seconds)
         kdf.check_params(kdf_params, allow_weak=self.allow_weak_kdf)
-        vault_id = "v" + self.rng.bytes(12).hex()
-        self.store.create({
-            "vault_id": vault_id, "label": label, "created": self.now(),
-            "kdf": {k: v for k, v in kdf_params.to_dict().items() if k != "salt"},
-            "next_x": 1,
-        })
+        kdf_doc = {k: v for k, v in kdf_params.to_dict().items() if k != "salt"}
+        keys = [self._new_keys(spec) for spec in founders]
+        records = [self._record(k, spec, x, "active" if spec.totp_secret else "enrolling")
+                   for x, (k, spec) in enumerate(zip(keys, founders, strict=True), 1)]
+        founding = {"label": label, "created": self.now(), "kdf": kdf_doc,
+                    "founders": records}
+        vault_id = vault_id_for(founding)
+        sigs = sign_founding(founding, {spec.name: k.sign_priv
+                                        for k, spec in zip(keys, founders, strict=True)})
+        self.store.create({"vault_id": vault_id, "label": label,
+                           "created": founding["created"], "kdf": kdf_doc,
+                           "next_x": len(founders) + 1})
         self._vault_id = vault_id
         enrolments = []
         with self.store.transaction() as txn:
             meta = txn.meta
-            for spec in founders:
-                status = "active" if spec.totp_secret else "enrolling"
-                doc, enrolment, own = self._new_operator_doc(spec, int(meta["next_x"]), meta,
-                                                             status)
-                meta["next_x"] = int(meta["next_x"]) + 1
+            first: Session | None = None
+            for k, spec, record in zip(keys, founders, records, strict=True):
+                doc, enrolment, own = self._wrapped_doc(k, spec, record, meta)
                 txn.table("operators").put(spec.name, doc)
                 enrolments.append(enrolment)
-                # Each founder signs their own enrolment: no one exists yet to vouch.
-                txn.record(own.signer, "operator.enrolled", spec.name,
-                           dict(self._enrol_details(doc), founder=True, vault=vault_id))
-            txn.set_meta(meta)
+                first = first or own
+            assert first is not None
+            details = {"founding": founding, "sigs": sigs}
+            txn.record_change(first.signer, FOUNDED_EVENT, vault_id, details,
+                              apply_founding(vault_id, details))
         return enrolments
 
     # -- unlocking -------------------------------------------------------------------
-    def _unwrap(self, doc: dict[str, Any], passphrase: str) -> dict[str, Any]:
+    def _unwrap(self, doc: dict[str, Any], member: Member, passphrase: str) -> dict[str, Any]:
+        """Open the key wrap; its associated data binds the *roster's* keys for this id."""
         params = kdf.KdfParams.from_dict(doc["kdf"])
         raw = kdf.unwrap(b64d(doc["wrapped"]), passphrase, params,
-                         self._wrap_aad(doc["id"], doc["hpke_pub"], doc["sign_pub"]),
+                         self._wrap_aad(member.id, member.hpke_pub, member.sign_pub),
                          allow_weak=self.allow_weak_kdf)
         payload = canonical.loads(raw)
         return {"hpke": b64d(payload["hpke"]), "sign": b64d(payload["sign"]),
                 "totp": str(payload["totp"])}
+
+    def _member(self, txn: Transaction, name: str) -> tuple[Member, dict[str, Any]]:
+        """The signed roster's member ``name`` and their record (wrapped keys, counters)."""
+        member = txn.roster.get(name)
+        doc = txn.table("operators").get(name)
+        if member is None or doc is None:
+            raise NotFoundError(f"there is no operator named {name!r}")
+        return member, doc
 
     def _record_failure(self, name: str, why: str) -> None:
         """Log a failed attempt and apply the back-off; the count was already raised."""
@@ -212,9 +263,9 @@ class OperatorOps(VaultBase):
         # 1. Count the attempt durably first: a kill during a failed attempt
         #    never lowers the counter (RELIABILITY.md A4).
         with self.store.transaction() as txn:
-            doc = self._operator_doc(txn, name)
-            if doc["status"] in ("suspended", "removed"):
-                raise PolicyError(f"operator {name} is {doc['status']}")
+            member, doc = self._member(txn, name)
+            if member.status in ("suspended", "removed"):
+                raise PolicyError(f"operator {name} is {member.status}")
             state = doc["totp"]
             self._refuse_if_locked(txn, name, state)
             state["failures"] = int(state["failures"]) + 1
@@ -226,7 +277,7 @@ class OperatorOps(VaultBase):
             txn.table("operators").put(name, doc)
         # 2. The slow part (Argon2id) runs outside the lock.
         try:
-            keys = self._unwrap(doc, passphrase)
+            keys = self._unwrap(doc, member, passphrase)
         except (DecryptError, IntegrityError):
             self._record_failure(name, "credentials")
             raise AuthError(AUTH_FAILED) from None
@@ -236,25 +287,28 @@ class OperatorOps(VaultBase):
             raise AuthError(AUTH_FAILED)
         # 3. Accept the step at most once, under the lock (replay across processes).
         with self.store.transaction() as txn:
-            doc = self._operator_doc(txn, name)
+            member, doc = self._member(txn, name)
             state = doc["totp"]
             replay = step <= int(state["last_step"])
             if not replay:
                 state["last_step"] = step
                 state["failures"] = 0
                 state["locked_until"] = 0.0
-                activated = doc["status"] == "enrolling"
-                if activated:
+                if member.status == "enrolling":
+                    # The operator's own signature turns their enrolment active.
+                    details, roster = change_details(
+                        txn.roster, Change.ACTIVATE, name, member.record(),
+                        [(name, keys["sign"])], {"totp": "confirmed"})
                     doc["status"] = "active"
-                txn.table("operators").put(name, doc)
-                if activated:
-                    signer = Session(doc["id"], name, tuple(doc["roles"]), keys["hpke"],
+                    signer = Session(member.id, name, member.roles, keys["hpke"],
                                      keys["sign"]).signer
-                    txn.record(signer, "operator.activated", name, {"totp": "confirmed"})
+                    txn.record_change(signer, "operator.activated", name, details, roster)
+                    member = roster.members[name]
+                txn.table("operators").put(name, doc)
         if replay:
             self._record_failure(name, "replay")
             raise AuthError(AUTH_FAILED)
-        return Session(doc["id"], name, tuple(doc["roles"]), keys["hpke"], keys["sign"],
+        return Session(member.id, name, member.roles, keys["hpke"], keys["sign"],
                        keys["totp"])
 
     def confirm_totp(self, session: Session, code: str) -> None:
@@ -267,9 +321,8 @@ class OperatorOps(VaultBase):
             raise AuthError("this session cannot step up; unlock again")
         name = session.name
         with self.store.transaction() as txn:
-            doc = self._operator_doc(txn, name)
-            if doc["id"] != session.operator_id or doc["status"] != "active":
-                raise PolicyError(f"operator {name} is not active")
+            self._require_active(txn, session)
+            _, doc = self._member(txn, name)
             state = doc["totp"]
             self._refuse_if_locked(txn, name, state)
             step = totp.matching_step(session.totp_seed, code, self.now())
@@ -289,64 +342,71 @@ class OperatorOps(VaultBase):
                         "locked_for": int(lock)})
             raise Refused(AuthError("that TOTP code is wrong or was already used"))
 
-    # -- enrolment of further operators ------------------------------------------------
+    # -- roster changes: two people, one an admin ------------------------------------------
     def add_operator(self, sessions: Sequence[Session], spec: OperatorSpec,
                      progress: Callable[[int, int], None] | None = None) -> Enrolment:
         """Enrol a new operator: two (or k) unlocked operators extend every key split.
 
-        The new operator's share of each data key is a new point on the same
-        polynomial, computed from the unlocked operators' shares (checked
-        against the DEK commitment first), so no other operator's share changes.
+        The enrolment is a roster change signed by both operators (one an admin)
+        over the roster as it was; every client verifies it before sealing to
+        the new key. The new operator's share of each data key is a new point
+        on the same polynomial, computed from the unlocked operators' shares
+        (checked against the DEK commitment first).
         """
         _check_spec(spec)
-        names = {s.name for s in sessions}
-        if len(names) < 2:
-            raise PolicyError("enrolling an operator needs two different unlocked operators")
         with self.store.transaction() as txn:
-            for s in sessions:
-                self._require_active(txn, s)
-            if not any(s.has("admin") for s in sessions):
-                raise PolicyError("enrolling an operator needs an admin among the operators")
-            if txn.table("operators").get(spec.name) is not None:
+            signers = self._two_people(txn, sessions, "enrolling an operator")
+            if txn.roster.get(spec.name) is not None or \
+                    txn.table("operators").get(spec.name) is not None:
                 raise UsageError(f"an operator named {spec.name!r} already exists")
             meta = txn.meta
-            doc, enrolment, _ = self._new_operator_doc(
-                spec, int(meta["next_x"]), meta, "active" if spec.totp_secret else "enrolling")
+            keys = self._new_keys(spec)
+            record = self._record(keys, spec, int(meta["next_x"]),
+                                  "active" if spec.totp_secret else "enrolling")
+            doc, enrolment, _ = self._wrapped_doc(keys, spec, record, meta)
             meta["next_x"] = int(meta["next_x"]) + 1
-            recipient = Recipient(doc["id"], int(doc["x"]), b64d(doc["hpke_pub"]))
+            details, roster = change_details(
+                txn.roster, Change.ENROL, spec.name, record, signers,
+                {"roles": record["roles"], "countersigned_by": sorted(n for n, _ in signers)})
+            txn.roster = roster  # the new share sets are signed to the new roster
+            recipient = Recipient(keys.op_id, int(record["x"]), b64d(keys.hpke_pub))
             self._extend_shares(txn, sessions, recipient, progress)
             txn.table("operators").put(spec.name, doc)
             txn.set_meta(meta)
-            signer = sessions[0].signer
-            txn.record(signer, "operator.enrolled", spec.name,
-                       dict(self._enrol_details(doc), countersigned_by=sorted(names)))
+            txn.record_change(sessions[0].signer, "operator.enrolled", spec.name, details,
+                              roster)
         return enrolment
 
-    def suspend_operator(self, session: Session, name: str, reason: str = "") -> None:
+    def _set_status(self, sessions: Sequence[Session], name: str, kind: Change,
+                    extra: dict[str, Any]) -> None:
+        event = {Change.SUSPEND: "operator.suspended",
+                 Change.REACTIVATE: "operator.reactivated"}[kind]
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "admin")
-            doc = self._operator_doc(txn, name)
-            if doc["status"] == "suspended":
-                raise UsageError(f"operator {name} is already suspended")
-            active_left = [
-                d for d in txn.table("operators").values()
-                if d["status"] == "active" and d["name"] != name
-            ]
-            if len(active_left) < 2:
-                raise PolicyError("suspending would leave fewer than two active operators")
-            doc["status"] = "suspended"
-            txn.table("operators").put(name, doc)
-            txn.record(session.signer, "operator.suspended", name, {"reason": reason})
-
-    def reactivate_operator(self, session: Session, name: str) -> None:
-        with self.store.transaction() as txn:
-            self._require_active(txn, session, "admin")
-            doc = self._operator_doc(txn, name)
-            if doc["status"] != "suspended":
+            signers = self._two_people(txn, sessions, f"the {kind} of an operator",
+                                       exclude=name)
+            member, doc = self._member(txn, name)
+            if kind == Change.SUSPEND:
+                if member.status == "suspended":
+                    raise UsageError(f"operator {name} is already suspended")
+                left = [m for m in txn.roster.members.values()
+                        if m.active and m.name != name]
+                if len(left) < 2:
+                    raise PolicyError("suspending would leave fewer than two active operators")
+            elif member.status != "suspended":
                 raise UsageError(f"operator {name} is not suspended")
-            doc["status"] = "active"
+            details, roster = change_details(
+                txn.roster, kind, name, member.record(), signers,
+                {**extra, "countersigned_by": sorted(n for n, _ in signers)})
+            doc["status"] = roster.members[name].status
             txn.table("operators").put(name, doc)
-            txn.record(session.signer, "operator.reactivated", name, {})
+            signer = next(s for s in sessions if s.name == signers[0][0]).signer
+            txn.record_change(signer, event, name, details, roster)
 
+    def suspend_operator(self, sessions: Sequence[Session], name: str,
+                         reason: str = "") -> None:
+        """Suspend ``name``: signed by two other active operators, one an admin."""
+        self._set_status(sessions, name, Change.SUSPEND, {"reason": reason})
 
-
+    def reactivate_operator(self, sessions: Sequence[Session], name: str) -> None:
+        """Reactivate ``name``: signed by two other active operators, one an admin."""
+        self._set_status(sessions, name, Change.REACTIVATE, {})

@@ -54,6 +54,7 @@ from core.errors import (
 from core.models import CheckoutState, Policy
 from core.passwords import generate
 from core.reviews import ReviewOps
+from core.roster import Roster, config_digest, verify_config
 from core.secret import SecretValue
 from core.session import Session
 from core.store import Refused, Transaction
@@ -76,7 +77,10 @@ class RotationOps(CheckoutOps, ReviewOps):
     def site_config(self, connector: str) -> dict[str, str]:
         return {}
 
-    def connector_for(self, cred: dict[str, Any]) -> Connector:
+    def connector_for(self, cred: dict[str, Any], roster: Roster) -> Connector:
+        """The credential's connector, only once its configuration's admin signature
+        verified against the signed roster (a swapped target never runs)."""
+        verify_config(roster, cred)
         settings = ConnectorSettings(
             credential=cred["name"], target=cred.get("target"),
             options=dict(cred.get("options", {})), site=self.site_config(cred["connector"]),
@@ -172,15 +176,17 @@ class RotationOps(CheckoutOps, ReviewOps):
             sealed = txn.sharded("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} has no sealed versions")
-            connector = self.connector_for(cred)
+            connector = self.connector_for(cred, txn.roster)
             pending = sealed.get("pending")
             if pending is None:
+                self._checked(txn, cred_id, sealed["current"], cred["name"])
                 old = self._current_value(session, req, sealed["current"])
                 policy = Policy.from_doc(cred["policy"])
                 new = generate(policy)
                 version = int(sealed["current"]["version"]) + 1
-                pending = seal_version(self.vault_id, cred_id, version, new, policy.k,
-                                       self._recipients(txn), self.rng, self.now())
+                pending = self._seal(txn, session, cred_id, seal_version(
+                    self.vault_id, cred_id, version, new, policy.k, self._recipients(txn),
+                    self.rng, self.now()))
                 pending["intent_by"] = session.name
                 pending["holder"] = req["requester"] if req else None
                 pending["reason"] = reason
@@ -194,6 +200,8 @@ class RotationOps(CheckoutOps, ReviewOps):
                 txn.record(session.signer, "rotate.intent", cred["name"], {
                     "from_version": int(sealed["current"]["version"]), "to_version": version,
                     "connector": cred["connector"], "reason": reason, "request": req_id,
+                    # Which target was touched, as the admin signed it.
+                    "config": config_digest(self.vault_id, cred),
                 })
                 new_value: SecretValue | None = new
                 if connector.vault_is_source_of_truth:
@@ -293,7 +301,7 @@ class RotationOps(CheckoutOps, ReviewOps):
 
     def _promote(self, txn: Transaction, session: Session, cred: dict[str, Any],
                  sealed: dict[str, Any], details: dict[str, Any]) -> None:
-        pending = dict(sealed["pending"])
+        pending = dict(self._checked(txn, cred["id"], sealed["pending"], cred["name"]))
         for key in ("resume", "apply", "apply_revealed_to", "intent_by", "holder", "reason"):
             pending.pop(key, None)
         sealed["current"] = pending
@@ -305,6 +313,10 @@ class RotationOps(CheckoutOps, ReviewOps):
         cred["rotated_at"] = self.now()
         cred["rotations"] = int(cred.get("rotations", 0)) + 1
         txn.sharded("credentials").put(cred["id"], cred)
+        for kit in txn.table("kits").values():
+            if cred["id"] in (kit.get("to_rotate") or {}):
+                del kit["to_rotate"][cred["id"]]  # a burned kit opens nothing current here
+                txn.table("kits").put(kit["id"], kit)
         self._flag(txn, cred)
         txn.record(session.signer, "rotate.commit", cred["name"], {
             "version": cred["version"], "connector": cred["connector"], **details,
@@ -340,12 +352,11 @@ class RotationOps(CheckoutOps, ReviewOps):
                       holder: str | None) -> dict[str, str]:
         """The new value sealed to each active operator other than the holder."""
         copies = {}
-        for doc in txn.table("operators").values():
-            if doc["status"] != "active" or doc["name"] == holder:
+        for m in txn.roster.members.values():
+            if not m.active or m.name == holder:
                 continue
-            copies[doc["id"]] = b64e(hpke.seal(b64d(doc["hpke_pub"]), new.encode(),
-                                               self._info(APPLY_LABEL, cred_id, version,
-                                                          doc["id"])))
+            copies[m.id] = b64e(hpke.seal(b64d(m.hpke_pub), new.encode(),
+                                          self._info(APPLY_LABEL, cred_id, version, m.id)))
         if not copies:
             raise PolicyError("no operator other than the holder can apply the new value")
         return copies
@@ -435,19 +446,20 @@ class RotationOps(CheckoutOps, ReviewOps):
         """
         cred_id = self.cred_id_for(cred_name)
         with self.store.read() as txn:
-            cred = self._credential_doc(txn, cred_name)
+            cred = self._checked_config(txn, self._credential_doc(txn, cred_name))
             active = txn.table("active").get(cred_id)
             sealed = txn.sharded("sealed").get(cred_id)
+            roster = txn.roster
         req_id = active["request"] if active else None
         if sealed is None or not sealed.get("pending"):
             return RotationResult(cred_name, "nothing-to-do", int(cred["version"]))
         if fresh:
-            self._roll_back(session, cred, sealed, req_id)
+            self._roll_back(session, cred, sealed, req_id, roster)
         return self.rotate(session, cred_id, req_id, reason="reconcile")
 
     def _roll_back(self, session: Session, cred: dict[str, Any], sealed: dict[str, Any],
-                   req_id: str | None) -> None:
-        connector = self.connector_for(cred)
+                   req_id: str | None, roster: Roster) -> None:
+        connector = self.connector_for(cred, roster)
         if not connector.vault_is_source_of_truth:
             req = None
             if req_id:

@@ -55,6 +55,7 @@ from core.audit import (
     line_hash,
     line_length_before,
 )
+from core.chain import Checkpoint, catch_up
 from core.errors import GlasskeyError, IntegrityError, NotFoundError, StorageError, UsageError
 from core.fsutil import (
     VaultLock,
@@ -64,8 +65,9 @@ from core.fsutil import (
     read_file,
     write_new,
 )
+from core.roster import Roster, adopt_status, check_table
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FORMAT = "glasskey-vault"
 SHARDS = 64
 #: Shards per large table. Checkout history grows without bound (about 170,000
@@ -129,6 +131,16 @@ def _index_flagged_credentials(txn: Transaction) -> None:
 
 
 MIGRATIONS[3] = _index_flagged_credentials
+
+
+def _refuse_unsigned_roster(txn: Transaction) -> None:
+    """Schema 4 -> 5 cannot be done in place: it needs every founder's signature."""
+    raise IntegrityError(
+        "this vault was made by glasskey 0.1, whose roster is not signed by its founders; "
+        "create a new vault and import its credentials (see SECURITY.md)")
+
+
+MIGRATIONS[4] = _refuse_unsigned_roster
 
 
 def _shard_keys(name: str) -> frozenset[str]:
@@ -263,6 +275,9 @@ class Transaction:
         self._start_files = _manifest_files(state) if write else set()
         self.head = Head.from_doc(self.meta.get("audit"))
         self._start_offset = self.head.offset
+        #: The signed roster as verified up to ``head`` (core/chain.py): the only
+        #: source of operators' keys, roles and status, and of the kits.
+        self.roster = Roster()
         self._lines: list[bytes] = []
         self.now = store.now
 
@@ -275,6 +290,13 @@ class Transaction:
         self._lines.append(line)
         self.dirty_small = True
         return self.head.seq
+
+    def record_change(self, signer: Signer, event: str, subject: str,
+                      details: dict[str, Any], roster: Roster) -> int:
+        """Record a signed roster change and adopt the roster after it."""
+        seq = self.record(signer, event, subject, details)
+        self.roster = roster
+        return seq
 
     def _require_write(self) -> None:
         if not self.write:
@@ -490,7 +512,9 @@ class Store:
         still names but that does not exist is an IntegrityError.
         """
         txn = Transaction(self, self._read_state(), write=False)
-        self._check_witness(txn)
+        start = self._check_witness(txn)
+        self._verify_to_head(txn, start)
+        self._saw(txn)  # every reader is a witness
         try:
             yield txn
         except _ShardGone as gone:
@@ -510,8 +534,8 @@ class Store:
         """Exclusive read-modify-write; commits on normal exit, discards on error."""
         with self._thread_lock, self.lock:
             txn = Transaction(self, self._read_state(), write=True)
-            self._check_witness(txn)
-            self._recover_audit(txn)
+            start = self._check_witness(txn)
+            self._recover_audit(txn, start)
             _migrate(txn)
             try:
                 yield txn
@@ -526,13 +550,21 @@ class Store:
                 hook()
 
     def _saw(self, txn: Transaction) -> None:
-        witness.save(str(txn.meta["vault_id"]), txn.head)
+        if txn.roster.founded:
+            witness.save(str(txn.meta["vault_id"]), txn.head, txn.roster)
 
-    def _check_witness(self, txn: Transaction) -> None:
-        """Refuse a state older than the last head this client saw (rollback)."""
-        seen = witness.load(str(txn.meta["vault_id"]))
-        if seen is None or seen.seq == 0:
-            return
+    def _check_witness(self, txn: Transaction) -> Checkpoint:
+        """Refuse a state older than (or forked from) the last head this client verified.
+
+        Returns where verification resumes: this client's checkpoint with the
+        roster verified up to it, or genesis for a client new to this vault.
+        """
+        vault_id = str(txn.meta["vault_id"])
+        witness.check_pin(self.root, vault_id)
+        loaded = witness.load_checkpoint(vault_id)
+        if loaded is None or loaded[0].seq == 0:
+            return Checkpoint()
+        seen, roster = loaded
         head = txn.head
         if seen.seq > head.seq:
             raise IntegrityError(
@@ -545,9 +577,30 @@ class Store:
                 f"the audit log was rewritten: entry {seen.seq} differs from the one "
                 "this client saw"
             )
+        return Checkpoint(seen, roster) if roster is not None else Checkpoint()
 
-    def _recover_audit(self, txn: Transaction) -> None:
-        """Adopt an appended-but-uncommitted tail; quarantine a torn one."""
+    def _verify_to_head(self, txn: Transaction, start: Checkpoint, *,
+                        adopted: bool = False) -> None:
+        """Verify every entry this client has not yet verified; adopt the signed roster."""
+        if int(txn.meta.get("schema", 0)) < 5 and txn.head.seq > 0:
+            _refuse_unsigned_roster(txn)
+        cp = catch_up(self.audit, start, txn.head, str(txn.meta["vault_id"]))
+        txn.roster = cp.roster
+        if adopted and cp.roster.founded:
+            ops, kits = adopt_status(cp.roster, txn.table("operators").values(),
+                                     txn.table("kits").values())
+            for doc in ops:
+                txn.table("operators").put(doc["name"], doc)
+            for doc in kits:
+                txn.table("kits").put(doc["id"], doc)
+        if cp.roster.founded:
+            check_table(cp.roster, txn.table("operators").values(), txn.table("kits").values())
+        elif len(txn.table("operators")):
+            raise IntegrityError("operator records exist but the vault has no signed founding")
+
+    def _recover_audit(self, txn: Transaction, start: Checkpoint) -> None:
+        """Adopt an appended-but-uncommitted tail (verified like any entry); quarantine a
+        torn one."""
         self._check_head_line(txn.head)
         extra, partial = self.audit.recover_tail(txn.head)
         if extra:
@@ -560,6 +613,8 @@ class Store:
             first = txn.head.seq + 1
             txn.head = head
             txn._start_offset = head.offset
+        self._verify_to_head(txn, start, adopted=bool(extra))
+        if extra:
             txn.record(SYSTEM_SIGNER, "audit.uncommitted", "audit",
                        {"first": first, "last": head.seq,
                         "note": "recorded, but the state change they describe did not commit"})

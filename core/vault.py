@@ -12,7 +12,8 @@ from pathlib import Path
 
 from core import config as site_config
 from core import witness
-from core.audit import Head, VerifyResult, verify_log
+from core.audit import Head
+from core.chain import Checkpoint, Progress, VerifyResult, verify_log
 from core.clock import Clock, Random
 from core.emergency import EmergencyOps
 from core.errors import GlasskeyError
@@ -71,13 +72,28 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
         return ",".join(f"{k}={v}" for k, v in sorted(manifest.items()))
 
     # -- audit ------------------------------------------------------------------------------
-    def verify_audit(self) -> VerifyResult:
+    def verify_audit(self, *, incremental: bool = False,
+                     progress: Progress | None = None) -> VerifyResult:
+        """Every link and every signature of the log (``incremental``: only the entries
+        after this client's last verified checkpoint). A verified head is remembered:
+        a reader is a witness too."""
         # Read the state without the open-time witness check: verification must
         # report *where* the log went wrong, not just refuse to look at it.
         meta = self.store._read_state()["meta"]["vault"]
         head = Head.from_doc(meta.get("audit"))
         vault_id = str(meta["vault_id"])
-        return verify_log(self.store.audit, state_head=head, witness=witness.load(vault_id))
+        loaded = witness.load_checkpoint(vault_id)
+        seen = loaded[0] if loaded else None
+        start = None
+        if incremental and loaded is not None and loaded[1] is not None:
+            start = Checkpoint(loaded[0], loaded[1])
+        result = verify_log(self.store.audit, vault_id=vault_id, state_head=head,
+                            witness=seen, progress=progress, start=start)
+        result.mode = "incremental" if start is not None else "full"
+        if result.ok and result.roster.founded:
+            witness.check_pin(self.root, vault_id)
+            witness.save(vault_id, result.head, result.roster)
+        return result
 
     # -- time-driven work ---------------------------------------------------------------------
     def sweep(self, session: Session) -> SweepReport:
@@ -113,7 +129,7 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
                         })
                     overdue.append(req["id"])
                     cred = txn.sharded("credentials").get(cred_id)
-                    connector = self.connector_for(cred) if cred is not None else None
+                    connector = self.connector_for(cred, txn.roster) if cred is not None else None
                     can_rotate = mine or (connector is not None and (
                         connector.vault_is_source_of_truth or connector.needs_person))
                     if can_rotate:

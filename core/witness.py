@@ -1,10 +1,18 @@
-"""Each client's witness checkpoint: the last audit head this machine saw.
+"""Each client's checkpoint: the last audit head this client *verified*, and the roster then.
 
 Anyone who can write the vault directory can restore an older ``vault.json``
 and ``audit.jsonl`` together, and the log would verify on its own. A head kept
-*outside* the vault directory, by every operator's client, turns such a
-rollback into a detectable event (as Certificate Transparency witnesses do).
-The residual risk (a rollback nobody's client had seen past) is in SECURITY.md.
+*outside* the vault directory, by every client that reads the vault (readers
+included, not only writers), turns such a rollback into a detectable event
+(as Certificate Transparency witnesses and TUF clients do). The same file
+caches the signed roster folded up to that head (core/chain.py), so a client
+verifies only the entries it has not seen yet.
+
+Beside the checkpoints, ``pins.json`` maps each vault location this client
+has used to the vault identity it found there (a digest of the founding
+roster): a vault re-founded in the same place is refused.
+
+The residual risk (a rollback no client had seen past) is in SECURITY.md.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from core import canonical
 from core.audit import Head
 from core.errors import IntegrityError, StorageError
 from core.fsutil import atomic_write, ensure_private_dir
+from core.roster import Roster
 
 
 def state_dir() -> Path:
@@ -29,34 +38,98 @@ def _path(vault_id: str) -> Path:
     return state_dir() / "checkpoints" / f"{vault_id}.json"
 
 
-def load(vault_id: str) -> Head | None:
+def _read(vault_id: str) -> dict[str, object] | None:
     path = _path(vault_id)
     try:
         doc = canonical.loads(path.read_bytes())
-        return Head(int(doc["seq"]), str(doc["hash"]), int(doc["offset"]))
+        if not isinstance(doc, dict):
+            raise IntegrityError("not an object")
+        return doc
     except FileNotFoundError:
         return None
-    except (IntegrityError, KeyError, TypeError, ValueError):
+    except (IntegrityError, OSError):
         # A damaged checkpoint protects nothing; say so rather than guess.
         raise IntegrityError(
             f"this client's audit checkpoint {path} is damaged; move it aside to continue"
         ) from None
 
 
-def save(vault_id: str, head: Head) -> None:
+def load(vault_id: str) -> Head | None:
+    """The head this client last verified (None: it never used this vault)."""
+    cp = load_checkpoint(vault_id)
+    return cp[0] if cp is not None else None
+
+
+def load_checkpoint(vault_id: str) -> tuple[Head, Roster | None] | None:
+    doc = _read(vault_id)
+    if doc is None:
+        return None
     try:
-        old = load(vault_id)
+        head = Head(int(doc["seq"]), str(doc["hash"]), int(doc["offset"]),  # type: ignore[call-overload]
+                    dict(doc.get("actors") or {}))  # type: ignore[call-overload]
+        roster_doc = doc.get("roster")
+        roster = Roster.from_doc(roster_doc) if isinstance(roster_doc, dict) else None
+    except (KeyError, TypeError, ValueError, IntegrityError):
+        raise IntegrityError(
+            f"this client's audit checkpoint {_path(vault_id)} is damaged; move it aside "
+            "to continue") from None
+    if roster is not None and roster.vault_id != vault_id:
+        roster = None
+    return head, roster
+
+
+def save(vault_id: str, head: Head, roster: Roster | None = None) -> None:
+    """Remember ``head`` (and the roster verified up to it); never moves backwards."""
+    try:
+        old = load_checkpoint(vault_id)
     except IntegrityError:
         old = None
-    if old is not None and old.seq >= head.seq:
+    if old is not None and (old[0].seq > head.seq or (
+            old[0].seq == head.seq and (roster is None or old[1] is not None))):
         return
     path = _path(vault_id)
+    doc: dict[str, object] = {"seq": head.seq, "hash": head.hash, "offset": head.offset,
+                              "actors": dict(head.actors)}
+    if roster is not None:
+        doc["roster"] = roster.to_doc()
     try:
         # A new state dir is private too (an existing one is left as it is).
         state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         ensure_private_dir(path.parent)
         # No directory fsync: a checkpoint lost in a crash only weakens detection.
-        atomic_write(path, canonical.dumps(
-            {"seq": head.seq, "hash": head.hash, "offset": head.offset}), sync_dir=False)
+        atomic_write(path, canonical.dumps(doc), sync_dir=False)
     except (OSError, StorageError):
         pass  # a witness that cannot be written weakens detection but blocks no one
+
+
+def _pins_path() -> Path:
+    return state_dir() / "pins.json"
+
+
+def check_pin(location: Path, vault_id: str) -> None:
+    """Refuse a vault whose identity at ``location`` is not the one first seen there."""
+    key = str(Path(os.path.abspath(location)))
+    path = _pins_path()
+    try:
+        pins = canonical.loads(path.read_bytes())
+        if not isinstance(pins, dict):
+            raise IntegrityError("malformed")
+    except FileNotFoundError:
+        pins = {}
+    except (IntegrityError, OSError):
+        raise IntegrityError(
+            f"this client's vault pins {path} are damaged; move the file aside to continue"
+        ) from None
+    pinned = pins.get(key)
+    if pinned == vault_id:
+        return
+    if pinned is not None:
+        raise IntegrityError(
+            f"the vault at {key} is not the one this client first used there (identity "
+            f"{pinned}, now {vault_id}): it was replaced or re-founded")
+    pins[key] = vault_id
+    try:
+        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, canonical.dumps(pins), sync_dir=False)
+    except (OSError, StorageError):
+        pass

@@ -168,22 +168,45 @@ def new_signer(name: str = "tester") -> tuple[Signer, bytes]:
     return Signer(name, priv), sign.public_from_private(priv)
 
 
-def enrol_details(public: bytes) -> dict[str, Any]:
-    return {"founder": True, "sign_pub": canonical.b64e(public)}
+def founding_details(signers: list[tuple[Signer, bytes]], label: str = "test"
+                     ) -> tuple[str, dict[str, Any]]:
+    """A signed founding (vault id, ``vault.founded`` details) for bare test logs.
+
+    Every signer is a founding admin/approver; their HPKE keys are fresh and
+    unused (bare stores seal nothing).
+    """
+    from core.crypto import hpke
+    from core.roster import sign_founding, vault_id_for
+
+    records = []
+    for x, (signer, public) in enumerate(signers, 1):
+        records.append({
+            "id": f"o{x}-{signer.name}", "name": signer.name,
+            "roles": ["requester", "approver", "admin"], "status": "active", "x": x,
+            "hpke_pub": canonical.b64e(hpke.public_from_private(hpke.generate_private())),
+            "sign_pub": canonical.b64e(public),
+        })
+    founding = {"label": label, "created": START, "kdf": {}, "founders": records}
+    keys = {signer.name: signer.key for signer, _ in signers if signer.key is not None}
+    return vault_id_for(founding), {"founding": founding,
+                                    "sigs": sign_founding(founding, keys)}
 
 
 def make_store(root: Path, vault_id: str | None = None) -> StoreEnv:
-    """Create a Store at ``root`` and record the founder's self-enrolment.
+    """Create a Store at ``root`` and record its signed founding by "tester" (and a
+    silent second founder, since a vault needs two).
 
-    Each store gets a fresh random vault id unless one is given (stores in one
-    test share the client state dir, so ids must differ).
+    The vault id is the digest of the founding (fresh keys: ids always differ);
+    ``vault_id`` is accepted for old callers and ignored.
     """
     require_test_env()
     store = Store(root)
-    store.create({"vault_id": vault_id or "v" + os.urandom(8).hex()})
     signer, public = new_signer()
+    second, second_pub = new_signer("second")
+    vid, details = founding_details([(signer, public), (second, second_pub)])
+    store.create({"vault_id": vid})
     with store.transaction() as txn:
-        txn.record(signer, "operator.enrolled", signer.name, enrol_details(public))
+        txn.record(signer, "vault.founded", vid, details)
     return StoreEnv(root, store, signer, public)
 
 

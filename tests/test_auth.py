@@ -23,7 +23,7 @@ import pyotp
 import pytest
 
 from core import canonical, totp
-from core.audit import verify_log
+from core.chain import verify_log
 from core.clock import FakeClock
 from core.crypto import kdf
 from core.errors import AuthError

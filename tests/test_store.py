@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from core import fsutil
-from core.audit import Head, verify_log
+from core.audit import Head
+from core.chain import verify_log
 from core.errors import StorageError
 from core.store import Store, parse_state
 from tests.helpers import (

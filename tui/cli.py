@@ -95,6 +95,13 @@ def read_passphrase(path: str | None, prompt: str) -> str:
     raise UsageError("no passphrase given: use --passphrase-file PATH (or - for stdin)")
 
 
+def read_code_file(path: str) -> str:
+    try:
+        return Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the kit part file: {exc.strerror}") from None
+
+
 def read_totp(code: str | None, who: str) -> str:
     if code:
         return code
@@ -293,10 +300,11 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
         if not args.name:
             raise UsageError(f"operator {args.action} NAME")
         session = authenticate(vault, args)
+        second = second_session(vault, args)  # a roster change is signed by two people
         if args.action == "suspend":
-            vault.suspend_operator(session, args.name, args.reason or "")
+            vault.suspend_operator([session, second], args.name, args.reason or "")
         else:
-            vault.reactivate_operator(session, args.name)
+            vault.reactivate_operator([session, second], args.name)
         if args.json:
             out_json({"name": args.name, "status": "suspended" if args.action == "suspend"
                       else "active"})
@@ -631,24 +639,59 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
         issued = vault.issue_kit([first, second], progress_printer("giving the kit shares"))
         if args.json:
             out_json({"id": issued.id, "fingerprint": issued.fingerprint,
-                      "recovery_code": issued.code})
+                      "part_holders": list(issued.holders)})
         else:
-            print("EMERGENCY KIT — print this page, seal it, put it in the safe.")
-            print(f"fingerprint: {issued.fingerprint}")
-            print(f"recovery code: {issued.code}")
-            show_qr(issued.code, sys.stdout)
-            print("Any earlier kit is burned. The code is not stored anywhere.")
+            print(f"emergency kit {issued.id} issued, fingerprint {issued.fingerprint}")
+            print("It has two parts; nobody holds both. Each holder prints theirs on their "
+                  "own terminal, seals it in its own envelope and puts it in the safe:")
+            for name in issued.holders:
+                print(f"  glasskey kit part --as {name}")
+            print("Any earlier kit is burned.")
         return 0
+    if args.action == "part":
+        session = authenticate(vault, args)
+        part = vault.kit_part(session)
+        if args.json:
+            out_json({"part": part})
+        else:
+            print("YOUR PART of the emergency kit — print it, seal it in an envelope with your "
+                  "name, put it in the safe. It is erased from the vault now.")
+            print(part)
+            show_qr(part, sys.stdout)
+        return 0
+    if args.action == "burn":
+        session = authenticate(vault, args)
+        names = vault.burn_kit(session, "exposed")
+        if args.json:
+            out_json({"burned": True, "to_rotate": names})
+        else:
+            print(f"kit burned; {len(names)} credential(s) it could open must be rotated: "
+                  "run 'glasskey kit sweep'")
+        return 0
+    if args.action == "sweep":
+        session = authenticate(vault, args)
+        results = vault.kit_sweep(session, progress_printer("rotating what the kit could open"))
+        left = vault.kit_exposure()
+        if args.json:
+            out_json({"rotated": [r.credential for r in results if r.outcome == "committed"],
+                      "left": len(left)})
+        else:
+            done = sum(1 for r in results if r.outcome == "committed")
+            print(f"kit sweep: {done}/{len(results)} rotated; {len(left)} still exposed")
+        return 0 if not left else 1
     if args.action == "use":
         if not args.cred or not args.duration:
             raise UsageError("kit use CRED --reason --ticket --duration 30m")
-        code = None
+        code: str | None = None
         if args.code_file:
-            code = read_passphrase(args.code_file, "")
+            code = " ".join(read_passphrase(f, "") if f == "-" else read_code_file(f)
+                            for f in args.code_file)
         elif interactive():
-            code = getpass.getpass("Recovery code: ", stream=sys.stderr)
+            code = " ".join(getpass.getpass(f"Kit part {i}: ", stream=sys.stderr)
+                            for i in (1, 2))
         if not code:
-            raise UsageError("give the recovery code with --code-file or on the terminal")
+            raise UsageError("give both kit parts with --code-file (twice, or one file with "
+                             "both) or on the terminal")
         session = authenticate(vault, args)
         co, secret = vault.emergency_reveal(session, args.cred, code, args.reason or "",
                                             args.ticket or "", parse_duration(args.duration))
@@ -676,14 +719,18 @@ def cmd_alerts(vault: Vault, args: argparse.Namespace) -> int:
 
 def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
     if args.action == "verify":
-        result = vault.verify_audit()
+        result = vault.verify_audit(incremental=args.incremental,
+                                    progress=progress_printer("verifying"))
         if args.json:
             out_json(result.to_doc())
         elif result.ok:
             tail = (f"; a torn tail of {result.torn_tail_bytes} bytes will be quarantined at "
                     "the next write") if result.torn_tail_bytes else ""
-            print(f"audit log intact: {result.entries} entries, head {result.head.hash[:16]}"
-                  f"{tail}")
+            back = (f"; WARNING: entry times run backwards at {len(result.backwards_times)} "
+                    f"entries (first: {result.backwards_times[0]})"
+                    ) if result.backwards_times else ""
+            print(f"audit log intact: {result.entries} entries, {result.signatures} signatures "
+                  f"checked ({result.mode}), head {result.head.hash[:16]}{tail}{back}")
         if not result.ok:
             note(f"audit log FAILED verification at entry {result.first_bad}: {result.reason}")
             return 3
@@ -885,9 +932,10 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("kit", parents=[common, actor],
                        help="the emergency kit: issue (two operators), use, status")
-    p.add_argument("action", choices=["issue", "use", "status"])
+    p.add_argument("action", choices=["issue", "part", "use", "status", "burn", "sweep"])
     p.add_argument("cred", nargs="?", metavar="CRED")
-    p.add_argument("--code-file", metavar="PATH", help="file holding the recovery code "
+    p.add_argument("--code-file", metavar="PATH", action="append",
+                   help="file holding a kit part, given once per part or once with both "
                    "('-' = stdin; prompted on a terminal). Never on the command line.")
     p.add_argument("--reason")
     p.add_argument("--ticket")
@@ -903,6 +951,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("audit", parents=[common],
                        help="verify, export or forward (syslog) the audit log")
     p.add_argument("action", choices=["verify", "export", "forward"])
+    p.add_argument("--incremental", action="store_true",
+                   help="verify: only the entries after this client's last verified head")
     p.add_argument("--format", choices=["jsonl", "csv", "syslog"])
     p.add_argument("--output", metavar="PATH")
     p.add_argument("--to", metavar="HOST:PORT", help="forward: the syslog collector")

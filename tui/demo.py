@@ -85,6 +85,9 @@ def make_demo_vault(root: Path, clock: Clock | None = None) -> DemoInfo:
     # The kit needs a second operator: oncall, with its previous step's code too.
     name, _roles, passphrase, seed = DEMO_OPERATORS[0]
     oncall = vault.unlock(name, passphrase, totp.code_at(seed, clock.now() - totp.PERIOD))
-    kit = vault.issue_kit([admin, oncall])
+    vault.issue_kit([admin, oncall])
+    # A real kit's two parts go to two people; the demo shows both so a newcomer
+    # can try an emergency use.
+    kit_code = " ".join(vault.kit_part(s) for s in (admin, oncall))
     return DemoInfo(Path(root), [(n, r, p, s) for n, r, p, s in DEMO_OPERATORS],
-                    kit_code=kit.code)
+                    kit_code=kit_code)

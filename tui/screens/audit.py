@@ -21,7 +21,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Static
 
 from core import canonical
-from core.audit import VerifyResult
+from core.chain import VerifyResult
 from core.errors import GlasskeyError, IntegrityError
 from tui.screens.base import GlasskeyScreen
 from tui.widgets.alert_banner import AlertBanner

@@ -31,7 +31,6 @@ from core.session import Session
 from tui.screens.base import GlasskeyScreen
 from tui.screens.request import DEFAULT_DURATION, duration_text
 from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.qr import QrCode
 
 WARNING = (
     "EMERGENCY ACCESS: only when no approver can be reached.\n"
@@ -204,11 +203,11 @@ def code_lines(code: str, groups_per_line: int = 7) -> str:
 
 
 class KitIssuedScreen(GlasskeyScreen):
-    """The new kit's recovery code and QR, shown once; ``enter`` when it is on paper."""
+    """A new kit: its fingerprint and who holds its two parts (never a code here)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter,escape", "done", "Done: it is on paper", key_display="enter",
-                id="kit.done", tooltip="Close; the code is not stored anywhere"),
+        Binding("enter,escape", "done", "Done", key_display="enter",
+                id="kit.done", tooltip="Close"),
     ]
 
     def __init__(self, issued: KitIssued) -> None:
@@ -219,18 +218,18 @@ class KitIssuedScreen(GlasskeyScreen):
         issued = self._issued
         assert issued is not None
         yield Header()
-        with Horizontal(id="kit-body"):
-            yield QrCode(issued.code, id="kit-qr")
-            with Vertical(id="kit-text"):
-                yield Static(f"EMERGENCY KIT {issued.id}", id="kit-title", markup=False)
-                yield Static("Print or copy this onto paper, seal it in an envelope and put "
-                             "it in the safe. It is shown ONCE: the vault keeps only the "
-                             "fingerprint. Any earlier kit is burned.",
-                             id="kit-help", markup=False)
-                yield Static("Fingerprint", classes="kit-label", markup=False)
-                yield Static(issued.fingerprint, id="kit-fingerprint", markup=False)
-                yield Static("Recovery code", classes="kit-label", markup=False)
-                yield CodeText(code_lines(issued.code), id="kit-code", markup=False)
+        with Vertical(id="kit-text"):
+            yield Static(f"EMERGENCY KIT {issued.id}", id="kit-title", markup=False)
+            yield Static("The kit has two parts and nobody holds both. Each holder prints "
+                         "theirs on their own terminal, seals it in an envelope with their "
+                         "name and puts it in the safe. Any earlier kit is burned.",
+                         id="kit-help", markup=False)
+            yield Static("Fingerprint", classes="kit-label", markup=False)
+            yield Static(issued.fingerprint, id="kit-fingerprint", markup=False)
+            yield Static("Each part holder runs", classes="kit-label", markup=False)
+            yield CodeText("\n".join(f"glasskey kit part --as {name}"
+                                     for name in issued.holders),
+                           id="kit-code", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

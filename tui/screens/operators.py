@@ -26,7 +26,6 @@ from core.operators import Enrolment, OperatorSpec
 from core.session import Session
 from tui.screens.base import GlasskeyModal, GlasskeyScreen
 from tui.screens.emergency import CodeText, KitIssuedScreen
-from tui.screens.note import NoteModal
 from tui.screens.sweep import SweepModal
 from tui.screens.twoperson import Progress, TwoPersonModal
 from tui.widgets.alert_banner import AlertBanner
@@ -154,26 +153,34 @@ class OperatorsScreen(GlasskeyScreen):
         session, op = self.gk.session, self._current()
         if session is None or op is None:
             return
-        vault = self.gk.vault
-        self.gk.push_screen(NoteModal(
-            f"Suspend {op.name}",
-            f"{op.name} ({', '.join(op.roles)}) can no longer unlock, approve or reveal "
-            "until an admin reactivates them. Their shares stay: to take those away, "
-            "remove them (x).",
-            lambda reason: vault.suspend_operator(session, op.name, reason),
-            label="Reason", placeholder="why: it goes into the audit log", tone="warn"),
-            lambda result: self._done(result, f"{op.name} suspended."))
+        name = op.name
+
+        def job(second: Session, _progress: Progress) -> bool:
+            self.gk.vault.suspend_operator([session, second], name, "suspended from the TUI")
+            return True
+
+        self.gk.push_screen(TwoPersonModal(
+            f"Suspend {name}",
+            f"{name} ({', '.join(op.roles)}) can no longer unlock, approve or reveal until "
+            "two operators reactivate them. Their shares stay: to take those away, remove "
+            "them (x). A second operator countersigns.",
+            job, working="Suspending…", exclude=(name,), tone="warn"),
+            lambda result: self._done(result, f"{name} suspended."))
 
     def action_reactivate(self) -> None:
         session, op = self.gk.session, self._current()
         if session is None or op is None:
             return
-        try:
-            self.gk.vault.reactivate_operator(session, op.name)
-        except GlasskeyError as exc:
-            self.gk.notify(str(exc), severity="error", markup=False)
-            return
-        self._done(True, f"{op.name} reactivated.")
+        name = op.name
+
+        def job(second: Session, _progress: Progress) -> bool:
+            self.gk.vault.reactivate_operator([session, second], name)
+            return True
+
+        self.gk.push_screen(TwoPersonModal(
+            f"Reactivate {name}", f"{name} may act again. A second operator countersigns.",
+            job, working="Reactivating…", exclude=(name,), tone="warn"),
+            lambda result: self._done(result, f"{name} reactivated."))
 
     def _done(self, result: object, message: str) -> None:
         if result is not None:
