@@ -187,7 +187,9 @@ def step(index: int, raw: bytes, cp: Checkpoint, vault_id: str | None, *, exact:
     try:
         if index == 1:
             if event != FOUNDED_EVENT:
-                raise IntegrityError("is not the vault's signed founding")
+                raise IntegrityError(
+                    "is not the vault's signed founding (a vault made by glasskey 0.1, whose "
+                    "roster was never signed? create a new vault and import its credentials)")
             founding = details.get("founding")
             vid = vault_id
             if vid is None and isinstance(founding, dict):

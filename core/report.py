@@ -537,6 +537,14 @@ class _Collector:
             elif action == "locked":
                 self.auth.append(AuthEvent(at, subject, "locked",
                                            retry_in=_i(d.get("retry_in")) or 0))
+        elif event == "vault.founded":
+            founding = d.get("founding")
+            founders = founding.get("founders") if isinstance(founding, dict) else None
+            for rec in founders if isinstance(founders, list) else []:
+                if isinstance(rec, dict):
+                    self.operators.append(OperatorChange(
+                        at, _s(rec.get("name")), "enrolled", actor,
+                        {"roles": rec.get("roles"), "founder": True}))
         elif group == "operator":
             keep = {k: v for k, v in d.items()
                     if k in ("roles", "reason", "founder", "how", "status", "by")}

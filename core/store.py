@@ -133,14 +133,13 @@ def _index_flagged_credentials(txn: Transaction) -> None:
 MIGRATIONS[3] = _index_flagged_credentials
 
 
-def _refuse_unsigned_roster(txn: Transaction) -> None:
-    """Schema 4 -> 5 cannot be done in place: it needs every founder's signature."""
-    raise IntegrityError(
-        "this vault was made by glasskey 0.1, whose roster is not signed by its founders; "
-        "create a new vault and import its credentials (see SECURITY.md)")
+def _signed_roster(txn: Transaction) -> None:
+    """Schema 4 -> 5: nothing to move. A vault whose log does not open with a signed
+    founding (every 0.1 vault) is refused by verification before this runs: its
+    roster cannot be signed after the fact without every founder."""
 
 
-MIGRATIONS[4] = _refuse_unsigned_roster
+MIGRATIONS[4] = _signed_roster
 
 
 def _shard_keys(name: str) -> frozenset[str]:
@@ -582,8 +581,6 @@ class Store:
     def _verify_to_head(self, txn: Transaction, start: Checkpoint, *,
                         adopted: bool = False) -> None:
         """Verify every entry this client has not yet verified; adopt the signed roster."""
-        if int(txn.meta.get("schema", 0)) < 5 and txn.head.seq > 0:
-            _refuse_unsigned_roster(txn)
         cp = catch_up(self.audit, start, txn.head, str(txn.meta["vault_id"]))
         txn.roster = cp.roster
         if adopted and cp.roster.founded:

@@ -90,7 +90,10 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
         result = verify_log(self.store.audit, vault_id=vault_id, state_head=head,
                             witness=seen, progress=progress, start=start)
         result.mode = "incremental" if start is not None else "full"
-        if result.ok and result.roster.founded:
+        # Remember only what the state committed: lines past its head (an append
+        # whose commit was lost) are adopted, or not, by the next writer.
+        if result.ok and result.roster.founded and result.head.seq == head.seq \
+                and result.head.hash == head.hash:
             witness.check_pin(self.root, vault_id)
             witness.save(vault_id, result.head, result.roster)
         return result

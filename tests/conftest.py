@@ -70,8 +70,8 @@ def vault3(tmp_path: Path) -> VaultEnv:
 
 @pytest.fixture
 def store_env(tmp_path: Path) -> StoreEnv:
-    """A bare Store at tmp_path/store (vault id "vtest") with one enrolled signer."""
-    return make_store(tmp_path / "store", vault_id="vtest")
+    """A bare Store at tmp_path/store with one founder ("tester") signing entries."""
+    return make_store(tmp_path / "store")
 
 
 # ==== END foundation fixtures =================================================

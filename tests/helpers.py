@@ -30,6 +30,7 @@ sets ``GLASSKEY_INSECURE_FAST_KDF=1`` for every test):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import time
@@ -149,6 +150,35 @@ def make_vault(tmp_path: Path, operators: int = 2, *,
     vault.initialise([OperatorSpec(n, ROLES[n], phr[n], sds[n]) for n in names],
                      kdf_params=FAST_KDF)
     return VaultEnv(root, clock, vault, names, phr, sds)
+
+
+def tamper_state(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit ``vault.json`` in place as an attacker with write access would (no lock, no
+    audit, no glasskey code): the tables are plain JSON objects keyed by name/id."""
+    path = root / "vault.json"
+    state = json.loads(path.read_bytes())
+    edit(state)
+    path.write_bytes(canonical.dumps(state))
+
+
+def tamper_shard(root: Path, table: str, key: str,
+                 edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit one document of a sharded table (credentials, sealed, requests) in place:
+    rewrite its shard file and re-point vault.json's manifest at the new digest."""
+    state_path = root / "vault.json"
+    state = json.loads(state_path.read_bytes())
+    for idx, digest in state["manifest"].get(table, {}).items():
+        fpath = root / "tables" / f"{table}.{idx}.{digest}.json"
+        shard = json.loads(fpath.read_bytes())
+        if key in shard["docs"]:
+            edit(shard["docs"][key])
+            data = canonical.dumps(shard)
+            new = hashlib.sha256(data).hexdigest()
+            (root / "tables" / f"{table}.{idx}.{new}.json").write_bytes(data)
+            state["manifest"][table][idx] = new
+            state_path.write_bytes(canonical.dumps(state))
+            return
+    raise KeyError(f"{table}/{key} not found")
 
 
 # -- bare stores (storage and audit tests, no KDF at all) ---------------------------------

@@ -26,11 +26,11 @@ from core import canonical, totp
 from core.chain import verify_log
 from core.clock import FakeClock
 from core.crypto import kdf
-from core.errors import AuthError
+from core.errors import AuthError, IntegrityError
 from core.operators import AUTH_FAILED
 from core.store import Store
 from core.vault import Vault
-from tests.helpers import START, STEP, VaultEnv, make_vault, worker_unlock
+from tests.helpers import START, STEP, VaultEnv, make_vault, tamper_state, worker_unlock
 
 SOAK = os.environ.get("GLASSKEY_SOAK") == "1"
 VECTORS = Path(__file__).parent / "vectors" / "rfc6238_totp.json"
@@ -425,9 +425,21 @@ CORRUPTIONS: dict[str, Any] = {
     "salt-edited": lambda d: d.update(kdf=dict(d["kdf"], salt=canonical.b64e(b"t" * 16))),
     "kdf-cost-edited": lambda d: d.update(kdf=dict(d["kdf"], iterations=2)),
     "kdf-over-ceiling": lambda d: d.update(kdf=dict(d["kdf"], memory_kib=2**40)),
+}
+#: A swapped public key is no longer an unlock failure: the record disagrees with
+#: the signed roster, which every client names as tampering (exit 3).
+KEY_SWAPS: dict[str, Any] = {
     "hpke-key-swapped": lambda d: d.update(hpke_pub=canonical.b64e(b"\x09" * 32)),
     "sign-key-swapped": lambda d: d.update(sign_pub=canonical.b64e(b"\x09" * 32)),
 }
+
+
+@pytest.mark.parametrize("swap", sorted(KEY_SWAPS))
+def test_a5_swapped_key_is_named_as_tampering(vault2: VaultEnv, swap: str) -> None:
+    tamper_state(vault2.root, lambda st: KEY_SWAPS[swap](st["operators"]["alice"]))
+    vault2.clock.advance(STEP)
+    with pytest.raises(IntegrityError, match="alice.*differs from the signed roster"):
+        vault2.vault.unlock("alice", vault2.passphrases["alice"], vault2.code("alice"))
 
 
 def test_a5_wrong_passphrase_and_corrupt_wrap_look_the_same(vault2: VaultEnv) -> None:

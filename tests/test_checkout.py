@@ -114,7 +114,7 @@ def test_roles_are_enforced(w: World) -> None:
 
 def test_suspended_approver_invalidates_their_approval(w: World) -> None:
     req = w.checkout("db-root", approvers=("carol",))
-    w.vault.suspend_operator(w.s("bob"), "carol", "left the team")
+    w.vault.suspend_operator([w.s("bob"), w.s("alice")], "carol", "left the team")
     with pytest.raises(PolicyError, match="no longer an active approver"):
         w.vault.reveal(w.s("alice"), req)
 

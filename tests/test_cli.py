@@ -148,12 +148,14 @@ def test_a_corrupt_vault_exits_3_and_is_left_untouched(cli: Cli) -> None:
 def test_audit_verify_names_the_first_bad_entry(cli: Cli) -> None:
     log = cli.root / "vault" / "audit.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)
-    lines[1] = lines[1].replace(b'"founder":true', b'"founder":false')
+    # An admin "promoted" in the signed founding record: entry 1 no longer verifies.
+    lines[0] = lines[0].replace(b'"roles":["requester"]', b'"roles":["admin","requester"]', 1)
+    assert lines[0] != log.read_bytes().splitlines(keepends=True)[0]
     log.write_bytes(b"".join(lines))
     r = cli("audit", "verify", "--json")
     assert r.code == 3
-    assert json.loads(r.out)["first_bad"] == 2
-    assert "entry 2" in r.err
+    assert json.loads(r.out)["first_bad"] == 1
+    assert "entry 1" in r.err
 
 
 def test_emergency_kit_from_the_command_line(cli: Cli) -> None:
@@ -163,13 +165,26 @@ def test_emergency_kit_from_the_command_line(cli: Cli) -> None:
             pyotp.TOTP(SEEDS["bob"]).at(time.time()), "--with-passphrase-file",
             str(cli.root / "bob.pass"))
     assert r.code == 0, r.err
-    code = json.loads(r.out)["recovery_code"]
-    (cli.root / "kit").write_text(code + "\n")
-    assert code not in "".join(p.read_text(errors="replace") for p in
-                               (cli.root / "vault").rglob("*") if p.is_file())
-    r = cli("kit", "use", "db", "--code-file", str(cli.root / "kit"), "--reason",
+    assert json.loads(r.out)["part_holders"] == ["alice", "bob"]
+    assert "GK2" not in r.out  # the issuing terminal sees no part of the kit
+    parts = []
+    for who, offset in (("alice", 0), ("bob", 30)):
+        r = cli("kit", "part", "--json", *cli.as_(who, offset))
+        assert r.code == 0, r.err
+        parts.append(json.loads(r.out)["part"])
+    (cli.root / "kit1").write_text(parts[0] + "\n")
+    (cli.root / "kit2").write_text(parts[1] + "\n")
+    stored = "".join(p.read_text(errors="replace") for p in (cli.root / "vault").rglob("*")
+                     if p.is_file())
+    assert not any(part in stored or part.replace("-", "") in stored for part in parts)
+    r = cli("kit", "use", "db", "--code-file", str(cli.root / "kit1"), "--reason",
             "no approver reachable", "--ticket", "INC-1", "--duration", "15m", "--json",
-            *cli.as_("alice", 0))
+            *cli.as_("alice", 30))
+    assert r.code == 2 and "both parts" in r.err  # one part alone opens nothing
+    r = cli("kit", "use", "db", "--code-file", str(cli.root / "kit1"), "--code-file",
+            str(cli.root / "kit2"), "--reason",
+            "no approver reachable", "--ticket", "INC-1", "--duration", "15m", "--json",
+            *cli.as_("alice", 30))
     assert r.code == 0, r.err
     assert json.loads(r.out)["secret"]
     alerts = json.loads(cli("alerts", "--json").out)
@@ -186,5 +201,5 @@ def test_report_and_syslog_export_need_no_authentication(cli: Cli) -> None:
     assert doc["audit"]["ok"] is True
     r = cli("audit", "export", "--format", "syslog")
     lines = r.out.splitlines()
-    assert r.code == 0 and len(lines) == 2  # the two founders' enrolments
+    assert r.code == 0 and len(lines) == 1  # the founding, signed by both founders
     assert all(line.startswith("<") and " glasskey - " in line for line in lines)

@@ -124,9 +124,13 @@ def test_emergency_kit_opens_once_is_burned_and_stays_loud(w: World, tmp_path: P
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
     (w.root / "glasskey.toml").write_text(f'[notify]\ncommand = "{hook}"\n')
     kit = w.vault.issue_kit([w.s("bob"), w.s("carol")])
-    assert kit.code.startswith("GK1-") and "<" not in repr(kit) and kit.code not in repr(kit)
+    assert kit.holders == ("bob", "carol")
+    code = " ".join(w.vault.kit_part(w.s(n)) for n in kit.holders)
+    assert code.startswith("GK2-1-") and " GK2-2-" in code
+    with pytest.raises(PolicyError, match="no unprinted part"):
+        w.vault.kit_part(w.s("bob"))  # each part is printed once, then erased
     assert not any("no emergency kit" in a for a in w.vault.alerts())
-    co, value = w.vault.emergency_reveal(w.s("alice"), "db-root", kit.code, "no approver "
+    co, value = w.vault.emergency_reveal(w.s("alice"), "db-root", code, "no approver "
                                          "reachable, site down", "INC-999", 1800)
     assert value.reveal() == "v1-value"
     assert co.state == "checked-out"
@@ -134,15 +138,21 @@ def test_emergency_kit_opens_once_is_burned_and_stays_loud(w: World, tmp_path: P
     # burned: the same code opens nothing, and the refusal is audited
     w.add("other", "other-value")
     with pytest.raises(PolicyError, match="not the active one"):
-        w.vault.emergency_reveal(w.s("alice"), "other", kit.code, "again", "INC-1000", 60)
+        w.vault.emergency_reveal(w.s("alice"), "other", code, "again", "INC-1000", 60)
     assert events(w, "emergency.refused")
     with w.vault.store.read() as txn:
         for sdoc in txn.sharded("sealed").values():
             assert kit.id not in sdoc["current"]["shares"]
     # loud until two approvers have reviewed
     assert any("EMERGENCY" in a for a in w.vault.alerts())
+    # old sealed copies + the parts would still open what the kit held: loud until rotated
+    assert w.vault.kit_exposure()
+    assert any("KIT BURNED" in a for a in w.vault.alerts())
     w.vault.checkin(w.s("alice"), co.id)
     assert decrypt_version(w, "db-root") != "v1-value"  # everything it opened is rotated
+    w.vault.kit_sweep(w.s("bob"))
+    assert w.vault.kit_exposure() == []
+    assert not any("KIT BURNED" in a for a in w.vault.alerts())
     with pytest.raises(PolicyError, match="approver role"):
         w.vault.review(w.s("alice"), co.id, "ok", "")  # the holder (and not an approver)
     w.vault.review(w.s("bob"), co.id, "concern", "why was no approver reachable?")
@@ -155,9 +165,12 @@ def test_emergency_kit_opens_once_is_burned_and_stays_loud(w: World, tmp_path: P
 
 def test_a_typo_in_the_recovery_code_is_caught(w: World) -> None:
     kit = w.vault.issue_kit([w.s("bob"), w.s("dave")])
-    broken = kit.code[:-1] + ("A" if kit.code[-1] != "A" else "B")
+    part1, part2 = (w.vault.kit_part(w.s(n)) for n in kit.holders)
+    broken = part2[:-1] + ("A" if part2[-1] != "A" else "B")
     with pytest.raises(UsageError, match="typo"):
-        w.vault.emergency_reveal(w.s("alice"), "db-root", broken, "r", "t", 60)
+        w.vault.emergency_reveal(w.s("alice"), "db-root", f"{part1} {broken}", "r", "t", 60)
+    with pytest.raises(UsageError, match="both parts"):
+        w.vault.emergency_reveal(w.s("alice"), "db-root", part1, "r", "t", 60)
 
 
 # -- offboarding (R3) -----------------------------------------------------------------------

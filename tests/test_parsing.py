@@ -268,6 +268,12 @@ def test_p2_real_vault_truncations(vault2: VaultEnv) -> None:
                                                     vault2.code("alice"))
 
 
+def _vid(raw: bytes) -> bytes:
+    """The quoted vault id in a vault.json (a digest of the founding, so it varies)."""
+    i = raw.index(b'"vault_id":"') + len(b'"vault_id":')
+    return raw[i:raw.index(b'"', i + 1) + 1]
+
+
 def _replace_first(raw: bytes, old: bytes, new: bytes) -> bytes:
     assert old in raw, old
     return raw.replace(old, new, 1)
@@ -290,11 +296,11 @@ HOSTILE: dict[str, Callable[[bytes], bytes]] = {
     "trailing-nul": lambda raw: raw + b"\x00",
     "two-documents": lambda raw: raw + b"\n" + raw,
     "bom": lambda raw: b"\xef\xbb\xbf" + raw,
-    "bad-utf8": lambda raw: _replace_first(raw, b'"vtest"', b'"vt\xffst"'),
-    "overlong-utf8": lambda raw: _replace_first(raw, b'"vtest"', b'"vt\xc0\xafst"'),
-    "utf8-surrogate": lambda raw: _replace_first(raw, b'"vtest"', b'"vt\xed\xa0\x80st"'),
-    "latin1": lambda raw: raw.decode().replace("vtest", "vt\u00e9st").encode("latin-1"),
-    "escaped-lone-surrogate": lambda raw: _replace_first(raw, b'"vtest"', b'"vt\\ud800st"'),
+    "bad-utf8": lambda raw: _replace_first(raw, _vid(raw), b'"vt\xffst"'),
+    "overlong-utf8": lambda raw: _replace_first(raw, _vid(raw), b'"vt\xc0\xafst"'),
+    "utf8-surrogate": lambda raw: _replace_first(raw, _vid(raw), b'"vt\xed\xa0\x80st"'),
+    "latin1": lambda raw: raw.decode().replace(_vid(raw).decode()[1:-1], "vt\u00e9st").encode("latin-1"),
+    "escaped-lone-surrogate": lambda raw: _replace_first(raw, _vid(raw), b'"vt\\ud800st"'),
     "deep-nesting-open": lambda raw: b"[" * 100_000,
     "deep-nesting-balanced": lambda raw: b"[" * 100_000 + b"]" * 100_000,
     "deep-object": lambda raw: b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
@@ -315,8 +321,8 @@ HOSTILE: dict[str, Callable[[bytes], bytes]] = {
     "foreign-format": lambda raw: _replace_first(raw, b'"glasskey-vault"', b'"other"'),
     "future-schema": lambda raw: _schema(raw, b'"schema":99'),
     "schema-string": lambda raw: _schema(raw, b'"schema":"1"'),
-    "no-vault-id": lambda raw: _replace_first(raw, b'"vault_id":"vtest"', b'"vault_idx":"v"'),
-    "vault-id-number": lambda raw: _replace_first(raw, b'"vault_id":"vtest"', b'"vault_id":7'),
+    "no-vault-id": lambda raw: _replace_first(raw, b'"vault_id":' + _vid(raw), b'"vault_idx":"v"'),
+    "vault-id-number": lambda raw: _replace_first(raw, b'"vault_id":' + _vid(raw), b'"vault_id":7'),
     "seq-string": lambda raw: _edit(raw, lambda s: s["meta"]["vault"].update(seq="x")),
     "audit-head-string": lambda raw: _edit(raw, lambda s: s["meta"]["vault"].update(audit="x")),
     "audit-head-bad-seq": lambda raw: _edit(

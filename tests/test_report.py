@@ -73,6 +73,7 @@ class Month:
     onboarding: tuple[str, ...] = ()
     unreviewed: set[str] = field(default_factory=set)
     concern: str = ""
+    kits: list[str] = field(default_factory=list)
 
     def record(self, who: str, event: str, subject: str, details: dict[str, Any]) -> None:
         with self.w.vault.store.transaction() as txn:
@@ -138,7 +139,7 @@ def _script_month(tmp: Path) -> Month:
             name, connector="command", secret=SecretValue(value),
             target=str(site / "set-password")))
         m.secrets.add(value)
-    m.record("dave", "emergency.kit-issued", "kit-1", {"fingerprint": "SHA256:5e1f0a77c2"})
+    m.kits = [w.vault.issue_kit([w.s("dave"), w.s("bob")]).id]
 
     # Who requests and who approves, day by day: bob approves most of alice's requests.
     plan = [
@@ -197,7 +198,7 @@ def _script_month(tmp: Path) -> Month:
                 "credential": "payments-api", "reason": "approvers unreachable, payments down",
                 "ticket": "INC-EMERG-1", "duration": 1800, "version": pay.version})
             m.record("alice", "emergency.used", m.emergency,
-                     {"credential": "payments-api", "kit": "kit-1"})
+                     {"credential": "payments-api", "kit": m.kits[0]})
             m.record("alice", "checkout.revealed", m.emergency, {
                 "credential": "payments-api", "version": pay.version,
                 "lease_expires": w.clock.now() + 1800, "approvers": []})
@@ -205,8 +206,8 @@ def _script_month(tmp: Path) -> Month:
             m.record("alice", "checkout.checked-in", m.emergency,
                      {"credential": "payments-api", "held_for": 1500, "by": "alice"})
             w.vault.rotate(w.s("alice"), pay.id, None, reason="emergency")
-            m.record("dave", "emergency.kit-burned", "kit-1", {})
-            m.record("dave", "emergency.kit-issued", "kit-2", {"fingerprint": "SHA256:77ab19"})
+            w.vault.burn_kit(w.s("dave"), "used")
+            m.kits.append(w.vault.issue_kit([w.s("dave"), w.s("bob")]).id)
             w.clock.advance(HOUR)
             m.review("dave", m.emergency, "emergency", note="payments outage, confirmed",
                      holder="alice")
@@ -267,7 +268,7 @@ def _script_month(tmp: Path) -> Month:
     # Still held at the end of the month (dashed in the timeline).
     w.clock.advance(HOUR)
     m.still_held = _checkout(m, "db-root", "alice", "carol", 903, hold=600, checkin=False)
-    w.vault.suspend_operator(w.s("bob"), "dave", "leaves at month end")
+    w.vault.suspend_operator([w.s("bob"), w.s("alice")], "dave", "leaves at month end")
     w.clock.advance(HOUR)
     m.until = w.clock.now()
     for name in ("db-root", "batch-provision", "payments-api", "app-admin"):
@@ -387,14 +388,15 @@ def test_exceptions_emergency_and_onboarding(month: Month, report: rp.CustodyRep
                                              rendered: dict[str, str]) -> None:
     (use,) = report.emergency_uses
     assert (use.id, use.credential, use.kit, use.by) == (
-        month.emergency, "payments-api", "kit-1", "alice")
+        month.emergency, "payments-api", month.kits[0], "alice")
     assert use.reviewers == ["dave"] and use.review_status == "overdue"
     assert use.rotation.startswith("committed")
     co = {c.id: c for c in report.checkouts}[month.emergency]
     assert co.emergency and co.rotation.outcome == "committed" and co.rotation.separate
     kits = {k.id: k for k in report.emergency_kits}
-    assert kits["kit-1"].uses == [month.emergency] and kits["kit-1"].burned_at is not None
-    assert kits["kit-2"].uses == []
+    first, second = month.kits
+    assert kits[first].uses == [month.emergency] and kits[first].burned_at is not None
+    assert kits[second].uses == []
     assert any(u.kind == "emergency" and u.id == month.emergency and u.reviews == 1
                and u.needed == 2 for u in report.unreviewed)
     assert any(f.kind == "emergency-use" for f in report.findings)
@@ -410,7 +412,7 @@ def test_exceptions_emergency_and_onboarding(month: Month, report: rp.CustodyRep
     assert ("onboarding-not-revoked", "ob0001") not in kinds
     assert any(u.kind == "onboarding" and u.id == "ob0002" for u in report.unreviewed)
     for text in (rendered["md"], rendered["html"]):
-        assert "svc-ingest" in text and "contractor-7" in text and "kit-1" in text
+        assert "svc-ingest" in text and "contractor-7" in text and month.kits[0] in text
         assert "INC-EMERG-1" in text
 
 

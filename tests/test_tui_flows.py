@@ -552,7 +552,7 @@ class TestAudit:
             await settle(pilot)
             text = screen_text(app)
             assert "CHAIN BROKEN" in text
-            assert "entry 4: its hash does not match its content" in text
+            assert "entry 4 has a hash that does not match its content" in text
 
 
 def test_core_never_imports_textual() -> None:

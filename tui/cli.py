@@ -692,6 +692,9 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
         if not code:
             raise UsageError("give both kit parts with --code-file (twice, or one file with "
                              "both) or on the terminal")
+        from core.emergency import decode_parts
+
+        decode_parts(code)  # a typo or a missing part must not burn a TOTP code
         session = authenticate(vault, args)
         co, secret = vault.emergency_reveal(session, args.cred, code, args.reason or "",
                                             args.ticket or "", parse_duration(args.duration))
