@@ -8,6 +8,7 @@ from __future__ import annotations
 # its own temp dir, and is stopped at the end. A server that cannot start makes
 # the tests that use it FAIL with the server's log tail (never skip).
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,14 +35,28 @@ def ldap_server() -> Iterator[LdapServer]:
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _site_policy(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """GLASSKEY_SITE_CONFIG -> a test site policy (never /etc/glasskey/site.toml):
+    command targets may sit anywhere under pytest's temp dir, and plain ldap://
+    is allowed (the test slapd listens on loopback without TLS). Tests of the
+    policy itself point the variable at their own file."""
+    path = tmp_path_factory.getbasetemp() / "site.toml"
+    if not path.exists():
+        base = tmp_path_factory.getbasetemp().resolve()
+        path.write_text(f'[command]\nallowed_dirs = ["{base}"]\n'
+                        "[ldap]\nallow_plaintext = true\n")
+    monkeypatch.setenv("GLASSKEY_SITE_CONFIG", str(path))
+    return path
+
+
 # ==== END real-server fixtures ================================================
 
 
 # ==== BEGIN foundation fixtures (tests/helpers.py; store/audit/auth tests) ====
 # Autouse: every test gets its own client state dir (witness checkpoints never
 # touch the real user's) and tiny Argon2id parameters are allowed.
-from pathlib import Path  # noqa: E402
-
 from tests.helpers import StoreEnv, VaultEnv, make_store, make_vault  # noqa: E402
 
 
