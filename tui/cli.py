@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TextIO
 from core import audit as audit_mod
 from core.base import default_vault_dir
 from core.clock import iso
+from core.connectors import registry
 from core.credentials import CredentialSpec
 from core.errors import GlasskeyError, UsageError
 from core.models import Checkout, Policy, format_duration, parse_duration
@@ -379,6 +380,7 @@ def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
             name=args.name, kind=args.kind, connector=args.connector,
             secret=read_secret_file(args.secret_file) if args.secret_file else None,
             target=args.target, options=options, policy=policy_from(args))
+        registry.check(spec.connector, spec.target, spec.options)  # before a TOTP is spent
         session = authenticate(vault, args)
         cred = vault.add_credential(session, spec)
         if args.json:
