@@ -115,6 +115,16 @@ def _reason(exc: BaseException, *values: SecretValue | None) -> str:
     return text
 
 
+def _deadline_reason(exc: psycopg.Error) -> str | None:
+    """A plain sentence for a statement stopped by our own deadline."""
+    if exc.sqlstate == "55P03":
+        return ("it did not finish within the connector's deadline: another session holds "
+                "a lock on the role (lock timeout)")
+    if exc.sqlstate == "57014":
+        return "it did not finish within the connector's deadline (statement timeout)"
+    return None
+
+
 def _is_auth_failure(exc: psycopg.OperationalError) -> bool:
     if exc.sqlstate == "28P01":
         return True
@@ -309,10 +319,12 @@ class PostgresConnector(Connector):
     def _alter(self, conn: psycopg.Connection[Any], new: SecretValue) -> None:
         role = self.role
         verifier = conn.pgconn.encrypt_password(new.encode(), role.encode(), _ALGORITHM)
-        # What is left of the deadline now, not at connect time.
-        ms = sql.Literal(f"{max(1, int(self._left() * 1000))}ms")
+        # What is left of the deadline now, not at connect time; the lock wait
+        # gives up a little earlier, so a blocked ALTER ROLE says why.
+        left_ms = max(2, int(self._left() * 1000))
         conn.execute(sql.SQL("SELECT set_config('lock_timeout', {}, false), "
-                             "set_config('statement_timeout', {}, false)").format(ms, ms))
+                             "set_config('statement_timeout', {}, false)").format(
+            sql.Literal(f"{left_ms * 9 // 10}ms"), sql.Literal(f"{left_ms}ms")))
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(verifier.decode("ascii"))
@@ -341,7 +353,7 @@ class PostgresConnector(Connector):
             try:
                 self._alter(conn, new)
             except psycopg.Error as exc:
-                reason = _reason(exc, current, new)
+                reason = _deadline_reason(exc) or _reason(exc, current, new)
         if reason is not None:
             raise ConnectorError(
                 f"credential {self._cred!r}: PostgreSQL refused the password change for "
@@ -356,7 +368,7 @@ class PostgresConnector(Connector):
             with self._admin_connection(service) as conn:
                 self._alter(conn, new)
         except psycopg.Error as exc:
-            reason = _reason(exc, new)
+            reason = _deadline_reason(exc) or _reason(exc, new)
         if reason is not None:
             raise ConnectorError(
                 f"credential {self._cred!r}: changing the password of role {role!r} "
