@@ -32,11 +32,11 @@ from core.connectors.base import ConnectorSettings, scrub_fragments
 from core.connectors.command import CommandConnector
 from core.connectors.registry import make
 from core.credentials import CredentialSpec
-from core.errors import ConnectorError, UsageError
+from core.errors import ConnectorError, PolicyError, UsageError
 from core.models import Policy
 from core.secret import SecretValue
 from tests.checkout_world import World, decrypt_version, make_world
-from tests.test_cli import Cli, one_sentence
+from tests.test_cli import Cli, fresh_step, one_sentence
 from tests.test_cli import cli as cli  # the fixture, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,3 +269,45 @@ def test_no_site_policy_means_no_command_targets(tmp_path: Path,
     with pytest.raises(ConnectorError, match="not under a directory the site allows"):
         connector(target).verify(SecretValue("some-value-1"))
     assert not (tmp_path / "RAN").exists()
+
+
+def test_a_requester_cannot_choose_where_an_onboarding_secret_goes(cli: Cli) -> None:
+    """The finding: a requester-only operator named her own script as the
+    onboarding target, and it ran in bob's process at every sweep."""
+    evil = script(cli.root / "scripts", """
+        open(os.path.join(OUT, "RAN"), "w").write("ran")
+        sys.exit(0)
+    """)
+    fresh_step()
+    r = cli("onboard", "issue", "--identity", "svc-x", "--reason", "r", "--ticket", "T-1",
+            "--channel", "c", "--expires", "1s", "--connector", "command",
+            "--target", str(evil), *cli.as_("alice", 0))
+    assert r.code == 1, (r.code, r.err)
+    assert one_sentence(r.err) and "only an admin" in r.err, r.err
+    r = cli("cred", "list", "--json")
+    assert r.code == 0, r.err
+    assert "onboard-svc-x" not in r.out
+    assert not (evil.parent / "RAN").exists()
+
+
+def test_a_requester_may_use_a_site_template(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = tmp_path / "allowed"
+    target = script(allowed, "json.load(sys.stdin)\nsys.exit(0)\n", name="onboard.py")
+    site_policy(tmp_path, monkeypatch,
+                f'[command]\nallowed_dirs = ["{allowed}"]\n'
+                f'[onboarding.templates.wifi]\nconnector = "command"\ntarget = "{target}"\n'
+                '[onboarding.templates.wifi.options]\ntimeout = "5"\n')
+    w = make_world(tmp_path / "w")
+    alice = w.s("alice")  # requester only
+    with pytest.raises(PolicyError, match="only an admin"):
+        w.vault.issue_onboarding(alice, "guest", "r", "t", "c", connector="command",
+                                 target=str(target))
+    with pytest.raises(UsageError, match="no onboarding template"):
+        w.vault.issue_onboarding(alice, "guest", "r", "t", "c", template="nope")
+    co = w.vault.issue_onboarding(alice, "guest", "r", "t", "c", template="wifi")
+    cred = w.vault.credential(co.cred_name)
+    assert (cred.connector, cred.target) == ("command", str(target))
+    # an admin may still choose freely
+    w.vault.issue_onboarding(w.s("bob"), "svc", "r", "t", "c", connector="command",
+                             target=str(target))

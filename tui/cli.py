@@ -598,7 +598,7 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
         session = authenticate(vault, args)
         co = vault.issue_onboarding(session, args.identity, args.reason or "",
                                     args.ticket or "", args.channel or "", expires,
-                                    args.connector, args.target)
+                                    args.connector, args.target, template=args.template)
         if args.json:
             out_json({"id": co.id, "credential": co.cred_name, "state": co.state})
         else:
@@ -881,8 +881,9 @@ def build_parser() -> Parser:
     p.add_argument("--ticket")
     p.add_argument("--channel", help="how it will be delivered")
     p.add_argument("--expires", help="validity (default 24h, at most 72h)")
-    p.add_argument("--connector", default="generated")
-    p.add_argument("--target")
+    p.add_argument("--connector", default="generated", help="admins only")
+    p.add_argument("--target", help="admins only")
+    p.add_argument("--template", help="an onboarding template of the site policy")
     p.set_defaults(func=cmd_onboard)
 
     p = sub.add_parser("kit", parents=[common, actor],
