@@ -209,7 +209,10 @@ class VaultLock:
             return
         try:
             os.ftruncate(hfd, 0)
-            os.write(hfd, data)
+            if data:
+                # pwrite, not the write() of durable files: this one is best
+                # effort, and a failure here is not a failed commit.
+                os.pwrite(hfd, data, 0)
         except OSError:
             pass
         finally:
