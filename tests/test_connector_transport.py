@@ -31,7 +31,7 @@ from core.connectors.ldap import LdapConnector
 from core.connectors.postgres import PostgresConnector
 from core.connectors.registry import make
 from core.credentials import CredentialSpec
-from core.errors import ConnectorError
+from core.errors import ConnectorError, UsageError
 from core.secret import SecretValue
 from tests.checkout_world import World, decrypt_version, make_world
 from tests.servers import LdapServer, PostgresServer, free_port, new_password
@@ -328,3 +328,21 @@ def test_a_trickling_ldap_server_cannot_outlast_the_deadline(trickle: Trickle) -
     assert "deadline" in str(outcome.get("error")), outcome
     took = outcome["took"]
     assert isinstance(took, float) and took < 4, took
+
+
+def test_unsafe_transports_are_refused_when_the_credential_is_added(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = make_world(tmp_path / "w")
+    site_policy(tmp_path, monkeypatch)
+    with pytest.raises(UsageError, match="not on loopback"):
+        add(w, "pg-remote", "postgres", "v-1234567",
+            "host=db1.example.org dbname=postgres user=breakglass sslmode=require")
+    with pytest.raises(UsageError, match="plain LDAP"):
+        add(w, "ldap-plain", "ldap", "v-1234567", "ldap://ldap.example.org",
+            {"dn": "uid=x,dc=example,dc=org"})
+    add(w, "pg-ok", "postgres", "v-1234567",
+        "host=db1.example.org dbname=postgres user=breakglass sslmode=verify-full")
+    add(w, "ldap-ok", "ldap", "v-1234567", "ldaps://ldap.example.org",
+        {"dn": "uid=x,dc=example,dc=org"})
+    add(w, "ldap-tls", "ldap", "v-1234567", "ldap://ldap.example.org",
+        {"dn": "uid=x,dc=example,dc=org", "start_tls": "true"})

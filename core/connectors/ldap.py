@@ -55,7 +55,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 
 from core import config
-from core.connectors.base import Connector, parse_timeout
+from core.connectors.base import Connector, ConnectorSettings, parse_timeout
 from core.errors import ConnectorError, UsageError
 from core.secret import SecretValue
 
@@ -114,6 +114,13 @@ class LdapConnector(Connector):
         parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="ldap")
         if not options.get("dn"):
             raise UsageError("the ldap connector needs --dn (the entry whose password rotates)")
+        if not target:
+            raise UsageError("the ldap connector needs --target, the server's LDAP URL")
+        probe = cls(ConnectorSettings(credential="-", target=target, options=options))
+        try:
+            probe._check_transport(target)
+        except ConnectorError as exc:
+            raise UsageError(str(exc).removeprefix("credential '-': ")) from None
 
     # ----------------------------------------------------------------- interface
 

@@ -65,7 +65,12 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from core import config
-from core.connectors.base import Connector, parse_timeout, scrub_fragments
+from core.connectors.base import (
+    Connector,
+    ConnectorSettings,
+    parse_timeout,
+    scrub_fragments,
+)
 from core.errors import ConnectorError, UsageError
 from core.secret import SecretValue
 
@@ -140,7 +145,13 @@ class PostgresConnector(Connector):
 
     @classmethod
     def check_settings(cls, target: str | None, options: Mapping[str, str]) -> None:
+        """The timeout, the conninfo and the transport rule, at ``cred add``."""
         parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="postgres")
+        probe = cls(ConnectorSettings(credential="-", target=target, options=options))
+        try:
+            probe._transport(probe._params(), ROLE_REQUIRE_AUTH)
+        except ConnectorError as exc:
+            raise UsageError(str(exc).removeprefix("credential '-': ")) from None
 
     # ----------------------------------------------------------------- interface
 
