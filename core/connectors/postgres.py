@@ -28,12 +28,13 @@ required (``sslmode=require``/``verify-ca``/``verify-full``) it also carries
 admin connection carries ``require_auth=!password,!md5`` (it may use
 certificates). A libpq without ``require_auth`` is refused outright: there is
 no other way to stop it answering a cleartext request. A target off loopback
-must say ``sslmode=verify-full`` (otherwise a man in the middle sees the
-verifier and can run an offline guess or simply stall), unless the site policy
-sets ``[postgres] allow_unverified_tls = true``.
+must say ``sslmode=verify-full`` (otherwise a man in the middle can record the
+SCRAM exchange for an offline guess, or see the ``ALTER ROLE`` verifier),
+unless the site policy sets ``[postgres] allow_unverified_tls = true``.
 
 One wall-clock deadline (``options["timeout"]``, default 30 s) bounds each
-operation: ``connect_timeout`` is what is left of it, and every statement runs
+operation: ``connect_timeout`` is what is left of it (libpq's minimum is 2 s),
+and every statement runs
 with ``lock_timeout`` and ``statement_timeout`` set to what is left, so an
 ``ALTER ROLE`` blocked behind another session's lock fails cleanly instead of
 hanging the check-in.
