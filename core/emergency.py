@@ -34,6 +34,7 @@ from core.envelope import (
 )
 from core.errors import (
     DecryptError,
+    GlasskeyError,
     IntegrityError,
     PolicyError,
     UsageError,
@@ -226,9 +227,12 @@ class EmergencyOps(RotationOps):
         command = self.site_setting("notify", "command")
         why = hooks.run(command, json.dumps(event).encode()) if command else None
         if why:
-            with self.store.transaction() as txn:
-                txn.record(session.signer, "emergency.notify-failed", str(event["request"]),
-                           {"why": why})
+            try:
+                with self.store.transaction() as txn:
+                    txn.record(session.signer, "emergency.notify-failed",
+                               str(event["request"]), {"why": why})
+            except GlasskeyError:
+                pass  # the use is committed and audited; never lose the secret over this
 
     def site_setting(self, section: str, key: str) -> str | None:
         return None

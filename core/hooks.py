@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 
 from core import config
 from core.connectors.command import allowed_executable
@@ -50,18 +51,20 @@ def run(command: str, payload: bytes, timeout: float = DEFAULT_TIMEOUT) -> str |
         )
     except OSError as exc:
         return f"cannot run the hook: {exc.strerror or type(exc).__name__}"
-    assert proc.stdin is not None
-    try:
-        # Small payloads fit the pipe buffer; a hook that never reads stdin
-        # cannot block this write for long before the deadline below.
-        proc.stdin.write(payload)
-    except (BrokenPipeError, OSError):
-        pass
-    finally:
+    stdin = proc.stdin
+    assert stdin is not None
+
+    def feed() -> None:
+        # In a thread: a hook that never reads a payload larger than the pipe
+        # buffer must not block us past the deadline.
         try:
-            proc.stdin.close()
-        except OSError:
+            stdin.write(payload)
+            stdin.close()
+        except (OSError, ValueError):
             pass
+
+    feeder = threading.Thread(target=feed, daemon=True, name="glasskey-hook-stdin")
+    feeder.start()
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -70,6 +73,9 @@ def run(command: str, payload: bytes, timeout: float = DEFAULT_TIMEOUT) -> str |
         except ProcessLookupError:
             pass
         proc.wait()
+        code = None
+    feeder.join(1)  # the process is gone: the write ends with EPIPE at once
+    if code is None:
         return f"the hook did not finish within {timeout:g} s (killed)"
     if code != 0:
         return f"the hook failed (exit status {code})" if code > 0 else \

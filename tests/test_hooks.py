@@ -108,3 +108,14 @@ def test_a_hook_outside_the_allowed_dirs_is_not_run(tmp_path: Path,
     why = hooks.run(str(hook), b"{}")
     assert why is not None and "not under a directory the site allows" in why
     assert not marker.exists()
+
+
+def test_a_hook_that_never_reads_a_large_payload_is_still_cut_at_its_deadline(
+        tmp_path: Path) -> None:
+    hook = tmp_path / "deaf.sh"
+    hook.write_text("#!/bin/sh\nexec sleep 30\n")
+    hook.chmod(0o755)
+    t0 = time.monotonic()
+    why = hooks.run(str(hook), b"x" * (4 << 20), timeout=1)
+    assert time.monotonic() - t0 < 3
+    assert why is not None and "did not finish" in why
