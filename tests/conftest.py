@@ -8,7 +8,6 @@ from __future__ import annotations
 # its own temp dir, and is stopped at the end. A server that cannot start makes
 # the tests that use it FAIL with the server's log tail (never skip).
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -57,6 +56,8 @@ def _site_policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 # ==== BEGIN foundation fixtures (tests/helpers.py; store/audit/auth tests) ====
 # Autouse: every test gets its own client state dir (witness checkpoints never
 # touch the real user's) and tiny Argon2id parameters are allowed.
+from pathlib import Path  # noqa: E402
+
 from tests.helpers import StoreEnv, VaultEnv, make_store, make_vault  # noqa: E402
 
 
