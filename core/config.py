@@ -3,11 +3,17 @@
 Connector admin connections name the site's own mechanisms (a pg_service
 entry, a file holding an LDAP bind password that the site protects), policy
 defaults and the notification hook. Secrets stay where the site keeps them.
+
+What decides *which code runs* and *which transports may carry a value* is not
+here but in the site policy file outside the vault (``SitePolicy`` below):
+whoever can write the vault directory must not be able to widen it.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +50,93 @@ def _refuse_secrets(node: Any, where: str) -> None:
 def connector_section(config: dict[str, Any], name: str) -> dict[str, str]:
     section = config.get("connectors", {}).get(name, {})
     return {str(k): str(v) for k, v in section.items()} if isinstance(section, dict) else {}
+
+
+# --------------------------------------------------------------------------- site policy
+#: Environment variable naming the site config; default path otherwise.
+SITE_CONFIG_ENV = "GLASSKEY_SITE_CONFIG"
+DEFAULT_SITE_CONFIG = Path("/etc/glasskey/site.toml")
+
+
+@dataclass(frozen=True)
+class OnboardingTemplate:
+    """Where an onboarding secret goes, fixed by the site (``[onboarding.templates.NAME]``)."""
+
+    name: str
+    connector: str
+    target: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SitePolicy:
+    """What the machine's administrator allows, read from a file *outside* the
+    vault (``$GLASSKEY_SITE_CONFIG`` or ``/etc/glasskey/site.toml``).
+
+    Everyone who can write to the vault directory can write ``glasskey.toml``
+    beside it, so nothing that decides which code runs in operators' processes
+    or which transports may carry a value can live there. An absent file is the
+    strictest policy: no command targets, TLS required.
+    """
+
+    path: Path | None = None
+    #: Directories (symlinks resolved) a ``command`` target must sit under.
+    command_allowed_dirs: tuple[Path, ...] = ()
+    #: PostgreSQL targets off loopback without ``sslmode=verify-full`` are allowed.
+    postgres_allow_unverified_tls: bool = False
+    #: LDAP simple binds over ``ldap://`` without StartTLS are allowed.
+    ldap_allow_plaintext: bool = False
+    onboarding_templates: dict[str, OnboardingTemplate] = field(default_factory=dict)
+
+
+def site_policy_path() -> Path:
+    return Path(os.environ.get(SITE_CONFIG_ENV) or DEFAULT_SITE_CONFIG)
+
+
+def site_policy() -> SitePolicy:
+    """The site policy, read afresh (it is small, and a change must apply at once)."""
+    path = site_policy_path()
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return SitePolicy()
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"the site config {path} cannot be read: {exc}") from None
+    _refuse_secrets(data, "")
+    command = _table(data, "command", path)
+    dirs = command.get("allowed_dirs", [])
+    if not (isinstance(dirs, list) and all(isinstance(d, str) and d.startswith("/")
+                                           for d in dirs)):
+        raise UsageError(f"{path}: [command] allowed_dirs must be a list of absolute paths")
+    templates: dict[str, OnboardingTemplate] = {}
+    for name, tdoc in _table(_table(data, "onboarding", path), "templates", path).items():
+        if not (isinstance(tdoc, dict) and isinstance(tdoc.get("connector"), str)):
+            raise UsageError(f"{path}: onboarding template {name!r} needs a connector")
+        options = tdoc.get("options", {})
+        if not isinstance(options, dict):
+            raise UsageError(f"{path}: onboarding template {name!r}: options must be a table")
+        target = tdoc.get("target")
+        templates[str(name)] = OnboardingTemplate(
+            str(name), tdoc["connector"], str(target) if target is not None else None,
+            {str(k): str(v) for k, v in options.items()})
+    return SitePolicy(
+        path=path,
+        command_allowed_dirs=tuple(Path(os.path.realpath(d)) for d in dirs),
+        postgres_allow_unverified_tls=_flag(data, "postgres", "allow_unverified_tls", path),
+        ldap_allow_plaintext=_flag(data, "ldap", "allow_plaintext", path),
+        onboarding_templates=templates,
+    )
+
+
+def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: [{key}] must be a table")
+    return value
+
+
+def _flag(data: dict[str, Any], section: str, key: str, path: Path) -> bool:
+    value = _table(data, section, path).get(key, False)
+    if not isinstance(value, bool):
+        raise UsageError(f"{path}: [{section}] {key} must be true or false")
+    return value

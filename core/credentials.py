@@ -37,7 +37,7 @@ class CredentialOps(VaultBase):
         check_name(spec.name, "credential")
         if spec.kind not in KINDS:
             raise UsageError(f"kind must be one of {', '.join(KINDS)}")
-        registry.load(spec.connector)
+        registry.check(spec.connector, spec.target, spec.options)
         if spec.policy.k not in (2, 3):
             raise UsageError("a credential's threshold k must be 2 or 3")
         if spec.policy.k > operators:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core import hooks
 from core.canonical import b64d, b64e
 from core.crypto import hpke
 from core.envelope import (
@@ -34,6 +34,7 @@ from core.envelope import (
 )
 from core.errors import (
     DecryptError,
+    GlasskeyError,
     IntegrityError,
     PolicyError,
     UsageError,
@@ -316,7 +317,7 @@ class EmergencyOps(RotationOps):
             event = {"event": "emergency.used", "request": req["id"],
                      "credential": cred_name, "requester": session.name, "ticket": ticket,
                      "time": now}
-            txn.after_commit.append(lambda: self.notify(session, event))
+        self.notify(session, event)  # after the lock is released (core/hooks.py)
         return Checkout.from_doc(req), secret
 
     def notify(self, session: Session, event: dict[str, Any]) -> None:
@@ -326,15 +327,14 @@ class EmergencyOps(RotationOps):
         and is in the audit log; the hook only makes it louder.
         """
         command = self.site_setting("notify", "command")
-        if not command:
-            return
-        try:
-            subprocess.run([command], input=json.dumps(event).encode(), timeout=30,
-                           check=True, capture_output=True)
-        except (OSError, subprocess.SubprocessError) as exc:
-            with self.store.transaction() as txn:
-                txn.record(session.signer, "emergency.notify-failed", str(event["request"]),
-                           {"why": type(exc).__name__})
+        why = hooks.run(command, json.dumps(event).encode()) if command else None
+        if why:
+            try:
+                with self.store.transaction() as txn:
+                    txn.record(session.signer, "emergency.notify-failed",
+                               str(event["request"]), {"why": why})
+            except GlasskeyError:
+                pass  # the use is committed and audited; never lose the secret over this
 
     def site_setting(self, section: str, key: str) -> str | None:
         return None

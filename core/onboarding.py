@@ -8,12 +8,20 @@ when the recipient proves control (first use) it is revoked — through its
 connector when the target supports it, else recorded as revoked by the
 operator — and when it expires unused it is revoked and raises an alert.
 Either way it lands in the review queue. It can never be checked out again.
+
+Only admins decide *where* a value goes. A requester issues a vault-only
+secret (``generated``) or one from a template the site's administrator wrote
+in the site policy outside the vault (``[onboarding.templates.NAME]``: a
+connector, target and options); a free ``connector``/``target``/``options``
+needs the admin role. Otherwise a requester could name her own script as the
+target, and it would run inside every operator's process that sweeps.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from core import config
 from core.credentials import CredentialOps, CredentialSpec
 from core.errors import PolicyError, UsageError
 from core.models import Checkout, CheckoutState, Policy, check_name, format_duration
@@ -31,8 +39,19 @@ class OnboardingOps(RotationOps, CredentialOps):
     def issue_onboarding(self, session: Session, identity: str, reason: str, ticket: str,
                          channel: str, expires_in: int = DEFAULT_EXPIRY,
                          connector: str = "generated", target: str | None = None,
-                         options: dict[str, str] | None = None) -> Checkout:
+                         options: dict[str, str] | None = None,
+                         template: str | None = None) -> Checkout:
         check_name(identity, "identity")
+        custom = connector != "generated" or target is not None or bool(options)
+        if template is not None:
+            if custom:
+                raise UsageError("an onboarding template fixes the connector, target and "
+                                 "options; give either --template or those, not both")
+            chosen = config.site_policy().onboarding_templates.get(template)
+            if chosen is None:
+                raise UsageError(f"the site policy defines no onboarding template "
+                                 f"{template!r}")
+            connector, target, options = chosen.connector, chosen.target, chosen.options
         reason, ticket, channel = (reason or "").strip(), (ticket or "").strip(), \
             (channel or "").strip()
         if not (reason and ticket and channel):
@@ -41,6 +60,9 @@ class OnboardingOps(RotationOps, CredentialOps):
             raise UsageError(f"expiry must be between 1 s and {format_duration(MAX_EXPIRY)}")
         with self.store.transaction() as txn:
             self._require_active(txn, session, "requester")
+            if custom and not session.has("admin"):
+                raise PolicyError("only an admin chooses where an onboarding secret goes; "
+                                  "use a site template (--template) or the vault-only default")
             onb_id = self.new_id("o-")
             name = f"onboard-{identity}-{onb_id[2:8]}"
             spec = CredentialSpec(name, kind="onboarding", connector=connector, target=target,

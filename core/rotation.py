@@ -260,6 +260,8 @@ class RotationOps(CheckoutOps, ReviewOps):
                 raise ConnectorError("the target still accepts the old value")
         except ConnectorError as exc:
             return str(exc)
+        except Exception as exc:  # any failure inside a rotation is a failed rotation
+            return f"the {connector.name or 'site'} connector failed ({type(exc).__name__})"
         return ""
 
     def _phase_two(self, session: Session, cred_id: str, req_id: str | None, version: int,

@@ -34,6 +34,22 @@ def ldap_server() -> Iterator[LdapServer]:
         server.stop()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _site_policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """GLASSKEY_SITE_CONFIG -> a test site policy (never /etc/glasskey/site.toml),
+    for the whole session so module-scoped fixtures see it too: command targets
+    may sit anywhere under pytest's temp dir, and plain ldap:// is allowed (the
+    test slapd listens on loopback without TLS). Tests of the policy itself
+    point the variable at their own file with monkeypatch."""
+    base = tmp_path_factory.getbasetemp().resolve()
+    path = base / "site.toml"
+    path.write_text(f'[command]\nallowed_dirs = ["{base}"]\n'
+                    "[ldap]\nallow_plaintext = true\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GLASSKEY_SITE_CONFIG", str(path))
+        yield path
+
+
 # ==== END real-server fixtures ================================================
 
 

@@ -438,7 +438,7 @@ KEY_SWAPS: dict[str, Any] = {
 def test_a5_swapped_key_is_named_as_tampering(vault2: VaultEnv, swap: str) -> None:
     tamper_state(vault2.root, lambda st: KEY_SWAPS[swap](st["operators"]["alice"]))
     vault2.clock.advance(STEP)
-    with pytest.raises(IntegrityError, match="alice.*differs from the signed roster"):
+    with pytest.raises(IntegrityError, match=r"alice.*differs from the signed roster"):
         vault2.vault.unlock("alice", vault2.passphrases["alice"], vault2.code("alice"))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from core import audit as audit_mod
+from core import fsutil
 from core.base import default_vault_dir
 from core.clock import iso
+from core.connectors import registry
 from core.credentials import CredentialSpec
 from core.errors import GlasskeyError, UsageError
 from core.models import Checkout, Policy, format_duration, parse_duration
@@ -387,6 +390,7 @@ def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
             name=args.name, kind=args.kind, connector=args.connector,
             secret=read_secret_file(args.secret_file) if args.secret_file else None,
             target=args.target, options=options, policy=policy_from(args))
+        registry.check(spec.connector, spec.target, spec.options)  # before a TOTP is spent
         session = authenticate(vault, args)
         cred = vault.add_credential(session, spec)
         if args.json:
@@ -604,7 +608,7 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
         session = authenticate(vault, args)
         co = vault.issue_onboarding(session, args.identity, args.reason or "",
                                     args.ticket or "", args.channel or "", expires,
-                                    args.connector, args.target)
+                                    args.connector, args.target, template=args.template)
         if args.json:
             out_json({"id": co.id, "credential": co.cred_name, "state": co.state})
         else:
@@ -820,6 +824,8 @@ def build_parser() -> Parser:
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("--vault", metavar="DIR", help="vault directory "
                         "(default: $GLASSKEY_VAULT, then the user data directory)")
+    common.add_argument("--wait", metavar="SECONDS", help="how long to wait for another "
+                        "process's hold on the vault lock (default 10)")
     actor = Parser(add_help=False)
     actor.add_argument("--as", dest="as_", metavar="NAME", help="the acting operator")
     actor.add_argument("--totp", metavar="CODE", help="the acting operator's TOTP code")
@@ -929,8 +935,9 @@ def build_parser() -> Parser:
     p.add_argument("--ticket")
     p.add_argument("--channel", help="how it will be delivered")
     p.add_argument("--expires", help="validity (default 24h, at most 72h)")
-    p.add_argument("--connector", default="generated")
-    p.add_argument("--target")
+    p.add_argument("--connector", default="generated", help="admins only")
+    p.add_argument("--target", help="admins only")
+    p.add_argument("--template", help="an onboarding template of the site policy")
     p.set_defaults(func=cmd_onboard)
 
     p = sub.add_parser("kit", parents=[common, actor],
@@ -985,12 +992,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from tui import app as tui_app
 
+            fsutil.set_lock_identity(command="tui")
             tui_app.run(Path(args.vault) if args.vault else default_vault_dir())
             return 0
         if args.command == "demo":
             return int(args.func(None, args))
         root = Path(args.vault) if args.vault else default_vault_dir()
-        vault = Vault(root)
+        action = getattr(args, "action", None)
+        fsutil.set_lock_identity(  # names only: never an argument that could be a secret
+            command=" ".join(x for x in (args.command, action) if isinstance(x, str)),
+            operator=getattr(args, "as_", None))
+        vault = Vault(root, lock_timeout=lock_wait(getattr(args, "wait", None)))
         return int(args.func(vault, args))
     except CliUsage as exc:
         note(str(exc))
@@ -1009,6 +1021,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         note(f"glasskey: internal error ({type(exc).__name__}); set GLASSKEY_DEBUG=1 to see "
              "details")
         return EXIT_INTERNAL
+
+
+def lock_wait(raw: str | None) -> float:
+    """``--wait SECONDS``: a finite number of seconds in (0, 3600]."""
+    if raw is None:
+        return 10.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not (math.isfinite(wait) and 0 < wait <= 3600):
+        raise UsageError(f"--wait wants a number of seconds above 0 and at most 3600, "
+                         f"not {raw!r}")
+    return wait
 
 
 def run() -> None:

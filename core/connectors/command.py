@@ -28,56 +28,87 @@ stdout is ignored, except that it may hold one JSON object
 ``{"message": "..."}``; the message (scrubbed, shortened) is kept in
 ``last_message`` and used as the reason when stderr is empty.
 
+The executable must sit under a directory the *site policy* allows
+(``[command] allowed_dirs`` in ``$GLASSKEY_SITE_CONFIG`` or
+``/etc/glasskey/site.toml``, a file outside the vault), checked after every
+symlink is resolved, and the resolved path is what runs: whoever can write
+the vault must not be able to make every operator's process run their code.
+
+One wall-clock deadline covers the whole run. glasskey waits for the
+*process*, not for end-of-file on its pipes: a script that starts a daemon
+which keeps stdout open and exits 0 has succeeded. At most ``MAX_OUTPUT``
+bytes of stdout and of stderr are kept; the rest is read and dropped, so a
+script that prints gigabytes costs CPU time within the deadline, never memory.
+On timeout the whole process group is killed.
+
 The values travel **only on stdin**: never in argv (world-readable in
 ``/proc``) and never in the environment. The script must never print them;
-glasskey scrubs any occurrence from what it reports anyway. ``set`` must be
+glasskey scrubs every 4-character fragment of both values from what it
+reports anyway (``core.connectors.base.scrub_fragments``). ``set`` must be
 idempotent: it may be called again with the same value after a crash or a lost
 reply, and must then succeed.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import selectors
 import signal
 import subprocess
+import time
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
-from core.connectors.base import Connector, ConnectorSettings
-from core.errors import ConnectorError
+from core import config
+from core.connectors.base import Connector, ConnectorSettings, parse_timeout, scrub_fragments
+from core.errors import ConnectorError, UsageError
 from core.secret import SecretValue
 
 #: Seconds a script may run (``options["timeout"]``).
 DEFAULT_TIMEOUT = 30.0
 #: Longest reason taken from a script's stderr or message.
 MAX_REASON = 200
-_SCRUBBED = "<secret>"
-#: Grace period to collect output after the process group was killed.
-_KILL_GRACE = 5.0
-
-
-def _scrub(text: str, values: tuple[SecretValue | None, ...]) -> str:
-    """``text`` with every occurrence of a value (raw or JSON-escaped) removed."""
-    for value in values:
-        if value is None or not len(value):
-            continue
-        plain = value.reveal()
-        escaped = json.dumps(plain)[1:-1]
-        for form in {plain, escaped}:
-            text = text.replace(form, _SCRUBBED)
-    return text
+#: Bytes of stdout and of stderr kept from a script (the rest is dropped).
+MAX_OUTPUT = 8192
+#: After the script exits, how long to collect output still in its pipes
+#: (a daemon it left behind may hold them open forever).
+_DRAIN_GRACE = 0.2
+_CHUNK = 65536
 
 
 def _one_line(text: str, values: tuple[SecretValue | None, ...]) -> str:
     """The first non-empty line of ``text``, scrubbed *before* it is cut (so no
     prefix of a value survives) and stripped of control characters."""
-    text = _scrub(text, values)
+    text = scrub_fragments(text, values)
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = "".join(ch if unicodedata.category(ch)[0] != "C" else "?" for ch in line)
     if len(line) > MAX_REASON:
         line = line[: MAX_REASON - 3] + "..."
     return line
+
+
+def allowed_executable(target: str, policy: config.SitePolicy) -> Path:
+    """The resolved executable for ``target``, if the site policy allows it.
+
+    UsageError (one sentence) otherwise. Symlinks are resolved first, so a
+    link inside an allowed directory pointing elsewhere is refused, and the
+    resolved path is the one that runs (no swap between check and use through
+    a link the vault's writers control).
+    """
+    path = Path(target)
+    if not path.is_absolute():
+        raise UsageError(f"the command target must be an absolute path, not {target!r}")
+    real = Path(os.path.realpath(path))
+    if not any(real == d or d in real.parents for d in policy.command_allowed_dirs):
+        where = policy.path or config.site_policy_path()
+        raise UsageError(
+            f"the command target {target!r} is not under a directory the site allows "
+            f"([command] allowed_dirs in {where})"
+        )
+    return real
 
 
 class CommandConnector(Connector):
@@ -89,6 +120,13 @@ class CommandConnector(Connector):
         super().__init__(settings)
         #: The scrubbed ``{"message": ...}`` of the last run, if the script gave one.
         self.last_message: str | None = None
+
+    @classmethod
+    def check_settings(cls, target: str | None, options: Mapping[str, str]) -> None:
+        if not target:
+            raise UsageError("the command connector needs --target, an executable path")
+        allowed_executable(target, config.site_policy())
+        parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="command")
 
     # ----------------------------------------------------------------- interface
 
@@ -129,33 +167,23 @@ class CommandConnector(Connector):
             raise ConnectorError(
                 f"credential {self._cred!r}: the command connector needs a target executable"
             )
-        path = Path(target)
-        if not path.is_absolute():
-            raise ConnectorError(
-                f"credential {self._cred!r}: the command target must be an absolute path, "
-                f"not {target!r}"
-            )
-        if not path.is_file() or not os.access(path, os.X_OK):
+        try:
+            real = allowed_executable(target, config.site_policy())
+        except UsageError as exc:
+            raise ConnectorError(f"credential {self._cred!r}: {exc}") from None
+        if not real.is_file() or not os.access(real, os.X_OK):
             raise ConnectorError(
                 f"credential {self._cred!r}: the command target {target!r} is not an "
                 "executable file"
             )
-        return str(path)
+        return str(real)
 
     def _timeout(self) -> float:
-        raw = self.settings.options.get("timeout")
-        if raw is None:
-            return DEFAULT_TIMEOUT
         try:
-            timeout = float(raw)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            raise ConnectorError(
-                f"credential {self._cred!r}: command option timeout must be a positive "
-                "number of seconds"
-            )
-        return timeout
+            return parse_timeout(self.settings.options.get("timeout"), DEFAULT_TIMEOUT,
+                                 connector="command")
+        except UsageError as exc:
+            raise ConnectorError(f"credential {self._cred!r}: {exc}") from None
 
     def _run(self, action: str, value: SecretValue, current: SecretValue | None) -> tuple[int, str]:
         """Run the script; return its exit status and a scrubbed one-line reason."""
@@ -188,15 +216,16 @@ class CommandConnector(Connector):
                 f"credential {self._cred!r}: cannot run {executable!r}: "
                 f"{exc.strerror or type(exc).__name__}"
             ) from None
-        timed_out = False
         try:
-            stdout, stderr = proc.communicate(payload, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        if timed_out:
-            # Raised outside the except block: TimeoutExpired carries the partial
-            # output, unscrubbed, and must not ride along as __context__.
-            self._kill(proc)
+            returncode, stdout, stderr = _exchange(proc, payload, time.monotonic() + timeout)
+        finally:
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+        if returncode is None:
             raise ConnectorError(
                 f"credential {self._cred!r}: the target is unreachable or the command "
                 f"failed: {executable!r} did not finish within {timeout:g} s"
@@ -204,24 +233,7 @@ class CommandConnector(Connector):
         message = self._message(stdout, values)
         self.last_message = message
         reason = _one_line(stderr.decode("utf-8", "replace"), values)
-        return proc.returncode, reason or message or "no reason given"
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the script's process group, then reap it without hanging on
-        pipes a stray grandchild might still hold."""
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.communicate(timeout=_KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            proc.kill()
-            proc.wait()
+        return returncode, reason or message or "no reason given"
 
     @staticmethod
     def _message(stdout: bytes, values: tuple[SecretValue | None, ...]) -> str | None:
@@ -235,3 +247,71 @@ class CommandConnector(Connector):
         if isinstance(doc, dict) and isinstance(doc.get("message"), str):
             return _one_line(doc["message"], values) or None
         return None
+
+
+def _exchange(proc: subprocess.Popen[bytes], payload: bytes, deadline: float
+              ) -> tuple[int | None, bytes, bytes]:
+    """Feed ``payload`` to stdin and collect at most ``MAX_OUTPUT`` bytes of each
+    output pipe until the process exits (plus a short grace) or the deadline.
+
+    Returns (exit status or None on timeout, stdout head, stderr head). On
+    timeout the process group is killed and the process reaped.
+    """
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    kept = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    sel = selectors.DefaultSelector()
+    to_send = memoryview(payload)
+    stdin_fd = proc.stdin.fileno()
+    os.set_blocking(stdin_fd, False)
+    sel.register(stdin_fd, selectors.EVENT_WRITE)
+    for fd in kept:
+        sel.register(fd, selectors.EVENT_READ)
+    exited_at: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None:
+                if not any(k.fd in kept for k in sel.get_map().values()) \
+                        or now - exited_at >= _DRAIN_GRACE:
+                    return proc.returncode, bytes(kept[proc.stdout.fileno()]), \
+                        bytes(kept[proc.stderr.fileno()])
+            elif now >= deadline:
+                _kill_group(proc)
+                return None, b"", b""
+            for key, _ in sel.select(0.05):
+                fd = key.fd
+                if fd == stdin_fd:
+                    try:
+                        n = os.write(fd, to_send[:_CHUNK])
+                        to_send = to_send[n:]
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        if exc.errno != errno.EPIPE:
+                            raise
+                        to_send = to_send[:0]  # the script does not read its stdin
+                    if not to_send:
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                buf = kept[fd]
+                if len(buf) < MAX_OUTPUT:
+                    buf += chunk[: MAX_OUTPUT - len(buf)]
+    finally:
+        sel.close()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the script's process group and reap the script (never waiting
+    on pipes a stray grandchild might hold)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -16,8 +16,18 @@ Two ways to change the password:
 ``options["password_change"] = "replace"`` uses a plain modify/replace of
 ``userPassword`` instead, for servers without RFC 3062 that hash on their own.
 ``options["start_tls"] = "true"`` runs StartTLS before binding; the site key
-``ca_file`` names the CA bundle for ``ldaps://`` and StartTLS. Without TLS the
-values cross the network in clear: use it only on loopback or a trusted link.
+``ca_file`` names the CA bundle for ``ldaps://`` and StartTLS.
+
+A simple bind sends the value as it is, to whoever answers: an ``ldap://``
+target without ``start_tls`` is refused unless the site policy (outside the
+vault) sets ``[ldap] allow_plaintext = true``. ``ldapi://`` (a local socket)
+is allowed.
+
+One wall-clock deadline (``options["timeout"]``, default 10 s) bounds each
+operation (``set`` or ``verify``, every bind and answer in it). ldap3's own
+timeouts apply to each receive, so a server that trickles one byte a second
+would keep an operation alive forever; a watchdog shuts the socket down when
+the deadline passes and the operation fails with ConnectorError.
 
 ``verify`` is a simple bind as the entry: success is ``True``,
 ``invalidCredentials`` (49) is ``False``, an unreachable server or any other
@@ -33,16 +43,20 @@ No value ever appears in an exception or log line of this module.
 from __future__ import annotations
 
 import math
+import socket
 import ssl
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import ldap3
 from ldap3.core.exceptions import LDAPException
 
-from core.connectors.base import Connector
-from core.errors import ConnectorError
+from core import config
+from core.connectors.base import Connector, ConnectorSettings, parse_timeout
+from core.errors import ConnectorError, UsageError
 from core.secret import SecretValue
 
 #: Seconds to wait for a TCP connection and for each answer (``options["timeout"]``).
@@ -58,16 +72,65 @@ def _describe_result(result: object) -> str:
     return "no result"
 
 
+class _Watchdog:
+    """Shuts ``conn``'s socket down once the deadline has passed, and again every
+    0.1 s until stopped (the socket may be opened after the first try)."""
+
+    def __init__(self, conn: ldap3.Connection, left: float) -> None:
+        self.fired = False
+        self._conn = conn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(left,), daemon=True,
+                                        name="glasskey-ldap-deadline")
+        self._thread.start()
+
+    def _run(self, left: float) -> None:
+        if self._stop.wait(left):
+            return
+        self.fired = True
+        while not self._stop.is_set():
+            sock = getattr(self._conn, "socket", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class LdapConnector(Connector):
     """Rotates an LDAP entry's password by self-bind or an admin bind."""
 
     name = "ldap"
+    #: Monotonic time by which the current operation must be over.
+    _deadline: float | None = None
+
+    @classmethod
+    def check_settings(cls, target: str | None, options: Mapping[str, str]) -> None:
+        parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="ldap")
+        if not options.get("dn"):
+            raise UsageError("the ldap connector needs --dn (the entry whose password rotates)")
+        if not target:
+            raise UsageError("the ldap connector needs --target, the server's LDAP URL")
+        probe = cls(ConnectorSettings(credential="-", target=target, options=options))
+        try:
+            probe._check_transport(target)
+        except ConnectorError as exc:
+            raise UsageError(str(exc).removeprefix("credential '-': ")) from None
 
     # ----------------------------------------------------------------- interface
 
     def set(self, current: SecretValue | None, new: SecretValue) -> None:
         if not len(new):
             raise ConnectorError(f"credential {self._cred!r}: refusing an empty password")
+        with self._operation():
+            self._set(current, new)
+
+    def _set(self, current: SecretValue | None, new: SecretValue) -> None:
         dn = self._dn
         admin_dn = self.settings.options.get("admin_bind_dn")
         if admin_dn:
@@ -90,7 +153,7 @@ class LdapConnector(Connector):
                 return
         # The current value is refused: if the new one binds, an earlier set
         # went through and only its reply was lost.
-        if self.verify(new):
+        if self._verify(new):
             return
         raise ConnectorError(
             f"credential {self._cred!r}: the LDAP server refuses both the current and the "
@@ -103,6 +166,10 @@ class LdapConnector(Connector):
                 f"credential {self._cred!r}: an empty value cannot be verified (it would be "
                 "an anonymous bind)"
             )
+        with self._operation():
+            return self._verify(value)
+
+    def _verify(self, value: SecretValue) -> bool:
         with self._bound(self._dn, value, who="the entry") as conn:
             return conn is not None
 
@@ -129,19 +196,50 @@ class LdapConnector(Connector):
 
     @property
     def _timeout(self) -> float:
-        raw = self.settings.options.get("timeout")
-        if raw is None:
-            return DEFAULT_TIMEOUT
         try:
-            timeout = float(raw)
-        except ValueError:
-            timeout = -1.0
-        if timeout <= 0:
-            raise ConnectorError(
-                f"credential {self._cred!r}: ldap option timeout must be a positive number "
-                "of seconds"
-            )
-        return timeout
+            return parse_timeout(self.settings.options.get("timeout"), DEFAULT_TIMEOUT,
+                                 connector="ldap")
+        except UsageError as exc:
+            raise ConnectorError(f"credential {self._cred!r}: {exc}") from None
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        """One deadline for the outermost operation (``set`` calls ``verify``)."""
+        if self._deadline is not None:
+            yield
+            return
+        self._deadline = time.monotonic() + self._timeout
+        try:
+            yield
+        finally:
+            self._deadline = None
+
+    def _left(self) -> float:
+        left = (self._deadline or time.monotonic() + self._timeout) - time.monotonic()
+        if left <= 0.05:
+            raise self._too_slow()
+        return left
+
+    def _too_slow(self) -> ConnectorError:
+        return ConnectorError(
+            f"credential {self._cred!r}: the LDAP server {self.settings.target} did not "
+            f"finish within the connector's deadline ({self._timeout:g} s, option timeout)"
+        )
+
+    def _check_transport(self, url: str) -> None:
+        """A simple bind over plain LDAP hands the value to anyone on the path."""
+        scheme = url.split(":", 1)[0].lower()
+        if scheme in ("ldaps", "ldapi"):
+            return
+        if self.settings.options.get("start_tls", "").lower() in _TRUE:
+            return
+        if config.site_policy().ldap_allow_plaintext:
+            return
+        raise ConnectorError(
+            f"credential {self._cred!r}: {url} is plain LDAP, where a bind sends the value "
+            "in clear; use ldaps://, set option start_tls=true, or have the site policy "
+            "allow it ([ldap] allow_plaintext = true)"
+        )
 
     def _server(self) -> ldap3.Server:
         url = self.settings.target
@@ -149,11 +247,12 @@ class LdapConnector(Connector):
             raise ConnectorError(
                 f"credential {self._cred!r}: the ldap connector needs a target LDAP URL"
             )
+        self._check_transport(url)
         tls = ldap3.Tls(
             validate=ssl.CERT_REQUIRED, ca_certs_file=self.settings.site.get("ca_file") or None
         )
         try:
-            return ldap3.Server(url, get_info=ldap3.NONE, connect_timeout=self._timeout, tls=tls)
+            return ldap3.Server(url, get_info=ldap3.NONE, connect_timeout=self._left(), tls=tls)
         except LDAPException as exc:
             raise ConnectorError(
                 f"credential {self._cred!r}: bad LDAP URL {url!r}: {type(exc).__name__}"
@@ -188,46 +287,65 @@ class LdapConnector(Connector):
         invalidCredentials. Anything else (unreachable, TLS, other result codes)
         is ConnectorError."""
         server = self._server()
+        left = self._left()
         conn = ldap3.Connection(
             server,
             user=dn,
             password=password.reveal(),
             authentication=ldap3.SIMPLE,
             auto_bind=ldap3.AUTO_BIND_NONE,
-            # ldap3 packs this into SO_RCVTIMEO: whole seconds only.
-            receive_timeout=max(1, math.ceil(self._timeout)),
+            # ldap3 packs this into SO_RCVTIMEO: whole seconds only, per receive.
+            receive_timeout=max(1, math.ceil(left)),
             raise_exceptions=False,
         )
+        watchdog = _Watchdog(conn, left)
         try:
-            try:
-                if self.settings.options.get("start_tls", "").lower() in _TRUE:
-                    conn.open()
-                    if not conn.start_tls():
-                        raise ConnectorError(
-                            f"credential {self._cred!r}: StartTLS to {self.settings.target} "
-                            f"failed ({_describe_result(conn.result)})"
-                        )
-                bound = conn.bind()
-            except LDAPException as exc:
-                raise ConnectorError(
-                    f"credential {self._cred!r}: cannot reach the LDAP server "
-                    f"{self.settings.target}: {type(exc).__name__}"
-                ) from None
-            if bound:
-                yield conn
-                return
-            if conn.result and conn.result.get("result") == _INVALID_CREDENTIALS:
-                yield None
-                return
-            raise ConnectorError(
-                f"credential {self._cred!r}: the LDAP bind as {who} {dn!r} failed "
-                f"({_describe_result(conn.result)})"
-            )
+            with self._deadline_errors(watchdog):
+                yield self._bind(conn, dn, who)
         finally:
+            watchdog.stop()
             try:
                 conn.unbind()
             except LDAPException:
                 pass
+
+    @contextmanager
+    def _deadline_errors(self, watchdog: _Watchdog) -> Iterator[None]:
+        """Once the watchdog has cut the socket, whatever failed, it failed
+        because the deadline passed: say so."""
+        failed = False
+        try:
+            yield
+        except (LDAPException, ConnectorError):
+            if not watchdog.fired:
+                raise
+            failed = True
+        if failed:
+            raise self._too_slow()
+
+    def _bind(self, conn: ldap3.Connection, dn: str, who: str) -> ldap3.Connection | None:
+        try:
+            if self.settings.options.get("start_tls", "").lower() in _TRUE:
+                conn.open()
+                if not conn.start_tls():
+                    raise ConnectorError(
+                        f"credential {self._cred!r}: StartTLS to {self.settings.target} "
+                        f"failed ({_describe_result(conn.result)})"
+                    )
+            bound = conn.bind()
+        except LDAPException as exc:
+            raise ConnectorError(
+                f"credential {self._cred!r}: cannot reach the LDAP server "
+                f"{self.settings.target}: {type(exc).__name__}"
+            ) from None
+        if bound:
+            return conn
+        if conn.result and conn.result.get("result") == _INVALID_CREDENTIALS:
+            return None
+        raise ConnectorError(
+            f"credential {self._cred!r}: the LDAP bind as {who} {dn!r} failed "
+            f"({_describe_result(conn.result)})"
+        )
 
     def _change(
         self, conn: ldap3.Connection, dn: str, current: SecretValue | None, new: SecretValue

@@ -15,10 +15,29 @@ Two ways to change the password:
   ``PGSERVICEFILE``/``PGPASSFILE`` or from the site keys ``service_file`` and
   ``passfile``. Use this when the current value may be unknown or stale.
 
-The new value never reaches the server as plaintext: libpq's
-``PQencryptPasswordConn`` computes the SCRAM-SHA-256 verifier on this side and
-only the verifier is sent, so ``log_statement = all`` or a failing statement in
-the server log shows a verifier, never the password.
+The new value is sent only as a verifier: libpq's ``PQencryptPasswordConn``
+computes the SCRAM-SHA-256 verifier on this side, so ``log_statement = all`` or
+a failing statement in the server log shows a verifier, never the password.
+
+Logging in hands a value to *whoever answers*, so every login of the role
+carries ``require_auth=scram-sha-256``: libpq (16 and later) then refuses a
+server that asks for a cleartext (``password``) or ``md5`` password before
+sending anything, and an impostor learns nothing it can replay. Where TLS is
+required (``sslmode=require``/``verify-ca``/``verify-full``) it also carries
+``channel_binding=require``, tying the SCRAM exchange to the TLS channel. The
+admin connection carries ``require_auth=!password,!md5`` (it may use
+certificates). A libpq without ``require_auth`` is refused outright: there is
+no other way to stop it answering a cleartext request. A target off loopback
+must say ``sslmode=verify-full`` (otherwise a man in the middle can record the
+SCRAM exchange for an offline guess, or see the ``ALTER ROLE`` verifier),
+unless the site policy sets ``[postgres] allow_unverified_tls = true``.
+
+One wall-clock deadline (``options["timeout"]``, default 30 s) bounds each
+operation: ``connect_timeout`` is what is left of it (libpq's minimum is 2 s),
+and every statement runs
+with ``lock_timeout`` and ``statement_timeout`` set to what is left, so an
+``ALTER ROLE`` blocked behind another session's lock fails cleanly instead of
+hanging the check-in.
 
 ``verify`` is a real login as the role over the target's connection (give the
 target a TCP ``host``). A refused password is ``False``; an unreachable server,
@@ -33,8 +52,11 @@ No value ever appears in an exception or log line of this module.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -43,12 +65,25 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from core.connectors.base import Connector
-from core.errors import ConnectorError
+from core import config
+from core.connectors.base import (
+    Connector,
+    ConnectorSettings,
+    parse_timeout,
+    scrub_fragments,
+)
+from core.errors import ConnectorError, UsageError
 from core.secret import SecretValue
 
 #: Seconds libpq waits for a connection (unless the target sets connect_timeout).
 DEFAULT_CONNECT_TIMEOUT = 5
+#: Seconds one operation (set, verify) may take in all (``options["timeout"]``).
+DEFAULT_TIMEOUT = 30.0
+#: The only way a role's value may be sent at login.
+ROLE_REQUIRE_AUTH = "scram-sha-256"
+#: The admin service may use anything but a replayable password exchange.
+ADMIN_REQUIRE_AUTH = "!password,!md5"
+_TLS_MODES = ("require", "verify-ca", "verify-full")
 _ALGORITHM = b"scram-sha-256"
 _AUTH_FAILED = ("password authentication failed", "28P01")
 _MAX_REASON = 300
@@ -62,16 +97,38 @@ def _libpq_has_servicefile() -> bool:
     return any(opt.keyword == b"servicefile" for opt in pq.Conninfo.get_defaults())
 
 
+def _libpq_has_require_auth() -> bool:
+    return any(opt.keyword == b"require_auth" for opt in pq.Conninfo.get_defaults())
+
+
+def _is_loopback(host: str) -> bool:
+    """A Unix socket directory, ``localhost`` or a loopback address."""
+    if not host or host.startswith(("/", "@")) or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _reason(exc: BaseException, *values: SecretValue | None) -> str:
-    """libpq's message on one line, shortened, with any value scrubbed out
-    (libpq never puts a password in a message; this is belt and braces)."""
-    text = " ".join(str(exc).split())
-    for value in values:
-        if value is not None and len(value):
-            text = text.replace(value.reveal(), "<secret>")
+    """libpq's (or the server's) message on one line, shortened, with every
+    4-character fragment of a value scrubbed out: the server side of the text is
+    not ours, and an impostor could echo what it was sent."""
+    text = scrub_fragments(" ".join(str(exc).split()), values)
     if len(text) > _MAX_REASON:
         text = text[: _MAX_REASON - 3] + "..."
     return text
+
+
+def _deadline_reason(exc: psycopg.Error) -> str | None:
+    """A plain sentence for a statement stopped by our own deadline."""
+    if exc.sqlstate == "55P03":
+        return ("it did not finish within the connector's deadline: another session holds "
+                "a lock on the role (lock timeout)")
+    if exc.sqlstate == "57014":
+        return "it did not finish within the connector's deadline (statement timeout)"
+    return None
 
 
 def _is_auth_failure(exc: psycopg.OperationalError) -> bool:
@@ -84,20 +141,37 @@ class PostgresConnector(Connector):
     """Rotates a PostgreSQL role's password (self-rotation or through an admin service)."""
 
     name = "postgres"
+    #: Monotonic time by which the current operation must be over.
+    _deadline: float | None = None
+
+    @classmethod
+    def check_settings(cls, target: str | None, options: Mapping[str, str]) -> None:
+        """The timeout, the conninfo and the transport rule, at ``cred add``."""
+        parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="postgres")
+        probe = cls(ConnectorSettings(credential="-", target=target, options=options))
+        try:
+            probe._transport(probe._params(), ROLE_REQUIRE_AUTH)
+        except ConnectorError as exc:
+            raise UsageError(str(exc).removeprefix("credential '-': ")) from None
 
     # ----------------------------------------------------------------- interface
 
     def set(self, current: SecretValue | None, new: SecretValue) -> None:
         if not len(new):
             raise ConnectorError(f"credential {self._cred!r}: refusing an empty password")
-        if self.settings.options.get("admin_service"):
-            self._set_as_admin(new)
-        else:
-            self._set_as_self(current, new)
+        with self._operation():
+            if self.settings.options.get("admin_service"):
+                self._set_as_admin(new)
+            else:
+                self._set_as_self(current, new)
 
     def verify(self, value: SecretValue) -> bool:
         if not len(value):
             raise ConnectorError(f"credential {self._cred!r}: an empty value cannot be verified")
+        with self._operation():
+            return self._verify(value)
+
+    def _verify(self, value: SecretValue) -> bool:
         conn = self._login(value)
         if conn is None:
             return False
@@ -125,6 +199,77 @@ class PostgresConnector(Connector):
     @property
     def _cred(self) -> str:
         return self.settings.credential
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        """One deadline for the outermost operation (``set`` calls ``verify``)."""
+        if self._deadline is not None:
+            yield
+            return
+        try:
+            timeout = parse_timeout(self.settings.options.get("timeout"), DEFAULT_TIMEOUT,
+                                    connector="postgres")
+        except UsageError as exc:
+            raise ConnectorError(f"credential {self._cred!r}: {exc}") from None
+        self._deadline = time.monotonic() + timeout
+        try:
+            yield
+        finally:
+            self._deadline = None
+
+    def _left(self) -> float:
+        """Seconds left before the deadline; ConnectorError once it has passed."""
+        left = (self._deadline or time.monotonic() + DEFAULT_TIMEOUT) - time.monotonic()
+        if left <= 0.05:
+            raise ConnectorError(
+                f"credential {self._cred!r}: PostgreSQL did not finish within the "
+                "connector's deadline (option timeout)"
+            )
+        return left
+
+    def _limits(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``connect_timeout``, ``lock_timeout`` and ``statement_timeout`` from
+        what is left of the deadline (libpq's connect_timeout is whole seconds,
+        at least 2)."""
+        left = self._left()
+        limited = dict(params)
+        given = limited.get("connect_timeout")
+        try:
+            wanted = int(given) if given is not None else DEFAULT_CONNECT_TIMEOUT
+        except ValueError:
+            wanted = DEFAULT_CONNECT_TIMEOUT
+        limited["connect_timeout"] = max(2, min(wanted, math.ceil(left)))
+        ms = max(1, int(left * 1000))
+        extra = f"-c lock_timeout={ms} -c statement_timeout={ms}"
+        limited["options"] = f"{limited['options']} {extra}" if limited.get("options") \
+            else extra
+        return limited
+
+    def _transport(self, params: dict[str, Any], require_auth: str) -> dict[str, Any]:
+        """Add the authentication and TLS requirements, or refuse the target."""
+        if not _libpq_has_require_auth():
+            raise ConnectorError(
+                f"credential {self._cred!r}: this libpq ({pq.version()}) cannot refuse a "
+                "server that asks for a cleartext password (require_auth needs libpq 16 or "
+                "later); install psycopg[binary] or a newer libpq"
+            )
+        out = dict(params)
+        out["require_auth"] = require_auth
+        sslmode = str(out.get("sslmode", "prefer"))
+        if sslmode in _TLS_MODES and require_auth == ROLE_REQUIRE_AUTH:
+            out["channel_binding"] = "require"
+        hosts = [h for h in str(out.get("host", "")).split(",")]
+        hosts += [h for h in str(out.get("hostaddr", "")).split(",") if h]
+        remote = [h for h in hosts if not _is_loopback(h.strip())]
+        if remote and sslmode != "verify-full" and \
+                not config.site_policy().postgres_allow_unverified_tls:
+            raise ConnectorError(
+                f"credential {self._cred!r}: the postgres target {remote[0]!r} is not on "
+                "loopback and does not say sslmode=verify-full; a value must not go to a "
+                "server whose identity is unchecked (the site policy may allow it with "
+                "[postgres] allow_unverified_tls = true)"
+            )
+        return out
 
     def _params(self) -> dict[str, Any]:
         """The target conninfo as a dict, checked: a role, no password."""
@@ -156,7 +301,8 @@ class PostgresConnector(Connector):
     def _login(self, value: SecretValue) -> psycopg.Connection[Any] | None:
         """Log in as the role with ``value``: the connection, or None when the
         server refuses the password. ConnectorError when it cannot tell."""
-        conninfo = make_conninfo("", **self._params())
+        params = self._limits(self._transport(self._params(), ROLE_REQUIRE_AUTH))
+        conninfo = make_conninfo("", **params)
         reason: str | None = None
         try:
             # The value goes to libpq as a keyword (never into a conninfo string
@@ -185,6 +331,12 @@ class PostgresConnector(Connector):
     def _alter(self, conn: psycopg.Connection[Any], new: SecretValue) -> None:
         role = self.role
         verifier = conn.pgconn.encrypt_password(new.encode(), role.encode(), _ALGORITHM)
+        # What is left of the deadline now, not at connect time; the lock wait
+        # gives up a little earlier, so a blocked ALTER ROLE says why.
+        left_ms = max(2, int(self._left() * 1000))
+        conn.execute(sql.SQL("SELECT set_config('lock_timeout', {}, false), "
+                             "set_config('statement_timeout', {}, false)").format(
+            sql.Literal(f"{left_ms * 9 // 10}ms"), sql.Literal(f"{left_ms}ms")))
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(verifier.decode("ascii"))
@@ -201,7 +353,7 @@ class PostgresConnector(Connector):
         if conn is None:
             # The current value is refused: maybe an earlier set went through and
             # its reply was lost. Then the new value already logs in: done.
-            if self.verify(new):
+            if self._verify(new):
                 return
             raise ConnectorError(
                 f"credential {self._cred!r}: PostgreSQL refuses both the current and the new "
@@ -213,7 +365,7 @@ class PostgresConnector(Connector):
             try:
                 self._alter(conn, new)
             except psycopg.Error as exc:
-                reason = _reason(exc, current, new)
+                reason = _deadline_reason(exc) or _reason(exc, current, new)
         if reason is not None:
             raise ConnectorError(
                 f"credential {self._cred!r}: PostgreSQL refused the password change for "
@@ -228,7 +380,7 @@ class PostgresConnector(Connector):
             with self._admin_connection(service) as conn:
                 self._alter(conn, new)
         except psycopg.Error as exc:
-            reason = _reason(exc, new)
+            reason = _deadline_reason(exc) or _reason(exc, new)
         if reason is not None:
             raise ConnectorError(
                 f"credential {self._cred!r}: changing the password of role {role!r} "
@@ -239,7 +391,8 @@ class PostgresConnector(Connector):
     def _admin_connection(self, service: str) -> Iterator[psycopg.Connection[Any]]:
         """``service=NAME`` with the site's service file and pgpass."""
         site: Mapping[str, str] = self.settings.site
-        params: dict[str, Any] = {"service": service}
+        params: dict[str, Any] = self._limits(
+            self._transport({"service": service}, ADMIN_REQUIRE_AUTH))
         if site.get("passfile"):
             params["passfile"] = site["passfile"]
         service_file = site.get("service_file")

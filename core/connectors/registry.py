@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 
 from core.connectors.base import Connector, ConnectorSettings
@@ -51,3 +52,9 @@ def load(name: str) -> type[Connector]:
 
 def make(name: str, settings: ConnectorSettings) -> Connector:
     return load(name)(settings)
+
+
+def check(name: str, target: str | None, options: Mapping[str, str]) -> None:
+    """Refuse an unknown connector or bad settings when a credential is added
+    (UsageError, one sentence), not at its first rotation."""
+    load(name).check_settings(target, options)
