@@ -32,6 +32,7 @@ from core.connectors.base import ConnectorSettings, scrub_fragments
 from core.connectors.command import CommandConnector
 from core.connectors.registry import make
 from core.credentials import CredentialSpec
+from core.roster import sign_config
 from core.errors import ConnectorError, PolicyError, UsageError
 from core.models import Policy
 from core.secret import SecretValue
@@ -171,6 +172,8 @@ def test_an_unexpected_exception_in_a_connector_is_a_failed_rotation(tmp_path: P
         doc = txn.sharded("credentials").get(cred_id)
         assert doc is not None
         doc["options"] = {"timeout": "1e400"}
+        # ... under an admin's signature (an unsigned edit is refused as tampering)
+        doc["config_sig"] = sign_config(w.vault.vault_id, doc, "bob", w.s("bob").sign_priv)
         txn.sharded("credentials").put(cred_id, doc)
     req = w.checkout("c")
     w.vault.reveal(w.s("alice"), req)
