@@ -69,23 +69,66 @@ class CheckoutOps(VaultBase):
         txn.record(session.signer, "checkout.refused", req_id, {"why": why})
         return Refused(error(message))
 
-    def _expire_if_due(self, txn: Transaction, req: dict[str, Any], signer_session: Session
-                       ) -> bool:
+    @staticmethod
+    def _is_release(req: dict[str, Any]) -> bool:
+        """True once a request holds its needed approvals with grants: from then on
+        the requester can open the value offline with their own key, so every
+        ending counts as a release (rotated and reviewed like a check-in)."""
+        approvals = req.get("approvals") or []
+        return req["state"] == S.APPROVED and len(approvals) >= int(req["needed"]) \
+            and any(a.get("grant") is not None for a in approvals)
+
+    def _end(self, txn: Transaction, session: Session, req: dict[str, Any], how: str,
+             details: dict[str, Any]) -> bool:
+        """Close a request that was never revealed (cancel, deny, expiry).
+
+        A request that reached its approvals is *released*: it is recorded with
+        ``"released": true`` and left ROTATING (the credential stays taken, the
+        grants stay so that the holder's client can hand the old value to the
+        connector) until ``_rotate_release`` rotates it and queues its review.
+        Returns True for a release.
+        """
+        event = _event(req, "expired" if how == "expired" else how)
+        if self._is_release(req):
+            req["released"] = True
+            req["end_reason"] = how
+            req["ended_at"] = self.now()
+            req["state"] = S.ROTATING
+            self._save(txn, req)
+            txn.record(session.signer, event, req["id"], {**details, "released": True})
+            return True
+        self._close(txn, req, how)
+        txn.record(session.signer, event, req["id"], details)
+        return False
+
+    def _rotate_release(self, session: Session, req_id: str) -> None:
+        """Rotate a released request's credential (RotationOps implements it)."""
+
+    def _expire_if_due(self, txn: Transaction, req: dict[str, Any], signer_session: Session,
+                       now: float | None = None) -> bool:
         """Close a request whose approval window or request TTL has passed."""
-        now = self.now()
+        if now is None:
+            now = txn.entry_time() if txn.write else self.now()
         policy = Policy.from_doc(req.get("policy"))
         if req["state"] == S.REQUESTED and now >= req["created"] + policy.request_ttl:
-            self._close(txn, req, "expired")
-            txn.record(signer_session.signer, "checkout.expired", req["id"],
-                       {"credential": req["cred_name"], "stage": "request"})
+            self._end(txn, signer_session, req, "expired",
+                      {"credential": req["cred_name"], "stage": "request"})
             return True
         if req["state"] == S.APPROVED and req["approvals"] and now >= min(
                 a["expires"] for a in req["approvals"]):
-            self._close(txn, req, "expired")
-            txn.record(signer_session.signer, "checkout.expired", req["id"],
-                       {"credential": req["cred_name"], "stage": "approval"})
+            self._end(txn, signer_session, req, "expired",
+                      {"credential": req["cred_name"], "stage": "approval"})
             return True
         return False
+
+    @staticmethod
+    def due_at(req: dict[str, Any]) -> float | None:
+        """When a not-yet-revealed request expires (None when it is not waiting)."""
+        if req["state"] == S.REQUESTED:
+            return float(req["created"]) + Policy.from_doc(req.get("policy")).request_ttl
+        if req["state"] == S.APPROVED and req.get("approvals"):
+            return min(float(a["expires"]) for a in req["approvals"])
+        return None
 
     # -- request ----------------------------------------------------------------------------
     def request(self, session: Session, cred_name: str, reason: str, ticket: str,
@@ -166,13 +209,14 @@ class CheckoutOps(VaultBase):
             share = open_own_share(self.vault_id, req["cred_id"], sealed["current"],
                                    session.operator_id, session.hpke_priv)
             policy = Policy.from_doc(req.get("policy"))
-            expires = float(int(self.now() + policy.claim_window))
+            at = float(int(txn.entry_time()))  # the approval entry's own time
+            expires = at + policy.claim_window
             info = grant_info(self.vault_id, req_id, req["cred_id"], int(req["version"]),
                               req["requester_id"], session.operator_id, expires)
             grant = seal_grant(share, b64d(requester["hpke_pub"]), info)
             req["approvals"].append({
                 "approver": session.name, "approver_id": session.operator_id,
-                "at": self.now(), "expires": expires, "grant": grant,
+                "at": at, "expires": expires, "grant": grant,
             })
             if len(req["approvals"]) >= int(req["needed"]):
                 req["state"] = S.APPROVED
@@ -197,10 +241,12 @@ class CheckoutOps(VaultBase):
                 raise PolicyError(f"request {req_id} is {req['state']}; nothing to deny")
             req["denied_by"] = session.name
             req["deny_reason"] = reason
-            self._close(txn, req, "denied")
-            txn.record(session.signer, _event(req, "denied"), req_id,
-                       {"credential": req["cred_name"], "reason": reason})
-            return Checkout.from_doc(req)
+            released = self._end(txn, session, req, "denied",
+                                 {"credential": req["cred_name"], "reason": reason})
+        if released:
+            self._rotate_release(session, req_id)
+            return self.checkout(req_id)
+        return Checkout.from_doc(req)
 
     def cancel(self, session: Session, req_id: str) -> Checkout:
         with self.store.transaction() as txn:
@@ -212,20 +258,42 @@ class CheckoutOps(VaultBase):
                 raise PolicyError(
                     f"request {req_id} is {req['state']}; a revealed checkout ends with "
                     "'checkin'")
-            self._close(txn, req, "cancelled")
-            txn.record(session.signer, _event(req, "cancelled"), req_id,
-                       {"credential": req["cred_name"]})
-            return Checkout.from_doc(req)
+            released = self._end(txn, session, req, "cancelled",
+                                 {"credential": req["cred_name"], "by": session.name})
+        if released:
+            self._rotate_release(session, req_id)
+            return self.checkout(req_id)
+        return Checkout.from_doc(req)
 
     # -- reveal -----------------------------------------------------------------------------
     def reveal(self, session: Session, req_id: str) -> SecretValue:
-        """Decrypt once. The value is returned only after its audit record is durable."""
+        """Decrypt once. The value is returned only after its audit record is durable.
+
+        A reveal that finds the approval expired releases it (the requester may
+        have opened the grant offline): the refusal stands, and the credential
+        is rotated and the request queued for review first.
+        """
+        try:
+            return self._reveal(session, req_id)
+        except PolicyError:
+            with self.store.read() as txn:
+                req = txn.sharded("requests").get(req_id)
+            if req is not None and req.get("released") and req["state"] == S.ROTATING:
+                self._rotate_release(session, req_id)
+            raise
+
+    def _reveal(self, session: Session, req_id: str) -> SecretValue:
         with self.store.transaction() as txn:
             self._require_active(txn, session, "requester")
             req = self._request_doc(txn, req_id)
             if req["requester"] != session.name:
                 raise self._refuse(txn, session, req_id, "not-requester",
                                    "only the requester can reveal a checkout")
+            if req.get("released") and not req.get("revealed_at"):
+                raise self._refuse(txn, session, req_id, "released",
+                                   f"request {req_id} was {req.get('end_reason', 'closed')} "
+                                   "after its approval; its credential is rotated; request "
+                                   "again")
             if req["state"] in (S.CHECKED_OUT, S.ROTATING, S.ROTATION_FAILED) or (
                     req["state"] == S.CLOSED and req.get("revealed_at")):
                 raise self._refuse(txn, session, req_id, "second-reveal",
@@ -237,8 +305,9 @@ class CheckoutOps(VaultBase):
             if req["state"] != S.APPROVED:
                 raise self._refuse(txn, session, req_id, f"state-{req['state']}",
                                    f"request {req_id} is {req['state']}, not approved")
+            self._check_time_bounds(txn, session, req)
             secret = self._combine(txn, session, req)
-            now = self.now()
+            now = txn.entry_time()
             req["state"] = S.CHECKED_OUT
             req["revealed_at"] = now
             req["lease_expires"] = now + int(req["duration"])
@@ -250,6 +319,32 @@ class CheckoutOps(VaultBase):
             })
         # Reached only after the commit (audit first, then state) succeeded.
         return secret
+
+    def _check_time_bounds(self, txn: Transaction, session: Session,
+                           req: dict[str, Any]) -> None:
+        """Refuse a claim window or lease longer than the policy allows.
+
+        An approval's expiry is its entry time plus the policy's claim window,
+        and a lease ends the policy's maximum after the reveal at the latest; a
+        longer one means the state was edited or an approver's clock was wrong
+        (SECURITY.md, "Clock rules").
+        """
+        policy = Policy.from_doc(req.get("policy"))
+        cred = txn.sharded("credentials").get(req["cred_id"])
+        cred_policy = Policy.from_doc(cred["policy"]) if cred is not None else policy
+        window = min(policy.claim_window, cred_policy.claim_window)
+        for a in req["approvals"]:
+            if float(a["expires"]) - float(a["at"]) > window + 1:
+                raise self._refuse(txn, session, req["id"], "claim-window-too-long",
+                                   f"the approval by {a['approver']} claims a window longer "
+                                   f"than the policy's {format_duration(window)}: it was "
+                                   "forged or altered, or the approver's clock was wrong",
+                                   IntegrityError)
+        if int(req["duration"]) > cred_policy.max_duration:
+            raise self._refuse(txn, session, req["id"], "lease-too-long",
+                               f"the requested lease exceeds {req['cred_name']}'s maximum of "
+                               f"{format_duration(cred_policy.max_duration)}: the state was "
+                               "altered", IntegrityError)
 
     def _combine(self, txn: Transaction, session: Session, req: dict[str, Any]) -> SecretValue:
         """Own share + every grant -> DEK -> value; any mismatch is an audited refusal."""
