@@ -105,6 +105,8 @@ class OnboardingOps(RotationOps, CredentialOps):
             connector = self.connector_for(cred) if cred else None
             automatic = connector is not None and not (
                 connector.vault_is_source_of_truth or connector.needs_person)
+            if automatic and cred is not None:
+                self._drop_foreign_pending(txn, session, cred, onb_id)
         how = "connector" if automatic else "recorded"
         if automatic and cred is not None:
             result = self.rotate(session, cred["id"], None, reason=f"onboarding-{why}")
@@ -134,6 +136,29 @@ class OnboardingOps(RotationOps, CredentialOps):
                                f"onboarding secret for {req['identity']} {why} "
                                f"(via {req['channel']})")
             return Checkout.from_doc(req)
+
+    def _drop_foreign_pending(self, txn: Transaction, session: Session,
+                              cred: dict[str, Any], onb_id: str) -> None:
+        """Let any operator retry a revocation another operator's process began.
+
+        A half-done rotation can only be finished by the process that holds its
+        resume blob; for a one-time secret that must merely stop working, the
+        retry starts afresh instead (the dropped value was never confirmed, and
+        the secret is never used again), so a sweep's retry is not tied to the
+        one operator whose sweep failed first.
+        """
+        sealed = txn.sharded("sealed").get(cred["id"])
+        pending = (sealed or {}).get("pending")
+        if sealed is None or not pending:
+            return
+        if (pending.get("resume") or {}).get("operator") == session.operator_id:
+            return
+        sealed["pending"] = None
+        txn.sharded("sealed").put(cred["id"], sealed)
+        txn.record(session.signer, "rotate.rollback", cred["name"], {
+            "dropped_version": int(pending["version"]), "request": onb_id,
+            "why": "onboarding revocation retried by another operator",
+        })
 
     def expire_onboarding(self, session: Session, onb_id: str) -> None:
         """Revoke one onboarding secret past its expiry (the sweep calls this per item)."""

@@ -211,7 +211,7 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
         reason = sweep_reason(exc)
         report.errors.append(f"{item}: {reason}")
         attempts = int((fail or {}).get("attempts", 0)) + 1
-        wait = min(SWEEP_BACKOFF_MAX, SWEEP_BACKOFF_FIRST * 2 ** (attempts - 1))
+        wait = min(SWEEP_BACKOFF_MAX, self._sweep_backoff() * 2 ** (attempts - 1))
         try:
             with self.store.transaction() as txn:
                 at = txn.entry_time()
@@ -254,6 +254,16 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
                 })
         except GlasskeyError as exc:
             report.errors.append(f"sweep: {exc}")
+
+    def _sweep_backoff(self) -> float:
+        """First retry wait: ``[sweep] retry_after`` in glasskey.toml, 1 s to 1 h."""
+        raw = self.site_setting("sweep", "retry_after")
+        try:
+            value = float(raw) if raw is not None else SWEEP_BACKOFF_FIRST
+        except ValueError:
+            value = SWEEP_BACKOFF_FIRST
+        return min(SWEEP_BACKOFF_MAX, max(1.0, value)) if value == value else \
+            SWEEP_BACKOFF_FIRST
 
     def sweep_failures(self) -> dict[str, dict[str, Any]]:
         """Items the sweep could not do: id -> what, reason, attempts, next attempt."""

@@ -433,6 +433,8 @@ def checkout_line(c: Checkout, now: float) -> str:
     extra = ""
     if c.lease_expires and state == "checked-out":
         extra = f" ({format_duration(c.lease_expires - now)} left)"
+    if c.released:
+        extra += f" (released: approved, then {c.end_reason or c.closed_reason})"
     return (f"{c.id}  {c.cred_name:24} {state.upper() if state == 'overdue' else state}"
             f"{extra}  by {c.requester}  ticket {c.ticket}")
 
@@ -611,6 +613,17 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
             out_json(co.to_public(now))
         else:
             print(f"{co.id} activated and revoked")
+        return 0
+    if args.action == "revoke":
+        if not args.id or not args.manual or not (args.note or "").strip():
+            raise UsageError("onboard revoke ID --manual --note TEXT (an admin records a "
+                             "revocation done by hand, and says how)")
+        session = authenticate(vault, args)
+        co = vault.revoke_onboarding_manually(session, args.id, args.note or "")
+        if args.json:
+            out_json(co.to_public(vault.now()))
+        else:
+            print(f"{co.id} recorded as revoked by hand")
         return 0
     raise UsageError(f"unknown onboard action {args.action!r}")
 
@@ -871,8 +884,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("onboard", parents=[common, actor],
-                       help="one-time onboarding secrets: issue, activate, list")
-    p.add_argument("action", choices=["issue", "activate", "list"])
+                       help="one-time onboarding secrets: issue, activate, revoke, list")
+    p.add_argument("action", choices=["issue", "activate", "revoke", "list"])
     p.add_argument("id", nargs="?")
     p.add_argument("--identity", help="who the secret is for")
     p.add_argument("--reason")
@@ -881,6 +894,9 @@ def build_parser() -> Parser:
     p.add_argument("--expires", help="validity (default 24h, at most 72h)")
     p.add_argument("--connector", default="generated")
     p.add_argument("--target")
+    p.add_argument("--manual", action="store_true",
+                   help="revoke: record a revocation done by hand (admin)")
+    p.add_argument("--note", help="revoke: how it was revoked")
     p.set_defaults(func=cmd_onboard)
 
     p = sub.add_parser("kit", parents=[common, actor],
