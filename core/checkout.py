@@ -171,7 +171,7 @@ class CheckoutOps(VaultBase):
                 "id": self.new_id("r"), "cred_id": cred["id"], "cred_name": cred_name,
                 "requester": session.name, "requester_id": session.operator_id,
                 "reason": reason, "ticket": ticket, "duration": int(duration),
-                "created": self.now(), "state": S.REQUESTED, "needed": policy.k - 1,
+                "created": txn.entry_time(), "state": S.REQUESTED, "needed": policy.k - 1,
                 "policy": policy.to_doc(), "approvals": [], "version": int(cred["version"]),
             }
             self._save(txn, req)
