@@ -286,19 +286,21 @@ class Transaction:
             self._newest = self.store.newest_entry(self.head)
         return self._newest
 
-    def entry_time(self) -> float:
+    def entry_time(self, strict: bool = True) -> float:
         """The time the next entry gets: never before the chain's newest entry.
 
         A clock more than CLOCK_SKEW behind the chain refuses to write (its
         expiry arithmetic would be wrong, and its entries would rewrite
-        history); within the bound the time is clamped to the chain's.
+        history); within the bound the time is clamped to the chain's. With
+        ``strict`` False (unsigned system records of refusals, such as a failed
+        authentication) the time is only clamped: a refusal is always recorded.
         """
         now = self.now()
         newest = self.newest_entry()
         if newest is None:
             return now
         latest, actor = newest
-        if now < latest - CLOCK_SKEW:
+        if strict and now < latest - CLOCK_SKEW:
             raise ClockSkewError(
                 f"this computer's clock ({iso(now)}) is {int(latest - now)} s behind the "
                 f"vault's newest audit entry ({iso(latest)}, by {actor}); fix the clock "
@@ -309,7 +311,7 @@ class Transaction:
                details: dict[str, Any] | None = None) -> int:
         """Append an audit entry to this transaction; durable before the state."""
         self._require_write()
-        when = self.entry_time()
+        when = self.entry_time(strict=signer.key is not None)
         line, self.head = build_entry(self.head, signer, event, subject,
                                       dict(details or {}), when)
         self._newest = (float(int(when)), signer.name)  # entries keep whole seconds
