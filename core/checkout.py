@@ -101,7 +101,7 @@ class CheckoutOps(VaultBase):
         txn.record(session.signer, event, req["id"], details)
         return False
 
-    def _rotate_release(self, session: Session, req_id: str) -> None:
+    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
         """Rotate a released request's credential (RotationOps implements it)."""
 
     def _expire_if_due(self, txn: Transaction, req: dict[str, Any], signer_session: Session,

@@ -74,12 +74,12 @@ class OnboardingOps(RotationOps, CredentialOps):
         """The recipient proved control (first use): revoke the secret now."""
         return self._revoke_onboarding(session, onb_id, "activated")
 
-    def _rotate_release(self, session: Session, req_id: str) -> None:
+    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
         """A released onboarding secret is revoked (rotated on its target when it can be)."""
         with self.store.read() as txn:
             req = txn.sharded("requests").get(req_id)
         if req is None or req.get("kind") != "onboarding":
-            super()._rotate_release(session, req_id)
+            super()._rotate_release(session, req_id, quiet)
             return
         if req["state"] != S.ROTATING or not req.get("released"):
             return
@@ -87,7 +87,8 @@ class OnboardingOps(RotationOps, CredentialOps):
             self._revoke_onboarding(session, req_id, str(req.get("end_reason", "cancelled")),
                                     announce=False)
         except (ConnectorError, PolicyError):
-            return  # still open and due: the sweep retries it, alerts show it
+            if not quiet:
+                raise  # the sweep records it and retries it; alerts show it
 
     def _revoke_onboarding(self, session: Session, onb_id: str, why: str,
                            announce: bool = True) -> Checkout:

@@ -355,8 +355,11 @@ class RotationOps(CheckoutOps, ReviewOps):
         connector = self.connector_for(cred)
         return connector.vault_is_source_of_truth or connector.needs_person
 
-    def _rotate_release(self, session: Session, req_id: str) -> None:
-        """Rotate a released request's credential, as check-in does; never raises.
+    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
+        """Rotate a released request's credential, as check-in does.
+
+        Never raises when ``quiet`` (the command that released it has done its
+        part); the sweep passes ``quiet=False`` so that a failure is recorded.
 
         If this session cannot rotate it (see ``can_rotate_for``) the request
         stays ROTATING with ``released``: the credential stays taken, ``alerts``
@@ -373,7 +376,8 @@ class RotationOps(CheckoutOps, ReviewOps):
             self.rotate(session, req["cred_id"], req_id,
                         reason=f"released-{req.get('end_reason', 'closed')}")
         except GlasskeyError:
-            return
+            if not quiet:
+                raise
 
     # -- manual targets --------------------------------------------------------------------
     def _apply_copies(self, txn: Transaction, cred_id: str, version: int, new: SecretValue,

@@ -179,9 +179,9 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
                 ended = self._expire_if_due(txn, fresh, session)
             if ended:
                 report.expired.append(req_id)
-                self._rotate_release(session, req_id)
+                self._rotate_release(session, req_id, quiet=False)
         elif what == "release":
-            self._rotate_release(session, req_id)
+            self._rotate_release(session, req_id, quiet=False)
         elif what == "lease":
             with self.store.transaction() as txn:
                 fresh = self._request_doc(txn, req_id)

@@ -204,17 +204,19 @@ def test_cli_shifted_clocks(cli: Cli) -> None:  # noqa: F811
     fresh_step()
     r = cli("cred", "add", "db-root", *cli.as_("bob", -30))
     assert r.code == 0, r.err
+    seq = len(cli("audit", "export", "--format", "jsonl").out.splitlines())
+    # a client a day behind (alice's first TOTP step, so not a replay): one
+    # sentence, exit 1, nothing written
+    back = -24 * HOUR
+    r = shifted(cli, back)("request", "db-root", "--reason", "x", "--ticket", "T-0",
+                           "--duration", "10m", *as_at(cli, "alice", time.time() + back))
+    assert r.code == 1 and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert "behind" in r.err and "clock" in r.err
+    assert len(cli("audit", "export", "--format", "jsonl").out.splitlines()) == seq
     r = cli("request", "db-root", "--reason", "x", "--ticket", "T-1", "--duration", "10m",
             "--json", *cli.as_("alice", -30))
     assert r.code == 0, r.err
     req = json.loads(r.out)["id"]
-    seq = len(cli("audit", "export", "--format", "jsonl").out.splitlines())
-    # a client a day behind: one sentence, exit 1, nothing written
-    back = -24 * HOUR
-    r = shifted(cli, back)("approve", req, *as_at(cli, "bob", time.time() + back))
-    assert r.code == 1 and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
-    assert "behind" in r.err and "clock" in r.err
-    assert len(cli("audit", "export", "--format", "jsonl").out.splitlines()) == seq
     # the switch is ignored without the insecure-KDF switch (a real vault's processes)
     env = dict(cli.env, GLASSKEY_TEST_CLOCK_OFFSET=str(back))
     env.pop("GLASSKEY_INSECURE_FAST_KDF", None)

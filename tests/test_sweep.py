@@ -210,3 +210,26 @@ def test_cli_one_failing_target_does_not_stop_other_operators(cli: Cli) -> None:
     assert not any("SWEEP FAILING" in a for a in json.loads(r.out))
     r = cli("audit", "verify", "--json")
     assert r.code == 0 and json.loads(r.out)["ok"] is True
+
+
+def test_a_released_onboarding_secret_whose_revocation_fails_is_retried(
+        w: World, tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    onb = w.vault.issue_onboarding(w.s("alice"), "hire", "first day", "HR-4", "email",
+                                   expires_in=3600, connector="command",
+                                   target=str(site / "revoke"))
+    w.vault.approve(w.s("bob"), onb.id)
+    w.vault.cancel(w.s("alice"), onb.id)  # approved, then cancelled: a release
+    co = w.vault.checkout(onb.id)
+    assert co.released and co.state == "rotating"
+    cancelled = [e for e in events(w, "onboarding.cancelled") if e["subject"] == onb.id]
+    assert cancelled[-1]["details"]["released"] is True
+    w.vault.sweep(w.s("bob"))
+    failed = events(w, "sweep.item-failed")
+    assert [(e["subject"], e["details"]["what"]) for e in failed] == [(onb.id, "release")]
+    (site / "mode").write_text("up")
+    w.clock.advance(61)
+    w.vault.sweep(w.s("bob"))
+    co = w.vault.checkout(onb.id)
+    assert co.state == "closed" and w.vault.credential(onb.cred_name).status == "revoked"
+    assert onb.id in [i.id for i in w.vault.review_queue()]
