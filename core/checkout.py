@@ -32,6 +32,13 @@ from core.store import Refused, Transaction
 
 S = CheckoutState
 
+#: Default caps per requester (``[limits]`` in glasskey.toml may change them,
+#: within 1..LIMIT_CEILING): one operator must not be able to take every
+#: credential, or fill the vault with onboarding secrets, in a few seconds.
+DEFAULT_OPEN_REQUESTS = 5
+DEFAULT_OPEN_ONBOARDING = 20
+LIMIT_CEILING = 1000
+
 
 def _event(req: dict[str, Any], what: str) -> str:
     """checkout.<what>, or onboarding.<what> for a one-time onboarding secret."""
@@ -39,6 +46,72 @@ def _event(req: dict[str, Any], what: str) -> str:
 
 
 class CheckoutOps(VaultBase):
+    # -- flood caps ----------------------------------------------------------------------------
+    def site_setting(self, section: str, key: str) -> str | None:
+        """A value from glasskey.toml (Vault reads the file; nothing here)."""
+        return None
+
+    def _limit(self, key: str, default: int) -> int:
+        raw = self.site_setting("limits", key)
+        try:
+            value = int(raw) if raw is not None else default
+        except ValueError:
+            value = default
+        return min(LIMIT_CEILING, max(1, value))
+
+    def _check_cap(self, txn: Transaction, session: Session, prefix: str, key: str,
+                   default: int, what: str) -> None:
+        """Refuse (audited) a requester's request beyond their cap of open ones."""
+        cap = self._limit(key, default)
+        mine = sum(1 for e in txn.table("active").values()
+                   if e.get("requester") == session.name and str(e["request"]).startswith(
+                       prefix))
+        if mine >= cap:
+            txn.record(session.signer, "request.capped", session.name,
+                       {"what": what, "open": mine, "cap": cap})
+            raise Refused(PolicyError(
+                f"{session.name} already has {mine} open {what} (the cap is {cap}); finish "
+                "or cancel one first, or ask an admin ('glasskey request clear')"))
+
+    def clear_requests(self, session: Session, requester: str, reason: str
+                       ) -> tuple[list[str], list[str]]:
+        """An admin closes every open, unrevealed request and onboarding secret of
+        ``requester`` in one step (a flood). Approved ones are releases and are
+        rotated and reviewed; revealed checkouts are left to check-in.
+
+        Returns (closed ids, skipped ids).
+        """
+        reason = (reason or "").strip()
+        if not reason:
+            raise UsageError("say why (--reason)")
+        closed: list[str] = []
+        skipped: list[str] = []
+        released: list[str] = []
+        with self.store.transaction() as txn:
+            self._require_active(txn, session, "admin")
+            self._operator_doc(txn, requester)
+            for entry in list(txn.table("active").values()):
+                if entry.get("requester") != requester:
+                    continue
+                req = txn.sharded("requests").get(entry["request"])
+                if req is None:
+                    continue
+                if req["state"] not in (S.REQUESTED, S.APPROVED):
+                    skipped.append(req["id"])
+                    continue
+                if self._end(txn, session, req, "cancelled", {
+                        "credential": req["cred_name"], "by": session.name,
+                        "cleared": True, "reason": reason}):
+                    released.append(req["id"])
+                closed.append(req["id"])
+            txn.record(session.signer, "requests.cleared", requester, {
+                "reason": reason, "closed": len(closed), "released": len(released),
+                "skipped": len(skipped),
+            })
+        for req_id in released:
+            self._rotate_release(session, req_id)
+        return closed, skipped
+
     # -- helpers --------------------------------------------------------------------------
     def _set_active(self, txn: Transaction, req: dict[str, Any]) -> None:
         if req["state"] in OPEN_STATES:
@@ -154,6 +227,9 @@ class CheckoutOps(VaultBase):
                     f"{cred_name} is in ROTATION-FAILED and cannot be checked out until an "
                     "operator reconciles it")
             open_req = txn.table("active").get(cred["id"])
+            if open_req is None:
+                self._check_cap(txn, session, "r", "open_requests", DEFAULT_OPEN_REQUESTS,
+                                "requests")
             if open_req is not None:
                 raise PolicyError(
                     f"{cred_name} already has an open checkout {open_req['request']} "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.checkout import DEFAULT_OPEN_ONBOARDING
 from core.credentials import CredentialOps, CredentialSpec
 from core.errors import ConnectorError, PolicyError, UsageError
 from core.models import Checkout, CheckoutState, Policy, check_name, format_duration
@@ -44,6 +45,8 @@ class OnboardingOps(RotationOps, CredentialOps):
             raise UsageError(f"expiry must be between 1 s and {format_duration(MAX_EXPIRY)}")
         with self.store.transaction() as txn:
             self._require_active(txn, session, "requester")
+            self._check_cap(txn, session, "o-", "open_onboarding", DEFAULT_OPEN_ONBOARDING,
+                            "onboarding secrets")
             onb_id = self.new_id("o-")
             name = f"onboard-{identity}-{onb_id[2:8]}"
             spec = CredentialSpec(name, kind="onboarding", connector=connector, target=target,

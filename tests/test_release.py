@@ -259,3 +259,78 @@ def test_cli_offline_redemption_then_cancel_is_a_release(cli: Cli) -> None:  # n
     assert cancelled[-1]["details"]["released"] is True
     r = cli("audit", "verify", "--json")
     assert r.code == 0 and json.loads(r.out)["ok"] is True
+
+
+# -- flood caps and clearing a flood (issue 15, "Flooding") --------------------------------
+def set_limits(w: World, text: str) -> None:
+    (w.root / "glasskey.toml").write_text(text)
+    w.vault._config = None  # re-read the site settings
+
+
+def test_open_requests_are_capped_per_requester(w: World) -> None:
+    for n in range(6):
+        w.add(f"c{n}", f"v{n}")
+    for n in range(5):  # the default cap
+        w.vault.request(w.s("alice"), f"c{n}", "r", "t", 600)
+    with pytest.raises(PolicyError, match="cap is 5"):
+        w.vault.request(w.s("alice"), "c5", "r", "t", 600)
+    capped = events(w, "request.capped")
+    assert capped and capped[-1]["details"] == {"what": "requests", "open": 5, "cap": 5}
+    w.vault.request(w.s("carol"), "c5", "r", "t", 600)  # others are not affected
+    set_limits(w, "[limits]\nopen_requests = 2\nopen_onboarding = 2\n")
+    with pytest.raises(PolicyError, match="cap is 2"):
+        w.vault.request(w.s("alice"), "db-root", "r", "t", 600)
+    for n in range(2):
+        w.vault.issue_onboarding(w.s("bob"), f"hire{n}", "r", "t", "email")
+    with pytest.raises(PolicyError, match="onboarding secrets"):
+        w.vault.issue_onboarding(w.s("bob"), "hire9", "r", "t", "email")
+    set_limits(w, "[limits]\nopen_requests = 99999999\n")
+    assert w.vault._limit("open_requests", 5) == 1000  # a ceiling the file cannot lift
+
+
+def test_an_admin_clears_a_flood_in_one_step(w: World) -> None:
+    for n in range(4):
+        w.add(f"c{n}", f"v{n}")
+    waiting = w.vault.request(w.s("alice"), "c0", "r", "t", 600).id
+    approved = w.checkout("c1")
+    held = w.checkout("c2")
+    w.vault.reveal(w.s("alice"), held)
+    offline_open(w, approved)
+    others = w.vault.request(w.s("carol"), "c3", "r", "t", 600).id
+    with pytest.raises(PolicyError, match="admin"):
+        w.vault.clear_requests(w.s("carol"), "alice", "flood")
+    closed, skipped = w.vault.clear_requests(w.s("dave"), "alice", "flooding every credential")
+    assert sorted(closed) == sorted([waiting, approved]) and skipped == [held]
+    assert w.vault.checkout(waiting).state == "closed"
+    assert not w.vault.checkout(waiting).released
+    co = w.vault.checkout(approved)
+    assert co.state == "closed" and co.released and co.rotation["outcome"] == "committed"
+    assert w.vault.credential("c1").version == 2 and w.vault.credential("c0").version == 1
+    assert w.vault.checkout(held).state == "checked-out"
+    assert w.vault.checkout(others).state == "requested"
+    summary = events(w, "requests.cleared")[-1]
+    assert summary["actor"] == "dave" and summary["subject"] == "alice"
+    assert summary["details"]["closed"] == 2 and summary["details"]["released"] == 1
+    assert approved in [i.id for i in w.vault.review_queue()]
+
+
+def test_cli_flood_cap_and_clear(cli: Cli) -> None:  # noqa: F811
+    (cli.root / "vault" / "glasskey.toml").write_text("[limits]\nopen_requests = 1\n")
+    fresh_step()
+    r = cli("cred", "add", "a", *cli.as_("bob", -30))
+    assert r.code == 0, r.err
+    r = cli("cred", "add", "b", *cli.as_("bob", 0))
+    assert r.code == 0, r.err
+    r = cli("request", "a", "--reason", "x", "--ticket", "T", "--duration", "5m",
+            *cli.as_("alice", -30))
+    assert r.code == 0, r.err
+    r = cli("request", "b", "--reason", "x", "--ticket", "T", "--duration", "5m",
+            *cli.as_("alice", 0))
+    assert r.code == 1 and "cap is 1" in r.err and len(r.err.strip().splitlines()) == 1
+    r = cli("request", "clear", "--requester", "alice", "--reason", "flood", "--json",
+            *cli.as_("bob", 30))
+    assert r.code == 0, r.err
+    assert len(json.loads(r.out)["closed"]) == 1
+    r = cli("request", "b", "--reason", "x", "--ticket", "T", "--duration", "5m",
+            *cli.as_("alice", 30))
+    assert r.code == 0, r.err

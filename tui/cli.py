@@ -451,6 +451,19 @@ def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
             if not items:
                 print("no open checkouts" if not args.all else "no checkouts")
         return 0
+    if args.cred == "clear":
+        if not args.requester or not (args.reason or "").strip():
+            raise UsageError("request clear --requester NAME --reason TEXT (an admin closes "
+                             "every open, unrevealed request of NAME)")
+        session = authenticate(vault, args)
+        closed, skipped = vault.clear_requests(session, args.requester, args.reason)
+        if args.json:
+            out_json({"requester": args.requester, "closed": closed, "skipped": skipped})
+        else:
+            print(f"{len(closed)} request(s) of {args.requester} closed"
+                  + (f"; {len(skipped)} revealed checkout(s) left to check-in"
+                     if skipped else ""))
+        return 0
     if not args.duration:
         raise UsageError("--duration is required (e.g. 30m)")
     duration = parse_duration(args.duration)
@@ -841,8 +854,10 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_cred)
 
     p = sub.add_parser("request", parents=[common, actor],
-                       help="ask to check out a credential ('request list' lists checkouts)")
-    p.add_argument("cred", metavar="CRED|list")
+                       help="ask to check out a credential ('request list' lists checkouts, "
+                       "'request clear --requester NAME' closes a flood)")
+    p.add_argument("cred", metavar="CRED|list|clear")
+    p.add_argument("--requester", help="with 'clear': whose open requests to close (admin)")
     p.add_argument("--reason")
     p.add_argument("--ticket")
     p.add_argument("--duration", help="e.g. 30m, 2h, 45s")
