@@ -32,6 +32,13 @@ from core.store import Refused, Transaction
 
 S = CheckoutState
 
+#: Default caps per requester (``[limits]`` in glasskey.toml may change them,
+#: within 1..LIMIT_CEILING): one operator must not be able to take every
+#: credential, or fill the vault with onboarding secrets, in a few seconds.
+DEFAULT_OPEN_REQUESTS = 5
+DEFAULT_OPEN_ONBOARDING = 20
+LIMIT_CEILING = 1000
+
 
 def _event(req: dict[str, Any], what: str) -> str:
     """checkout.<what>, or onboarding.<what> for a one-time onboarding secret."""
@@ -39,6 +46,72 @@ def _event(req: dict[str, Any], what: str) -> str:
 
 
 class CheckoutOps(VaultBase):
+    # -- flood caps ----------------------------------------------------------------------------
+    def site_setting(self, section: str, key: str) -> str | None:
+        """A value from glasskey.toml (Vault reads the file; nothing here)."""
+        return None
+
+    def _limit(self, key: str, default: int) -> int:
+        raw = self.site_setting("limits", key)
+        try:
+            value = int(raw) if raw is not None else default
+        except ValueError:
+            value = default
+        return min(LIMIT_CEILING, max(1, value))
+
+    def _check_cap(self, txn: Transaction, session: Session, prefix: str, key: str,
+                   default: int, what: str) -> None:
+        """Refuse (audited) a requester's request beyond their cap of open ones."""
+        cap = self._limit(key, default)
+        mine = sum(1 for e in txn.table("active").values()
+                   if e.get("requester") == session.name and str(e["request"]).startswith(
+                       prefix))
+        if mine >= cap:
+            txn.record(session.signer, "request.capped", session.name,
+                       {"what": what, "open": mine, "cap": cap})
+            raise Refused(PolicyError(
+                f"{session.name} already has {mine} open {what} (the cap is {cap}); finish "
+                "or cancel one first, or ask an admin ('glasskey request clear')"))
+
+    def clear_requests(self, session: Session, requester: str, reason: str
+                       ) -> tuple[list[str], list[str]]:
+        """An admin closes every open, unrevealed request and onboarding secret of
+        ``requester`` in one step (a flood). Approved ones are releases and are
+        rotated and reviewed; revealed checkouts are left to check-in.
+
+        Returns (closed ids, skipped ids).
+        """
+        reason = (reason or "").strip()
+        if not reason:
+            raise UsageError("say why (--reason)")
+        closed: list[str] = []
+        skipped: list[str] = []
+        released: list[str] = []
+        with self.store.transaction() as txn:
+            self._require_active(txn, session, "admin")
+            self._operator_doc(txn, requester)
+            for entry in list(txn.table("active").values()):
+                if entry.get("requester") != requester:
+                    continue
+                req = txn.sharded("requests").get(entry["request"])
+                if req is None:
+                    continue
+                if req["state"] not in (S.REQUESTED, S.APPROVED):
+                    skipped.append(req["id"])
+                    continue
+                if self._end(txn, session, req, "cancelled", {
+                        "credential": req["cred_name"], "by": session.name,
+                        "cleared": True, "reason": reason}):
+                    released.append(req["id"])
+                closed.append(req["id"])
+            txn.record(session.signer, "requests.cleared", requester, {
+                "reason": reason, "closed": len(closed), "released": len(released),
+                "skipped": len(skipped),
+            })
+        for req_id in released:
+            self._rotate_release(session, req_id)
+        return closed, skipped
+
     # -- helpers --------------------------------------------------------------------------
     def _set_active(self, txn: Transaction, req: dict[str, Any]) -> None:
         if req["state"] in OPEN_STATES:
@@ -77,23 +150,66 @@ class CheckoutOps(VaultBase):
         txn.record(session.signer, "checkout.refused", req_id, {"why": why})
         return Refused(error(message))
 
-    def _expire_if_due(self, txn: Transaction, req: dict[str, Any], signer_session: Session
-                       ) -> bool:
+    @staticmethod
+    def _is_release(req: dict[str, Any]) -> bool:
+        """True once a request holds its needed approvals with grants: from then on
+        the requester can open the value offline with their own key, so every
+        ending counts as a release (rotated and reviewed like a check-in)."""
+        approvals = req.get("approvals") or []
+        return req["state"] == S.APPROVED and len(approvals) >= int(req["needed"]) \
+            and any(a.get("grant") is not None for a in approvals)
+
+    def _end(self, txn: Transaction, session: Session, req: dict[str, Any], how: str,
+             details: dict[str, Any]) -> bool:
+        """Close a request that was never revealed (cancel, deny, expiry).
+
+        A request that reached its approvals is *released*: it is recorded with
+        ``"released": true`` and left ROTATING (the credential stays taken, the
+        grants stay so that the holder's client can hand the old value to the
+        connector) until ``_rotate_release`` rotates it and queues its review.
+        Returns True for a release.
+        """
+        event = _event(req, "expired" if how == "expired" else how)
+        if self._is_release(req):
+            req["released"] = True
+            req["end_reason"] = how
+            req["ended_at"] = self.now()
+            req["state"] = S.ROTATING
+            self._save(txn, req)
+            txn.record(session.signer, event, req["id"], {**details, "released": True})
+            return True
+        self._close(txn, req, how)
+        txn.record(session.signer, event, req["id"], details)
+        return False
+
+    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
+        """Rotate a released request's credential (RotationOps implements it)."""
+
+    def _expire_if_due(self, txn: Transaction, req: dict[str, Any], signer_session: Session,
+                       now: float | None = None) -> bool:
         """Close a request whose approval window or request TTL has passed."""
-        now = self.now()
+        if now is None:
+            now = txn.entry_time() if txn.write else self.now()
         policy = Policy.from_doc(req.get("policy"))
         if req["state"] == S.REQUESTED and now >= req["created"] + policy.request_ttl:
-            self._close(txn, req, "expired")
-            txn.record(signer_session.signer, "checkout.expired", req["id"],
-                       {"credential": req["cred_name"], "stage": "request"})
+            self._end(txn, signer_session, req, "expired",
+                      {"credential": req["cred_name"], "stage": "request"})
             return True
         if req["state"] == S.APPROVED and req["approvals"] and now >= min(
                 a["expires"] for a in req["approvals"]):
-            self._close(txn, req, "expired")
-            txn.record(signer_session.signer, "checkout.expired", req["id"],
-                       {"credential": req["cred_name"], "stage": "approval"})
+            self._end(txn, signer_session, req, "expired",
+                      {"credential": req["cred_name"], "stage": "approval"})
             return True
         return False
+
+    @staticmethod
+    def due_at(req: dict[str, Any]) -> float | None:
+        """When a not-yet-revealed request expires (None when it is not waiting)."""
+        if req["state"] == S.REQUESTED:
+            return float(req["created"]) + Policy.from_doc(req.get("policy")).request_ttl
+        if req["state"] == S.APPROVED and req.get("approvals"):
+            return min(float(a["expires"]) for a in req["approvals"])
+        return None
 
     # -- request ----------------------------------------------------------------------------
     def request(self, session: Session, cred_name: str, reason: str, ticket: str,
@@ -119,6 +235,9 @@ class CheckoutOps(VaultBase):
                     f"{cred_name} is in ROTATION-FAILED and cannot be checked out until an "
                     "operator reconciles it")
             open_req = txn.table("active").get(cred["id"])
+            if open_req is None:
+                self._check_cap(txn, session, "r", "open_requests", DEFAULT_OPEN_REQUESTS,
+                                "requests")
             if open_req is not None:
                 raise PolicyError(
                     f"{cred_name} already has an open checkout {open_req['request']} "
@@ -135,7 +254,7 @@ class CheckoutOps(VaultBase):
                 "id": self.new_id("r"), "cred_id": cred["id"], "cred_name": cred_name,
                 "requester": session.name, "requester_id": session.operator_id,
                 "reason": reason, "ticket": ticket, "duration": int(duration),
-                "created": self.now(), "state": S.REQUESTED, "needed": policy.k - 1,
+                "created": txn.entry_time(), "state": S.REQUESTED, "needed": policy.k - 1,
                 "policy": policy.to_doc(), "approvals": [], "version": int(cred["version"]),
             }
             self._save(txn, req)
@@ -175,13 +294,14 @@ class CheckoutOps(VaultBase):
             share = open_own_share(self.vault_id, req["cred_id"], sealed["current"],
                                    session.operator_id, session.hpke_priv)
             policy = self._verified_policy(txn, req)
-            expires = float(int(self.now() + policy.claim_window))
+            at = float(int(txn.entry_time()))  # the approval entry's own time
+            expires = at + policy.claim_window
             info = grant_info(self.vault_id, req_id, req["cred_id"], int(req["version"]),
                               req["requester_id"], session.operator_id, expires)
             grant = seal_grant(share, b64d(requester.hpke_pub), info)
             req["approvals"].append({
                 "approver": session.name, "approver_id": session.operator_id,
-                "at": self.now(), "expires": expires, "grant": grant,
+                "at": at, "expires": expires, "grant": grant,
             })
             if len(req["approvals"]) >= policy.k - 1:
                 req["state"] = S.APPROVED
@@ -206,10 +326,12 @@ class CheckoutOps(VaultBase):
                 raise PolicyError(f"request {req_id} is {req['state']}; nothing to deny")
             req["denied_by"] = session.name
             req["deny_reason"] = reason
-            self._close(txn, req, "denied")
-            txn.record(session.signer, _event(req, "denied"), req_id,
-                       {"credential": req["cred_name"], "reason": reason})
-            return Checkout.from_doc(req)
+            released = self._end(txn, session, req, "denied",
+                                 {"credential": req["cred_name"], "reason": reason})
+        if released:
+            self._rotate_release(session, req_id)
+            return self.checkout(req_id)
+        return Checkout.from_doc(req)
 
     def cancel(self, session: Session, req_id: str) -> Checkout:
         with self.store.transaction() as txn:
@@ -221,20 +343,42 @@ class CheckoutOps(VaultBase):
                 raise PolicyError(
                     f"request {req_id} is {req['state']}; a revealed checkout ends with "
                     "'checkin'")
-            self._close(txn, req, "cancelled")
-            txn.record(session.signer, _event(req, "cancelled"), req_id,
-                       {"credential": req["cred_name"]})
-            return Checkout.from_doc(req)
+            released = self._end(txn, session, req, "cancelled",
+                                 {"credential": req["cred_name"], "by": session.name})
+        if released:
+            self._rotate_release(session, req_id)
+            return self.checkout(req_id)
+        return Checkout.from_doc(req)
 
     # -- reveal -----------------------------------------------------------------------------
     def reveal(self, session: Session, req_id: str) -> SecretValue:
-        """Decrypt once. The value is returned only after its audit record is durable."""
+        """Decrypt once. The value is returned only after its audit record is durable.
+
+        A reveal that finds the approval expired releases it (the requester may
+        have opened the grant offline): the refusal stands, and the credential
+        is rotated and the request queued for review first.
+        """
+        try:
+            return self._reveal(session, req_id)
+        except PolicyError:
+            with self.store.read() as txn:
+                req = txn.sharded("requests").get(req_id)
+            if req is not None and req.get("released") and req["state"] == S.ROTATING:
+                self._rotate_release(session, req_id)
+            raise
+
+    def _reveal(self, session: Session, req_id: str) -> SecretValue:
         with self.store.transaction() as txn:
             self._require_active(txn, session, "requester")
             req = self._request_doc(txn, req_id)
             if req["requester"] != session.name:
                 raise self._refuse(txn, session, req_id, "not-requester",
                                    "only the requester can reveal a checkout")
+            if req.get("released") and not req.get("revealed_at"):
+                raise self._refuse(txn, session, req_id, "released",
+                                   f"request {req_id} was {req.get('end_reason', 'closed')} "
+                                   "after its approval; its credential is rotated; request "
+                                   "again")
             if req["state"] in (S.CHECKED_OUT, S.ROTATING, S.ROTATION_FAILED) or (
                     req["state"] == S.CLOSED and req.get("revealed_at")):
                 raise self._refuse(txn, session, req_id, "second-reveal",
@@ -246,9 +390,10 @@ class CheckoutOps(VaultBase):
             if req["state"] != S.APPROVED:
                 raise self._refuse(txn, session, req_id, f"state-{req['state']}",
                                    f"request {req_id} is {req['state']}, not approved")
+            self._check_time_bounds(txn, session, req)
             policy = self._verified_policy(txn, req)
             secret = self._combine(txn, session, req, policy)
-            now = self.now()
+            now = txn.entry_time()
             req["state"] = S.CHECKED_OUT
             req["revealed_at"] = now
             req["lease_expires"] = now + min(int(req["duration"]), policy.max_duration)
@@ -260,6 +405,31 @@ class CheckoutOps(VaultBase):
             })
         # Reached only after the commit (audit first, then state) succeeded.
         return secret
+
+    def _check_time_bounds(self, txn: Transaction, session: Session,
+                           req: dict[str, Any]) -> None:
+        """Refuse a claim window or lease longer than the policy allows.
+
+        An approval's expiry is its entry time plus the policy's claim window,
+        and a lease ends the policy's maximum after the reveal at the latest; a
+        longer one means the state was edited or an approver's clock was wrong
+        (SECURITY.md, "Clock rules").
+        """
+        policy = Policy.from_doc(req.get("policy"))
+        cred_policy = self._verified_policy(txn, req)
+        window = min(policy.claim_window, cred_policy.claim_window)
+        for a in req["approvals"]:
+            if float(a["expires"]) - float(a["at"]) > window + 1:
+                raise self._refuse(txn, session, req["id"], "claim-window-too-long",
+                                   f"the approval by {a['approver']} claims a window longer "
+                                   f"than the policy's {format_duration(window)}: it was "
+                                   "forged or altered, or the approver's clock was wrong",
+                                   IntegrityError)
+        if int(req["duration"]) > cred_policy.max_duration:
+            raise self._refuse(txn, session, req["id"], "lease-too-long",
+                               f"the requested lease exceeds {req['cred_name']}'s maximum of "
+                               f"{format_duration(cred_policy.max_duration)}: the state was "
+                               "altered", IntegrityError)
 
     def _combine(self, txn: Transaction, session: Session, req: dict[str, Any],
                  policy: Policy) -> SecretValue:

@@ -295,7 +295,7 @@ class EmergencyOps(RotationOps):
                 secret = decrypt_secret(self.vault_id, cred["id"], vdoc, dek)
             except (DecryptError, IntegrityError):
                 raise IntegrityError("the kit's share does not open this credential") from None
-            now = self.now()
+            now = txn.entry_time()  # clock rules: the lease starts at the entry's time
             req: dict[str, Any] = {
                 "id": self.new_id("e-"), "kind": "emergency", "cred_id": cred["id"],
                 "cred_name": cred_name, "requester": session.name,

@@ -19,6 +19,10 @@ class PolicyError(GlasskeyError):
     exit_code = 1
 
 
+class ClockSkewError(PolicyError):
+    """This client's clock disagrees with the audit chain's times beyond the bound."""
+
+
 class AuthError(GlasskeyError):
     """Authentication failed (passphrase, TOTP, lockout).
 

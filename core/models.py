@@ -192,6 +192,10 @@ class Checkout:
     channel: str = ""
     expires_at: float | None = None
     kit: str = ""
+    #: Approved, then ended without a reveal (cancel, deny, expiry): counted as a
+    #: release, since the requester could open the grant offline.
+    released: bool = False
+    end_reason: str = ""
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Checkout:
@@ -212,7 +216,8 @@ class Checkout:
             rotation=dict(doc.get("rotation", {})), review=dict(doc.get("review", {})),
             kind=str(doc.get("kind", "checkout")), identity=str(doc.get("identity", "")),
             channel=str(doc.get("channel", "")), expires_at=doc.get("expires_at"),
-            kit=str(doc.get("kit", "")),
+            kit=str(doc.get("kit", "")), released=bool(doc.get("released", False)),
+            end_reason=str(doc.get("end_reason", "")),
         )
 
     @property
@@ -238,6 +243,7 @@ class Checkout:
             "revealed_at": self.revealed_at, "lease_expires": self.lease_expires,
             "ended_at": self.ended_at, "closed_reason": self.closed_reason,
             "rotation": self.rotation, "review": self.review, "kind": self.kind,
+            "released": self.released,
             **({"identity": self.identity, "channel": self.channel,
                 "expires_at": self.expires_at} if self.kind == "onboarding" else {}),
             **({"kit": self.kit} if self.kind == "emergency" else {}),

@@ -22,13 +22,17 @@ from __future__ import annotations
 from typing import Any
 
 from core import config
+from core.checkout import DEFAULT_OPEN_ONBOARDING
 from core.credentials import CredentialOps, CredentialSpec
-from core.errors import PolicyError, UsageError
+from core.errors import ConnectorError, PolicyError, UsageError
 from core.models import Checkout, CheckoutState, Policy, check_name, format_duration
 from core.rotation import RotationOps
 from core.session import Session
+from core.store import Transaction
 
 S = CheckoutState
+#: Key (in the meta table) of the sweep's failing items and their back-off.
+SWEEP_FAILURES = "sweep_failures"
 DEFAULT_EXPIRY = 24 * 3600
 MAX_EXPIRY = 72 * 3600
 ONBOARDING_POLICY = Policy(k=2, max_duration=MAX_EXPIRY, length=20,
@@ -63,6 +67,8 @@ class OnboardingOps(RotationOps, CredentialOps):
             if custom and not session.has("admin"):
                 raise PolicyError("only an admin chooses where an onboarding secret goes; "
                                   "use a site template (--template) or the vault-only default")
+            self._check_cap(txn, session, "o-", "open_onboarding", DEFAULT_OPEN_ONBOARDING,
+                            "onboarding secrets")
             onb_id = self.new_id("o-")
             name = f"onboard-{identity}-{onb_id[2:8]}"
             spec = CredentialSpec(name, kind="onboarding", connector=connector, target=target,
@@ -93,7 +99,24 @@ class OnboardingOps(RotationOps, CredentialOps):
         """The recipient proved control (first use): revoke the secret now."""
         return self._revoke_onboarding(session, onb_id, "activated")
 
-    def _revoke_onboarding(self, session: Session, onb_id: str, why: str) -> Checkout:
+    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
+        """A released onboarding secret is revoked (rotated on its target when it can be)."""
+        with self.store.read() as txn:
+            req = txn.sharded("requests").get(req_id)
+        if req is None or req.get("kind") != "onboarding":
+            super()._rotate_release(session, req_id, quiet)
+            return
+        if req["state"] != S.ROTATING or not req.get("released"):
+            return
+        try:
+            self._revoke_onboarding(session, req_id, str(req.get("end_reason", "cancelled")),
+                                    announce=False)
+        except (ConnectorError, PolicyError):
+            if not quiet:
+                raise  # the sweep records it and retries it; alerts show it
+
+    def _revoke_onboarding(self, session: Session, onb_id: str, why: str,
+                           announce: bool = True) -> Checkout:
         with self.store.transaction() as txn:
             self._require_active(txn, session)
             req = self._request_doc(txn, onb_id)
@@ -108,11 +131,14 @@ class OnboardingOps(RotationOps, CredentialOps):
             connector = self.connector_for(cred, txn.roster) if cred else None
             automatic = connector is not None and not (
                 connector.vault_is_source_of_truth or connector.needs_person)
+            if automatic and cred is not None:
+                self._drop_foreign_pending(txn, session, cred, onb_id)
         how = "connector" if automatic else "recorded"
         if automatic and cred is not None:
             result = self.rotate(session, cred["id"], None, reason=f"onboarding-{why}")
             if result.outcome != "committed":
-                raise PolicyError(f"revoking {onb_id} on its target failed: {result.message}")
+                raise ConnectorError(
+                    f"revoking {onb_id} on its target failed: {result.message}")
         with self.store.transaction() as txn:
             req = self._request_doc(txn, onb_id)
             cred = txn.sharded("credentials").get(req["cred_id"])
@@ -124,8 +150,9 @@ class OnboardingOps(RotationOps, CredentialOps):
                 a["grant"] = None
             req["ended_at"] = self.now()
             self._close(txn, req, why)
-            txn.record(session.signer, f"onboarding.{why}", onb_id,
-                       {"identity": req["identity"], "credential": req["cred_name"]})
+            if announce:
+                txn.record(session.signer, f"onboarding.{why}", onb_id,
+                           {"identity": req["identity"], "credential": req["cred_name"]})
             txn.record(session.signer, "onboarding.revoked", onb_id, {
                 "how": how, "identity": req["identity"],
                 "note": "rotated on the target" if automatic else
@@ -136,15 +163,78 @@ class OnboardingOps(RotationOps, CredentialOps):
                                f"(via {req['channel']})")
             return Checkout.from_doc(req)
 
-    def expire_onboarding(self, session: Session) -> list[str]:
-        """Revoke every onboarding secret past its expiry (run by the sweep)."""
-        due = []
-        with self.store.read() as txn:
-            for _, entry in txn.table("active").items():
-                req = txn.sharded("requests").get(entry["request"])
-                if req and req.get("kind") == "onboarding" \
-                        and self.now() >= float(req["expires_at"]):
-                    due.append(req["id"])
-        for onb_id in due:
-            self._revoke_onboarding(session, onb_id, "expired")
-        return due
+    def _drop_foreign_pending(self, txn: Transaction, session: Session,
+                              cred: dict[str, Any], onb_id: str) -> None:
+        """Let any operator retry a revocation another operator's process began.
+
+        A half-done rotation can only be finished by the process that holds its
+        resume blob; for a one-time secret that must merely stop working, the
+        retry starts afresh instead (the dropped value was never confirmed, and
+        the secret is never used again), so a sweep's retry is not tied to the
+        one operator whose sweep failed first.
+        """
+        sealed = txn.sharded("sealed").get(cred["id"])
+        pending = (sealed or {}).get("pending")
+        if sealed is None or not pending:
+            return
+        if (pending.get("resume") or {}).get("operator") == session.operator_id:
+            return
+        sealed["pending"] = None
+        txn.sharded("sealed").put(cred["id"], sealed)
+        txn.record(session.signer, "rotate.rollback", cred["name"], {
+            "dropped_version": int(pending["version"]), "request": onb_id,
+            "why": "onboarding revocation retried by another operator",
+        })
+
+    def expire_onboarding(self, session: Session, onb_id: str) -> None:
+        """Revoke one onboarding secret past its expiry (the sweep calls this per item)."""
+        self._revoke_onboarding(session, onb_id, "expired")
+
+    def revoke_onboarding_manually(self, session: Session, onb_id: str, note: str
+                                   ) -> Checkout:
+        """An admin records that an onboarding secret was revoked by hand.
+
+        For a target the sweep cannot reach: the admin disabled the identity
+        some other way and says how in ``note``. The secret is closed and
+        revoked, any half-done rotation of it is dropped (it will never be
+        used again), the sweep stops retrying it, and it is queued for review.
+        """
+        note = (note or "").strip()
+        if not note:
+            raise UsageError("say how the secret was revoked (--note TEXT)")
+        with self.store.transaction() as txn:
+            self._require_active(txn, session, "admin")
+            req = self._request_doc(txn, onb_id)
+            if req.get("kind") != "onboarding":
+                raise UsageError(f"{onb_id} is not an onboarding secret")
+            if req["state"] == S.CLOSED:
+                raise PolicyError(f"{onb_id} is already {req.get('closed_reason', 'closed')}")
+            cred = txn.sharded("credentials").get(req["cred_id"])
+            dropped = None
+            if cred is not None:
+                sealed = txn.sharded("sealed").get(cred["id"])
+                if sealed is not None and sealed.get("pending"):
+                    dropped = int(sealed["pending"]["version"])
+                    sealed["pending"] = None
+                    txn.sharded("sealed").put(cred["id"], sealed)
+                cred["status"] = "revoked"
+                cred["failure"] = ""
+                txn.sharded("credentials").put(cred["id"], cred)
+                self._flag(txn, cred)
+            self._clear_sweep_failure(txn, onb_id)
+            self._close(txn, req, "revoked")
+            txn.record(session.signer, "onboarding.revoked", onb_id, {
+                "how": "manual", "identity": req["identity"], "credential": req["cred_name"],
+                "note": note, "by": session.name, "dropped_version": dropped,
+            })
+            self._queue_review(txn, onb_id, "onboarding", req["cred_name"], req["requester"],
+                               f"onboarding secret for {req['identity']} revoked by hand by "
+                               f"{session.name}: {note}")
+            return Checkout.from_doc(req)
+
+    # -- the sweep's failure records (kept here: onboarding is their main source) ------------
+    def _clear_sweep_failure(self, txn: Transaction, item: str) -> None:
+        doc = txn.table("meta").get(SWEEP_FAILURES)
+        if doc and item in doc.get("items", {}):
+            del doc["items"][item]
+            txn.table("meta").put(SWEEP_FAILURES, doc)

@@ -341,13 +341,57 @@ class RotationOps(CheckoutOps, ReviewOps):
                         version: int) -> None:
         req["rotation"] = {"outcome": outcome, "version": version, "at": self.now()}
         kind = req.get("kind", "checkout")
-        if req.get("revealed_at") and kind == "checkout":
+        if (req.get("revealed_at") or req.get("released")) and kind == "checkout":
             req["review"] = req.get("review") or {"status": "pending"}
+            held = "held" if req.get("revealed_at") else \
+                f"was released (approved, then {req.get('end_reason', 'closed')})"
             self._queue_review(
                 txn, req["id"], "checkout", req["cred_name"], req["requester"],
-                f"{req['requester']} held {req['cred_name']} ({req['ticket']}: "
+                f"{req['requester']} {held} {req['cred_name']} ({req['ticket']}: "
                 f"{req['reason']}); rotation {outcome}")
         self._close(txn, req, req.get("end_reason") or "returned")
+
+    # -- releases (an approval is a release) ------------------------------------------------
+    def can_rotate_for(self, session: Session, req: dict[str, Any]) -> bool:
+        """Whether this session may rotate ``req``'s credential now.
+
+        The holder always can (their grants give the connector the old value).
+        Anyone else only when the target needs no old value: the vault is the
+        source of truth, or a person applies it. That is the rule for overdue
+        leases, and for releases closed by someone other than the holder.
+        """
+        if req["requester"] == session.name:
+            return True
+        with self.store.read() as txn:
+            cred = txn.sharded("credentials").get(req["cred_id"])
+            if cred is None:
+                return False
+            connector = self.connector_for(cred, txn.roster)
+        return connector.vault_is_source_of_truth or connector.needs_person
+
+    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
+        """Rotate a released request's credential, as check-in does.
+
+        Never raises when ``quiet`` (the command that released it has done its
+        part); the sweep passes ``quiet=False`` so that a failure is recorded.
+
+        If this session cannot rotate it (see ``can_rotate_for``) the request
+        stays ROTATING with ``released``: the credential stays taken, ``alerts``
+        shows it, and the holder's next command (its sweep) or check-in rotates
+        it. A failure to rotate is recorded by the rotation itself.
+        """
+        with self.store.read() as txn:
+            req = txn.sharded("requests").get(req_id)
+        if req is None or req["state"] != S.ROTATING or not req.get("released"):
+            return
+        if not self.can_rotate_for(session, req):
+            return
+        try:
+            self.rotate(session, req["cred_id"], req_id,
+                        reason=f"released-{req.get('end_reason', 'closed')}")
+        except GlasskeyError:
+            if not quiet:
+                raise
 
     # -- manual targets --------------------------------------------------------------------
     def _apply_copies(self, txn: Transaction, cred_id: str, version: int, new: SecretValue,

@@ -29,6 +29,7 @@ gets a StorageError asking to try again).
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import os
@@ -56,7 +57,15 @@ from core.audit import (
     line_length_before,
 )
 from core.chain import Checkpoint, catch_up
-from core.errors import GlasskeyError, IntegrityError, NotFoundError, StorageError, UsageError
+from core.clock import CLOCK_SKEW, iso
+from core.errors import (
+    ClockSkewError,
+    GlasskeyError,
+    IntegrityError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+)
 from core.fsutil import (
     VaultLock,
     atomic_write,
@@ -279,13 +288,47 @@ class Transaction:
         self.roster = Roster()
         self._lines: list[bytes] = []
         self.now = store.now
+        #: (time, actor) of the chain's newest entry, read lazily (clock rules).
+        self._newest: tuple[float, str] | None = None
+        self._newest_read = False
+
+    # -- time: the single place an entry's time is set (SECURITY.md, "Clock rules") --
+    def newest_entry(self) -> tuple[float, str] | None:
+        """(time, actor) of the newest entry in the chain, this transaction's included."""
+        if not self._newest_read:
+            self._newest_read = True
+            self._newest = self.store.newest_entry(self.head)
+        return self._newest
+
+    def entry_time(self, strict: bool = True) -> float:
+        """The time the next entry gets: never before the chain's newest entry.
+
+        A clock more than CLOCK_SKEW behind the chain refuses to write (its
+        expiry arithmetic would be wrong, and its entries would rewrite
+        history); within the bound the time is clamped to the chain's. With
+        ``strict`` False (unsigned system records of refusals, such as a failed
+        authentication) the time is only clamped: a refusal is always recorded.
+        """
+        now = self.now()
+        newest = self.newest_entry()
+        if newest is None:
+            return now
+        latest, actor = newest
+        if strict and now < latest - CLOCK_SKEW:
+            raise ClockSkewError(
+                f"this computer's clock ({iso(now)}) is {int(latest - now)} s behind the "
+                f"vault's newest audit entry ({iso(latest)}, by {actor}); fix the clock "
+                "(or the other client's) before writing")
+        return max(now, latest)
 
     def record(self, signer: Signer, event: str, subject: str,
                details: dict[str, Any] | None = None) -> int:
         """Append an audit entry to this transaction; durable before the state."""
         self._require_write()
+        when = self.entry_time(strict=signer.key is not None)
         line, self.head = build_entry(self.head, signer, event, subject,
-                                      dict(details or {}), self.now())
+                                      dict(details or {}), when)
+        self._newest = (float(int(when)), signer.name)  # entries keep whole seconds
         self._lines.append(line)
         self.dirty_small = True
         return self.head.seq
@@ -551,6 +594,20 @@ class Store:
     def _saw(self, txn: Transaction) -> None:
         if txn.roster.founded:
             witness.save(str(txn.meta["vault_id"]), txn.head, txn.roster)
+
+    def newest_entry(self, head: Head) -> tuple[float, str] | None:
+        """(time, actor) of the entry that ends at ``head``, or None for an empty log."""
+        if head.seq <= 0 or head.offset <= 0:
+            return None
+        raw = self.audit.line_at(head.offset - line_length_before(self.audit, head.offset))
+        if raw is None:
+            return None
+        try:
+            entry = json.loads(raw)
+            stamp = calendar.timegm(time.strptime(str(entry["time"]), "%Y-%m-%dT%H:%M:%SZ"))
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(f"audit entry {head.seq} has no readable time") from None
+        return float(stamp), str(entry.get("actor", "?"))
 
     def _check_witness(self, txn: Transaction) -> Checkpoint:
         """Refuse a state older than (or forked from) the last head this client verified.

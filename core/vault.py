@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core import config as site_config
 from core import witness
 from core.audit import Head
 from core.chain import Checkpoint, Progress, VerifyResult, verify_log
-from core.clock import Clock, Random
+from core.clock import CLOCK_SKEW, Clock, Random, iso
 from core.emergency import EmergencyOps
-from core.errors import GlasskeyError
+from core.errors import (
+    ClockSkewError,
+    ConnectorError,
+    GlasskeyError,
+    IntegrityError,
+    StorageError,
+)
 from core.models import CheckoutState
 from core.offboarding import OffboardingOps
-from core.onboarding import OnboardingOps
+from core.onboarding import SWEEP_FAILURES, OnboardingOps
 from core.operators import OperatorOps
 from core.rotation import RotationResult
 from core.session import Session
@@ -107,49 +114,197 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
         the holder running. Leases of this session's own checkouts are checked
         in; other holders' overdue leases are flagged (audited once) and, for
         credentials the vault can rotate without the holder, rotated.
+
+        Best-effort, item by item (issue 15): one item that cannot be done
+        (a target that is down, a failing script) is recorded as a signed
+        ``sweep.item-failed`` entry, shown by ``alerts`` and retried by a later
+        sweep after a back-off; it never stops the other items, and the sweep
+        never fails the command that ran it.
+
+        Clock rule (SECURITY.md, "Clock rules"): let ``C`` be the time of the
+        newest entry in the chain, ``L`` this client's clock and ``B`` =
+        CLOCK_SKEW. When ``L > C + B``, this sweep does not expire, note or
+        rotate an item of *another* operator unless that item was already due
+        at ``C + B``; it records one ``sweep.clock-ahead`` entry instead, so a
+        later sweep (which sees the newer ``C``) may act. A client whose clock
+        runs hours ahead therefore cannot close others' requests or leases in
+        one command, and its entries make every other client refuse to write
+        (their clocks are then behind the chain), which is loud.
         """
-        expired: list[str] = []
-        overdue: list[str] = []
-        rotate: list[tuple[str, str, bool]] = []
-        now = self.now()
-        expired.extend(self.expire_onboarding(session))
-        with self.store.transaction() as txn:
-            for cred_id, entry in txn.table("active").items():
+        report = SweepReport([], [], [], [])
+        try:
+            self._sweep(session, report)
+        except GlasskeyError as exc:  # the scan itself (never one item)
+            report.errors.append(f"sweep: {exc}")
+        return report
+
+    def _sweep(self, session: Session, report: SweepReport) -> None:
+        local = self.now()
+        items: list[tuple[str, str, dict[str, Any], float]] = []
+        with self.store.read() as txn:
+            newest = txn.newest_entry()
+            failures = dict((txn.table("meta").get(SWEEP_FAILURES) or {}).get("items", {}))
+            for entry in txn.table("active").values():
                 req = txn.sharded("requests").get(entry["request"])
-                if req is None or req.get("kind") == "onboarding":
+                if req is None:
                     continue
-                if req["state"] in (S.REQUESTED, S.APPROVED):
-                    if self._expire_if_due(txn, req, session):
-                        expired.append(req["id"])
-                elif req["state"] == S.CHECKED_OUT and now >= float(req["lease_expires"]):
-                    mine = req["requester"] == session.name
-                    if not req.get("overdue_noted"):
-                        req["overdue_noted"] = now
-                        self._save(txn, req)
-                        txn.record(session.signer, "lease.expired", req["id"], {
-                            "credential": req["cred_name"], "holder": req["requester"],
-                            "lease_expires": req["lease_expires"],
-                        })
-                    overdue.append(req["id"])
-                    cred = txn.sharded("credentials").get(cred_id)
-                    connector = self.connector_for(cred, txn.roster) if cred is not None else None
-                    can_rotate = mine or (connector is not None and (
-                        connector.vault_is_source_of_truth or connector.needs_person))
-                    if can_rotate:
-                        rotate.append((cred_id, req["id"], mine))
+                if req.get("kind") == "onboarding":
+                    if req["state"] in (S.REQUESTED, S.APPROVED, S.CHECKED_OUT) \
+                            and local >= float(req["expires_at"]):
+                        items.append(("onboarding-expiry", req["id"], req,
+                                      float(req["expires_at"])))
+                    elif req["state"] == S.ROTATING and req.get("released"):
+                        items.append(("release", req["id"], req, float(req["ended_at"])))
+                    continue
+                due = self.due_at(req)
+                if due is not None:
+                    if local >= due:
+                        items.append(("expiry", req["id"], req, due))
+                elif req["state"] == S.CHECKED_OUT and local >= float(req["lease_expires"]):
+                    items.append(("lease", req["id"], req, float(req["lease_expires"])))
                 elif req["state"] == S.ROTATING:
-                    rotate.append((cred_id, req["id"], req["requester"] == session.name))
-        rotated: list[RotationResult] = []
-        errors: list[str] = []
-        for cred_id, req_id, mine in rotate:
+                    items.append(("release" if req.get("released") else "rotation",
+                                  req["id"], req, float(req.get("ended_at") or 0)))
+        horizon = newest[0] + CLOCK_SKEW if newest is not None else local
+        ahead = local > horizon
+        held_back = 0
+        for what, item, req, due in items:
+            mine = req["requester"] == session.name
+            if not mine and ahead and due > horizon:
+                held_back += 1
+                continue
+            fail = failures.get(item)
+            if fail is not None and local < float(fail.get("next_at", 0)):
+                continue  # backing off: a dead target is not hammered on every command
             try:
-                if mine:
-                    rotated.append(self.checkin(session, req_id))
-                else:
-                    rotated.append(self._expire_lease(session, cred_id, req_id))
-            except GlasskeyError as exc:
-                errors.append(f"{req_id}: {exc}")
-        return SweepReport(expired, overdue, rotated, errors)
+                self._sweep_item(session, what, req, mine, report)
+            except Exception as exc:  # any failure of one item is that item's, never the sweep's
+                self._sweep_failed(session, item, what, exc, fail, report)
+            else:
+                if fail is not None:
+                    self._sweep_recovered(session, item, what, report)
+        if held_back:
+            self._sweep_note_clock(session, held_back, local, newest, report)
+
+    def _sweep_item(self, session: Session, what: str, req: dict[str, Any], mine: bool,
+                    report: SweepReport) -> None:
+        req_id = req["id"]
+        if what == "onboarding-expiry":
+            self.expire_onboarding(session, req_id)
+            report.expired.append(req_id)
+        elif what == "expiry":
+            with self.store.transaction() as txn:
+                fresh = self._request_doc(txn, req_id)
+                ended = self._expire_if_due(txn, fresh, session)
+            if ended:
+                report.expired.append(req_id)
+                self._rotate_release(session, req_id, quiet=False)
+        elif what == "release":
+            self._rotate_release(session, req_id, quiet=False)
+        elif what == "lease":
+            with self.store.transaction() as txn:
+                fresh = self._request_doc(txn, req_id)
+                if fresh["state"] != S.CHECKED_OUT:
+                    return
+                if not fresh.get("overdue_noted"):
+                    fresh["overdue_noted"] = txn.entry_time()
+                    self._save(txn, fresh)
+                    txn.record(session.signer, "lease.expired", req_id, {
+                        "credential": fresh["cred_name"], "holder": fresh["requester"],
+                        "lease_expires": fresh["lease_expires"],
+                    })
+            report.overdue.append(req_id)
+            if mine:
+                report.rotated.append(self.checkin(session, req_id))
+            elif self.can_rotate_for(session, req):
+                report.rotated.append(self._expire_lease(session, req["cred_id"], req_id))
+        elif what == "rotation":
+            if mine:
+                report.rotated.append(self.checkin(session, req_id))
+            else:
+                report.rotated.append(self._expire_lease(session, req["cred_id"], req_id))
+
+    def _sweep_failed(self, session: Session, item: str, what: str, exc: BaseException,
+                      fail: dict[str, Any] | None, report: SweepReport) -> None:
+        """Record one failed item (signed), with the time of its next attempt."""
+        reason = sweep_reason(exc)
+        report.errors.append(f"{item}: {reason}")
+        attempts = int((fail or {}).get("attempts", 0)) + 1
+        wait = min(SWEEP_BACKOFF_MAX, self._sweep_backoff() * 2 ** (attempts - 1))
+        try:
+            with self.store.transaction() as txn:
+                at = txn.entry_time()
+                doc = txn.table("meta").get(SWEEP_FAILURES) or {"items": {}}
+                doc.setdefault("items", {})[item] = {
+                    "what": what, "reason": reason, "attempts": attempts,
+                    "first": float((fail or {}).get("first", at)), "last": at,
+                    "next_at": at + wait, "by": session.name,
+                }
+                txn.table("meta").put(SWEEP_FAILURES, doc)
+                txn.record(session.signer, "sweep.item-failed", item, {
+                    "what": what, "reason": reason, "attempt": attempts,
+                    "retry_after": int(wait),
+                })
+        except GlasskeyError as rec:
+            report.errors.append(f"{item}: the failure could not be recorded ({rec})")
+
+    def _sweep_recovered(self, session: Session, item: str, what: str,
+                         report: SweepReport) -> None:
+        try:
+            with self.store.transaction() as txn:
+                doc = txn.table("meta").get(SWEEP_FAILURES) or {"items": {}}
+                if item not in doc.get("items", {}):
+                    return
+                self._clear_sweep_failure(txn, item)
+                txn.record(session.signer, "sweep.item-recovered", item, {"what": what})
+        except GlasskeyError as exc:
+            report.errors.append(f"{item}: {exc}")
+
+    def _sweep_note_clock(self, session: Session, held: int, local: float,
+                          newest: tuple[float, str] | None, report: SweepReport) -> None:
+        """Say (signed, once per sweep) that others' due items were left alone."""
+        report.errors.append(
+            f"{held} item(s) of other operators look due by this computer's clock but not "
+            "by the vault's; left for a later sweep")
+        try:
+            with self.store.transaction() as txn:
+                txn.record(session.signer, "sweep.clock-ahead", "sweep", {
+                    "held_back": held, "ahead_by": int(local - newest[0]) if newest else 0,
+                })
+        except GlasskeyError as exc:
+            report.errors.append(f"sweep: {exc}")
+
+    def _sweep_backoff(self) -> float:
+        """First retry wait: ``[sweep] retry_after`` in glasskey.toml, 1 s to 1 h."""
+        raw = self.site_setting("sweep", "retry_after")
+        try:
+            value = float(raw) if raw is not None else SWEEP_BACKOFF_FIRST
+        except ValueError:
+            value = SWEEP_BACKOFF_FIRST
+        return min(SWEEP_BACKOFF_MAX, max(1.0, value)) if value == value else \
+            SWEEP_BACKOFF_FIRST
+
+    def sweep_failures(self) -> dict[str, dict[str, Any]]:
+        """Items the sweep could not do: id -> what, reason, attempts, next attempt."""
+        with self.store.read() as txn:
+            return dict((txn.table("meta").get(SWEEP_FAILURES) or {}).get("items", {}))
+
+    def alerts(self) -> list[str]:
+        """Everything ``EmergencyOps.alerts`` shows, plus releases not yet rotated
+        and items the sweep keeps failing on."""
+        out = super().alerts()
+        for co in self.checkouts(open_only=True):
+            if co.released and co.state == S.ROTATING:
+                out.append(f"RELEASED, NOT ROTATED: {co.cred_name} ({co.id}) was approved, "
+                           f"then {co.end_reason}; {co.requester}'s next command or "
+                           f"'glasskey checkin {co.id}' rotates it")
+        for item, fail in sorted(self.sweep_failures().items()):
+            hint = (f"; an admin can record it by hand: 'glasskey onboard revoke {item} "
+                    "--manual --note TEXT'") if fail.get("what") == "onboarding-expiry" else ""
+            out.append(f"SWEEP FAILING: {item} ({fail.get('what')}): {fail.get('reason')}; "
+                       f"{fail.get('attempts')} attempt(s), next after "
+                       f"{iso(float(fail.get('next_at', 0)))}{hint}")
+        return out
 
     def _expire_lease(self, session: Session, cred_id: str, req_id: str) -> RotationResult:
         with self.store.transaction() as txn:
@@ -159,3 +314,23 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
                 req["end_reason"] = "lease-expired"
                 self._save(txn, req)
         return self.rotate(session, cred_id, req_id, reason="lease-expired")
+
+
+#: First wait before a failed sweep item is tried again; doubles to the maximum.
+SWEEP_BACKOFF_FIRST = 60.0
+SWEEP_BACKOFF_MAX = 3600.0
+
+
+def sweep_reason(exc: BaseException) -> str:
+    """A short, fixed reason for a failed item: never a value, never connector output."""
+    if isinstance(exc, ConnectorError):
+        return "the target refused the change or could not be reached"
+    if isinstance(exc, ClockSkewError):
+        return "this client's clock is behind the vault's"
+    if isinstance(exc, StorageError):
+        return "the vault could not be written (busy or full)"
+    if isinstance(exc, IntegrityError):
+        return "an integrity check failed"
+    if isinstance(exc, GlasskeyError):
+        return "refused by policy"
+    return f"internal error ({type(exc).__name__})"

@@ -32,9 +32,9 @@ from core.connectors.base import ConnectorSettings, scrub_fragments
 from core.connectors.command import CommandConnector
 from core.connectors.registry import make
 from core.credentials import CredentialSpec
-from core.roster import sign_config
 from core.errors import ConnectorError, PolicyError, UsageError
 from core.models import Policy
+from core.roster import sign_config
 from core.secret import SecretValue
 from tests.checkout_world import World, decrypt_version, make_world
 from tests.test_cli import Cli, fresh_step, one_sentence

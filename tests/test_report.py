@@ -151,7 +151,8 @@ def _script_month(tmp: Path) -> Month:
     ]
     n = 0
     for day in range(28):
-        w.clock.set(since + 200 + day * DAY + 9 * HOUR)
+        # never backwards: entry times follow the chain (clock rules)
+        w.clock.set(max(w.clock.now(), since + 200 + day * DAY + 9 * HOUR))
         for slot in range(2 if day % 3 else 1):
             cred, requester, approver = plan[(day * 2 + slot) % len(plan)]
             n += 1
@@ -183,6 +184,7 @@ def _script_month(tmp: Path) -> Month:
             req = w.vault.request(w.s("carol"), "db-root", "night batch", "CHG-81", 600)
             m.expired = req.id
             w.clock.advance(2 * HOUR)
+            w.vault.sweep(w.s("dave"))  # clock rules: the first only records the gap
             w.vault.sweep(w.s("dave"))
         if day == 9:  # rotation fails on the target (exit 3), retried the next day
             (app_site / "mode").write_text("down")
@@ -235,6 +237,7 @@ def _script_month(tmp: Path) -> Month:
             m.lease_expired = _checkout(m, "batch-provision", "carol", "dave", 901,
                                         hold=0, duration=1800, checkin=False)
             w.clock.advance(3 * HOUR)
+            w.vault.sweep(w.s("dave"))  # clock rules: the first only records the gap
             w.vault.sweep(w.s("dave"))
         if day == 22:  # a manual target: another operator applies the new value
             w.vault.add_credential(w.s("bob"), CredentialSpec(

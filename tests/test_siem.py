@@ -284,7 +284,9 @@ def test_forward_sends_every_entry_then_only_new_ones(
     messages = got.wait_for(now_total)
     assert _seqs(messages) == list(range(1, now_total + 1))
     events = [parse_5424(m)["msgid"] for m in messages[total:]]
-    assert events == ["checkout.requested", "checkout.approved", "checkout.cancelled"]
+    # an approved request that is cancelled is a release: it rotates (issue 10)
+    assert events == ["checkout.requested", "checkout.approved", "checkout.cancelled",
+                      "rotate.intent", "rotate.commit"]
 
 
 def test_first_run_without_backfill_starts_at_the_head(
@@ -296,8 +298,9 @@ def test_first_run_without_backfill_starts_at_the_head(
     assert first.sent == 0 and first.last_seq == head
     _more_activity(world)
     second = siem.forward_new(world.vault, "127.0.0.1", port, "udp", state)
-    assert second.first_seq == head + 1 and second.sent == 3
-    assert _seqs(got.wait_for(3)) == [head + 1, head + 2, head + 3]
+    # (3 entries, then the release's rotate.intent and rotate.commit: issue 10)
+    assert second.first_seq == head + 1 and second.sent == 5
+    assert _seqs(got.wait_for(5)) == [head + 1, head + 2, head + 3, head + 4, head + 5]
 
 
 def test_default_state_lives_outside_the_vault(world: World,

@@ -445,6 +445,8 @@ def checkout_line(c: Checkout, now: float) -> str:
     extra = ""
     if c.lease_expires and state == "checked-out":
         extra = f" ({format_duration(c.lease_expires - now)} left)"
+    if c.released:
+        extra += f" (released: approved, then {c.end_reason or c.closed_reason})"
     return (f"{c.id}  {c.cred_name:24} {state.upper() if state == 'overdue' else state}"
             f"{extra}  by {c.requester}  ticket {c.ticket}")
 
@@ -460,6 +462,19 @@ def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
                 print(checkout_line(c, now))
             if not items:
                 print("no open checkouts" if not args.all else "no checkouts")
+        return 0
+    if args.cred == "clear":
+        if not args.requester or not (args.reason or "").strip():
+            raise UsageError("request clear --requester NAME --reason TEXT (an admin closes "
+                             "every open, unrevealed request of NAME)")
+        session = authenticate(vault, args)
+        closed, skipped = vault.clear_requests(session, args.requester, args.reason)
+        if args.json:
+            out_json({"requester": args.requester, "closed": closed, "skipped": skipped})
+        else:
+            print(f"{len(closed)} request(s) of {args.requester} closed"
+                  + (f"; {len(skipped)} revealed checkout(s) left to check-in"
+                     if skipped else ""))
         return 0
     if not args.duration:
         raise UsageError("--duration is required (e.g. 30m)")
@@ -623,6 +638,17 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
             out_json(co.to_public(now))
         else:
             print(f"{co.id} activated and revoked")
+        return 0
+    if args.action == "revoke":
+        if not args.id or not args.manual or not (args.note or "").strip():
+            raise UsageError("onboard revoke ID --manual --note TEXT (an admin records a "
+                             "revocation done by hand, and says how)")
+        session = authenticate(vault, args)
+        co = vault.revoke_onboarding_manually(session, args.id, args.note or "")
+        if args.json:
+            out_json(co.to_public(vault.now()))
+        else:
+            print(f"{co.id} recorded as revoked by hand")
         return 0
     raise UsageError(f"unknown onboard action {args.action!r}")
 
@@ -884,8 +910,10 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_cred)
 
     p = sub.add_parser("request", parents=[common, actor],
-                       help="ask to check out a credential ('request list' lists checkouts)")
-    p.add_argument("cred", metavar="CRED|list")
+                       help="ask to check out a credential ('request list' lists checkouts, "
+                       "'request clear --requester NAME' closes a flood)")
+    p.add_argument("cred", metavar="CRED|list|clear")
+    p.add_argument("--requester", help="with 'clear': whose open requests to close (admin)")
     p.add_argument("--reason")
     p.add_argument("--ticket")
     p.add_argument("--duration", help="e.g. 30m, 2h, 45s")
@@ -927,8 +955,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("onboard", parents=[common, actor],
-                       help="one-time onboarding secrets: issue, activate, list")
-    p.add_argument("action", choices=["issue", "activate", "list"])
+                       help="one-time onboarding secrets: issue, activate, revoke, list")
+    p.add_argument("action", choices=["issue", "activate", "revoke", "list"])
     p.add_argument("id", nargs="?")
     p.add_argument("--identity", help="who the secret is for")
     p.add_argument("--reason")
@@ -938,6 +966,9 @@ def build_parser() -> Parser:
     p.add_argument("--connector", default="generated", help="admins only")
     p.add_argument("--target", help="admins only")
     p.add_argument("--template", help="an onboarding template of the site policy")
+    p.add_argument("--manual", action="store_true",
+                   help="revoke: record a revocation done by hand (admin)")
+    p.add_argument("--note", help="revoke: how it was revoked")
     p.set_defaults(func=cmd_onboard)
 
     p = sub.add_parser("kit", parents=[common, actor],
