@@ -27,6 +27,9 @@ class CredentialSpec:
     target: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
+    #: An onboarding secret issued from a site template (core/config.py): the
+    #: site policy, outside the vault, is then what vouches for the target.
+    template: str | None = None
 
     def __repr__(self) -> str:
         return f"CredentialSpec({self.name!r}, {self.kind}, {self.connector})"
@@ -64,6 +67,8 @@ class CredentialOps(VaultBase):
             "created": now, "rotated_at": now, "rotations": 0,
             "created_by": session.name, "source": "given" if spec.secret else "generated",
         }
+        if spec.template is not None:
+            doc["template"] = spec.template
         # Where values go and who must agree: believed only under an admin's signature.
         doc["config_sig"] = sign_config(self.vault_id, doc, session.name, session.sign_priv)
         txn.sharded("credentials").put(cred_id, doc)

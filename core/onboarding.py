@@ -63,8 +63,10 @@ class OnboardingOps(RotationOps, CredentialOps):
         if not 0 < expires_in <= MAX_EXPIRY:
             raise UsageError(f"expiry must be between 1 s and {format_duration(MAX_EXPIRY)}")
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "requester")
-            if custom and not session.has("admin"):
+            member = self._require_active(txn, session)
+            if not (member.has("requester") or member.has("admin")):
+                raise PolicyError(f"operator {session.name} does not hold the requester role")
+            if custom and not member.has("admin"):
                 raise PolicyError("only an admin chooses where an onboarding secret goes; "
                                   "use a site template (--template) or the vault-only default")
             self._check_cap(txn, session, "o-", "open_onboarding", DEFAULT_OPEN_ONBOARDING,
@@ -72,7 +74,8 @@ class OnboardingOps(RotationOps, CredentialOps):
             onb_id = self.new_id("o-")
             name = f"onboard-{identity}-{onb_id[2:8]}"
             spec = CredentialSpec(name, kind="onboarding", connector=connector, target=target,
-                                  options=dict(options or {}), policy=ONBOARDING_POLICY)
+                                  options=dict(options or {}), policy=ONBOARDING_POLICY,
+                                  template=template)
             self._check_spec(spec, len(self._recipients(txn)))
             cred = self._add(txn, session, spec)
             now = self.now()

@@ -413,7 +413,8 @@ def config_body(vault_id: str, cred: Mapping[str, Any]) -> dict[str, Any]:
     return {"vault": vault_id, "id": cred.get("id"), "name": cred.get("name"),
             "kind": cred.get("kind"), "connector": cred.get("connector"),
             "target": cred.get("target"), "options": cred.get("options", {}),
-            "policy": cred.get("policy")}
+            "policy": cred.get("policy"),
+            **({"template": cred["template"]} if "template" in cred else {})}
 
 
 def config_digest(vault_id: str, cred: Mapping[str, Any]) -> str:
@@ -436,9 +437,13 @@ def verify_config(roster: Roster, cred: Mapping[str, Any]) -> None:
     msg = CONFIG_LABEL + canonical.dumps(config_body(roster.vault_id, cred))
     # A requester may issue a one-time onboarding secret whose value lives only in
     # the vault (or is applied by hand); only an admin says where values go.
-    harmless = cred.get("kind") == "onboarding" and cred.get("connector") in (
+    # A site template (checked against the site policy before it runs, see
+    # RotationOps.connector_for) also vouches for an onboarding secret's target.
+    onboarding = cred.get("kind") == "onboarding"
+    harmless = onboarding and cred.get("connector") in (
         "generated", "manual") and cred.get("target") is None
-    allowed = signer is not None and (signer.ever_admin or harmless)
+    templated = onboarding and isinstance(cred.get("template"), str)
+    allowed = signer is not None and (signer.ever_admin or harmless or templated)
     if signer is None or not allowed or not _sig_ok(signer, msg, stamp.get("sig")):
         raise IntegrityError(
             f"credential {name}'s configuration (connector, target, options, policy or kind) "

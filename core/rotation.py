@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import canonical
+from core import config as site_config
 from core.canonical import b64d, b64e
 from core.checkout import CheckoutOps
 from core.connectors import registry
@@ -81,6 +82,14 @@ class RotationOps(CheckoutOps, ReviewOps):
         """The credential's connector, only once its configuration's admin signature
         verified against the signed roster (a swapped target never runs)."""
         verify_config(roster, cred)
+        template = cred.get("template")
+        if isinstance(template, str):
+            chosen = site_config.site_policy().onboarding_templates.get(template)
+            if chosen is None or (chosen.connector, chosen.target, dict(chosen.options)) != (
+                    cred["connector"], cred.get("target"), dict(cred.get("options", {}))):
+                raise IntegrityError(
+                    f"credential {cred['name']} names onboarding template {template!r}, which "
+                    "the site policy does not define that way; it will not run")
         settings = ConnectorSettings(
             credential=cred["name"], target=cred.get("target"),
             options=dict(cred.get("options", {})), site=self.site_config(cred["connector"]),

@@ -96,14 +96,15 @@ def test_a_clock_far_behind_refuses_to_write_and_writes_nothing(w: World) -> Non
 
 
 def test_a_kit_use_with_the_clock_a_day_back_is_refused(w: World) -> None:
-    kit = w.vault.issue_kit([w.s("bob"), w.s("dave")])
+    w.vault.issue_kit([w.s("bob"), w.s("dave")])
+    code = " ".join(w.vault.kit_part(w.s(n)) for n in ("bob", "dave"))
     vault, alice = skewed(w, "alice", -24 * HOUR)
     seq = w.vault.seq()
     with pytest.raises(ClockSkewError):
-        vault.emergency_reveal(alice, "db-root", kit.code, "outage", "INC-1", 600)
+        vault.emergency_reveal(alice, "db-root", code, "outage", "INC-1", 600)
     assert w.vault.seq() == seq  # nothing moved into the previous period
     # with a right clock the lease starts at the entry's time and ends within policy
-    co, _ = w.vault.emergency_reveal(w.s("alice"), "db-root", kit.code, "outage", "INC-1",
+    co, _ = w.vault.emergency_reveal(w.s("alice"), "db-root", code, "outage", "INC-1",
                                      600)
     last = [e for e in entries(w) if e["event"] == "emergency.used"][-1]
     assert co.lease_expires is not None

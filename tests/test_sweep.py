@@ -71,7 +71,7 @@ def w(tmp_path: Path) -> World:
 def test_a_failing_revocation_is_recorded_alerted_and_retried_with_backoff(
         w: World, tmp_path: Path) -> None:
     site = make_site(tmp_path)
-    onb = w.vault.issue_onboarding(w.s("alice"), "new-hire", "first day", "HR-1", "email",
+    onb = w.vault.issue_onboarding(w.s("bob"), "new-hire", "first day", "HR-1", "email",
                                    expires_in=60, connector="command",
                                    target=str(site / "revoke"))
     w.clock.advance(61)
@@ -116,7 +116,7 @@ def test_a_failing_revocation_is_recorded_alerted_and_retried_with_backoff(
 
 def test_other_items_are_still_swept_when_one_fails(w: World, tmp_path: Path) -> None:
     site = make_site(tmp_path)
-    w.vault.issue_onboarding(w.s("alice"), "new-hire", "first day", "HR-1", "email",
+    w.vault.issue_onboarding(w.s("bob"), "new-hire", "first day", "HR-1", "email",
                              expires_in=60, connector="command", target=str(site / "revoke"))
     stale = w.vault.request(w.s("carol"), "db-root", "r", "t", 600)
     w.clock.advance(3601)
@@ -128,7 +128,7 @@ def test_other_items_are_still_swept_when_one_fails(w: World, tmp_path: Path) ->
 
 def test_an_admin_records_a_revocation_by_hand(w: World, tmp_path: Path) -> None:
     site = make_site(tmp_path)
-    onb = w.vault.issue_onboarding(w.s("alice"), "new-hire", "first day", "HR-1", "email",
+    onb = w.vault.issue_onboarding(w.s("bob"), "new-hire", "first day", "HR-1", "email",
                                    expires_in=60, connector="command",
                                    target=str(site / "revoke"))
     w.clock.advance(61)
@@ -155,7 +155,7 @@ def test_a_postgres_target_that_is_down_stops_nobody(w: World) -> None:
     try:
         pg.create_role("onb_hire", "initial-onb-password-1")
         target = pg.role_conninfo("onb_hire")
-        onb = w.vault.issue_onboarding(w.s("alice"), "hire", "first day", "HR-2", "email",
+        onb = w.vault.issue_onboarding(w.s("bob"), "hire", "first day", "HR-2", "email",
                                        expires_in=60, connector="postgres", target=target)
     finally:
         pg.stop()
@@ -177,9 +177,16 @@ def test_cli_one_failing_target_does_not_stop_other_operators(cli: Cli) -> None:
     fresh_step()
     r = cli("cred", "add", "db-root", *cli.as_("bob", -30))
     assert r.code == 0, r.err
+    # A requester issues from a site template: only an admin or the site policy
+    # (outside the vault) says where an onboarding secret goes.
+    policy = cli.root / "site.toml"
+    policy.write_text(f'[command]\nallowed_dirs = ["{cli.root.resolve()}"]\n'
+                      '[onboarding.templates.hire]\nconnector = "command"\n'
+                      f'target = "{site / "revoke"}"\n')
+    cli.env["GLASSKEY_SITE_CONFIG"] = str(policy)
     r = cli("onboard", "issue", "--identity", "hire", "--reason", "first day", "--ticket",
-            "HR-3", "--channel", "email", "--expires", "1s", "--connector", "command",
-            "--target", str(site / "revoke"), "--json", *cli.as_("alice", -30))
+            "HR-3", "--channel", "email", "--expires", "1s", "--template", "hire",
+            "--json", *cli.as_("alice", -30))
     assert r.code == 0, r.err
     onb = json.loads(r.out)["id"]
     time.sleep(1.5)
@@ -215,11 +222,11 @@ def test_cli_one_failing_target_does_not_stop_other_operators(cli: Cli) -> None:
 def test_a_released_onboarding_secret_whose_revocation_fails_is_retried(
         w: World, tmp_path: Path) -> None:
     site = make_site(tmp_path)
-    onb = w.vault.issue_onboarding(w.s("alice"), "hire", "first day", "HR-4", "email",
+    onb = w.vault.issue_onboarding(w.s("bob"), "hire", "first day", "HR-4", "email",
                                    expires_in=3600, connector="command",
                                    target=str(site / "revoke"))
-    w.vault.approve(w.s("bob"), onb.id)
-    w.vault.cancel(w.s("alice"), onb.id)  # approved, then cancelled: a release
+    w.vault.approve(w.s("dave"), onb.id)
+    w.vault.cancel(w.s("bob"), onb.id)  # approved, then cancelled: a release
     co = w.vault.checkout(onb.id)
     assert co.released and co.state == "rotating"
     cancelled = [e for e in events(w, "onboarding.cancelled") if e["subject"] == onb.id]
