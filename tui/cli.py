@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from core import audit as audit_mod
 from core.base import default_vault_dir
 from core.clock import iso
 from core.credentials import CredentialSpec
@@ -690,13 +689,14 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
         return 0
     if args.action == "export":
         from core import siem
+        from core.exports import export
 
         fmt = args.format or "jsonl"
 
         def write(out: TextIO) -> int:
             if fmt == "syslog":
                 return siem.export_syslog(vault.store.audit, out)
-            return audit_mod.export(vault.store.audit, fmt, out)
+            return export(vault.store.audit, fmt, out)
 
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as fh:
