@@ -926,9 +926,14 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tui import envguard
+
+    envguard.scrub()  # before anything imports Textual (tui/envguard.py says why)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command in (None, "demo"):
+            envguard.disable_screenshots()
         if args.command is None:
             from tui import app as tui_app
 
