@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from core.audit import SYSTEM_EVENTS
 from core.clock import iso
 from core.errors import IntegrityError, UsageError
 from core.models import format_duration
@@ -67,7 +68,7 @@ TIME_KEYS = frozenset({
     "since", "until", "generated_at", "at", "requested_at", "held_from", "held_to",
     "lease_expires", "issued_at", "expires", "activated_at", "expired_at", "revoked_at",
     "burned_at", "finished_at", "resolved_at", "rotated_at", "last_at", "reveals",
-    "last_checkout", "first_at",
+    "last_checkout", "first_at", "released_at",
 })
 
 
@@ -158,6 +159,12 @@ class CheckoutRecord:
     emergency: bool = False
     kit: str = ""
     refusals: list[RefusalRecord] = field(default_factory=list)
+    #: When the approvals reached the number needed (or the kit opened it): from
+    #: then on the requester could open the grant offline, so the checkout
+    #: counts as a *release* whether or not a reveal was ever recorded.
+    released_at: float | None = None
+    #: The rotation that followed was started by a lease-expiry sweep.
+    lease_rotation: bool = False
 
     @property
     def approvers(self) -> list[str]:
@@ -168,8 +175,25 @@ class CheckoutRecord:
         return self.held_from is not None
 
     @property
+    def released(self) -> bool:
+        return self.released_at is not None or self.revealed
+
+    @property
+    def released_not_revealed(self) -> bool:
+        return self.released_at is not None and not self.revealed
+
+    @property
     def finished(self) -> bool:
+        if self.released_not_revealed:
+            return self.outcome in ("cancelled", "expired", "denied")
         return self.revealed and self.outcome in ("returned", "lease-expired")
+
+    @property
+    def exposed_from(self) -> float | None:
+        """When the value could first be read: the release, else the reveal."""
+        if self.released_at is not None and self.held_from is not None:
+            return min(self.released_at, self.held_from)
+        return self.released_at if self.released_at is not None else self.held_from
 
 
 @dataclass
@@ -205,10 +229,48 @@ class EmergencyUse:
     kit: str
     by: str
     at: float
+    reason: str = ""
+    ticket: str = ""
     rotation: str = ""
     reviews: list[ReviewRecord] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
     review_status: str = "pending"
+
+
+@dataclass
+class KitRefusal:
+    """A refused emergency-kit use (wrong, burned or unknown kit): a high finding."""
+
+    at: float
+    by: str
+    credential: str
+    why: str
+    fingerprint: str
+
+
+@dataclass
+class NotifyFailure:
+    """The site's emergency notification hook failed: the alarm did not ring."""
+
+    at: float
+    by: str
+    request: str
+    why: str
+
+
+@dataclass
+class UnsignedEntry:
+    """An entry with no signature: recorded by some client, not signed by anyone."""
+
+    at: float
+    seq: int
+    event: str
+    subject: str
+
+
+#: How unsigned system entries are named everywhere in the report: they carry
+#: no one's authority, so they are never presented as someone's act.
+UNSIGNED = "unsigned: recorded by a client, not signed by anyone"
 
 
 @dataclass
@@ -253,6 +315,8 @@ class CredentialRecord:
     failures_in_period: int = 0
     last_checkout: float | None = None
     in_vault: bool = True
+    #: The status the verified log implies ('' when the log says nothing).
+    log_status: str = ""
 
 
 @dataclass
@@ -264,6 +328,7 @@ class AuthEvent:
     failures: int | None = None
     locked_for: int = 0
     retry_in: int = 0
+    signed: bool = False
 
 
 @dataclass
@@ -274,6 +339,8 @@ class AuthSummary:
     locked_attempts: int = 0
     last_at: float | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    #: How many of these rest only on unsigned system entries.
+    unsigned: int = 0
 
 
 @dataclass
@@ -322,6 +389,7 @@ class AttestationRecord:
     sha256: str
     format: str
     entries: int | None
+    head_hash: str = ""
 
 
 @dataclass
@@ -380,6 +448,11 @@ class Summary:
     credentials: int = 0
     oldest_rotation_days: float = 0.0
     operator_changes: int = 0
+    released: int = 0
+    released_not_revealed: int = 0
+    kit_refusals: int = 0
+    notify_failures: int = 0
+    unsigned_entries: int = 0
 
 
 @dataclass
@@ -406,6 +479,9 @@ class CustodyReport:
     unreviewed: list[UnreviewedItem]
     attestations: list[AttestationRecord]
     controls: list[ControlRow]
+    kit_refusals: list[KitRefusal] = field(default_factory=list)
+    notify_failures: list[NotifyFailure] = field(default_factory=list)
+    unsigned: list[UnsignedEntry] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -415,6 +491,7 @@ class CustodyReport:
             pdoc["flagged"] = pair.flagged
         for co, cdoc in zip(self.checkouts, doc["checkouts"]):
             cdoc["approvers"] = co.approvers
+            cdoc["released"] = co.released
         out: dict[str, Any] = _times_to_text(doc)
         return out
 
@@ -462,6 +539,7 @@ class _Rot:
     request: str
     error: str = ""
     applied_by: str = ""
+    reason: str = ""
 
 
 class _Collector:
@@ -482,6 +560,11 @@ class _Collector:
         self.attestations: list[AttestationRecord] = []
         self.refusals: dict[str, list[RefusalRecord]] = defaultdict(list)
         self.event_times: dict[str, list[float]] = defaultdict(list)
+        self.kit_refusals: list[KitRefusal] = []
+        self.notify_failures: list[NotifyFailure] = []
+        self.unsigned: list[UnsignedEntry] = []
+        #: credential -> (status the log implies, since when)
+        self.cred_status: dict[str, tuple[str, float]] = {}
 
     def _co(self, req: str, details: dict[str, Any]) -> CheckoutRecord:
         rec = self.checkouts.get(req)
@@ -514,6 +597,14 @@ class _Collector:
         raw = entry.get("details")
         d: dict[str, Any] = raw if isinstance(raw, dict) else {}
         group, _, action = event.partition(".")
+        signed = entry.get("sig") is not None
+        if not signed:
+            self.unsigned.append(UnsignedEntry(at, _i(entry.get("seq")) or 0, event, subject))
+            if event not in SYSTEM_EVENTS:
+                return  # an unsigned entry claiming an act: listed, never applied
+            if group == "auth":
+                self._auth(action, at, subject, d, signed=False)
+            return
         if group == "checkout" or event == "lease.expired":
             self._checkout(action if group == "checkout" else "lease-expired",
                            at, actor, subject, d)
@@ -530,13 +621,9 @@ class _Collector:
         elif group == "emergency":
             self._emergency(action, at, actor, subject, d)
         elif group == "auth":
-            if action == "failed":
-                self.auth.append(AuthEvent(at, subject, "failed", _s(d.get("why")),
-                                           _i(d.get("failures")),
-                                           _i(d.get("locked_for")) or 0))
-            elif action == "locked":
-                self.auth.append(AuthEvent(at, subject, "locked",
-                                           retry_in=_i(d.get("retry_in")) or 0))
+            self._auth(action, at, subject, d, signed=True)
+        elif event == "credential.added":
+            self.cred_status[subject] = ("active", at)
         elif group == "operator":
             keep = {k: v for k, v in d.items()
                     if k in ("roles", "reason", "founder", "how", "status", "by")}
@@ -544,7 +631,19 @@ class _Collector:
         elif event == "report.attested":
             self.attestations.append(AttestationRecord(
                 subject, actor, at, _s(d.get("since")), _s(d.get("until")),
-                _s(d.get("sha256")), _s(d.get("format")), _i(d.get("entries"))))
+                _s(d.get("sha256")), _s(d.get("format")),
+                _i(d.get("head_seq")) if d.get("head_seq") is not None else _i(d.get("entries")),
+                _s(d.get("head_hash"))))
+
+    def _auth(self, action: str, at: float, subject: str, d: dict[str, Any], *,
+              signed: bool) -> None:
+        if action == "failed":
+            self.auth.append(AuthEvent(at, subject, "failed", _s(d.get("why")),
+                                       _i(d.get("failures")), _i(d.get("locked_for")) or 0,
+                                       signed=signed))
+        elif action == "locked":
+            self.auth.append(AuthEvent(at, subject, "locked",
+                                       retry_in=_i(d.get("retry_in")) or 0, signed=signed))
 
     # -- checkouts --------------------------------------------------------------------------
     def _checkout(self, action: str, at: float, actor: str, req: str,
@@ -563,8 +662,11 @@ class _Collector:
             if not rec.requester:
                 rec.requester = _s(d.get("requester"))
             rec.needed = _i(d.get("needed"))
-            if rec.outcome == "requested" and rec.needed is not None \
-                    and len(rec.approvals) >= rec.needed:
+            have = _i(d.get("approvals"))
+            enough = rec.needed is not None and max(have or 0, len(rec.approvals)) >= rec.needed
+            if enough and rec.released_at is None:
+                rec.released_at = at
+            if rec.outcome == "requested" and enough:
                 rec.outcome = "approved"
         elif action == "denied":
             rec.outcome = "denied"
@@ -612,7 +714,7 @@ class _Collector:
             version = _i(d.get("to_version"))
             if request and version is not None:
                 self.intent_request[(cred, version)] = request
-            r = _Rot(at, "intent", actor, version, request)
+            r = _Rot(at, "intent", actor, version, request, reason=_s(d.get("reason")))
         elif action == "commit":
             version = _i(d.get("version"))
             if not request and version is not None:
@@ -633,6 +735,10 @@ class _Collector:
             r = _Rot(at, "apply-pending", actor, version, request)
         else:
             return  # apply-revealed and future details: not an outcome
+        status = {"commit": "active", "failed": "rotation-failed",
+                  "apply-pending": "apply-pending"}.get(r.kind)
+        if status is not None:
+            self.cred_status[cred] = (status, at)
         self.rot[cred].append(r)
         if request:
             self.rot_by_request[request].append(r)
@@ -669,6 +775,8 @@ class _Collector:
             rec.revoked_at = at
             rec.revoked_how = _s(d.get("how"))
             rec.status = "revoked"
+            if d.get("credential"):
+                self.cred_status[_s(d.get("credential"))] = ("revoked", at)
 
     def _emergency(self, action: str, at: float, actor: str, subject: str,
                    d: dict[str, Any]) -> None:
@@ -680,12 +788,20 @@ class _Collector:
         elif action == "used":
             kit_id = _s(d.get("kit"))
             self.emergency[subject] = EmergencyUse(
-                subject, _s(d.get("credential")), kit_id, actor, at)
+                subject, _s(d.get("credential")), kit_id, actor, at, _s(d.get("reason")),
+                _s(d.get("ticket")))
             if kit_id:
                 self._kit(kit_id).uses.append(subject)
             rec = self._co(subject, d)
+            self.event_times[subject].append(at)
             rec.emergency = True
             rec.kit = kit_id
+            rec.reason = rec.reason or _s(d.get("reason"))
+            rec.ticket = rec.ticket or _s(d.get("ticket"))
+            if rec.requested_at is None:
+                rec.requested_at = at
+            if rec.released_at is None:
+                rec.released_at = at
             if not rec.requester:
                 rec.requester = actor
             if rec.held_from is None:  # the kit opened it: custody starts now
@@ -696,6 +812,11 @@ class _Collector:
             kit = self._kit(subject)
             kit.burned_at = at
             kit.burned_by = actor
+        elif action == "refused":
+            self.kit_refusals.append(KitRefusal(at, actor, subject, _s(d.get("why")),
+                                                _s(d.get("fingerprint"))))
+        elif action == "notify-failed":
+            self.notify_failures.append(NotifyFailure(at, actor, subject, _s(d.get("why"))))
 
 
 # ==== building ===============================================================================
@@ -731,9 +852,11 @@ def _review_status(reviews: list[ReviewRecord], needed: int, finished_at: float 
 
 
 def _rotation_for(rec: CheckoutRecord, col: _Collector) -> RotationOutcome:
-    if not rec.revealed:
+    start = rec.exposed_from
+    if start is None:
         return RotationOutcome("not-needed")
     linked = col.rot_by_request.get(rec.id, [])
+    rec.lease_rotation = any(r.kind == "intent" and r.reason == "lease-expired" for r in linked)
     failures = sum(1 for r in linked if r.kind == "failed")
     outcome = RotationOutcome("not-rotated", failures=failures)
     for r in linked:
@@ -749,10 +872,10 @@ def _rotation_for(rec: CheckoutRecord, col: _Collector) -> RotationOutcome:
             outcome.outcome, outcome.version, outcome.at = "committed", r.version, r.at
             outcome.applied_by = r.applied_by
             outcome.error = ""
-    if outcome.outcome != "committed" and rec.held_from is not None:
-        # Not linked: any later version committed after the reveal ends the exposure.
+    if outcome.outcome != "committed":
+        # Not linked: any later version committed after the release ends the exposure.
         for r in col.rot.get(rec.credential, []):
-            if r.kind == "commit" and r.at >= rec.held_from and (
+            if r.kind == "commit" and r.at >= start and (
                     rec.version is None or (r.version or 0) > rec.version):
                 outcome.outcome, outcome.version, outcome.at = "committed", r.version, r.at
                 outcome.applied_by, outcome.separate, outcome.error = r.applied_by, True, ""
@@ -808,8 +931,8 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
                        if r.kind in ("checkout", "emergency", "")]
         if rec.finished or (rec.emergency and rec.revealed):
             needed = EMERGENCY_REVIEWS if rec.emergency else 1
-            rec.review_status = _review_status(rec.reviews, needed, rec.held_to, now,
-                                               review_due)
+            end = rec.held_to if rec.revealed else max(times, default=None)
+            rec.review_status = _review_status(rec.reviews, needed, end, now, review_due)
         elif rec.reviews:
             rec.review_status = _review_status(rec.reviews, 1, None, now, review_due)
         rec.refusals = sorted(rec.refusals, key=lambda r: r.at)
@@ -873,6 +996,7 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
 
     # -- credentials ---------------------------------------------------------------------------
     credentials, audit.state_error = _credentials(vault, col, checkouts, since, until, now)
+    state_kit = _state_kit(vault)
     matrix: dict[str, dict[str, int]] = {}
     for c in credentials:
         row = matrix.setdefault(c.status, {label: 0 for label, _ in AGE_BUCKETS})
@@ -891,6 +1015,8 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
                 s.lockouts += 1
         else:
             s.locked_attempts += 1
+        if not a.signed:
+            s.unsigned += 1
         s.last_at = a.at
     auth = sorted(per_op.values(), key=lambda s: (-s.failures, s.operator))
 
@@ -902,6 +1028,9 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
     attestations = [a for a in col.attestations
                     if (_ts(a.since) or 0.0) <= until and (_ts(a.until) or now) >= since]
 
+    kit_refusals = [k for k in col.kit_refusals if _in(k.at, since, until)]
+    notify_failures = [n for n in col.notify_failures if _in(n.at, since, until)]
+    unsigned = [u for u in col.unsigned if _in(u.at, since, until)]
     summary = Summary(
         checkouts=len(checkouts),
         revealed=sum(1 for c in checkouts if c.revealed),
@@ -920,11 +1049,16 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
         overdue_reviews=sum(1 for u in unreviewed if u.overdue),
         auth_failures=sum(s.failures for s in auth),
         lockouts=sum(s.lockouts for s in auth),
-        refusals=sum(len(c.refusals) for c in checkouts),
+        refusals=sum(len(c.refusals) for c in checkouts) + len(kit_refusals),
         flagged_pairs=sum(1 for p in pairs if p.flagged),
         credentials=len(credentials),
         oldest_rotation_days=max((c.age_days for c in credentials if c.in_vault), default=0.0),
         operator_changes=len(operator_changes),
+        released=sum(1 for c in checkouts if c.released),
+        released_not_revealed=sum(1 for c in checkouts if c.released_not_revealed),
+        kit_refusals=len(kit_refusals),
+        notify_failures=len(notify_failures),
+        unsigned_entries=len(unsigned),
     )
     try:
         vault_id = vault.vault_id
@@ -937,9 +1071,10 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
         onboarding=onboarding, rotation_failures=failures, credentials=credentials,
         credential_matrix=matrix, auth=auth, auth_events=auth_events,
         operator_changes=operator_changes, pairs=pairs, unreviewed=unreviewed,
-        attestations=attestations, controls=[],
+        attestations=attestations, controls=[], kit_refusals=kit_refusals,
+        notify_failures=notify_failures, unsigned=unsigned,
     )
-    report.findings = _findings(report, col)
+    report.findings = _findings(report, col, state_kit)
     report.controls = controls_mapping(report)
     return report
 
@@ -979,14 +1114,24 @@ def _credentials(vault: Vault, col: _Collector, checkouts: list[CheckoutRecord],
             per_cred.get(cred.name, 0),
             sum(1 for r in rots if r.kind == "commit" and _in(r.at, since, until)),
             sum(1 for r in rots if r.kind == "failed" and _in(r.at, since, until)),
-            last.get(cred.name))
-    for name in per_cred:
+            last.get(cred.name), log_status=col.cred_status.get(cred.name, ("", 0.0))[0])
+    for name in set(per_cred) | set(col.cred_status):
         if name and name not in out:
             out[name] = CredentialRecord(name, "", "", "unknown" if error else "not in vault",
                                          0, 0.0, 0.0, "-", 0,
-                                         checkouts_in_period=per_cred[name],
-                                         last_checkout=last.get(name), in_vault=False)
+                                         checkouts_in_period=per_cred.get(name, 0),
+                                         last_checkout=last.get(name), in_vault=False,
+                                         log_status=col.cred_status.get(name, ("", 0.0))[0])
     return sorted(out.values(), key=lambda c: (-c.age_days, c.name)), error
+
+
+def _state_kit(vault: Vault) -> str | None:
+    """The active kit id the state claims ('' for none; None if the state is unreadable)."""
+    try:
+        kit = vault.active_kit()
+    except IntegrityError:
+        return None
+    return _s(kit.get("id")) if kit else ""
 
 
 def _pairs(col: _Collector, since: float, until: float) -> list[PairRecord]:
@@ -1049,7 +1194,14 @@ def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
     return items
 
 
-def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
+def _log_active_kit(col: _Collector) -> str:
+    """The kit the verified log leaves active: the last issued one not burned ('' if none)."""
+    live = [k for k in col.kits.values() if k.issued_at is not None and k.burned_at is None]
+    return max(live, key=lambda k: (k.issued_at or 0.0, k.id)).id if live else ""
+
+
+def _findings(report: CustodyReport, col: _Collector, state_kit: str | None = None
+              ) -> list[Finding]:
     out: list[Finding] = []
     a = report.audit
     if not a.ok:
@@ -1082,6 +1234,16 @@ def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
             if rv.reviewer == c.requester:
                 out.append(Finding("high", "self-review", c.id,
                                    f"{rv.reviewer} reviewed their own checkout {c.id}"))
+            elif rv.reviewer in c.approvers:
+                out.append(Finding("high", "review-not-independent", c.id,
+                                   f"{rv.reviewer} reviewed checkout {c.id}, which they "
+                                   "approved: the review is not independent"))
+        if c.released_not_revealed and c.finished and c.rotation.outcome != "committed":
+            out.append(Finding("high", "released-not-rotated", c.id,
+                               f"{c.credential} was released to {c.requester} by the approval "
+                               f"of {c.id} at {iso(c.released_at or 0.0)} (the grant opens "
+                               f"offline) and the checkout ended {c.outcome} without a "
+                               f"rotation ({c.rotation.text()})"))
         if c.revealed and c.held_to is not None and c.rotation.outcome != "committed":
             out.append(Finding("high" if c.rotation.outcome == "failed" else "medium",
                                "not-rotated", c.id,
@@ -1100,7 +1262,26 @@ def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
     for u in report.emergency_uses:
         out.append(Finding("high", "emergency-use", u.id,
                            f"{u.by} opened {u.credential} with emergency kit {u.kit or '?'} "
-                           f"at {iso(u.at)}; reviews {len(u.reviewers)}/{EMERGENCY_REVIEWS}"))
+                           f"at {iso(u.at)} (reason: {u.reason or '-'}; ticket: "
+                           f"{u.ticket or '-'}); reviews {len(u.reviewers)}/{EMERGENCY_REVIEWS}"))
+        if u.by in u.reviewers:
+            out.append(Finding("high", "self-review", u.id,
+                               f"{u.by} reviewed their own emergency use {u.id}"))
+    for kr in report.kit_refusals:
+        out.append(Finding("high", "kit-refused", kr.credential,
+                           f"{kr.by} tried to open {kr.credential} with an emergency kit at "
+                           f"{iso(kr.at)} and was refused ({kr.why or '?'}; kit "
+                           f"{kr.fingerprint or '?'})"))
+    for nf in report.notify_failures:
+        out.append(Finding("medium", "notify-failed", nf.request,
+                           f"the emergency notification for {nf.request} failed at "
+                           f"{iso(nf.at)} ({nf.why or '?'}): nobody was alerted by the hook"))
+    log_kit = _log_active_kit(col)
+    if state_kit is not None and state_kit != log_kit:
+        out.append(Finding("high", "state-log-disagree", "emergency kit",
+                           f"the vault state says the active kit is {state_kit or 'none'} but "
+                           f"the verified log says {log_kit or 'none'}: the state was edited "
+                           "or is stale"))
     for k in report.emergency_kits:
         if len(k.uses) > 1:
             out.append(Finding("high", "kit-reuse", k.id,
@@ -1125,15 +1306,32 @@ def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
                                f"rotation of {f.credential} failed at {iso(f.at)} and is "
                                f"unresolved: {f.error}"))
     for cred in report.credentials:
-        if cred.status in ("rotation-failed", "apply-pending"):
-            out.append(Finding("high" if cred.status == "rotation-failed" else "medium",
+        # The log decides; the state only shows the status of the moment.
+        status = cred.log_status or cred.status
+        since_at = col.cred_status.get(cred.name, ("", None))[1]
+        if status in ("rotation-failed", "apply-pending"):
+            out.append(Finding("high" if status == "rotation-failed" else "medium",
                                "credential-status", cred.name,
-                               f"{cred.name} is {cred.status.upper()}"))
+                               f"{cred.name} is {status.upper()}"
+                               + (f" per the verified log (since {iso(since_at)})"
+                                  if cred.log_status and since_at else "")))
+        if cred.log_status and cred.in_vault and not report.audit.state_error \
+                and cred.status != cred.log_status:
+            out.append(Finding("high", "state-log-disagree", cred.name,
+                               f"the vault state says {cred.name} is {cred.status} but the "
+                               f"verified log says {cred.log_status}: the state was edited "
+                               "or is stale"))
     for s in report.auth:
         if s.lockouts:
+            label = f" ({UNSIGNED})" if s.unsigned else ""
             out.append(Finding("medium", "lockout", s.operator,
-                               f"{s.operator} was locked out {s.lockouts} time(s) after "
-                               f"{s.failures} failed authentication(s)"))
+                               f"entries{label} record {s.lockouts} lockout(s) of "
+                               f"{s.operator} after {s.failures} failed authentication(s)"))
+    for ue in report.unsigned:
+        if ue.event not in SYSTEM_EVENTS:
+            out.append(Finding("high", "unsigned-act", f"entry {ue.seq}",
+                               f"entry {ue.seq} ({ue.event} {ue.subject}) carries no signature "
+                               "yet claims an act; the report ignored it"))
     overdue = [u for u in report.unreviewed if u.overdue]
     if overdue:
         out.append(Finding("medium", "review-overdue", f"{len(overdue)} item(s)",
@@ -1295,13 +1493,20 @@ def _held(c: CheckoutRecord) -> str:
 
 
 def _outcome(c: CheckoutRecord) -> str:
+    if c.outcome in ("lease-expired", "returned") and (
+            c.outcome == "lease-expired" or c.lease_rotation):
+        # Closed by time and the sweep, never "checked in by the holder".
+        rotated = c.rotation.outcome == "committed"
+        return "lease expired, " + ("rotated" if rotated else "not rotated")
     if c.outcome == "denied":
-        return f"denied by {c.denied_by}: {c.deny_reason}" if c.denied_by else "denied"
-    if c.outcome == "returned":
+        text = f"denied by {c.denied_by}: {c.deny_reason}" if c.denied_by else "denied"
+    elif c.outcome == "returned":
         return f"returned by {c.ended_by}" if c.ended_by else "returned"
-    if c.outcome == "lease-expired":
-        return "lease expired"
-    return c.outcome
+    else:
+        text = c.outcome
+    if c.released_not_revealed:
+        text += " (released, not revealed)"
+    return text
 
 
 def _review_text(status: str, reviews: list[ReviewRecord]) -> str:
@@ -1344,17 +1549,36 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
     return {
         "checkouts": (
             ["Request", "Credential", "Requester", "Approver(s)", "Reason", "Ticket",
-             "Requested", "Held from", "Held to", "Held", "Outcome", "Rotation", "Review"],
-            [[c.id, c.credential, c.requester, _approvers(c), c.reason, c.ticket,
-              _t(c.requested_at), _t(c.held_from), _t(c.held_to), _held(c), _outcome(c),
-              c.rotation.text(), _review_text(c.review_status, c.reviews)]
-             for c in r.checkouts]),
-        "emergency": (
-            ["Request", "Credential", "Kit", "Used by", "At", "Rotation", "Reviewers",
+             "Requested", "Released", "Held from", "Held to", "Held", "Outcome", "Rotation",
              "Review"],
-            [[u.id, u.credential, u.kit, u.by, _t(u.at), u.rotation,
+            [[c.id, c.credential, c.requester, _approvers(c), c.reason, c.ticket,
+              _t(c.requested_at), _t(c.released_at), _t(c.held_from), _t(c.held_to),
+              _held(c), _outcome(c), c.rotation.text(),
+              _review_text(c.review_status, c.reviews)]
+             for c in r.checkouts]),
+        "released": (
+            ["Request", "Credential", "Requester", "Approver(s)", "Released", "Outcome",
+             "Rotation", "Review"],
+            [[c.id, c.credential, c.requester, _approvers(c), _t(c.released_at), _outcome(c),
+              c.rotation.text(), _review_text(c.review_status, c.reviews)]
+             for c in r.checkouts if c.released_not_revealed]),
+        "emergency": (
+            ["Request", "Credential", "Kit", "Used by", "At", "Reason", "Ticket", "Rotation",
+             "Reviewers", "Review"],
+            [[u.id, u.credential, u.kit, u.by, _t(u.at), u.reason or "-", u.ticket or "-",
+              u.rotation,
               f"{', '.join(u.reviewers) or '-'} ({len(u.reviewers)}/{EMERGENCY_REVIEWS})",
               _review_text(u.review_status, u.reviews)] for u in r.emergency_uses]),
+        "kit_refusals": (
+            ["At", "By", "Credential (as typed)", "Why", "Kit fingerprint"],
+            [[_t(k.at), k.by, k.credential, k.why or "-", k.fingerprint or "-"]
+             for k in r.kit_refusals]),
+        "notify_failures": (
+            ["At", "Recorded by", "Request", "Why"],
+            [[_t(n.at), n.by, n.request, n.why or "-"] for n in r.notify_failures]),
+        "unsigned": (
+            ["At", "Seq", "Event", "About", "Signed by"],
+            [[_t(u.at), u.seq, u.event, u.subject, UNSIGNED] for u in r.unsigned]),
         "kits": (
             ["Kit", "Fingerprint", "Issued by", "Issued", "Uses", "Burned"],
             [[k.id, k.fingerprint, k.issued_by, _t(k.issued_at), ", ".join(k.uses) or "-",
@@ -1378,20 +1602,26 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
             ["Credential", "Kind", "Connector", "Status", "Version", "Last rotated",
              "Age (days)", "Rotations", "Held by", "Checkouts", "Rotated", "Failures"],
             [[c.name, c.kind, c.connector,
-              c.status + (f" ({c.failure})" if c.failure else ""), c.version,
+              c.status + (f" ({c.failure})" if c.failure else "")
+              + (f" [log: {c.log_status}]" if c.log_status and c.log_status != c.status
+                 else ""), c.version,
               _t(c.rotated_at) if c.in_vault else "-", f"{c.age_days:.1f}", c.rotations,
               c.held_by or "-", c.checkouts_in_period, c.rotations_in_period,
               c.failures_in_period] for c in r.credentials]),
         "auth": (
-            ["Operator", "Failures", "Lockouts", "Attempts while locked", "Last", "Reasons"],
+            ["About operator", "Failures", "Lockouts", "Attempts while locked", "Last",
+             "Reasons", "Recorded as"],
             [[a.operator, a.failures, a.lockouts, a.locked_attempts, _t(a.last_at),
-              ", ".join(f"{k} x{v}" for k, v in sorted(a.reasons.items())) or "-"]
+              ", ".join(f"{k} x{v}" for k, v in sorted(a.reasons.items())) or "-",
+              (UNSIGNED if a.unsigned else "signed")
+              + (f" ({a.unsigned} unsigned)" if a.unsigned > 0 else "")]
              for a in r.auth]),
         "auth_events": (
-            ["At", "Operator", "Event", "Why", "Failures", "Locked for (s)", "Retry in (s)"],
+            ["At", "About operator", "Event", "Why", "Failures", "Locked for (s)",
+             "Retry in (s)", "Recorded as"],
             [[_t(a.at), a.operator, a.event, a.why or "-",
               a.failures if a.failures is not None else "-", a.locked_for or "-",
-              a.retry_in or "-"] for a in r.auth_events]),
+              a.retry_in or "-", "signed" if a.signed else UNSIGNED] for a in r.auth_events]),
         "operators": (
             ["At", "Operator", "Event", "By", "Details"],
             [[_t(o.at), o.operator, o.event, o.by,
@@ -1424,13 +1654,21 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("findings", "Findings", "Everything below that needs a reviewer's attention."),
     ("checkouts", "Checkouts", "Every checkout requested or held in the period."),
+    ("released", "Released but not revealed",
+     "The approvals were complete, so the requester could open the grant offline: each "
+     "counts as a release and needs a rotation and a review."),
     ("emergency", "Emergency-kit uses", "Each needs two reviewers; the kit must be burned."),
+    ("kit_refusals", "Refused emergency-kit uses",
+     "A kit use refused for a wrong, burned or unknown kit: someone tried the kit."),
+    ("notify_failures", "Failed emergency notifications", ""),
     ("kits", "Emergency kits", ""),
     ("onboarding", "One-time onboarding secrets", ""),
     ("rotation_failures", "Rotation failures", ""),
     ("credentials", "Credentials by rotation age and status",
      "Status now; counts of checkouts, rotations and failures in the period."),
-    ("auth", "Failed authentications and lockouts", ""),
+    ("auth", "Failed authentications and lockouts",
+     "Failures and lockouts are unsigned system entries: recorded by a client, signed by "
+     "nobody, so they are evidence of what a client wrote, not of anyone's act."),
     ("auth_events", "Authentication events", ""),
     ("operators", "Operator changes", ""),
     ("pairs", "Segregation of duties: approver-requester pairs",
@@ -1440,6 +1678,9 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("unreviewed", "Unreviewed items",
      "Finished checkouts, onboarding secrets and failed rotations without a review; "
      f"emergency uses with fewer than {EMERGENCY_REVIEWS} reviewers."),
+    ("unsigned", "Unsigned system entries",
+     "Entries written without any operator's signature (failed authentications, lockouts, "
+     "recovered log tails). They grant nothing and prove nothing about who acted."),
     ("attestations", "Attestations of overlapping periods", ""),
     ("controls", "Controls mapping",
      "OWASP Non-Human Identities Top 10 (2025), NIST SP 800-63B, NIST CSF 2.0 PR.AA."),
@@ -1449,14 +1690,18 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
 def _summary_items(r: CustodyReport) -> list[tuple[str, Any]]:
     s = r.summary
     return [
-        ("Checkouts", s.checkouts), ("Secrets revealed", s.revealed),
+        ("Checkouts", s.checkouts), ("Releases (approved or kit)", s.released),
+        ("Released, not revealed", s.released_not_revealed), ("Secrets revealed", s.revealed),
         ("Rotated after use", s.rotated_after_use), ("Not rotated after use", s.not_rotated),
         ("Denied", s.denied), ("Cancelled", s.cancelled), ("Expired", s.expired),
         ("Still open", s.open), ("Emergency-kit uses", s.emergency_uses),
         ("Onboarding secrets", s.onboarding), ("Rotation failures", s.rotation_failures),
         ("Reviewed checkouts", s.reviewed), ("Unreviewed items", s.unreviewed),
         ("Overdue reviews", s.overdue_reviews), ("Failed authentications", s.auth_failures),
-        ("Lockouts", s.lockouts), ("Refused attempts", s.refusals),
+        ("Lockouts (unsigned entries)", s.lockouts), ("Refused attempts", s.refusals),
+        ("Refused emergency-kit uses", s.kit_refusals),
+        ("Failed emergency notifications", s.notify_failures),
+        ("Unsigned system entries", s.unsigned_entries),
         ("Flagged approver-requester pairs", s.flagged_pairs),
         ("Credentials", s.credentials),
         ("Oldest rotation (days)", f"{s.oldest_rotation_days:.1f}"),
