@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -1638,9 +1639,9 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
               f"{u.reviews}/{u.needed}", "OVERDUE" if u.overdue else "-"]
              for u in r.unreviewed]),
         "attestations": (
-            ["Id", "By", "At", "Period", "Format", "Entries", "SHA-256"],
+            ["Id", "By", "At", "Period", "Format", "Head seq", "Head hash", "SHA-256"],
             [[a.id, a.by, _t(a.at), f"{a.since} .. {a.until}", a.format, a.entries,
-              a.sha256] for a in r.attestations]),
+              a.head_hash or "-", a.sha256] for a in r.attestations]),
         "controls": (
             ["Framework", "Control", "Name", "Status", "glasskey control", "Evidence"],
             [[c.framework, c.control, c.name, c.status, c.how, c.evidence]
@@ -2004,13 +2005,17 @@ def report_sha256(report_text: str) -> str:
 
 
 def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: float,
-           until: float, *, entries: int | None = None) -> str:
+           until: float, *, head_seq: int | None = None, head_hash: str | None = None) -> str:
     """Sign off a period: a ``report.attested`` entry by ``session``'s operator.
 
     Records the SHA-256 of the exact rendered report, its format, the period
-    and how many audit entries the log held (``entries``, default: the current
-    head). Returns the attestation id (the entry's subject). The reviewer must
-    be an active operator with the approver role.
+    and the audit head the report was built from (``head_seq``/``head_hash``:
+    pass the report's ``audit.head_seq``/``audit.head_hash`` so that the
+    attestation binds exactly what the report says it read; the default, the
+    head at signing time, is only right when nothing was written since).
+    ``entries`` repeats ``head_seq`` for older readers. Returns the
+    attestation id (the entry's subject). The reviewer must be an active
+    operator with the approver role.
     """
     if fmt not in ("md", "html", "json"):
         raise UsageError(f"report format {fmt!r} is not one of md, html, json")
@@ -2018,10 +2023,15 @@ def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: fl
     att_id = vault.new_id("att")
     with vault.store.transaction() as txn:
         vault._require_active(txn, session, "approver")
-        count = entries if entries is not None else txn.head.seq
+        seq = int(head_seq) if head_seq is not None else txn.head.seq
+        bound = head_hash if head_hash is not None else (
+            txn.head.hash if head_seq is None else "")
+        if head_seq is not None and seq > txn.head.seq:
+            raise UsageError(f"the report names audit entry {seq} but the log ends at "
+                             f"{txn.head.seq}")
         txn.record(session.signer, "report.attested", att_id, {
             "since": iso(since), "until": iso(until), "sha256": digest, "format": fmt,
-            "entries": int(count),
+            "entries": seq, "head_seq": seq, "head_hash": bound,
         })
     return att_id
 
@@ -2029,17 +2039,107 @@ def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: fl
 def find_attestations(vault: Vault, report_text: str) -> list[AttestationRecord]:
     """The ``report.attested`` entries whose hash matches ``report_text``."""
     digest = report_sha256(report_text)
+    return [a for a in _all_attestations(vault) if a.sha256 == digest]
+
+
+def _all_attestations(vault: Vault) -> list[AttestationRecord]:
     out = []
-    for entry in vault.store.audit.entries():
-        if entry.get("event") != "report.attested":
+    for _, raw in vault.store.audit.lines():
+        if b'"report.attested"' not in raw:
+            continue  # cheap skip: the event name is in the line verbatim
+        entry = json.loads(raw)
+        if entry.get("event") != "report.attested" or entry.get("sig") is None:
             continue
         d = entry.get("details") or {}
-        if d.get("sha256") == digest:
-            out.append(AttestationRecord(
-                _s(entry.get("subject")), _s(entry.get("actor")),
-                _ts(entry.get("time")) or 0.0, _s(d.get("since")), _s(d.get("until")),
-                digest, _s(d.get("format")), _i(d.get("entries"))))
+        seq = d.get("head_seq") if d.get("head_seq") is not None else d.get("entries")
+        out.append(AttestationRecord(
+            _s(entry.get("subject")), _s(entry.get("actor")),
+            _ts(entry.get("time")) or 0.0, _s(d.get("since")), _s(d.get("until")),
+            _s(d.get("sha256")), _s(d.get("format")), _i(seq), _s(d.get("head_hash"))))
     return out
+
+
+_PERIOD = re.compile(r"Period(?:</td><td>|: |\W+)(\S+Z) \.\. (\S+Z)")
+_HEAD = re.compile(r"head seq (\d+) hash ([0-9a-f]{64})")
+_JSON_HEAD = re.compile(r'"head_hash": "([0-9a-f]{64})"[\s\S]*?"head_seq": (\d+)')
+
+
+def _claims(text: str) -> tuple[str, str, int | None, str]:
+    """(since, until, head seq, head hash) a report's text claims ('' / None if absent)."""
+    since = until = head_hash = ""
+    head_seq: int | None = None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        raw_audit = doc.get("audit")
+        audit: dict[str, Any] = raw_audit if isinstance(raw_audit, dict) else {}
+        since, until = _s(doc.get("since")), _s(doc.get("until"))
+        head_seq, head_hash = _i(audit.get("head_seq")), _s(audit.get("head_hash"))
+        return since, until, head_seq, head_hash
+    if (m := _PERIOD.search(text)) is not None:
+        since, until = m.group(1), m.group(2)
+    if (h := _HEAD.search(text)) is not None:
+        head_seq, head_hash = int(h.group(1)), h.group(2)
+    return since, until, head_seq, head_hash
+
+
+@dataclass(frozen=True)
+class ReportCheck:
+    """A report file that matches a signed attestation in the verified log."""
+
+    attestation: AttestationRecord
+    sha256: str
+
+
+def verify_report(vault: Vault, report_text: str, name: str = "the report") -> ReportCheck:
+    """Check a rendered report against its signed attestation; IntegrityError (exit 3) if not.
+
+    The log must verify; the report's SHA-256 must be one a ``report.attested``
+    entry signed; and the head that attestation binds must be the line at that
+    seq in the log. When nothing matches, the error names the attestation of
+    the same period (if any) and what differs: the digest, the period, the head.
+    """
+    verified = vault.verify_audit()
+    if not verified.ok:
+        raise IntegrityError(f"the audit log does not verify (entry {verified.first_bad}: "
+                             f"{verified.reason}), so no attestation in it can be trusted")
+    digest = report_sha256(report_text)
+    attestations = _all_attestations(vault)
+    match = next((a for a in reversed(attestations) if a.sha256 == digest), None)
+    if match is not None:
+        if match.head_hash and match.entries is not None:
+            found = _line_hash_at(vault, match.entries)
+            if found != match.head_hash:
+                raise IntegrityError(
+                    f"{name} matches attestation {match.id}, but the head it binds (entry "
+                    f"{match.entries}, {match.head_hash[:16]}...) is not in this log")
+        return ReportCheck(match, digest)
+    since, until, head_seq, head_hash = _claims(report_text)
+    same = [a for a in attestations if (a.since, a.until) == (since, until)]
+    if not same:
+        raise IntegrityError(f"no attestation in the verified log matches {name} (SHA-256 "
+                             f"{digest[:16]}..., period {since or '?'} .. {until or '?'})")
+    att = same[-1]
+    what = [f"its SHA-256 is {digest[:16]}... but {att.by} signed {att.sha256[:16]}..."]
+    if att.head_hash and head_hash and head_hash != att.head_hash:
+        what.append(f"it names head {head_hash[:16]}... where the attestation binds "
+                    f"{att.head_hash[:16]}...")
+    if att.entries is not None and head_seq is not None and head_seq != att.entries:
+        what.append(f"it names head seq {head_seq} where the attestation binds "
+                    f"{att.entries}")
+    raise IntegrityError(f"{name} was altered after it was signed off (attestation "
+                         f"{att.id} by {att.by} at {iso(att.at)}, period {since} .. "
+                         f"{until}): " + "; ".join(what))
+
+
+def _line_hash_at(vault: Vault, seq: int) -> str:
+    """SHA-256 of the ``seq``-th line of the log ('' if the log is shorter)."""
+    for n, (_, raw) in enumerate(vault.store.audit.lines(), 1):
+        if n == seq:
+            return hashlib.sha256(raw).hexdigest()
+    return ""
 
 
 def parse_date(text: str, *, end: bool = False) -> float:

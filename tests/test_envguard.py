@@ -193,3 +193,19 @@ def test_screen_capture_methods_write_nothing(tmp_path: Path) -> None:
                          text=True, timeout=60, check=True)
     assert out.stdout.strip() == "None None"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_commands_remove_quietly() -> None:
+    class Out:
+        text = ""
+
+        def write(self, s: str) -> int:
+            Out.text += s
+            return len(s)
+
+        def flush(self) -> None:
+            pass
+
+    env = {"TEXTUAL_LOG": "/tmp/x", "PATH": "/bin"}
+    assert envguard.scrub(env, Out(), quiet=True) == ["TEXTUAL_LOG"]  # type: ignore[arg-type]
+    assert env == {"PATH": "/bin"} and Out.text == ""

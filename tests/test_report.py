@@ -673,13 +673,17 @@ def test_attestation_signs_the_rendered_report(month: Month, report: rp.CustodyR
     with pytest.raises(UsageError):
         rp.attest(w.vault, w.s("carol"), rendered["md"], "pdf", month.since, month.until)
     att = rp.attest(w.vault, w.s("carol"), rendered["md"], "md", month.since, month.until,
-                    entries=report.audit.entries)
+                    head_seq=report.audit.head_seq, head_hash=report.audit.head_hash)
     entry = list(w.vault.store.audit.entries())[-1]
     assert (entry["event"], entry["subject"], entry["actor"]) == ("report.attested", att,
                                                                   "carol")
+    # The attestation binds exactly the head the report names (seq and hash).
     assert entry["details"] == {
         "since": iso(month.since), "until": iso(month.until), "format": "md",
-        "sha256": rp.report_sha256(rendered["md"]), "entries": report.audit.entries}
+        "sha256": rp.report_sha256(rendered["md"]), "entries": report.audit.head_seq,
+        "head_seq": report.audit.head_seq, "head_hash": report.audit.head_hash}
+    assert f"head seq {report.audit.head_seq} hash {report.audit.head_hash}" in rendered["md"]
+    assert rp.verify_report(w.vault, rendered["md"]).attestation.id == att
     assert entry["sig"]
     assert w.vault.verify_audit().ok
     (found,) = rp.find_attestations(w.vault, rendered["md"])

@@ -42,13 +42,18 @@ def is_debug_switch(name: str) -> bool:
 
 
 def scrub(environ: MutableMapping[str, str] | None = None,
-          stderr: TextIO | None = None) -> list[str]:
-    """Remove Textual's debug switches from ``environ``; warn on ``stderr``; return the names."""
+          stderr: TextIO | None = None, *, quiet: bool = False) -> list[str]:
+    """Remove Textual's debug switches from ``environ``; warn on ``stderr``; return the names.
+
+    ``quiet`` (the CLI's commands, which never load Textual) removes without a
+    warning: there is nothing to warn about, and a script's stderr stays one
+    sentence.
+    """
     env = os.environ if environ is None else environ
     removed = sorted(name for name in env if is_debug_switch(name))
     for name in removed:
         del env[name]
-    if removed:
+    if removed and not quiet:
         late = " (Textual was already loaded: restart glasskey)" if "textual" in sys.modules \
             else ""
         out = stderr if stderr is not None else sys.stderr
