@@ -58,6 +58,11 @@ def jsonl_line(raw: bytes) -> str:
     return _JSON_RAW.sub(_u, raw.decode("utf-8"))
 
 
+def escape_json_text(text: str) -> str:
+    """JSON text with DEL, C1, U+2028/2029 and bidi controls written as JSON escapes."""
+    return _JSON_RAW.sub(_u, text)
+
+
 def csv_cell(value: Any) -> str:
     """A CSV cell that is inert in a spreadsheet and holds no control character."""
     text = value if isinstance(value, str) else ("" if value is None else str(value))
@@ -90,5 +95,5 @@ def export(log: AuditLog, fmt: str, out: _Writer) -> int:
     return count
 
 
-__all__ = ["FORMULA_START", "csv_cell", "escape_controls", "export", "has_controls",
-           "jsonl_line"]
+__all__ = ["FORMULA_START", "csv_cell", "escape_controls", "escape_json_text", "export",
+           "has_controls", "jsonl_line"]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from core.audit import SYSTEM_EVENTS
 from core.clock import iso
 from core.errors import IntegrityError, UsageError
+from core.exports import escape_controls, escape_json_text
 from core.models import format_duration
 
 if TYPE_CHECKING:
@@ -1530,12 +1531,30 @@ def _rows_limited(rows: list[Any]) -> tuple[list[Any], int]:
 
 
 # ==== Markdown ===================================================================================
+#: Characters that can start Markdown markup inside a table cell (links, images,
+#: emphasis, code, HTML, entities, strike-through, math): each gets a backslash.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!<>|~&$])")
+#: What GFM turns into a link on its own (autolinks, linkify): such a cell is
+#: shown as a code span, where nothing is a link.
+_MD_LINKY = re.compile(r"(?i)://|www\.|mailto:|xmpp:|@")
+
+
 def _md(value: Any) -> str:
-    text = _s(value).replace("\\", "\\\\").replace("|", "\\|")
-    text = text.replace("\r", " ").replace("\n", " ")
-    # '<' is the only character that lets typed text become markup when the
-    # Markdown is rendered; the rest stays readable as it is.
-    return text.replace("<", "&lt;") or " "
+    """A table cell that renders as the literal text: no markup, no link, no control.
+
+    Control characters (newlines included) are shown as ``\\uXXXX``; a cell a
+    renderer could linkify becomes a code span; otherwise every character
+    that could start markup gets a backslash, so ``[x](http://y)`` or
+    ``![i](y)`` typed into a reason stays text.
+    """
+    text = escape_controls(_s(value))
+    if not text:
+        return " "
+    if _MD_LINKY.search(text):
+        run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+        fence = "`" * (run + 1)
+        return f"{fence} {text.replace('|', chr(92) + '|')} {fence}"
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _md_table(head: list[str], rows: Iterable[list[Any]]) -> list[str]:
@@ -1725,7 +1744,7 @@ def render_markdown(report: CustodyReport) -> str:
         f"- Vault: `{r.vault_id}`",
         f"- Period: {iso(r.since)} .. {iso(r.until)}",
         f"- Generated: {iso(r.generated_at)}",
-        f"- Audit log: {_audit_line(r)}",
+        f"- Audit log: {_md(_audit_line(r))}",
         f"- Reviews are overdue after {r.review_due_days:g} days", "",
         "## Summary", "",
     ]
@@ -1757,7 +1776,8 @@ def render_markdown(report: CustodyReport) -> str:
 # ==== JSON =======================================================================================
 def render_json(report: CustodyReport) -> str:
     """Machine-readable report: sorted keys, instants as RFC 3339 UTC."""
-    return json.dumps(report.to_doc(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return escape_json_text(json.dumps(report.to_doc(), sort_keys=True, indent=2,
+                                       ensure_ascii=False)) + "\n"
 
 
 # ==== HTML =======================================================================================
@@ -1788,7 +1808,8 @@ svg text{font-family:system-ui,sans-serif}
 
 
 def _h(value: Any) -> str:
-    return html.escape(_s(value), quote=True)
+    """HTML text: escaped, with control characters shown as ``\\uXXXX``."""
+    return html.escape(escape_controls(_s(value)), quote=True)
 
 
 def _colours(report: CustodyReport) -> dict[str, str]:

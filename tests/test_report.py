@@ -379,7 +379,8 @@ def test_failed_rotation_is_reported_with_its_retry(month: Month, report: rp.Cus
     assert ("rotation-failed", "edge-router") in kinds
     assert ("not-rotated", month.stuck_req) in kinds
     assert ("credential-status", "edge-router") in kinds
-    assert "UNRESOLVED" in rendered["md"] and fails["edge-router"].error in rendered["md"]
+    assert "UNRESOLVED" in rendered["md"]
+    assert rp._md(fails["edge-router"].error) in rendered["md"]
     # Both failures wait for a review (none was recorded).
     assert {u.subject for u in report.unreviewed if u.kind == "rotation"} == {
         "app-admin", "edge-router"}
