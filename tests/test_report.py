@@ -740,3 +740,24 @@ def test_parse_date() -> None:
     for bad in ("yesterday", "2027-01-15T08:30:00", ""):
         with pytest.raises(UsageError):
             rp.parse_date(bad)
+
+
+# ==== streaming ======================================================================================
+@pytest.mark.parametrize("days", [(0, 40), (9, 10), (10, 11), (12, 13), (5, 12), (19, 20),
+                                  (27, 29), (14, 16)])
+def test_streaming_gives_the_report_a_full_parse_gives(month: Month, days: tuple[int, int],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feeder parses little before the period; the report must not change."""
+    since = month.since + days[0] * DAY
+    until = min(month.since + days[1] * DAY, month.until)
+    streamed = rp.build_custody_report(month.w.vault, since, until)
+    original = rp._read_log
+
+    def parse_everything(vault: Any, col: Any, _s: float, _u: float, limit: Any) -> Any:
+        return original(vault, col, 0.0, 4e9, limit)
+
+    monkeypatch.setattr(rp, "_read_log", parse_everything)
+    full = rp.build_custody_report(month.w.vault, since, until)
+    assert streamed.checkouts or streamed.auth_events or days == (27, 29)
+    assert rp.render_json(streamed) == rp.render_json(full)
+    assert rp.render_markdown(streamed) == rp.render_markdown(full)

@@ -137,7 +137,7 @@ def test_an_approval_is_a_release_even_without_a_reveal(w: World) -> None:
     assert r.summary.revealed == 0
     md = rp.render_markdown(r)
     section = md.split("## Released but not revealed", 1)[1].split("\n## ", 1)[0]
-    assert req in section and "cancelled (released, not revealed)" in section
+    assert req in section and rp._md("cancelled (released, not revealed)") in section
     if c.rotation.outcome != "committed":
         assert _kinds(r)[("released-not-rotated", req)].severity == "high"
     # A request never fully approved released nothing.
@@ -170,8 +170,9 @@ def test_unsigned_system_entries_are_never_someones_act(w: World) -> None:
         assert rows and all(rp.UNSIGNED in line for line in rows)
 
 
-def _finished_checkout(w: World, requester: str = "alice", approver: str = "bob") -> str:
-    req = w.checkout("db-root", requester=requester, approvers=(approver,))
+def _finished_checkout(w: World, requester: str = "alice", approver: str = "bob",
+                       cred: str = "db-root") -> str:
+    req = w.checkout(cred, requester=requester, approvers=(approver,))
     w.vault.reveal(w.s(requester), req)
     w.clock.advance(120)
     w.vault.checkin(w.s(requester), req)
@@ -227,3 +228,37 @@ def test_a_lease_expiry_reads_as_expiry_not_as_a_check_in(w: World, sweeper: str
         assert text == "lease expired, rotated"
     row = next(line for line in rp.render_markdown(r).splitlines() if f"| {req} |" in line)
     assert "lease expired" in row and "returned by" not in row
+
+
+def test_items_open_across_the_period_start_are_streamed_in_full(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w.add("app", "CANARY-report-log-2")
+    w.add("hsm", "CANARY-report-log-3")
+    held = w.checkout("db-root")                       # revealed before, returned during
+    w.vault.reveal(w.s("alice"), held)
+    approved = w.checkout("app", requester="carol", approvers=("dave",))  # released before
+    w.clock.advance(60)
+    closed = _finished_checkout(w, cred="hsm")          # wholly before: not in the report
+    w.vault.review(w.s("carol"), closed, "ok", "fine")
+    since = w.clock.now() + 1
+    w.clock.advance(120)
+    w.vault.checkin(w.s("alice"), held)
+    w.vault.reveal(w.s("carol"), approved)
+    w.clock.advance(60)
+    w.vault.checkin(w.s("carol"), approved)
+    w.vault.review(w.s("dave"), held, "ok", "checked")
+    until = w.clock.now()
+    w.clock.advance(600)
+    w.vault.review(w.s("bob"), approved, "concern", "too long")  # a follow-up after the period
+    streamed = rp.build_custody_report(w.vault, since, until)
+    ids = {c.id for c in streamed.checkouts}
+    assert ids == {held, approved}
+    by_id = {c.id: c for c in streamed.checkouts}
+    assert by_id[held].held_from is not None and by_id[held].held_from < since
+    assert by_id[approved].released_at is not None and by_id[approved].released_at < since
+    assert [r.reviewer for r in by_id[approved].reviews] == ["bob"]
+    original = rp._read_log
+    monkeypatch.setattr(rp, "_read_log", lambda vault, col, _s, _u, limit: original(
+        vault, col, 0.0, 4e9, limit))
+    full = rp.build_custody_report(w.vault, since, until)
+    assert rp.render_json(streamed) == rp.render_json(full)
