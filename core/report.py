@@ -985,7 +985,10 @@ class _Feeder:
 
     def _after(self, raw: bytes, event: str, subject: str) -> None:
         col = self.col
-        if event.startswith(_ALWAYS) or event.startswith("review."):
+        known = subject in col.checkouts or subject in col.onboarding \
+            or subject in col.emergency or subject in self.interest
+        if event.startswith(_ALWAYS) or (event.startswith("review.") and (
+                known or subject.startswith("rot-"))):
             self._parse(raw)
         elif event.startswith("rotate."):
             if subject in self.interest:
