@@ -71,7 +71,7 @@ TIME_KEYS = frozenset({
     "since", "until", "generated_at", "at", "requested_at", "held_from", "held_to",
     "lease_expires", "issued_at", "expires", "activated_at", "expired_at", "revoked_at",
     "burned_at", "finished_at", "resolved_at", "rotated_at", "last_at", "reveals",
-    "last_checkout", "first_at", "released_at",
+    "last_checkout", "first_at", "released_at", "ended_at",
 })
 
 
@@ -168,6 +168,8 @@ class CheckoutRecord:
     released_at: float | None = None
     #: The rotation that followed was started by a lease-expiry sweep.
     lease_rotation: bool = False
+    #: When a request that was never revealed was denied, cancelled or expired.
+    ended_at: float | None = None
 
     @property
     def approvers(self) -> list[str]:
@@ -672,13 +674,14 @@ class _Collector:
             if rec.outcome == "requested" and enough:
                 rec.outcome = "approved"
         elif action == "denied":
+            rec.ended_at = at
             rec.outcome = "denied"
             rec.denied_by = actor
             rec.deny_reason = _s(d.get("reason"))
         elif action == "cancelled":
-            rec.outcome = "cancelled"
+            rec.outcome, rec.ended_at = "cancelled", at
         elif action == "expired":
-            rec.outcome = "expired"
+            rec.outcome, rec.ended_at = "expired", at
         elif action == "refused":
             rec.refusals.append(RefusalRecord(actor, _s(d.get("why")), at))
         elif action == "revealed":
@@ -1165,7 +1168,7 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
                        if r.kind in ("checkout", "emergency", "")]
         if rec.finished or (rec.emergency and rec.revealed):
             needed = EMERGENCY_REVIEWS if rec.emergency else 1
-            end = rec.held_to if rec.revealed else max(times, default=None)
+            end = rec.held_to if rec.revealed else rec.ended_at
             rec.review_status = _review_status(rec.reviews, needed, end, now, review_due)
         elif rec.reviews:
             rec.review_status = _review_status(rec.reviews, 1, None, now, review_due)
@@ -1411,7 +1414,8 @@ def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
         if c.emergency and c.id in emergency_ids:
             continue  # listed as an emergency use below
         if c.review_status in ("pending", "overdue"):
-            add("checkout", c.id, c.credential, c.requester, c.held_to,
+            add("checkout", c.id, c.credential, c.requester,
+                c.held_to if c.revealed else c.ended_at,
                 len({r.reviewer for r in c.reviews}), EMERGENCY_REVIEWS if c.emergency else 1)
     for u in emergency:
         if u.review_status in ("pending", "overdue"):

@@ -262,3 +262,13 @@ def test_items_open_across_the_period_start_are_streamed_in_full(
         vault, col, 0.0, 4e9, limit))
     full = rp.build_custody_report(w.vault, since, until)
     assert rp.render_json(streamed) == rp.render_json(full)
+
+
+def test_a_release_closed_without_a_reveal_waits_for_review(w: World) -> None:
+    req = w.checkout("db-root")
+    w.clock.advance(60)
+    w.vault.cancel(w.s("alice"), req)
+    w.clock.advance(8 * DAY)
+    r = _report(w, since=w.clock.now() - 9 * DAY)
+    (item,) = [u for u in r.unreviewed if u.id == req]
+    assert item.kind == "checkout" and item.finished_at is not None and item.overdue
