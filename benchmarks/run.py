@@ -34,8 +34,8 @@ from benchmarks.peer import keepassxc_version
 from benchmarks.world import cache_dir, cache_meta
 
 GROUPS = ("floors", "import", "verify", "list", "ops", "operators", "cli", "peer", "tui",
-          "experiments")
-NEEDS_CACHE = {"verify", "list", "ops", "operators", "cli", "tui", "experiments"}
+          "experiments", "report")
+NEEDS_CACHE = {"verify", "list", "ops", "operators", "cli", "tui", "experiments", "report"}
 
 
 def worker(step: str, args: dict[str, Any], scale: Scale) -> dict[str, Any]:
@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         if "verify" in only:
             res["verify"] = worker("verify", dict(common, root=str(large),
                                                   runs=scale.verify_runs), scale)
+        if "report" in only:
+            res["report"] = worker("report", dict(common, root=str(large), runs=scale.runs),
+                                   scale)
         if "list" in only:
             res["listing"] = worker("listing", dict(common, root=str(large), runs=scale.runs),
                                     scale)

@@ -28,10 +28,7 @@ it can name the first bad entry.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -292,22 +289,3 @@ def line_length_before(log: AuditLog, offset: int) -> int:
     except FileNotFoundError:
         return 0
 
-
-def export(log: AuditLog, fmt: str, out: io.TextIOBase | Any) -> int:
-    """Write the log as jsonl (the lines as stored) or csv; returns the count."""
-    count = 0
-    if fmt == "jsonl":
-        for _, raw in log.lines():
-            out.write(raw.decode("utf-8") + "\n")
-            count += 1
-    elif fmt == "csv":
-        writer = csv.writer(out)
-        writer.writerow(["seq", "time", "actor", "event", "subject", "details", "hash"])
-        for entry in log.entries():
-            writer.writerow([entry["seq"], entry["time"], entry["actor"], entry["event"],
-                             entry["subject"], json.dumps(entry["details"], sort_keys=True),
-                             entry["hash"]])
-            count += 1
-    else:
-        raise ValueError(fmt)
-    return count

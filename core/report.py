@@ -28,14 +28,18 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+import math
+import re
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from core.audit import SYSTEM_EVENTS
 from core.clock import iso
 from core.errors import IntegrityError, UsageError
+from core.exports import escape_controls, escape_json_text
 from core.models import format_duration
 
 if TYPE_CHECKING:
@@ -67,7 +71,7 @@ TIME_KEYS = frozenset({
     "since", "until", "generated_at", "at", "requested_at", "held_from", "held_to",
     "lease_expires", "issued_at", "expires", "activated_at", "expired_at", "revoked_at",
     "burned_at", "finished_at", "resolved_at", "rotated_at", "last_at", "reveals",
-    "last_checkout", "first_at",
+    "last_checkout", "first_at", "released_at", "ended_at",
 })
 
 
@@ -158,6 +162,14 @@ class CheckoutRecord:
     emergency: bool = False
     kit: str = ""
     refusals: list[RefusalRecord] = field(default_factory=list)
+    #: When the approvals reached the number needed (or the kit opened it): from
+    #: then on the requester could open the grant offline, so the checkout
+    #: counts as a *release* whether or not a reveal was ever recorded.
+    released_at: float | None = None
+    #: The rotation that followed was started by a lease-expiry sweep.
+    lease_rotation: bool = False
+    #: When a request that was never revealed was denied, cancelled or expired.
+    ended_at: float | None = None
 
     @property
     def approvers(self) -> list[str]:
@@ -168,8 +180,25 @@ class CheckoutRecord:
         return self.held_from is not None
 
     @property
+    def released(self) -> bool:
+        return self.released_at is not None or self.revealed
+
+    @property
+    def released_not_revealed(self) -> bool:
+        return self.released_at is not None and not self.revealed
+
+    @property
     def finished(self) -> bool:
+        if self.released_not_revealed:
+            return self.outcome in ("cancelled", "expired", "denied")
         return self.revealed and self.outcome in ("returned", "lease-expired")
+
+    @property
+    def exposed_from(self) -> float | None:
+        """When the value could first be read: the release, else the reveal."""
+        if self.released_at is not None and self.held_from is not None:
+            return min(self.released_at, self.held_from)
+        return self.released_at if self.released_at is not None else self.held_from
 
 
 @dataclass
@@ -205,10 +234,48 @@ class EmergencyUse:
     kit: str
     by: str
     at: float
+    reason: str = ""
+    ticket: str = ""
     rotation: str = ""
     reviews: list[ReviewRecord] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
     review_status: str = "pending"
+
+
+@dataclass
+class KitRefusal:
+    """A refused emergency-kit use (wrong, burned or unknown kit): a high finding."""
+
+    at: float
+    by: str
+    credential: str
+    why: str
+    fingerprint: str
+
+
+@dataclass
+class NotifyFailure:
+    """The site's emergency notification hook failed: the alarm did not ring."""
+
+    at: float
+    by: str
+    request: str
+    why: str
+
+
+@dataclass
+class UnsignedEntry:
+    """An entry with no signature: recorded by some client, not signed by anyone."""
+
+    at: float
+    seq: int
+    event: str
+    subject: str
+
+
+#: How unsigned system entries are named everywhere in the report: they carry
+#: no one's authority, so they are never presented as someone's act.
+UNSIGNED = "unsigned: recorded by a client, not signed by anyone"
 
 
 @dataclass
@@ -253,6 +320,8 @@ class CredentialRecord:
     failures_in_period: int = 0
     last_checkout: float | None = None
     in_vault: bool = True
+    #: The status the verified log implies ('' when the log says nothing).
+    log_status: str = ""
 
 
 @dataclass
@@ -264,6 +333,7 @@ class AuthEvent:
     failures: int | None = None
     locked_for: int = 0
     retry_in: int = 0
+    signed: bool = False
 
 
 @dataclass
@@ -274,6 +344,8 @@ class AuthSummary:
     locked_attempts: int = 0
     last_at: float | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    #: How many of these rest only on unsigned system entries.
+    unsigned: int = 0
 
 
 @dataclass
@@ -322,6 +394,7 @@ class AttestationRecord:
     sha256: str
     format: str
     entries: int | None
+    head_hash: str = ""
 
 
 @dataclass
@@ -380,6 +453,11 @@ class Summary:
     credentials: int = 0
     oldest_rotation_days: float = 0.0
     operator_changes: int = 0
+    released: int = 0
+    released_not_revealed: int = 0
+    kit_refusals: int = 0
+    notify_failures: int = 0
+    unsigned_entries: int = 0
 
 
 @dataclass
@@ -406,6 +484,9 @@ class CustodyReport:
     unreviewed: list[UnreviewedItem]
     attestations: list[AttestationRecord]
     controls: list[ControlRow]
+    kit_refusals: list[KitRefusal] = field(default_factory=list)
+    notify_failures: list[NotifyFailure] = field(default_factory=list)
+    unsigned: list[UnsignedEntry] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -415,6 +496,7 @@ class CustodyReport:
             pdoc["flagged"] = pair.flagged
         for co, cdoc in zip(self.checkouts, doc["checkouts"]):
             cdoc["approvers"] = co.approvers
+            cdoc["released"] = co.released
         out: dict[str, Any] = _times_to_text(doc)
         return out
 
@@ -462,6 +544,7 @@ class _Rot:
     request: str
     error: str = ""
     applied_by: str = ""
+    reason: str = ""
 
 
 class _Collector:
@@ -482,6 +565,11 @@ class _Collector:
         self.attestations: list[AttestationRecord] = []
         self.refusals: dict[str, list[RefusalRecord]] = defaultdict(list)
         self.event_times: dict[str, list[float]] = defaultdict(list)
+        self.kit_refusals: list[KitRefusal] = []
+        self.notify_failures: list[NotifyFailure] = []
+        self.unsigned: list[UnsignedEntry] = []
+        #: credential -> (status the log implies, since when: the entry's RFC 3339 time)
+        self.cred_status: dict[str, tuple[str, str]] = {}
 
     def _co(self, req: str, details: dict[str, Any]) -> CheckoutRecord:
         rec = self.checkouts.get(req)
@@ -514,6 +602,14 @@ class _Collector:
         raw = entry.get("details")
         d: dict[str, Any] = raw if isinstance(raw, dict) else {}
         group, _, action = event.partition(".")
+        signed = entry.get("sig") is not None
+        if not signed:
+            self.unsigned.append(UnsignedEntry(at, _i(entry.get("seq")) or 0, event, subject))
+            if event not in SYSTEM_EVENTS:
+                return  # an unsigned entry claiming an act: listed, never applied
+            if group == "auth":
+                self._auth(action, at, subject, d, signed=False)
+            return
         if group == "checkout" or event == "lease.expired":
             self._checkout(action if group == "checkout" else "lease-expired",
                            at, actor, subject, d)
@@ -530,13 +626,9 @@ class _Collector:
         elif group == "emergency":
             self._emergency(action, at, actor, subject, d)
         elif group == "auth":
-            if action == "failed":
-                self.auth.append(AuthEvent(at, subject, "failed", _s(d.get("why")),
-                                           _i(d.get("failures")),
-                                           _i(d.get("locked_for")) or 0))
-            elif action == "locked":
-                self.auth.append(AuthEvent(at, subject, "locked",
-                                           retry_in=_i(d.get("retry_in")) or 0))
+            self._auth(action, at, subject, d, signed=True)
+        elif event == "credential.added":
+            self.cred_status[subject] = ("active", _s(entry.get("time")))
         elif event == "vault.founded":
             founding = d.get("founding")
             founders = founding.get("founders") if isinstance(founding, dict) else None
@@ -552,7 +644,19 @@ class _Collector:
         elif event == "report.attested":
             self.attestations.append(AttestationRecord(
                 subject, actor, at, _s(d.get("since")), _s(d.get("until")),
-                _s(d.get("sha256")), _s(d.get("format")), _i(d.get("entries"))))
+                _s(d.get("sha256")), _s(d.get("format")),
+                _i(d.get("head_seq")) if d.get("head_seq") is not None else _i(d.get("entries")),
+                _s(d.get("head_hash"))))
+
+    def _auth(self, action: str, at: float, subject: str, d: dict[str, Any], *,
+              signed: bool) -> None:
+        if action == "failed":
+            self.auth.append(AuthEvent(at, subject, "failed", _s(d.get("why")),
+                                       _i(d.get("failures")), _i(d.get("locked_for")) or 0,
+                                       signed=signed))
+        elif action == "locked":
+            self.auth.append(AuthEvent(at, subject, "locked",
+                                       retry_in=_i(d.get("retry_in")) or 0, signed=signed))
 
     # -- checkouts --------------------------------------------------------------------------
     def _checkout(self, action: str, at: float, actor: str, req: str,
@@ -571,17 +675,21 @@ class _Collector:
             if not rec.requester:
                 rec.requester = _s(d.get("requester"))
             rec.needed = _i(d.get("needed"))
-            if rec.outcome == "requested" and rec.needed is not None \
-                    and len(rec.approvals) >= rec.needed:
+            have = _i(d.get("approvals"))
+            enough = rec.needed is not None and max(have or 0, len(rec.approvals)) >= rec.needed
+            if enough and rec.released_at is None:
+                rec.released_at = at
+            if rec.outcome == "requested" and enough:
                 rec.outcome = "approved"
         elif action == "denied":
+            rec.ended_at = at
             rec.outcome = "denied"
             rec.denied_by = actor
             rec.deny_reason = _s(d.get("reason"))
         elif action == "cancelled":
-            rec.outcome = "cancelled"
+            rec.outcome, rec.ended_at = "cancelled", at
         elif action == "expired":
-            rec.outcome = "expired"
+            rec.outcome, rec.ended_at = "expired", at
         elif action == "refused":
             rec.refusals.append(RefusalRecord(actor, _s(d.get("why")), at))
         elif action == "revealed":
@@ -620,7 +728,7 @@ class _Collector:
             version = _i(d.get("to_version"))
             if request and version is not None:
                 self.intent_request[(cred, version)] = request
-            r = _Rot(at, "intent", actor, version, request)
+            r = _Rot(at, "intent", actor, version, request, reason=_s(d.get("reason")))
         elif action == "commit":
             version = _i(d.get("version"))
             if not request and version is not None:
@@ -677,6 +785,8 @@ class _Collector:
             rec.revoked_at = at
             rec.revoked_how = _s(d.get("how"))
             rec.status = "revoked"
+            if d.get("credential"):
+                self.cred_status[_s(d.get("credential"))] = ("revoked", iso(at))
 
     def _emergency(self, action: str, at: float, actor: str, subject: str,
                    d: dict[str, Any]) -> None:
@@ -688,12 +798,20 @@ class _Collector:
         elif action == "used":
             kit_id = _s(d.get("kit"))
             self.emergency[subject] = EmergencyUse(
-                subject, _s(d.get("credential")), kit_id, actor, at)
+                subject, _s(d.get("credential")), kit_id, actor, at, _s(d.get("reason")),
+                _s(d.get("ticket")))
             if kit_id:
                 self._kit(kit_id).uses.append(subject)
             rec = self._co(subject, d)
+            self.event_times[subject].append(at)
             rec.emergency = True
             rec.kit = kit_id
+            rec.reason = rec.reason or _s(d.get("reason"))
+            rec.ticket = rec.ticket or _s(d.get("ticket"))
+            if rec.requested_at is None:
+                rec.requested_at = at
+            if rec.released_at is None:
+                rec.released_at = at
             if not rec.requester:
                 rec.requester = actor
             if rec.held_from is None:  # the kit opened it: custody starts now
@@ -704,28 +822,272 @@ class _Collector:
             kit = self._kit(subject)
             kit.burned_at = at
             kit.burned_by = actor
+        elif action == "refused":
+            self.kit_refusals.append(KitRefusal(at, actor, subject, _s(d.get("why")),
+                                                _s(d.get("fingerprint"))))
+        elif action == "notify-failed":
+            self.notify_failures.append(NotifyFailure(at, actor, subject, _s(d.get("why"))))
 
 
 # ==== building ===============================================================================
-def _read_entries(vault: Vault, limit: int | None) -> tuple[Iterator[dict[str, Any]], list[int]]:
-    """Entries of the log (at most ``limit``), and a counter of unreadable lines."""
-    unreadable = [0]
+#: Status a rotation event leaves its credential in (the log's view of it).
+ROTATION_STATUS = {"rotate.commit": "active", "rotate.failed": "rotation-failed",
+                   "rotate.apply-pending": "apply-pending"}
+#: Checkout events that keep a request open, and those that close it.
+_OPENING = frozenset({"checkout.requested", "checkout.approved", "checkout.revealed",
+                      "checkout.refused"})
+_CLOSING = frozenset({"checkout.denied", "checkout.cancelled", "checkout.expired",
+                      "checkout.checked-in", "lease.expired"})
+_ROTATION_STATUS_B = {k.encode("ascii"): v for k, v in ROTATION_STATUS.items()}
+_OPENING_B = frozenset(e.encode("ascii") for e in _OPENING)
+_CLOSING_B = frozenset(e.encode("ascii") for e in _CLOSING)
+#: Entries before the period that no period's report uses.
+_SKIP_BEFORE = frozenset({b"auth.failed", b"auth.locked", b"audit.tail-quarantined",
+                          b"audit.uncommitted", b"lease.overdue", b"operator.enrolled",
+                          b"operator.activated", b"operator.suspended",
+                          b"operator.reactivated", b"operator.removed"})
+#: Entry groups always parsed in full: rare, and each can matter to any period.
+_ALWAYS = ("emergency.", "onboarding.", "report.attested", "credential.added")
+#: Rotations kept per credential from before the period (see _Feeder).
+KEEP_ROTATIONS = 4
 
-    def gen() -> Iterator[dict[str, Any]]:
-        for n, (_, raw) in enumerate(vault.store.audit.lines(), 1):
-            if limit is not None and n > limit:
+
+def _tail_fields(raw: bytes) -> tuple[str, str, str] | None:
+    """(time, event, subject) read from the end of a canonical line without parsing it.
+
+    Canonical JSON sorts keys, so a line ends ``"event":E,...,"subject":S,
+    "time":T}``; quotes inside values are escaped, so the last ``,"event":"``
+    is the top-level key. None when the line does not have that shape.
+    """
+    t = raw.rfind(b',"time":"')
+    e = raw.rfind(b',"event":"', 0, t)
+    u = raw.rfind(b',"subject":"', 0, t)
+    if t < 0 or e < 0 or u < 0 or not raw.endswith(b'"}'):
+        return None
+    e_end = raw.find(b'"', e + 10)
+    subject = raw[u + 12:t - 1]
+    if b"\\" in subject or raw[t - 1:t] != b'"':
+        return None
+    try:
+        return (raw[t + 9:-2].decode("ascii"), raw[e + 10:e_end].decode("ascii"),
+                subject.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+class _Feeder:
+    """Streams the log into a _Collector, parsing only what the period can render.
+
+    Why: a report of one day of a 1,000,000-entry log must not hold (or even
+    parse) the whole log (issue 15: 3 GB for a one-day report). Entries dated
+    in or after the period are parsed (after the period only the follow-ups
+    of items already known). Before the period almost nothing is parsed:
+
+    * a checkout's lines are kept raw while the request is open and dropped
+      when it closes; the requests still open when the period starts are
+      parsed then (they are held across the period);
+    * rotation events update each credential's log status from the event and
+      subject alone; the last KEEP_ROTATIONS per credential are kept raw;
+    * emergency, onboarding, attestation and credential entries (rare) are
+      parsed; authentication and operator entries are skipped.
+
+    The result is the same report as parsing everything, for a log whose
+    times run forward (core/audit.py refuses times that run backwards).
+    """
+
+    def __init__(self, col: _Collector, since: float, until: float) -> None:
+        self.col = col
+        self.since = iso(float(math.ceil(since)))
+        self.since_b = self.since.encode("ascii")
+        self.until = iso(float(math.floor(until)))
+        self.pending: dict[str, list[bytes]] = {}
+        self.rotations: dict[str, deque[bytes]] = {}
+        self.phase = 0  # 0 before the period, 1 in it, 2 after it
+        self.read = 0
+        self.unreadable = 0
+        self.parsed = 0
+        self.interest: set[str] = set()
+
+    def feed(self, raw: bytes) -> None:
+        """One line (without its newline), in log order."""
+        self.read += 1
+        if self.phase == 0:
+            t = raw.rfind(b',"time":"')
+            if t > 0 and raw[t + 9:-2] < self.since_b and raw.endswith(b'"}') \
+                    and self._before_fast(raw, t):
                 return
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                unreadable[0] += 1
-                continue
-            if isinstance(entry, dict):
-                yield entry
-            else:
-                unreadable[0] += 1
+        self._feed_slow(raw)
 
-    return gen(), unreadable
+    def _feed_slow(self, raw: bytes) -> None:
+        fields = _tail_fields(raw)
+        if fields is None:
+            self._parse(raw)
+            return
+        at, event, subject = fields
+        if self.phase == 0 and at >= self.since:
+            self._start_period()
+        if self.phase == 1 and at > self.until:
+            self._end_period()
+        status = ROTATION_STATUS.get(event)
+        if status is not None:
+            self.col.cred_status[subject] = (status, at)
+        if self.phase == 1:
+            self._parse(raw)
+        elif self.phase == 0:
+            self._before(raw, event, subject)
+        else:
+            self._after(raw, event, subject)
+
+    def _before_fast(self, raw: bytes, t: int) -> bool:
+        """The common lines before the period, handled as bytes; False: use the slow path."""
+        e = raw.rfind(b',"event":"', 0, t)
+        if e < 0:
+            return False
+        e_end = raw.find(b'"', e + 10, t)
+        event = raw[e + 10:e_end]
+        if event in _SKIP_BEFORE:
+            return True
+        u = raw.rfind(b',"subject":"', e_end, t)
+        subject = raw[u + 12:t - 1]
+        if u < 0 or b"\\" in subject or raw[t - 1:t] != b'"':
+            return False
+        key = subject.decode("utf-8", "replace")
+        col = self.col
+        if event.startswith(b"rotate."):
+            status = _ROTATION_STATUS_B.get(event)
+            if status is not None:
+                col.cred_status[key] = (status, raw[t + 9:-2].decode("ascii"))
+            kept = self.rotations.get(key)
+            if kept is None:
+                kept = self.rotations[key] = deque(maxlen=KEEP_ROTATIONS)
+            kept.append(raw)
+            return True
+        if event.startswith((b"emergency.", b"onboarding.", b"report.", b"credential.")) \
+                or key in col.checkouts or key in col.onboarding:
+            return False
+        if event in _OPENING_B:
+            lines = self.pending.get(key)
+            if lines is None:
+                self.pending[key] = [raw]
+            else:
+                lines.append(raw)
+        elif event in _CLOSING_B:
+            self.pending.pop(key, None)
+        elif event == b"review.recorded" and key in self.pending:
+            self.pending[key].append(raw)
+        return True
+
+    def _before(self, raw: bytes, event: str, subject: str) -> None:
+        col = self.col
+        if event.startswith(_ALWAYS):
+            self._parse(raw)
+        elif event.startswith("rotate."):
+            kept = self.rotations.setdefault(subject, deque(maxlen=KEEP_ROTATIONS))
+            kept.append(raw)
+        elif subject in col.checkouts or subject in col.onboarding:
+            if event.startswith(("checkout.", "lease.", "review.")):
+                self._parse(raw)
+        elif event in _OPENING:
+            self.pending.setdefault(subject, []).append(raw)
+        elif event in _CLOSING:
+            self.pending.pop(subject, None)
+        elif event == "review.recorded" and subject in self.pending:
+            self.pending[subject].append(raw)
+
+    def _after(self, raw: bytes, event: str, subject: str) -> None:
+        col = self.col
+        known = subject in col.checkouts or subject in col.onboarding \
+            or subject in col.emergency or subject in self.interest
+        if event.startswith(_ALWAYS) or (event.startswith("review.") and (
+                known or subject.startswith("rot-"))):
+            self._parse(raw)
+        elif event.startswith("rotate."):
+            if subject in self.interest:
+                self._parse(raw)
+        elif subject in col.checkouts and event.startswith(("checkout.", "lease.")):
+            self._parse(raw)
+
+    def _start_period(self) -> None:
+        self.phase = 1
+        for kept in self.rotations.values():
+            for raw in kept:
+                self._parse(raw)
+        self.rotations.clear()
+        for lines in self.pending.values():
+            for raw in lines:
+                self._parse(raw)
+        self.pending.clear()
+
+    def _end_period(self) -> None:
+        self.phase = 2
+        self.interest = {rec.credential for rec in self.col.checkouts.values()} | {
+            o.identity for o in self.col.onboarding.values()}
+
+    def finish(self) -> None:
+        if self.phase == 0:
+            self._start_period()
+
+    def _parse(self, raw: bytes) -> None:
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            self.unreadable += 1
+            return
+        if not isinstance(entry, dict):
+            self.unreadable += 1
+            return
+        self.parsed += 1
+        self.col.add(entry)
+        if entry.get("event") == "credential.added":
+            return
+        status = ROTATION_STATUS.get(_s(entry.get("event")))
+        if status is not None and _tail_fields(raw) is None:  # the fast path missed it
+            self.col.cred_status[_s(entry.get("subject"))] = (status, _s(entry.get("time")))
+
+
+def _read_log(vault: Vault, col: _Collector, since: float, until: float,
+              limit: int | None) -> _Feeder:
+    """Feed at most ``limit`` lines of the log (the verified ones) into ``col``.
+
+    Reads 4 MiB blocks and splits them in C: at a million lines the per-line
+    Python work is the cost, so the common line before the period is handled
+    inline here (see _Feeder._before_fast). A torn last line is not read.
+    """
+    feeder = _Feeder(col, since, until)
+    since_b = feeder.since_b
+    fast, slow = feeder._before_fast, feeder._feed_slow
+    budget = limit if limit is not None else -1
+    try:
+        fh = open(vault.store.audit.path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        feeder.finish()
+        return feeder
+    with fh:
+        rest = b""
+        while budget != 0:
+            block = fh.read(1 << 22)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest = block
+                continue
+            rest = block[cut + 1:]
+            lines = block[:cut].split(b"\n")
+            if 0 < budget < len(lines):
+                lines = lines[:budget]
+            budget = max(budget - len(lines), 0) if budget > 0 else budget
+            feeder.read += len(lines)
+            for raw in lines:
+                if feeder.phase == 0:
+                    t = raw.rfind(b',"time":"')
+                    if t > 0 and raw[t + 9:-2] < since_b and raw.endswith(b'"}') \
+                            and fast(raw, t):
+                        continue
+                slow(raw)
+    feeder.finish()
+    return feeder
 
 
 def _review_status(reviews: list[ReviewRecord], needed: int, finished_at: float | None,
@@ -739,9 +1101,11 @@ def _review_status(reviews: list[ReviewRecord], needed: int, finished_at: float 
 
 
 def _rotation_for(rec: CheckoutRecord, col: _Collector) -> RotationOutcome:
-    if not rec.revealed:
+    start = rec.exposed_from
+    if start is None:
         return RotationOutcome("not-needed")
     linked = col.rot_by_request.get(rec.id, [])
+    rec.lease_rotation = any(r.kind == "intent" and r.reason == "lease-expired" for r in linked)
     failures = sum(1 for r in linked if r.kind == "failed")
     outcome = RotationOutcome("not-rotated", failures=failures)
     for r in linked:
@@ -757,10 +1121,10 @@ def _rotation_for(rec: CheckoutRecord, col: _Collector) -> RotationOutcome:
             outcome.outcome, outcome.version, outcome.at = "committed", r.version, r.at
             outcome.applied_by = r.applied_by
             outcome.error = ""
-    if outcome.outcome != "committed" and rec.held_from is not None:
-        # Not linked: any later version committed after the reveal ends the exposure.
+    if outcome.outcome != "committed":
+        # Not linked: any later version committed after the release ends the exposure.
         for r in col.rot.get(rec.credential, []):
-            if r.kind == "commit" and r.at >= rec.held_from and (
+            if r.kind == "commit" and r.at >= start and (
                     rec.version is None or (r.version or 0) > rec.version):
                 outcome.outcome, outcome.version, outcome.at = "committed", r.version, r.at
                 outcome.applied_by, outcome.separate, outcome.error = r.applied_by, True, ""
@@ -785,18 +1149,14 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
     head = verified.head
     # Read exactly the verified log; if verification failed, read what is there.
     limit = verified.entries if verified.ok else None
-    entries, unreadable = _read_entries(vault, limit)
     col = _Collector()
-    read = 0
-    for entry in entries:
-        read += 1
-        col.add(entry)
+    feeder = _read_log(vault, col, since, until, limit)
     if not verified.ok:
         head_seq, head_hash = verified.entries, ""
     else:
         head_seq, head_hash = head.seq, head.hash
     audit = AuditStatus(verified.ok, verified.entries, verified.first_bad, verified.reason,
-                        head_seq, head_hash, read, unreadable[0])
+                        head_seq, head_hash, feeder.read, feeder.unreadable)
 
     # -- checkouts -------------------------------------------------------------------------
     checkouts: list[CheckoutRecord] = []
@@ -816,8 +1176,8 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
                        if r.kind in ("checkout", "emergency", "")]
         if rec.finished or (rec.emergency and rec.revealed):
             needed = EMERGENCY_REVIEWS if rec.emergency else 1
-            rec.review_status = _review_status(rec.reviews, needed, rec.held_to, now,
-                                               review_due)
+            end = rec.held_to if rec.revealed else rec.ended_at
+            rec.review_status = _review_status(rec.reviews, needed, end, now, review_due)
         elif rec.reviews:
             rec.review_status = _review_status(rec.reviews, 1, None, now, review_due)
         rec.refusals = sorted(rec.refusals, key=lambda r: r.at)
@@ -881,6 +1241,7 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
 
     # -- credentials ---------------------------------------------------------------------------
     credentials, audit.state_error = _credentials(vault, col, checkouts, since, until, now)
+    state_kit = _state_kit(vault)
     matrix: dict[str, dict[str, int]] = {}
     for c in credentials:
         row = matrix.setdefault(c.status, {label: 0 for label, _ in AGE_BUCKETS})
@@ -899,6 +1260,8 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
                 s.lockouts += 1
         else:
             s.locked_attempts += 1
+        if not a.signed:
+            s.unsigned += 1
         s.last_at = a.at
     auth = sorted(per_op.values(), key=lambda s: (-s.failures, s.operator))
 
@@ -910,6 +1273,9 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
     attestations = [a for a in col.attestations
                     if (_ts(a.since) or 0.0) <= until and (_ts(a.until) or now) >= since]
 
+    kit_refusals = [k for k in col.kit_refusals if _in(k.at, since, until)]
+    notify_failures = [n for n in col.notify_failures if _in(n.at, since, until)]
+    unsigned = [u for u in col.unsigned if _in(u.at, since, until)]
     summary = Summary(
         checkouts=len(checkouts),
         revealed=sum(1 for c in checkouts if c.revealed),
@@ -928,11 +1294,16 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
         overdue_reviews=sum(1 for u in unreviewed if u.overdue),
         auth_failures=sum(s.failures for s in auth),
         lockouts=sum(s.lockouts for s in auth),
-        refusals=sum(len(c.refusals) for c in checkouts),
+        refusals=sum(len(c.refusals) for c in checkouts) + len(kit_refusals),
         flagged_pairs=sum(1 for p in pairs if p.flagged),
         credentials=len(credentials),
         oldest_rotation_days=max((c.age_days for c in credentials if c.in_vault), default=0.0),
         operator_changes=len(operator_changes),
+        released=sum(1 for c in checkouts if c.released),
+        released_not_revealed=sum(1 for c in checkouts if c.released_not_revealed),
+        kit_refusals=len(kit_refusals),
+        notify_failures=len(notify_failures),
+        unsigned_entries=len(unsigned),
     )
     try:
         vault_id = vault.vault_id
@@ -945,9 +1316,10 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
         onboarding=onboarding, rotation_failures=failures, credentials=credentials,
         credential_matrix=matrix, auth=auth, auth_events=auth_events,
         operator_changes=operator_changes, pairs=pairs, unreviewed=unreviewed,
-        attestations=attestations, controls=[],
+        attestations=attestations, controls=[], kit_refusals=kit_refusals,
+        notify_failures=notify_failures, unsigned=unsigned,
     )
-    report.findings = _findings(report, col)
+    report.findings = _findings(report, col, state_kit)
     report.controls = controls_mapping(report)
     return report
 
@@ -987,14 +1359,24 @@ def _credentials(vault: Vault, col: _Collector, checkouts: list[CheckoutRecord],
             per_cred.get(cred.name, 0),
             sum(1 for r in rots if r.kind == "commit" and _in(r.at, since, until)),
             sum(1 for r in rots if r.kind == "failed" and _in(r.at, since, until)),
-            last.get(cred.name))
-    for name in per_cred:
+            last.get(cred.name), log_status=col.cred_status.get(cred.name, ("", ""))[0])
+    for name in set(per_cred) | set(col.cred_status):
         if name and name not in out:
             out[name] = CredentialRecord(name, "", "", "unknown" if error else "not in vault",
                                          0, 0.0, 0.0, "-", 0,
-                                         checkouts_in_period=per_cred[name],
-                                         last_checkout=last.get(name), in_vault=False)
+                                         checkouts_in_period=per_cred.get(name, 0),
+                                         last_checkout=last.get(name), in_vault=False,
+                                         log_status=col.cred_status.get(name, ("", ""))[0])
     return sorted(out.values(), key=lambda c: (-c.age_days, c.name)), error
+
+
+def _state_kit(vault: Vault) -> str | None:
+    """The active kit id the state claims ('' for none; None if the state is unreadable)."""
+    try:
+        kit = vault.active_kit()
+    except IntegrityError:
+        return None
+    return _s(kit.get("id")) if kit else ""
 
 
 def _pairs(col: _Collector, since: float, until: float) -> list[PairRecord]:
@@ -1040,7 +1422,8 @@ def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
         if c.emergency and c.id in emergency_ids:
             continue  # listed as an emergency use below
         if c.review_status in ("pending", "overdue"):
-            add("checkout", c.id, c.credential, c.requester, c.held_to,
+            add("checkout", c.id, c.credential, c.requester,
+                c.held_to if c.revealed else c.ended_at,
                 len({r.reviewer for r in c.reviews}), EMERGENCY_REVIEWS if c.emergency else 1)
     for u in emergency:
         if u.review_status in ("pending", "overdue"):
@@ -1057,7 +1440,14 @@ def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
     return items
 
 
-def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
+def _log_active_kit(col: _Collector) -> str:
+    """The kit the verified log leaves active: the last issued one not burned ('' if none)."""
+    live = [k for k in col.kits.values() if k.issued_at is not None and k.burned_at is None]
+    return max(live, key=lambda k: (k.issued_at or 0.0, k.id)).id if live else ""
+
+
+def _findings(report: CustodyReport, col: _Collector, state_kit: str | None = None
+              ) -> list[Finding]:
     out: list[Finding] = []
     a = report.audit
     if not a.ok:
@@ -1090,6 +1480,16 @@ def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
             if rv.reviewer == c.requester:
                 out.append(Finding("high", "self-review", c.id,
                                    f"{rv.reviewer} reviewed their own checkout {c.id}"))
+            elif rv.reviewer in c.approvers:
+                out.append(Finding("high", "review-not-independent", c.id,
+                                   f"{rv.reviewer} reviewed checkout {c.id}, which they "
+                                   "approved: the review is not independent"))
+        if c.released_not_revealed and c.finished and c.rotation.outcome != "committed":
+            out.append(Finding("high", "released-not-rotated", c.id,
+                               f"{c.credential} was released to {c.requester} by the approval "
+                               f"of {c.id} at {iso(c.released_at or 0.0)} (the grant opens "
+                               f"offline) and the checkout ended {c.outcome} without a "
+                               f"rotation ({c.rotation.text()})"))
         if c.revealed and c.held_to is not None and c.rotation.outcome != "committed":
             out.append(Finding("high" if c.rotation.outcome == "failed" else "medium",
                                "not-rotated", c.id,
@@ -1108,7 +1508,26 @@ def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
     for u in report.emergency_uses:
         out.append(Finding("high", "emergency-use", u.id,
                            f"{u.by} opened {u.credential} with emergency kit {u.kit or '?'} "
-                           f"at {iso(u.at)}; reviews {len(u.reviewers)}/{EMERGENCY_REVIEWS}"))
+                           f"at {iso(u.at)} (reason: {u.reason or '-'}; ticket: "
+                           f"{u.ticket or '-'}); reviews {len(u.reviewers)}/{EMERGENCY_REVIEWS}"))
+        if u.by in u.reviewers:
+            out.append(Finding("high", "self-review", u.id,
+                               f"{u.by} reviewed their own emergency use {u.id}"))
+    for kr in report.kit_refusals:
+        out.append(Finding("high", "kit-refused", kr.credential,
+                           f"{kr.by} tried to open {kr.credential} with an emergency kit at "
+                           f"{iso(kr.at)} and was refused ({kr.why or '?'}; kit "
+                           f"{kr.fingerprint or '?'})"))
+    for nf in report.notify_failures:
+        out.append(Finding("medium", "notify-failed", nf.request,
+                           f"the emergency notification for {nf.request} failed at "
+                           f"{iso(nf.at)} ({nf.why or '?'}): nobody was alerted by the hook"))
+    log_kit = _log_active_kit(col)
+    if state_kit is not None and state_kit != log_kit:
+        out.append(Finding("high", "state-log-disagree", "emergency kit",
+                           f"the vault state says the active kit is {state_kit or 'none'} but "
+                           f"the verified log says {log_kit or 'none'}: the state was edited "
+                           "or is stale"))
     for k in report.emergency_kits:
         if len(k.uses) > 1:
             out.append(Finding("high", "kit-reuse", k.id,
@@ -1133,15 +1552,32 @@ def _findings(report: CustodyReport, col: _Collector) -> list[Finding]:
                                f"rotation of {f.credential} failed at {iso(f.at)} and is "
                                f"unresolved: {f.error}"))
     for cred in report.credentials:
-        if cred.status in ("rotation-failed", "apply-pending"):
-            out.append(Finding("high" if cred.status == "rotation-failed" else "medium",
+        # The log decides; the state only shows the status of the moment.
+        status = cred.log_status or cred.status
+        since_at = col.cred_status.get(cred.name, ("", ""))[1]
+        if status in ("rotation-failed", "apply-pending"):
+            out.append(Finding("high" if status == "rotation-failed" else "medium",
                                "credential-status", cred.name,
-                               f"{cred.name} is {cred.status.upper()}"))
+                               f"{cred.name} is {status.upper()}"
+                               + (f" per the verified log (since {since_at})"
+                                  if cred.log_status and since_at else "")))
+        if cred.log_status and cred.in_vault and not report.audit.state_error \
+                and cred.status != cred.log_status:
+            out.append(Finding("high", "state-log-disagree", cred.name,
+                               f"the vault state says {cred.name} is {cred.status} but the "
+                               f"verified log says {cred.log_status}: the state was edited "
+                               "or is stale"))
     for s in report.auth:
         if s.lockouts:
+            label = f" ({UNSIGNED})" if s.unsigned else ""
             out.append(Finding("medium", "lockout", s.operator,
-                               f"{s.operator} was locked out {s.lockouts} time(s) after "
-                               f"{s.failures} failed authentication(s)"))
+                               f"entries{label} record {s.lockouts} lockout(s) of "
+                               f"{s.operator} after {s.failures} failed authentication(s)"))
+    for ue in report.unsigned:
+        if ue.event not in SYSTEM_EVENTS:
+            out.append(Finding("high", "unsigned-act", f"entry {ue.seq}",
+                               f"entry {ue.seq} ({ue.event} {ue.subject}) carries no signature "
+                               "yet claims an act; the report ignored it"))
     overdue = [u for u in report.unreviewed if u.overdue]
     if overdue:
         out.append(Finding("medium", "review-overdue", f"{len(overdue)} item(s)",
@@ -1303,13 +1739,20 @@ def _held(c: CheckoutRecord) -> str:
 
 
 def _outcome(c: CheckoutRecord) -> str:
+    if c.outcome in ("lease-expired", "returned") and (
+            c.outcome == "lease-expired" or c.lease_rotation):
+        # Closed by time and the sweep, never "checked in by the holder".
+        rotated = c.rotation.outcome == "committed"
+        return "lease expired, " + ("rotated" if rotated else "not rotated")
     if c.outcome == "denied":
-        return f"denied by {c.denied_by}: {c.deny_reason}" if c.denied_by else "denied"
-    if c.outcome == "returned":
+        text = f"denied by {c.denied_by}: {c.deny_reason}" if c.denied_by else "denied"
+    elif c.outcome == "returned":
         return f"returned by {c.ended_by}" if c.ended_by else "returned"
-    if c.outcome == "lease-expired":
-        return "lease expired"
-    return c.outcome
+    else:
+        text = c.outcome
+    if c.released_not_revealed:
+        text += " (released, not revealed)"
+    return text
 
 
 def _review_text(status: str, reviews: list[ReviewRecord]) -> str:
@@ -1332,12 +1775,30 @@ def _rows_limited(rows: list[Any]) -> tuple[list[Any], int]:
 
 
 # ==== Markdown ===================================================================================
+#: Characters that can start Markdown markup inside a table cell (links, images,
+#: emphasis, code, HTML, entities, strike-through, math): each gets a backslash.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!<>|~&$])")
+#: What GFM turns into a link on its own (autolinks, linkify): such a cell is
+#: shown as a code span, where nothing is a link.
+_MD_LINKY = re.compile(r"(?i)://|www\.|mailto:|xmpp:|@")
+
+
 def _md(value: Any) -> str:
-    text = _s(value).replace("\\", "\\\\").replace("|", "\\|")
-    text = text.replace("\r", " ").replace("\n", " ")
-    # '<' is the only character that lets typed text become markup when the
-    # Markdown is rendered; the rest stays readable as it is.
-    return text.replace("<", "&lt;") or " "
+    """A table cell that renders as the literal text: no markup, no link, no control.
+
+    Control characters (newlines included) are shown as ``\\uXXXX``; a cell a
+    renderer could linkify becomes a code span; otherwise every character
+    that could start markup gets a backslash, so ``[x](http://y)`` or
+    ``![i](y)`` typed into a reason stays text.
+    """
+    text = escape_controls(_s(value))
+    if not text:
+        return " "
+    if _MD_LINKY.search(text):
+        run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+        fence = "`" * (run + 1)
+        return f"{fence} {text.replace('|', chr(92) + '|')} {fence}"
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _md_table(head: list[str], rows: Iterable[list[Any]]) -> list[str]:
@@ -1352,17 +1813,36 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
     return {
         "checkouts": (
             ["Request", "Credential", "Requester", "Approver(s)", "Reason", "Ticket",
-             "Requested", "Held from", "Held to", "Held", "Outcome", "Rotation", "Review"],
-            [[c.id, c.credential, c.requester, _approvers(c), c.reason, c.ticket,
-              _t(c.requested_at), _t(c.held_from), _t(c.held_to), _held(c), _outcome(c),
-              c.rotation.text(), _review_text(c.review_status, c.reviews)]
-             for c in r.checkouts]),
-        "emergency": (
-            ["Request", "Credential", "Kit", "Used by", "At", "Rotation", "Reviewers",
+             "Requested", "Released", "Held from", "Held to", "Held", "Outcome", "Rotation",
              "Review"],
-            [[u.id, u.credential, u.kit, u.by, _t(u.at), u.rotation,
+            [[c.id, c.credential, c.requester, _approvers(c), c.reason, c.ticket,
+              _t(c.requested_at), _t(c.released_at), _t(c.held_from), _t(c.held_to),
+              _held(c), _outcome(c), c.rotation.text(),
+              _review_text(c.review_status, c.reviews)]
+             for c in r.checkouts]),
+        "released": (
+            ["Request", "Credential", "Requester", "Approver(s)", "Released", "Outcome",
+             "Rotation", "Review"],
+            [[c.id, c.credential, c.requester, _approvers(c), _t(c.released_at), _outcome(c),
+              c.rotation.text(), _review_text(c.review_status, c.reviews)]
+             for c in r.checkouts if c.released_not_revealed]),
+        "emergency": (
+            ["Request", "Credential", "Kit", "Used by", "At", "Reason", "Ticket", "Rotation",
+             "Reviewers", "Review"],
+            [[u.id, u.credential, u.kit, u.by, _t(u.at), u.reason or "-", u.ticket or "-",
+              u.rotation,
               f"{', '.join(u.reviewers) or '-'} ({len(u.reviewers)}/{EMERGENCY_REVIEWS})",
               _review_text(u.review_status, u.reviews)] for u in r.emergency_uses]),
+        "kit_refusals": (
+            ["At", "By", "Credential (as typed)", "Why", "Kit fingerprint"],
+            [[_t(k.at), k.by, k.credential, k.why or "-", k.fingerprint or "-"]
+             for k in r.kit_refusals]),
+        "notify_failures": (
+            ["At", "Recorded by", "Request", "Why"],
+            [[_t(n.at), n.by, n.request, n.why or "-"] for n in r.notify_failures]),
+        "unsigned": (
+            ["At", "Seq", "Event", "About", "Signed by"],
+            [[_t(u.at), u.seq, u.event, u.subject, UNSIGNED] for u in r.unsigned]),
         "kits": (
             ["Kit", "Fingerprint", "Issued by", "Issued", "Uses", "Burned"],
             [[k.id, k.fingerprint, k.issued_by, _t(k.issued_at), ", ".join(k.uses) or "-",
@@ -1386,20 +1866,26 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
             ["Credential", "Kind", "Connector", "Status", "Version", "Last rotated",
              "Age (days)", "Rotations", "Held by", "Checkouts", "Rotated", "Failures"],
             [[c.name, c.kind, c.connector,
-              c.status + (f" ({c.failure})" if c.failure else ""), c.version,
+              c.status + (f" ({c.failure})" if c.failure else "")
+              + (f" [log: {c.log_status}]" if c.log_status and c.log_status != c.status
+                 else ""), c.version,
               _t(c.rotated_at) if c.in_vault else "-", f"{c.age_days:.1f}", c.rotations,
               c.held_by or "-", c.checkouts_in_period, c.rotations_in_period,
               c.failures_in_period] for c in r.credentials]),
         "auth": (
-            ["Operator", "Failures", "Lockouts", "Attempts while locked", "Last", "Reasons"],
+            ["About operator", "Failures", "Lockouts", "Attempts while locked", "Last",
+             "Reasons", "Recorded as"],
             [[a.operator, a.failures, a.lockouts, a.locked_attempts, _t(a.last_at),
-              ", ".join(f"{k} x{v}" for k, v in sorted(a.reasons.items())) or "-"]
+              ", ".join(f"{k} x{v}" for k, v in sorted(a.reasons.items())) or "-",
+              (UNSIGNED if a.unsigned else "signed")
+              + (f" ({a.unsigned} unsigned)" if a.unsigned > 0 else "")]
              for a in r.auth]),
         "auth_events": (
-            ["At", "Operator", "Event", "Why", "Failures", "Locked for (s)", "Retry in (s)"],
+            ["At", "About operator", "Event", "Why", "Failures", "Locked for (s)",
+             "Retry in (s)", "Recorded as"],
             [[_t(a.at), a.operator, a.event, a.why or "-",
               a.failures if a.failures is not None else "-", a.locked_for or "-",
-              a.retry_in or "-"] for a in r.auth_events]),
+              a.retry_in or "-", "signed" if a.signed else UNSIGNED] for a in r.auth_events]),
         "operators": (
             ["At", "Operator", "Event", "By", "Details"],
             [[_t(o.at), o.operator, o.event, o.by,
@@ -1416,9 +1902,9 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
               f"{u.reviews}/{u.needed}", "OVERDUE" if u.overdue else "-"]
              for u in r.unreviewed]),
         "attestations": (
-            ["Id", "By", "At", "Period", "Format", "Entries", "SHA-256"],
+            ["Id", "By", "At", "Period", "Format", "Head seq", "Head hash", "SHA-256"],
             [[a.id, a.by, _t(a.at), f"{a.since} .. {a.until}", a.format, a.entries,
-              a.sha256] for a in r.attestations]),
+              a.head_hash or "-", a.sha256] for a in r.attestations]),
         "controls": (
             ["Framework", "Control", "Name", "Status", "glasskey control", "Evidence"],
             [[c.framework, c.control, c.name, c.status, c.how, c.evidence]
@@ -1432,13 +1918,21 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("findings", "Findings", "Everything below that needs a reviewer's attention."),
     ("checkouts", "Checkouts", "Every checkout requested or held in the period."),
+    ("released", "Released but not revealed",
+     "The approvals were complete, so the requester could open the grant offline: each "
+     "counts as a release and needs a rotation and a review."),
     ("emergency", "Emergency-kit uses", "Each needs two reviewers; the kit must be burned."),
+    ("kit_refusals", "Refused emergency-kit uses",
+     "A kit use refused for a wrong, burned or unknown kit: someone tried the kit."),
+    ("notify_failures", "Failed emergency notifications", ""),
     ("kits", "Emergency kits", ""),
     ("onboarding", "One-time onboarding secrets", ""),
     ("rotation_failures", "Rotation failures", ""),
     ("credentials", "Credentials by rotation age and status",
      "Status now; counts of checkouts, rotations and failures in the period."),
-    ("auth", "Failed authentications and lockouts", ""),
+    ("auth", "Failed authentications and lockouts",
+     "Failures and lockouts are unsigned system entries: recorded by a client, signed by "
+     "nobody, so they are evidence of what a client wrote, not of anyone's act."),
     ("auth_events", "Authentication events", ""),
     ("operators", "Operator changes", ""),
     ("pairs", "Segregation of duties: approver-requester pairs",
@@ -1448,6 +1942,9 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("unreviewed", "Unreviewed items",
      "Finished checkouts, onboarding secrets and failed rotations without a review; "
      f"emergency uses with fewer than {EMERGENCY_REVIEWS} reviewers."),
+    ("unsigned", "Unsigned system entries",
+     "Entries written without any operator's signature (failed authentications, lockouts, "
+     "recovered log tails). They grant nothing and prove nothing about who acted."),
     ("attestations", "Attestations of overlapping periods", ""),
     ("controls", "Controls mapping",
      "OWASP Non-Human Identities Top 10 (2025), NIST SP 800-63B, NIST CSF 2.0 PR.AA."),
@@ -1457,14 +1954,18 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
 def _summary_items(r: CustodyReport) -> list[tuple[str, Any]]:
     s = r.summary
     return [
-        ("Checkouts", s.checkouts), ("Secrets revealed", s.revealed),
+        ("Checkouts", s.checkouts), ("Releases (approved or kit)", s.released),
+        ("Released, not revealed", s.released_not_revealed), ("Secrets revealed", s.revealed),
         ("Rotated after use", s.rotated_after_use), ("Not rotated after use", s.not_rotated),
         ("Denied", s.denied), ("Cancelled", s.cancelled), ("Expired", s.expired),
         ("Still open", s.open), ("Emergency-kit uses", s.emergency_uses),
         ("Onboarding secrets", s.onboarding), ("Rotation failures", s.rotation_failures),
         ("Reviewed checkouts", s.reviewed), ("Unreviewed items", s.unreviewed),
         ("Overdue reviews", s.overdue_reviews), ("Failed authentications", s.auth_failures),
-        ("Lockouts", s.lockouts), ("Refused attempts", s.refusals),
+        ("Lockouts (unsigned entries)", s.lockouts), ("Refused attempts", s.refusals),
+        ("Refused emergency-kit uses", s.kit_refusals),
+        ("Failed emergency notifications", s.notify_failures),
+        ("Unsigned system entries", s.unsigned_entries),
         ("Flagged approver-requester pairs", s.flagged_pairs),
         ("Credentials", s.credentials),
         ("Oldest rotation (days)", f"{s.oldest_rotation_days:.1f}"),
@@ -1487,7 +1988,7 @@ def render_markdown(report: CustodyReport) -> str:
         f"- Vault: `{r.vault_id}`",
         f"- Period: {iso(r.since)} .. {iso(r.until)}",
         f"- Generated: {iso(r.generated_at)}",
-        f"- Audit log: {_audit_line(r)}",
+        f"- Audit log: {_md(_audit_line(r))}",
         f"- Reviews are overdue after {r.review_due_days:g} days", "",
         "## Summary", "",
     ]
@@ -1519,7 +2020,8 @@ def render_markdown(report: CustodyReport) -> str:
 # ==== JSON =======================================================================================
 def render_json(report: CustodyReport) -> str:
     """Machine-readable report: sorted keys, instants as RFC 3339 UTC."""
-    return json.dumps(report.to_doc(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return escape_json_text(json.dumps(report.to_doc(), sort_keys=True, indent=2,
+                                       ensure_ascii=False)) + "\n"
 
 
 # ==== HTML =======================================================================================
@@ -1550,7 +2052,8 @@ svg text{font-family:system-ui,sans-serif}
 
 
 def _h(value: Any) -> str:
-    return html.escape(_s(value), quote=True)
+    """HTML text: escaped, with control characters shown as ``\\uXXXX``."""
+    return html.escape(escape_controls(_s(value)), quote=True)
 
 
 def _colours(report: CustodyReport) -> dict[str, str]:
@@ -1767,13 +2270,17 @@ def report_sha256(report_text: str) -> str:
 
 
 def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: float,
-           until: float, *, entries: int | None = None) -> str:
+           until: float, *, head_seq: int | None = None, head_hash: str | None = None) -> str:
     """Sign off a period: a ``report.attested`` entry by ``session``'s operator.
 
     Records the SHA-256 of the exact rendered report, its format, the period
-    and how many audit entries the log held (``entries``, default: the current
-    head). Returns the attestation id (the entry's subject). The reviewer must
-    be an active operator with the approver role.
+    and the audit head the report was built from (``head_seq``/``head_hash``:
+    pass the report's ``audit.head_seq``/``audit.head_hash`` so that the
+    attestation binds exactly what the report says it read; the default, the
+    head at signing time, is only right when nothing was written since).
+    ``entries`` repeats ``head_seq`` for older readers. Returns the
+    attestation id (the entry's subject). The reviewer must be an active
+    operator with the approver role.
     """
     if fmt not in ("md", "html", "json"):
         raise UsageError(f"report format {fmt!r} is not one of md, html, json")
@@ -1781,10 +2288,15 @@ def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: fl
     att_id = vault.new_id("att")
     with vault.store.transaction() as txn:
         vault._require_active(txn, session, "approver")
-        count = entries if entries is not None else txn.head.seq
+        seq = int(head_seq) if head_seq is not None else txn.head.seq
+        bound = head_hash if head_hash is not None else (
+            txn.head.hash if head_seq is None else "")
+        if head_seq is not None and seq > txn.head.seq:
+            raise UsageError(f"the report names audit entry {seq} but the log ends at "
+                             f"{txn.head.seq}")
         txn.record(session.signer, "report.attested", att_id, {
             "since": iso(since), "until": iso(until), "sha256": digest, "format": fmt,
-            "entries": int(count),
+            "entries": seq, "head_seq": seq, "head_hash": bound,
         })
     return att_id
 
@@ -1792,17 +2304,107 @@ def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: fl
 def find_attestations(vault: Vault, report_text: str) -> list[AttestationRecord]:
     """The ``report.attested`` entries whose hash matches ``report_text``."""
     digest = report_sha256(report_text)
+    return [a for a in _all_attestations(vault) if a.sha256 == digest]
+
+
+def _all_attestations(vault: Vault) -> list[AttestationRecord]:
     out = []
-    for entry in vault.store.audit.entries():
-        if entry.get("event") != "report.attested":
+    for _, raw in vault.store.audit.lines():
+        if b'"report.attested"' not in raw:
+            continue  # cheap skip: the event name is in the line verbatim
+        entry = json.loads(raw)
+        if entry.get("event") != "report.attested" or entry.get("sig") is None:
             continue
         d = entry.get("details") or {}
-        if d.get("sha256") == digest:
-            out.append(AttestationRecord(
-                _s(entry.get("subject")), _s(entry.get("actor")),
-                _ts(entry.get("time")) or 0.0, _s(d.get("since")), _s(d.get("until")),
-                digest, _s(d.get("format")), _i(d.get("entries"))))
+        seq = d.get("head_seq") if d.get("head_seq") is not None else d.get("entries")
+        out.append(AttestationRecord(
+            _s(entry.get("subject")), _s(entry.get("actor")),
+            _ts(entry.get("time")) or 0.0, _s(d.get("since")), _s(d.get("until")),
+            _s(d.get("sha256")), _s(d.get("format")), _i(seq), _s(d.get("head_hash"))))
     return out
+
+
+_PERIOD = re.compile(r"Period(?:</td><td>|: |\W+)(\S+Z) \.\. (\S+Z)")
+_HEAD = re.compile(r"head seq (\d+) hash ([0-9a-f]{64})")
+_JSON_HEAD = re.compile(r'"head_hash": "([0-9a-f]{64})"[\s\S]*?"head_seq": (\d+)')
+
+
+def _claims(text: str) -> tuple[str, str, int | None, str]:
+    """(since, until, head seq, head hash) a report's text claims ('' / None if absent)."""
+    since = until = head_hash = ""
+    head_seq: int | None = None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        raw_audit = doc.get("audit")
+        audit: dict[str, Any] = raw_audit if isinstance(raw_audit, dict) else {}
+        since, until = _s(doc.get("since")), _s(doc.get("until"))
+        head_seq, head_hash = _i(audit.get("head_seq")), _s(audit.get("head_hash"))
+        return since, until, head_seq, head_hash
+    if (m := _PERIOD.search(text)) is not None:
+        since, until = m.group(1), m.group(2)
+    if (h := _HEAD.search(text)) is not None:
+        head_seq, head_hash = int(h.group(1)), h.group(2)
+    return since, until, head_seq, head_hash
+
+
+@dataclass(frozen=True)
+class ReportCheck:
+    """A report file that matches a signed attestation in the verified log."""
+
+    attestation: AttestationRecord
+    sha256: str
+
+
+def verify_report(vault: Vault, report_text: str, name: str = "the report") -> ReportCheck:
+    """Check a rendered report against its signed attestation; IntegrityError (exit 3) if not.
+
+    The log must verify; the report's SHA-256 must be one a ``report.attested``
+    entry signed; and the head that attestation binds must be the line at that
+    seq in the log. When nothing matches, the error names the attestation of
+    the same period (if any) and what differs: the digest, the period, the head.
+    """
+    verified = vault.verify_audit()
+    if not verified.ok:
+        raise IntegrityError(f"the audit log does not verify (entry {verified.first_bad}: "
+                             f"{verified.reason}), so no attestation in it can be trusted")
+    digest = report_sha256(report_text)
+    attestations = _all_attestations(vault)
+    match = next((a for a in reversed(attestations) if a.sha256 == digest), None)
+    if match is not None:
+        if match.head_hash and match.entries is not None:
+            found = _line_hash_at(vault, match.entries)
+            if found != match.head_hash:
+                raise IntegrityError(
+                    f"{name} matches attestation {match.id}, but the head it binds (entry "
+                    f"{match.entries}, {match.head_hash[:16]}...) is not in this log")
+        return ReportCheck(match, digest)
+    since, until, head_seq, head_hash = _claims(report_text)
+    same = [a for a in attestations if (a.since, a.until) == (since, until)]
+    if not same:
+        raise IntegrityError(f"no attestation in the verified log matches {name} (SHA-256 "
+                             f"{digest[:16]}..., period {since or '?'} .. {until or '?'})")
+    att = same[-1]
+    what = [f"its SHA-256 is {digest[:16]}... but {att.by} signed {att.sha256[:16]}..."]
+    if att.head_hash and head_hash and head_hash != att.head_hash:
+        what.append(f"it names head {head_hash[:16]}... where the attestation binds "
+                    f"{att.head_hash[:16]}...")
+    if att.entries is not None and head_seq is not None and head_seq != att.entries:
+        what.append(f"it names head seq {head_seq} where the attestation binds "
+                    f"{att.entries}")
+    raise IntegrityError(f"{name} was altered after it was signed off (attestation "
+                         f"{att.id} by {att.by} at {iso(att.at)}, period {since} .. "
+                         f"{until}): " + "; ".join(what))
+
+
+def _line_hash_at(vault: Vault, seq: int) -> str:
+    """SHA-256 of the ``seq``-th line of the log ('' if the log is shorter)."""
+    for n, (_, raw) in enumerate(vault.store.audit.lines(), 1):
+        if n == seq:
+            return hashlib.sha256(raw).hexdigest()
+    return ""
 
 
 def parse_date(text: str, *, end: bool = False) -> float:

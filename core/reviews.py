@@ -1,10 +1,12 @@
 """The post-use review queue.
 
-Every exception that was used waits here until someone other than the person
-who used it has looked at it: finished checkouts, failed rotations, onboarding
-secrets (activated or expired) and emergency-kit uses (which need two
-reviewers). Reviews are signed audit entries; an item older than the policy
-age (default 7 days) is flagged as overdue everywhere.
+Every exception that was used waits here until someone independent of it has
+looked at it (not the holder, and not an approver of the checkout under
+review: an approver reviewing their own approval is no second look):
+finished checkouts, failed rotations, onboarding secrets (activated or
+expired) and emergency-kit uses (which need two reviewers). Reviews are
+signed audit entries; an item older than the policy age (default 7 days) is
+flagged as overdue everywhere.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ class ReviewOps(VaultBase):
             "since": self.now(), "required": required, "reviews": [], "summary": summary,
         })
 
+    @staticmethod
+    def _approvers_of(txn: Transaction, doc: dict[str, Any]) -> set[str]:
+        """Who approved the request a review item is named after (none for a rotation)."""
+        req = txn.sharded("requests").get(str(doc["id"]))
+        names = {str(a.get("approver", "")) for a in (req or {}).get("approvals", [])}
+        names.discard("")
+        return names
+
     def review_queue(self) -> list[ReviewItem]:
         with self.store.read() as txn:
             docs = txn.table("reviews").values()
@@ -80,6 +90,10 @@ class ReviewOps(VaultBase):
                 txn.record(session.signer, "review.refused", item_id, {"why": "own-item"})
                 raise Refused(PolicyError("you cannot review your own use; another approver "
                                           "must"))
+            if session.name in self._approvers_of(txn, doc):
+                txn.record(session.signer, "review.refused", item_id, {"why": "approved-it"})
+                raise Refused(PolicyError("you approved this item; a reviewer must be "
+                                          "independent of the holder and the approvers"))
             if any(r["by"] == session.name for r in doc["reviews"]):
                 raise PolicyError("you have already reviewed this item")
             doc["reviews"].append({"by": session.name, "outcome": outcome, "note": note,

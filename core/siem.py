@@ -14,8 +14,15 @@ One audit entry becomes one syslog message::
   escape '"', '\\' and ']' with a backslash (RFC 5424 §6.3.3). The SD-ID uses
   enterprise number 32473, which RFC 5612 reserves for documentation: a site
   with its own Private Enterprise Number passes ``sd_id``.
-* MSG is the entry's details as ASCII-only JSON (non-ASCII escaped), so no
-  BOM is needed and a message is always one line.
+* MSG is the entry's details as ASCII-only JSON (non-ASCII and DEL escaped),
+  so no BOM is needed and a message is always one line.
+* One entry is always exactly one record: control characters (C0, DEL, C1
+  with U+0085, U+2028/2029, bidi overrides) in any structured-data value are
+  shown as a visible ``\\uXXXX`` (core.exports.escape_controls), so a typed
+  "\\n<81>1 2030-..." cannot start a forged record.
+* Forwarded messages are capped per transport (MAX_BYTES: 8 KiB over UDP,
+  64 KiB over TCP); a longer entry goes out truncated with a marker that
+  keeps its seq and hash, so one huge entry never stops the stream.
 
 Forwarding (``forward_new``) sends the entries after the last one forwarded,
 over UDP (RFC 5426, one message per datagram) or TCP (RFC 6587 octet
@@ -40,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from core import canonical, witness
 from core.audit import GENESIS, AuditLog, line_hash, line_length_before
 from core.errors import IntegrityError, StorageError, UsageError
+from core.exports import escape_controls
 from core.fsutil import atomic_write, ensure_private_dir
 
 if TYPE_CHECKING:
@@ -111,22 +119,95 @@ def sd_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
+#: Largest message sent per transport (bytes). A UDP datagram carries at most
+#: 65,507 bytes and many collectors keep 8 KiB (rsyslog's default); TCP
+#: collectors usually cap a frame at 64 KiB. A larger entry is truncated with a
+#: marker (below), never refused: one entry must not stop the stream.
+MAX_BYTES: dict[str, int] = {"udp": 8192, "tcp": 65536}
+#: Structured-data values are cut to this many characters in a truncated message.
+PARAM_CAP = 256
+#: The smallest limit format_syslog accepts (room for the header and the marker).
+MIN_BYTES = 1024
+
+
+def _param(value: Any) -> str:
+    """A PARAM-VALUE: control characters shown as \\uXXXX, then RFC 5424 escapes."""
+    return sd_escape(escape_controls(str(value)))
+
+
+def _msg_json(value: Any) -> str:
+    """ASCII-only one-line JSON; DEL (ASCII, so json leaves it raw) escaped too."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
 def format_syslog(entry: dict[str, Any], hostname: str, app: str = APP, *,
-                  facility: int = FACILITY_AUTHPRIV, sd_id: str = SD_ID) -> str:
-    """One audit entry as one RFC 5424 message (no trailing newline)."""
+                  facility: int = FACILITY_AUTHPRIV, sd_id: str = SD_ID,
+                  max_bytes: int | None = None) -> str:
+    """One audit entry as one RFC 5424 message (no trailing newline).
+
+    Every field is one line of printable text whatever the entry holds: header
+    fields keep printable US-ASCII only, structured-data values show control
+    characters (C0, DEL, C1, U+2028/2029, bidi overrides) as ``\\uXXXX``, and
+    MSG is ASCII-only JSON. With ``max_bytes`` (per transport, MAX_BYTES) a
+    message that would be longer is truncated: the SD gets ``truncated="N"``
+    (the full length in bytes), long values are cut to PARAM_CAP characters,
+    and MSG becomes ``{"truncated":true,"original_bytes":N,"hash":...,
+    "details_prefix":...}``. The entry hash is always kept, so the SIEM can
+    fetch the full entry from the log.
+    """
     if facility not in (FACILITY_AUTH, FACILITY_AUTHPRIV):
         raise UsageError("syslog facility must be auth (4) or authpriv (10)")
+    if max_bytes is not None and max_bytes < MIN_BYTES:
+        raise UsageError(f"a syslog message limit below {MIN_BYTES} bytes is too small")
     pri = facility * 8 + severity_for(entry)
     timestamp = _header_token(str(entry.get("time") or ""), 64)
-    params = " ".join(
-        f'{name}="{sd_escape(str(entry.get(name, "")))}"'
-        for name in ("seq", "actor", "subject", "hash"))
+    header = (f"<{pri}>1 {timestamp} {_header_token(hostname, 255)} {_header_token(app, 48)} - "
+              f"{_header_token(str(entry.get('event') or ''), 32)} ")
+    names = ("seq", "actor", "subject", "hash")
+    params = " ".join(f'{name}="{_param(entry.get(name, ""))}"' for name in names)
     details = entry.get("details")
-    msg = json.dumps(details if details is not None else {}, sort_keys=True,
-                     separators=(",", ":"), ensure_ascii=True)
-    return (f"<{pri}>1 {timestamp} {_header_token(hostname, 255)} {_header_token(app, 48)} - "
-            f"{_header_token(str(entry.get('event') or ''), 32)} "
-            f"[{_header_token(sd_id, 32)} {params}] {msg}")
+    msg = _msg_json(details if details is not None else {})
+    line = f"{header}[{_header_token(sd_id, 32)} {params}] {msg}"
+    full = len(line.encode("utf-8"))
+    if max_bytes is None or full <= max_bytes:
+        return line
+    return _truncated(entry, header, sd_id, msg, full, max_bytes)
+
+
+def _cap(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= PARAM_CAP else text[:PARAM_CAP] + "...[truncated]"
+
+
+def _truncated(entry: dict[str, Any], header: str, sd_id: str, msg: str, full: int,
+               max_bytes: int) -> str:
+    """The marker form of an over-long message; always <= max_bytes."""
+    names = ("seq", "actor", "subject", "hash")
+    params = " ".join(f'{name}="{_param(_cap(entry.get(name, "")))}"' for name in names)
+    head = f"{header}[{_header_token(sd_id, 32)} {params} truncated=\"{full}\"] "
+    # The header fields are capped (255 + 48 + 32 + 64) and so are the params:
+    # the head never exceeds ~11 KiB even with every character escaped.
+    marker: dict[str, Any] = {"truncated": True, "original_bytes": full,
+                              "hash": _cap(entry.get("hash", "")), "details_prefix": ""}
+    head_bytes = len(head.encode("utf-8"))
+    # MSG is ASCII JSON, so its length in characters is its length in bytes;
+    # escaping the prefix can only make it longer, so shrink until it fits.
+    room = max_bytes - head_bytes - len(_msg_json(marker))
+    prefix = msg[:max(room, 0)]
+    while True:
+        marker["details_prefix"] = prefix
+        body = _msg_json(marker)
+        over = head_bytes + len(body) - max_bytes
+        if over <= 0:
+            return head + body
+        if not prefix:
+            break
+        prefix = prefix[:max(0, len(prefix) - over)]
+    # Only an enormous sd_id or hostname gets here: keep seq and hash alone.
+    seq, digest = _param(_cap(entry.get("seq", ""))), _param(_cap(entry.get("hash", "")))
+    return (f"{header}[{_header_token(sd_id, 32)} seq=\"{seq}\" hash=\"{digest}\" "
+            f"truncated=\"{full}\"] " + _msg_json({"truncated": True, "original_bytes": full}))
 
 
 class _Writer(Protocol):
@@ -293,7 +374,8 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
                 state_path: Path | None = None, *, hostname: str | None = None,
                 facility: int = FACILITY_AUTHPRIV, app: str = APP,
                 backfill: bool = True, save_every: int = 200,
-                forwarder: SyslogForwarder | None = None) -> ForwardResult:
+                forwarder: SyslogForwarder | None = None,
+                max_bytes: int | None = None) -> ForwardResult:
     """Send every committed entry after the last one forwarded; remember where it stopped.
 
     ``state_path`` defaults to :func:`default_state_path` (this client's state
@@ -301,7 +383,10 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
     records the current head, so forwarding starts with the next entry.
     Raises IntegrityError when the log no longer continues the forwarded
     chain (rewritten, truncated or rolled back) and StorageError when the
-    collector cannot be reached (the state keeps what was sent).
+    collector cannot be reached (the state keeps what was sent). Each message
+    is at most ``max_bytes`` (default MAX_BYTES for the protocol): a longer
+    entry is sent truncated with its hash, so it can never block the entries
+    after it.
     """
     vault_id = vault.vault_id
     path = state_path or default_state_path(vault_id, host, port, protocol)
@@ -323,6 +408,7 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
         _check_last(log, state)
         return ForwardResult(0, None, state.last_seq, path)
     host_name = hostname or socket.gethostname()
+    limit = max_bytes if max_bytes is not None else MAX_BYTES.get(protocol, MAX_BYTES["udp"])
     own = forwarder is None
     fwd = forwarder or SyslogForwarder(host, port, protocol)
     sent, first = 0, None
@@ -343,7 +429,7 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
                     "verify'")
             if seq > head_seq:
                 break  # appended but not yet committed by the vault state
-            fwd.send(format_syslog(entry, host_name, app, facility=facility))
+            fwd.send(format_syslog(entry, host_name, app, facility=facility, max_bytes=limit))
             sent += 1
             first = first if first is not None else seq
             state.last_seq, state.last_hash, state.offset = seq, line_hash(raw), end
@@ -377,7 +463,7 @@ def _check_last(log: AuditLog, state: ForwardState) -> None:
 
 
 __all__ = [
-    "FACILITY_AUTH", "FACILITY_AUTHPRIV", "SD_ID", "ForwardResult", "ForwardState",
+    "FACILITY_AUTH", "FACILITY_AUTHPRIV", "MAX_BYTES", "SD_ID", "ForwardResult", "ForwardState",
     "SyslogForwarder", "default_state_path", "export_syslog", "format_syslog",
     "forward_new", "frame_octet_counting", "load_state", "save_state", "sd_escape",
     "severity_for",

@@ -39,8 +39,9 @@ def test_finished_checkout_waits_for_review_by_someone_else(w: World) -> None:
     queue = w.vault.review_queue()
     assert [(i.id, i.kind, i.holder) for i in queue] == [(req, "checkout", "alice")]
     with pytest.raises(UsageError, match="note"):
-        w.vault.review(w.s("bob"), req, "concern", "")
-    w.vault.review(w.s("bob"), req, "ok", "ticket matches the outage")
+        w.vault.review(w.s("carol"), req, "concern", "")
+    # carol: neither the holder (alice) nor the approver (bob).
+    w.vault.review(w.s("carol"), req, "ok", "ticket matches the outage")
     assert w.vault.review_queue() == []
     assert w.vault.checkout(req).review["status"] == "ok"
     assert events(w, "review.recorded")[0]["details"]["outcome"] == "ok"  # type: ignore[index]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from core import audit
+from core import exports as audit_exports
 from core.credentials import CredentialSpec
 from core.crypto import kdf
 from core.errors import AuthError, GlasskeyError, IntegrityError
@@ -127,7 +127,7 @@ def test_r2_canaries_never_leak(world: VaultEnv, tmp_path: Path,
     exports = []
     for fmt in ("jsonl", "csv"):
         out = io.StringIO()
-        assert audit.export(v.store.audit, fmt, out) > 10
+        assert audit_exports.export(v.store.audit, fmt, out) > 10
         exports.append(out.getvalue())
 
     # a damaged vault: the integrity error must not quote file contents that matter

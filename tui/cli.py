@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from core import audit as audit_mod
 from core import fsutil
 from core.base import default_vault_dir
 from core.clock import iso
@@ -770,13 +769,14 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
         return 0
     if args.action == "export":
         from core import siem
+        from core.exports import export
 
         fmt = args.format or "jsonl"
 
         def write(out: TextIO) -> int:
             if fmt == "syslog":
                 return siem.export_syslog(vault.store.audit, out)
-            return audit_mod.export(vault.store.audit, fmt, out)
+            return export(vault.store.audit, fmt, out)
 
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as fh:
@@ -805,7 +805,25 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
 def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
     from core import report
 
-    if args.kind != "custody":
+    if args.kind == "verify":
+        if not args.file:
+            raise UsageError("report verify FILE (a report written with --output)")
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {args.file} ({type(exc).__name__})") from None
+        check = report.verify_report(vault, text, args.file)
+        a = check.attestation
+        if args.json:
+            out_json({"ok": True, "attestation": a.id, "by": a.by, "at": iso(a.at),
+                      "since": a.since, "until": a.until, "head_seq": a.entries,
+                      "head_hash": a.head_hash, "sha256": check.sha256})
+        else:
+            print(f"{args.file} matches attestation {a.id}: signed off by {a.by} at "
+                  f"{iso(a.at)}, period {a.since} .. {a.until}, audit head seq {a.entries}"
+                  + (f" hash {a.head_hash[:16]}..." if a.head_hash else ""))
+        return 0
+    if args.kind != "custody" or args.file:
         raise UsageError("report custody --since DATE [--until DATE] --format md|html|json")
     if not args.since:
         raise UsageError("--since DATE is required (YYYY-MM-DD)")
@@ -823,8 +841,8 @@ def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if args.attest:
         session = authenticate(vault, args, sweep=False)
-        att = report.attest(vault, session, text, fmt, since,
-                            until if until is not None else vault.now())
+        att = report.attest(vault, session, text, fmt, since, built.until,
+                            head_seq=built.audit.head_seq, head_hash=built.audit.head_hash)
         note(f"period signed off by {session.name} (attestation {att})")
     return 0 if built.audit.ok else 3
 
@@ -1002,7 +1020,9 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("report", parents=[common, actor],
                        help="custody review report (md, html, json); --attest signs it off")
-    p.add_argument("kind", choices=["custody"])
+    p.add_argument("kind", choices=["custody", "verify"],
+                   help="custody: build a report; verify FILE: check it against its attestation")
+    p.add_argument("file", nargs="?", metavar="FILE", help="verify: the report file")
     p.add_argument("--since", metavar="DATE")
     p.add_argument("--until", metavar="DATE")
     p.add_argument("--format", choices=["md", "html", "json"], default="md")
@@ -1017,9 +1037,17 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tui import envguard
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        # Before anything imports Textual (tui/envguard.py says why); only the
+        # TUI loads Textual, so only the TUI warns.
+        tui = args.command in (None, "demo")
+        envguard.scrub(quiet=not tui)
+        if tui:
+            envguard.disable_screenshots()
         if args.command is None:
             from tui import app as tui_app
 
