@@ -114,7 +114,7 @@ from core.connectors.base import ConnectorSettings
 from core.connectors.registry import make
 from core.secret import SecretValue
 c = make("command", ConnectorSettings(credential="big", target=sys.argv[1],
-                                      options={"timeout": "60"}))
+                                      options={"timeout": "300"}))
 ok = c.verify(SecretValue("some-value-1"))
 print(ok, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

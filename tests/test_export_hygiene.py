@@ -27,7 +27,7 @@ import pytest
 
 from core import canonical, siem
 from core.audit import line_hash
-from core.emergency import encode_code
+from core.emergency import encode_part
 from core.errors import GlasskeyError, UsageError
 from core.exports import csv_cell, escape_controls, export, jsonl_line
 from tests.checkout_world import World, make_world
@@ -37,6 +37,9 @@ FORGED = ('db-root\n<81>1 2030-01-01T00:00:00Z evil glasskey - emergency.kit-bur
 SEPARATORS = "a\u2028b\u2029c\x85d\x7fe\x9bf\x1b[2Jg\rh\x0bi\x0cj\x1ck"
 #: Every character str.splitlines() splits on, plus the rest of C0/C1 and DEL.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+#: Both parts of a kit that was never issued.
+WRONG_KIT = encode_part(1, bytes(range(32))) + " " + encode_part(2, bytes(32))
 
 
 # ==== a strict RFC 5424 parser (the test's own) ===================================================
@@ -106,7 +109,7 @@ def attacked(tmp_path: Path) -> World:
     # The path the attack pass used: a refused kit use with a forged record as
     # the credential argument (no kit was ever issued, so the code is "unknown").
     try:
-        w.vault.emergency_reveal(w.s("alice"), FORGED, encode_code(bytes(range(32))),
+        w.vault.emergency_reveal(w.s("alice"), FORGED, WRONG_KIT,
                                  "outage", "INC-1", 600)
     except GlasskeyError:
         pass

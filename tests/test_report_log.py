@@ -17,7 +17,7 @@ import pytest
 
 from core import report as rp
 from core.credentials import CredentialSpec
-from core.emergency import encode_code
+from core.emergency import encode_part
 from core.errors import AuthError, GlasskeyError, PolicyError
 from core.secret import SecretValue
 from tests.checkout_world import World, make_world
@@ -28,6 +28,9 @@ FAILING = """#!/usr/bin/env python3
 import sys
 sys.exit(3)
 """
+
+#: Both parts of a kit that was never issued.
+WRONG_KIT = encode_part(1, bytes(range(32))) + " " + encode_part(2, bytes(32))
 
 
 def _report(w: World, since: float | None = None) -> rp.CustodyReport:
@@ -47,7 +50,7 @@ def w(tmp_path: Path) -> World:
 
 
 def test_refused_kit_uses_and_failed_notifications_are_in_the_report(w: World) -> None:
-    wrong = encode_code(bytes(range(32)))
+    wrong = WRONG_KIT
     for _ in range(2):
         with pytest.raises(GlasskeyError):
             w.vault.emergency_reveal(w.s("alice"), "db-root", wrong, "outage", "INC-9", 600)
@@ -122,8 +125,10 @@ def test_kit_state_disagreeing_with_the_log_is_a_finding(w: World) -> None:
         assert doc is not None
         doc["status"] = "burned"
         txn.table("kits").put(kit["id"], doc)
-    f = _kinds(_report(w))[("state-log-disagree", "emergency kit")]
-    assert kit["id"] in f.text
+    # The kit record now disagrees with the signed roster: every client names it as
+    # tampering, and the report says the state could not be read, and why.
+    f = _kinds(_report(w))[("vault-state", "vault.json")]
+    assert kit["id"] in f.text and "differs from the signed roster" in f.text
 
 
 def test_an_approval_is_a_release_even_without_a_reveal(w: World) -> None:
@@ -200,8 +205,9 @@ def test_an_old_log_with_an_approver_review_is_flagged(w: World) -> None:
 
 
 def test_emergency_use_shows_reason_and_ticket(w: World) -> None:
-    issued = w.vault.issue_kit([w.s("bob"), w.s("dave")])
-    co, _secret = w.vault.emergency_reveal(w.s("alice"), "db-root", issued.code,
+    w.vault.issue_kit([w.s("bob"), w.s("dave")])
+    code = " ".join(w.vault.kit_part(w.s(n)) for n in ("bob", "dave"))
+    co, _secret = w.vault.emergency_reveal(w.s("alice"), "db-root", code,
                                            "approvers unreachable", "INC-EMERG-7", 600)
     r = _report(w)
     (use,) = r.emergency_uses
@@ -219,6 +225,7 @@ def test_a_lease_expiry_reads_as_expiry_not_as_a_check_in(w: World, sweeper: str
     req = w.checkout("db-root", duration=600)
     w.vault.reveal(w.s("alice"), req)
     w.clock.advance(900)
+    w.vault.sweep(w.s(sweeper))  # a quiet vault: the first sweep notes its clock is ahead
     w.vault.sweep(w.s(sweeper))
     r = _report(w)
     (c,) = [c for c in r.checkouts if c.id == req]

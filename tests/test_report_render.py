@@ -19,7 +19,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from core import report as rp
-from core.emergency import encode_code
+from core.emergency import encode_part
 from core.errors import GlasskeyError
 from tests.checkout_world import World, make_world
 
@@ -31,6 +31,9 @@ EVIL_TICKET = "www.evil.example | x"
 EVIL_NOTE = "<a href='http://evil.example'>ok</a> mailto:x@evil.example"
 EVIL_CRED = "db\n<81>1 2030-01-01T00:00:00Z [x](http://evil.example)"
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+#: Both parts of a kit that was never issued.
+WRONG_KIT = encode_part(1, bytes(range(32))) + " " + encode_part(2, bytes(32))
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def world(tmp_path: Path) -> World:
                    {"kind": "checkout", "outcome": "concern", "note": EVIL_NOTE,
                     "holder": "alice"})
     try:
-        w.vault.emergency_reveal(w.s("alice"), EVIL_CRED, encode_code(bytes(range(32))),
+        w.vault.emergency_reveal(w.s("alice"), EVIL_CRED, WRONG_KIT,
                                  "outage", "INC-1", 600)
     except GlasskeyError:
         pass

@@ -93,7 +93,8 @@ def test_d2_crash_at_each_commit_step(store_env: StoreEnv, step: str) -> None:
 def _no_damaged_files(root: Path) -> None:
     """No 0-byte or NUL-filled file; every file the state names is there."""
     for path in root.rglob("*"):
-        if not path.is_file() or path.name == ".lock" or path.name.endswith(".tmp"):
+        if not path.is_file() or path.name in (".lock", ".lock.holder") \
+                or path.name.endswith(".tmp"):
             continue  # the lock file is empty by design; temp files are collected
         data = path.read_bytes()
         assert data.strip(b"\x00"), f"{path.relative_to(root)} is empty or all NUL"
