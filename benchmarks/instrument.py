@@ -23,6 +23,11 @@ from typing import Any
 TARGETS: tuple[tuple[str, str, str], ...] = (
     ("core.store", "Store._read_state", "state.read"),
     ("core.store", "Store._check_witness", "witness.check"),
+    ("core.store", "Store._verify_to_head", "chain.catch-up+roster"),
+    ("core.base", "verify_seal", "share-set.verify"),
+    ("core.base", "sign_seal", "share-set.sign"),
+    ("core.base", "verify_config", "config.verify"),
+    ("core.rotation", "verify_config", "config.verify"),
     ("core.store", "Store._recover_audit", "audit.recover"),
     ("core.store", "Store._read_shard", "shard.read+parse"),
     ("core.store", "Store._write_shard", "shard.write+fsync"),
