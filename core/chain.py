@@ -19,9 +19,11 @@ The result names the first bad entry by its sequence number.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -116,27 +118,75 @@ def _verify_jobs(jobs: Sequence[SigJob]) -> int | None:
     return None
 
 
-def check_signatures(jobs: list[SigJob], progress: Progress | None = None) -> int | None:
-    """Every deferred signature; in parallel when there are many."""
-    total = len(jobs)
-    workers = min(os.cpu_count() or 1, 8)
-    if total < PARALLEL_MIN or workers < 2:
-        bad = _verify_jobs(jobs)
-        if progress:
-            progress(total, total)
-        return bad
-    size = max(5_000, total // (workers * 8))
-    chunks = [jobs[i:i + size] for i in range(0, total, size)]
-    first: int | None = None
-    done = 0
-    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-        for chunk, bad in zip(chunks, pool.map(_verify_jobs, chunks), strict=True):
-            done += len(chunk)
-            if bad is not None and (first is None or bad < first):
-                first = bad
-            if progress:
-                progress(done, total)
-    return first
+class SignatureChecker:
+    """Signatures queued during the link pass, checked by worker processes as they come.
+
+    Small batches are checked in this process at the end; past PARALLEL_MIN
+    queued signatures, chunks go to a pool of workers (one per core) while the
+    link pass goes on, so linking and verifying overlap.
+    """
+
+    CHUNK = 10_000
+
+    def __init__(self, progress: Progress | None = None, expected: int = 0) -> None:
+        self.jobs: list[SigJob] = []
+        self.count = 0
+        self.progress = progress
+        self.expected = expected
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Any] = []
+        self._bad: int | None = None
+
+    def add(self, job: SigJob) -> None:
+        self.jobs.append(job)
+        self.count += 1
+        if len(self.jobs) >= self.CHUNK and (self._pool is not None
+                                             or self.count >= PARALLEL_MIN):
+            self._submit()
+
+    def _submit(self) -> None:
+        workers = min(os.cpu_count() or 1, 8)
+        if self._pool is None:
+            if workers < 2:
+                self._note(_verify_jobs(self.jobs))
+                self.jobs = []
+                return
+            # fork is cheap (no re-import); a process with other threads (the TUI)
+            # must not fork, so it pays for a fork server instead.
+            method = "fork" if threading.active_count() == 1 else "forkserver"
+            self._pool = ProcessPoolExecutor(workers, mp_context=get_context(method))
+        self._futures.append((len(self.jobs), self._pool.submit(_verify_jobs, self.jobs)))
+        self.jobs = []
+
+    def _note(self, bad: int | None) -> None:
+        if bad is not None and (self._bad is None or bad < self._bad):
+            self._bad = bad
+
+    def finish(self) -> int | None:
+        """The lowest index whose signature fails, else None."""
+        try:
+            if self._pool is not None and self.jobs:
+                self._submit()
+            elif self.jobs:
+                self._note(_verify_jobs(self.jobs))
+                self.jobs = []
+            done = 0
+            total = max(self.count, 1)
+            for size, future in self._futures:
+                self._note(future.result())
+                done += size
+                if self.progress:
+                    self.progress(done, total)
+            if self.progress and not self._futures:
+                self.progress(total, total)
+            return self._bad
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+
+    def abandon(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
 
 def _parse(index: int, raw: bytes, exact: bool) -> dict[str, Any]:
@@ -156,7 +206,7 @@ def _parse(index: int, raw: bytes, exact: bool) -> dict[str, Any]:
 
 
 def step(index: int, raw: bytes, cp: Checkpoint, vault_id: str | None, *, exact: bool,
-         deferred: list[SigJob] | None) -> Checkpoint:
+         deferred: SignatureChecker | None) -> Checkpoint:
     """Check one line after ``cp``; return the checkpoint after it.
 
     With ``deferred`` the entry's own signature is queued instead of checked
@@ -175,10 +225,11 @@ def step(index: int, raw: bytes, cp: Checkpoint, vault_id: str | None, *, exact:
         raise BadEntry(index, "has no actor")
     if entry["actor_prev"] != head.actors.get(actor, GENESIS):
         raise BadEntry(index, f"does not chain to {actor}'s previous entry")
-    body = {k: entry[k] for k in entry if k not in ("hash", "sig")}
     digest = entry["hash"]
-    if exact and digest != hashlib.sha256(canonical.dumps(body)).hexdigest():
-        raise BadEntry(index, "has a hash that does not match its content")
+    if exact:
+        body = {k: entry[k] for k in entry if k not in ("hash", "sig")}
+        if digest != hashlib.sha256(canonical.dumps(body)).hexdigest():
+            raise BadEntry(index, "has a hash that does not match its content")
     if not isinstance(digest, str) or len(digest) != 64:
         raise BadEntry(index, "has a malformed hash")
     event, details = entry["event"], entry["details"]
@@ -215,12 +266,16 @@ def step(index: int, raw: bytes, cp: Checkpoint, vault_id: str | None, *, exact:
             raise BadEntry(index, f"is by {actor!r}, who is not an operator of this vault "
                                   "(never enrolled by signed events, or removed)")
         try:
-            sig_raw = canonical.b64d(sig) if isinstance(sig, str) else b""
+            if not isinstance(sig, str):
+                raise ValueError("unsigned")
+            # The exact pass insists on canonical base64; the linked pass needs only
+            # the bytes (any other spelling changes the line, which the links bind).
+            sig_raw = canonical.b64d(sig) if exact else binascii.a2b_base64(sig)
             msg = bytes.fromhex(digest)
-        except (IntegrityError, ValueError):
+        except (IntegrityError, ValueError, binascii.Error):
             raise BadEntry(index, "is not signed") from None
         if deferred is not None:
-            deferred.append((index, key, msg, sig_raw))
+            deferred.add((index, key, msg, sig_raw))
         elif _verify_jobs([(index, key, msg, sig_raw)]) is not None:
             raise BadEntry(index, f"carries a signature that is not {actor}'s")
     if event in CHANGE_EVENTS and index != 1:
@@ -270,12 +325,17 @@ def catch_up(log: AuditLog, start: Checkpoint, target: Head, vault_id: str) -> C
                 "client verified (a forked or rolled-back vault)")
         return cp
     gap = target.seq - cp.head.seq
-    deferred: list[SigJob] | None = [] if gap > PARALLEL_MIN else None
-    for raw in _lines_from(log, cp.head.offset, target.offset):
-        cp = step(cp.head.seq + 1, raw, cp, vault_id, exact=deferred is None,
-                  deferred=deferred)
-    if deferred:
-        bad = check_signatures(deferred)
+    deferred = SignatureChecker() if gap > PARALLEL_MIN else None
+    try:
+        for raw in _lines_from(log, cp.head.offset, target.offset):
+            cp = step(cp.head.seq + 1, raw, cp, vault_id, exact=deferred is None,
+                      deferred=deferred)
+    except BaseException:
+        if deferred is not None:
+            deferred.abandon()
+        raise
+    if deferred is not None:
+        bad = deferred.finish()
         if bad is not None:
             raise BadEntry(bad, "carries a signature that is not its actor's")
     if cp.head.seq != target.seq or cp.head.hash != target.hash:
@@ -310,7 +370,7 @@ def verify_log(log: AuditLog, *, vault_id: str | None = None, state_head: Head |
 def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
           progress: Progress | None) -> VerifyResult:
     total_bytes = max(1, log.size())
-    deferred: list[SigJob] = []
+    deferred = SignatureChecker(progress)
     index = cp.head.seq
     last_time = ""
     backwards: list[int] = []
@@ -334,14 +394,15 @@ def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
             body = {k: v for k, v in entry.items() if k not in ("hash", "sig")}
             if entry["hash"] != hashlib.sha256(canonical.dumps(body)).hexdigest():
                 raise BadEntry(index, "has a hash that does not match its content")
-        bad = check_signatures(deferred, progress)
+        bad = deferred.finish()
         if bad is not None:
             raise BadEntry(bad, "carries a signature that is not its actor's")
     except BadEntry as exc:
-        return VerifyResult(False, index, exc.index, str(exc), signatures=len(deferred),
+        deferred.abandon()
+        return VerifyResult(False, index, exc.index, str(exc), signatures=deferred.count,
                             backwards_times=backwards, mode="exact" if exact else "full")
     return VerifyResult(True, index, None, "", log.size() - cp.head.offset, cp.head,
-                        signatures=len(deferred), backwards_times=backwards,
+                        signatures=deferred.count, backwards_times=backwards,
                         roster=cp.roster)
 
 

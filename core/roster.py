@@ -29,6 +29,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from core import canonical
@@ -167,10 +168,12 @@ class Roster:
 
     def sign_key(self, name: str) -> bytes | None:
         """The key an entry by ``name`` must verify under (None: not a member)."""
-        m = self.members.get(name)
-        if m is None or m.status == OperatorStatus.REMOVED:
-            return None
-        return canonical.b64d(m.sign_pub)
+        return self._sign_keys.get(name)
+
+    @cached_property
+    def _sign_keys(self) -> dict[str, bytes]:
+        return {n: canonical.b64d(m.sign_pub) for n, m in self.members.items()
+                if m.status != OperatorStatus.REMOVED}
 
     def active_kit(self) -> Kit | None:
         return next((k for k in self.kits.values() if k.status == "active"), None)
