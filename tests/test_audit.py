@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -484,3 +485,35 @@ def test_audit_append_fault_keeps_log_byte_identical(store_env: StoreEnv) -> Non
         assert {p: (root / p).read_bytes() for p in before} == before
     assert increment(store, signer) == 2
     assert verify_log(store.audit).ok
+
+
+@pytest.mark.parametrize("bad_at", [2, 457, N])
+def test_parallel_signature_check_names_the_first_bad_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_at: int) -> None:
+    """The worker-process path (used past 20,000 signatures) finds the same entry."""
+    from core import chain
+
+    monkeypatch.setattr(chain, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(chain.SignatureChecker, "CHUNK", 64)
+    pools: list[int] = []
+
+    class CountingPool(chain.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(chain, "ProcessPoolExecutor", CountingPool)
+    built = built_log()
+    lines = list(built.lines)
+    rng = random.Random(bad_at)
+    while True:  # a line whose actor signs (system entries carry no signature)
+        if b'"actor":"system"' not in lines[bad_at - 1]:
+            break
+        bad_at -= 1
+    expected = _resign(lines, bad_at, rng)
+    seen: list[tuple[int, int]] = []
+    result = verify_log(_write(tmp_path, lines), progress=lambda d, t: seen.append((d, t)))
+    assert not result.ok and result.first_bad == expected, result.reason
+    clean = verify_log(_write(tmp_path, list(built.lines)), progress=lambda d, t: None)
+    assert clean.ok and clean.signatures > 50
+    assert len(pools) == 2  # both runs went through worker processes
