@@ -56,7 +56,7 @@ from core.roster import (
 
 Progress = Callable[[int, int], None]
 #: Below this many signatures, forking workers costs more than it saves.
-PARALLEL_MIN = 20_000
+PARALLEL_MIN = 5_000
 
 
 @dataclass
@@ -324,25 +324,17 @@ def catch_up(log: AuditLog, start: Checkpoint, target: Head, vault_id: str) -> C
                 f"the audit log was rewritten: entry {cp.head.seq} differs from the one this "
                 "client verified (a forked or rolled-back vault)")
         return cp
-    gap = target.seq - cp.head.seq
-    deferred = SignatureChecker() if gap > PARALLEL_MIN else None
-    try:
-        for raw in _lines_from(log, cp.head.offset, target.offset):
-            cp = step(cp.head.seq + 1, raw, cp, vault_id, exact=deferred is None,
-                      deferred=deferred)
-    except BaseException:
-        if deferred is not None:
-            deferred.abandon()
-        raise
-    if deferred is not None:
-        bad = deferred.finish()
-        if bad is not None:
-            raise BadEntry(bad, "carries a signature that is not its actor's")
-    if cp.head.seq != target.seq or cp.head.hash != target.hash:
+    result = _pass(log, vault_id, cp, False, None, stop=target.offset)
+    if not result.ok:
+        # Name the first bad entry exactly (canonical form and hash of every line).
+        exact = _pass(log, vault_id, cp, True, None, stop=target.offset)
+        bad = exact if not exact.ok else result
+        raise IntegrityError(bad.reason)  # "audit entry N ..." names it
+    if result.head.seq != target.seq or result.head.hash != target.hash:
         raise IntegrityError(
             f"the audit log does not hold entry {target.seq} where the vault state says it "
             "ends: the log or the state was altered")
-    return cp
+    return Checkpoint(result.head, result.roster)
 
 
 def verify_log(log: AuditLog, *, vault_id: str | None = None, state_head: Head | None = None,
@@ -368,7 +360,7 @@ def verify_log(log: AuditLog, *, vault_id: str | None = None, state_head: Head |
 
 
 def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
-          progress: Progress | None) -> VerifyResult:
+          progress: Progress | None, stop: int | None = None) -> VerifyResult:
     total_bytes = max(1, log.size())
     deferred = SignatureChecker(progress)
     index = cp.head.seq
@@ -376,7 +368,7 @@ def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
     backwards: list[int] = []
     last_raw = b""
     try:
-        for raw in _lines_from(log, cp.head.offset, None):
+        for raw in _lines_from(log, cp.head.offset, stop):
             index += 1
             last_raw = raw
             # The exact pass checks signatures in order, so it names the first fault.
@@ -403,7 +395,7 @@ def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
                             backwards_times=backwards, mode="exact" if exact else "full")
     return VerifyResult(True, index, None, "", log.size() - cp.head.offset, cp.head,
                         signatures=deferred.count, backwards_times=backwards,
-                        roster=cp.roster)
+                        roster=cp.roster, mode="exact" if exact else "full")
 
 
 def _time_of(raw: bytes) -> str:
