@@ -297,9 +297,11 @@ def emergency_used(tmp_path: Path) -> World:
     """A kit issued by security + auditor, then used by oncall on ldap-admin; one review."""
     world = build3(tmp_path)
     v, clock = world.vault, world.clock
-    kit = v.issue_kit([world.session("security"), world.session("auditor")])
+    holders = [world.session("security"), world.session("auditor")]
+    v.issue_kit(holders)
+    code = " ".join(v.kit_part(s) for s in holders)
     clock.advance(30)
-    checkout, _secret = v.emergency_reveal(world.session("oncall"), "ldap-admin", kit.code,
+    checkout, _secret = v.emergency_reveal(world.session("oncall"), "ldap-admin", code,
                                            "approvers unreachable [night]", "INC-77", 1800)
     v.review(world.session("auditor"), checkout.id, "ok", "called oncall back")
     clock.advance(30)
@@ -316,10 +318,12 @@ def review_backlog(tmp_path: Path) -> World:
     v.reveal(oncall, req.id)
     v.checkin(oncall, req.id)
     clock.advance(8 * 24 * 3600)
-    kit = v.issue_kit([world.session("security"), world.session("auditor")])
+    holders = [world.session("security"), world.session("auditor")]
+    v.issue_kit(holders)
+    code = " ".join(v.kit_part(s) for s in holders)
     clock.advance(30)
     oncall = world.session("oncall")
-    v.emergency_reveal(oncall, "ldap-admin", kit.code, "approvers unreachable", "INC-77", 1800)
+    v.emergency_reveal(oncall, "ldap-admin", code, "approvers unreachable", "INC-77", 1800)
     security = world.session("security")
     req = v.request(security, "batch-provisioner", "provision new hires", "HR-12", 900)
     v.approve(world.session("auditor"), req.id)
