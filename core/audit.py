@@ -251,6 +251,23 @@ class AuditLog:
                 yield offset, raw[:-1]
                 offset += len(raw)
 
+    def lines_from(self, offset: int, stop: int | None = None
+                   ) -> Iterator[tuple[int, bytes]]:
+        """(offset after the line, line without newline) of every complete line from
+        byte ``offset`` up to byte ``stop`` (None: the end); a torn tail ends it."""
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            return
+        with fh:
+            fh.seek(offset)
+            pos = offset
+            for raw in fh:
+                if (stop is not None and pos >= stop) or not raw.endswith(b"\n"):
+                    return
+                pos += len(raw)
+                yield pos, raw[:-1]
+
     def entries(self) -> Iterator[dict[str, Any]]:
         for _, raw in self.lines():
             yield canonical.loads(raw)

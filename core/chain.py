@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -289,24 +289,6 @@ def step(index: int, raw: bytes, cp: Checkpoint, vault_id: str | None, *, exact:
     return Checkpoint(Head(index, h, head.offset + len(raw) + 1, actors), roster)
 
 
-def _lines_from(log: AuditLog, offset: int, stop: int | None) -> Iterator[bytes]:
-    """Complete lines from byte ``offset`` up to byte ``stop`` (None: the end)."""
-    try:
-        fh = open(log.path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return
-    with fh:
-        fh.seek(offset)
-        pos = offset
-        for raw in fh:
-            if stop is not None and pos >= stop:
-                return
-            if not raw.endswith(b"\n"):
-                return
-            pos += len(raw)
-            yield raw[:-1]
-
-
 def catch_up(log: AuditLog, start: Checkpoint, target: Head, vault_id: str) -> Checkpoint:
     """Verify every entry after ``start`` up to the state's head ``target``.
 
@@ -368,7 +350,7 @@ def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
     backwards: list[int] = []
     last_raw = b""
     try:
-        for raw in _lines_from(log, cp.head.offset, stop):
+        for _, raw in log.lines_from(cp.head.offset, stop):
             index += 1
             last_raw = raw
             # The exact pass checks signatures in order, so it names the first fault.

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -354,22 +353,6 @@ def save_state(path: Path, state: ForwardState) -> None:
     atomic_write(path, canonical.dumps(state.to_doc()))
 
 
-def _lines_from(log: AuditLog, offset: int) -> Iterator[tuple[int, bytes]]:
-    """(offset after the line, line) of every complete line from ``offset``."""
-    try:
-        fh = open(log.path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return
-    with fh:
-        fh.seek(offset)
-        pos = offset
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                return
-            pos += len(raw)
-            yield pos, raw[:-1]
-
-
 def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
                 state_path: Path | None = None, *, hostname: str | None = None,
                 facility: int = FACILITY_AUTHPRIV, app: str = APP,
@@ -415,7 +398,7 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
     try:
         if own:
             fwd.open()
-        for end, raw in _lines_from(log, state.offset):
+        for end, raw in log.lines_from(state.offset):
             try:
                 entry = canonical.loads(raw)
             except IntegrityError:
