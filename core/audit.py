@@ -16,14 +16,12 @@ One canonical-JSON entry per line::
   line hash) and every client keeps the last head it saw (a witness
   checkpoint), so truncation and rollback are detected.
 
-Why two chains: Ed25519 verification costs ~0.1 ms in Python, so checking a
-million signatures would take minutes. Because every line is bound into the
-global chain and every actor's lines into that actor's chain, checking the
-links of every line plus the signature of each actor's *last* line
-authenticates the whole log (a forged or altered line would have to be
-re-linked all the way to some actor's last, signed line). ``verify`` does that
-fast pass and, if anything fails, an exact pass that checks every signature so
-it can name the first bad entry.
+Verification (core/chain.py) checks every link of both chains and every
+signature, under the key the *signed roster* gives the actor at that point of
+the log; clients do it incrementally from their own checkpoint before they
+read or append, and ``audit verify`` does it for the whole log with the
+signatures spread over every core. The per-actor chain makes a deleted or
+reordered entry of one actor visible even where the global chain was rebuilt.
 """
 
 from __future__ import annotations
