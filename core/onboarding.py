@@ -19,6 +19,7 @@ from core.errors import PolicyError, UsageError
 from core.models import Checkout, CheckoutState, Policy, check_name, format_duration
 from core.rotation import RotationOps
 from core.session import Session
+from core.text import cap_all
 
 S = CheckoutState
 DEFAULT_EXPIRY = 24 * 3600
@@ -32,6 +33,7 @@ class OnboardingOps(RotationOps, CredentialOps):
                          channel: str, expires_in: int = DEFAULT_EXPIRY,
                          connector: str = "generated", target: str | None = None,
                          options: dict[str, str] | None = None) -> Checkout:
+        cap_all(identity=identity, reason=reason, ticket=ticket, channel=channel, target=target)
         check_name(identity, "identity")
         reason, ticket, channel = (reason or "").strip(), (ticket or "").strip(), \
             (channel or "").strip()
