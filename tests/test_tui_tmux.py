@@ -83,6 +83,10 @@ class Tmux:
     def buffer(self) -> str:
         return self.run("show-buffer", check=False)
 
+    def all_buffers(self) -> str:
+        names = self.run("list-buffers", "-F", "#{buffer_name}", check=False).split()
+        return "\n".join(self.run("show-buffer", "-b", n, check=False) for n in names)
+
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
@@ -159,6 +163,9 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
     tmux.press("i")
     tmux.wait_for(r"Rotation   done: now version 2")
     assert copied not in tmux.screen()
+    # The clear is real under tmux: no paste buffer holds the secret any more (an empty
+    # OSC 52 alone leaves tmux's buffer in place).
+    assert copied not in tmux.all_buffers()
     tmux.press("C-q")
     tmux.wait_for(r"GLASSKEY-EXITED 0")
 

@@ -36,8 +36,11 @@ from core.errors import GlasskeyError
 from core.models import Checkout, CheckoutState
 from core.secret import SecretValue
 from core.session import Session
+from core.text import printable
 from core.vault import SweepReport, Vault
 from tui.demo import DemoInfo
+from tui.hardening import TmuxBuffers
+from tui.safety import ControlEscapeFilter
 from tui.screens.alerts import AlertsScreen
 from tui.screens.apply import ApplyScreen
 from tui.screens.approvals import ApprovalsScreen
@@ -158,6 +161,13 @@ class GlasskeyApp(App[None]):
         self._sweeping = False
         if demo is not None:
             self.sub_title = "DEMO"
+        # No control character from the vault's text reaches the terminal (issue 11).
+        self._filters.append(ControlEscapeFilter())
+        self._tmux = TmuxBuffers()
+
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:  # type: ignore[override]
+        """Every toast's text passes through printable(): names and reasons come from others."""
+        super().notify(printable(message, keep_newlines=True), title=printable(title), **kwargs)
 
     # -- lifecycle ------------------------------------------------------------------------
     def now(self) -> float:
@@ -465,6 +475,7 @@ class GlasskeyApp(App[None]):
             return
         self.copy_to_clipboard(secret.reveal())
         self._local_copy(secret.reveal())
+        self._tmux.copied(secret.reveal())
         self._clip_owner = request_id
         self._clip_until = time.monotonic() + self.clipboard_clear_seconds
         if self._clip_timer is not None:
@@ -483,6 +494,8 @@ class GlasskeyApp(App[None]):
             self._clip_timer = None
         self.copy_to_clipboard("")
         self._local_copy("")
+        # tmux keeps an OSC 52 copy in a paste buffer and ignores the empty OSC 52: delete it.
+        self._tmux.clear()
 
     def clipboard_status(self, request_id: str) -> str:
         if self._clip_owner != request_id:

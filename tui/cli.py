@@ -36,6 +36,7 @@ from core.secret import SecretValue
 from core.session import Session
 from core.text import cap, cap_all, printable
 from core.vault import Vault
+from tui.hardening import harden_process
 
 EXIT_INTERNAL = InternalError.exit_code
 
@@ -1246,6 +1247,8 @@ def merge_globals(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any passphrase, key or secret is in memory: no core file, not dumpable.
+    harden_process()
     argv = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
     parser = build_parser()

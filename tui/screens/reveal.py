@@ -23,6 +23,7 @@ from textual.widgets import Footer, Header, Static
 from core.errors import GlasskeyError
 from core.models import Checkout, CheckoutState, format_duration
 from core.rotation import RotationResult
+from core.text import printable
 from tui.screens.base import GlasskeyScreen
 from tui.screens.countersign import CountersignModal
 from tui.screens.deny import DenyModal
@@ -232,7 +233,8 @@ class RevealScreen(GlasskeyScreen):
                 details.append(f"Denied by  {c.denied_by}: {c.deny_reason}")
         elif c.state == S.ROTATION_FAILED and c.rotation:
             details.append(self._rotation_text(c.rotation))
-        self.query_one("#reveal-details", Static).update("\n".join(details))
+        self.query_one("#reveal-details", Static).update(
+            "\n".join(printable(d) for d in details))
         lease = ""
         if self.kind == "onboarding" and c.state != S.CLOSED:
             left = c.created + c.duration - now

@@ -1,0 +1,101 @@
+"""Issue 11 in the TUI: no terminal injection, process hygiene, slips forgiven."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.segment import Segment
+from textual.color import Color
+
+from tests.tui_helpers import (  # noqa: F401  (tui_env is autouse)
+    World,
+    run_async,
+    screen_text,
+    settle,
+    sign_in,
+    tui_env_fixture,
+    world_fixture,
+)
+from tui.safety import ControlEscapeFilter
+from tui.screens.audit import AuditScreen
+
+SIZE = (100, 32)
+EVIL = "\x1b]52;c;aGFja2Vk\x07\x1b[2J\x9b31m\x1b]0;pwned\x07\x7f\u202e"
+RAW = [chr(c) for c in (*range(0, 10), *range(11, 32), *range(0x7F, 0xA0))] + ["\u202e"]
+
+
+def plant(world: World) -> str:
+    """Reason, ticket, deny reason and a review summary full of control sequences."""
+    oncall = world.session("oncall")
+    world.vault.request(oncall, "prod-db-root", "why " + EVIL, "INC-" + EVIL, 600)
+    other = world.vault.request(oncall, "aws-root", "r " + EVIL, "T" + EVIL, 600)
+    with world.vault.store.transaction() as txn:
+        world.vault._queue_review(txn, "v-evil", "emergency", "aws-root", "security",
+                                  "used " + EVIL, required=2)
+    return other.id
+
+
+def assert_inert(text: str) -> None:
+    bad = sorted({c for c in text if c in RAW})
+    assert not bad, bad
+
+
+class TestNoTerminalInjection:
+    @run_async
+    async def test_audit_screen_before_unlock_shows_escapes(self, world: World) -> None:
+        plant(world)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            app.push_screen(AuditScreen())  # reachable before unlock
+            await settle(pilot)
+            text = screen_text(app)
+            assert_inert(text)
+            assert "\\x1b]52;c;" in text  # the banner: escaped, visible
+
+    @run_async
+    async def test_dashboard_approvals_reviews_and_toasts(self, world: World) -> None:
+        plant(world)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "security")
+            await settle(pilot)
+            for show in (app.show_dashboard, app.show_approvals, app.show_reviews):
+                show()
+                await settle(pilot)
+                text = screen_text(app)
+                assert_inert(text)
+            assert "\\x1b" in screen_text(app)  # reviews: the summary, escaped
+            app.show_approvals()
+            await settle(pilot)
+            assert "\\x1b]52" in screen_text(app)
+            app.notify("from " + EVIL, title="t" + EVIL)
+            await pilot.pause()
+            note = list(app._notifications)[-1]
+            assert_inert(note.message + note.title)
+            assert "\\x1b[2J" in note.message
+
+
+def test_the_line_filter_replaces_any_control_left_over() -> None:
+    segs = [Segment("ab\x1b[2Jc"), Segment("\x9bd  ")]
+    width = sum(s.cell_length for s in segs)
+    out = ControlEscapeFilter().apply(segs, Color(0, 0, 0))
+    text = "".join(s.text for s in out)
+    assert_inert(text)
+    assert text.startswith("ab\u241b[2Jc")
+    assert sum(s.cell_length for s in out) == width
+
+
+def test_the_process_is_not_dumpable_and_writes_no_core(tmp_path: Path) -> None:
+    code = ("import ctypes, resource\n"
+            "from tui import cli\n"
+            "before = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"
+            "cli.main(['completion', 'bash'])\n"
+            "print('RESULT', before, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),"
+            " resource.getrlimit(resource.RLIMIT_CORE))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    assert line == "RESULT 1 0 (0, 0)", line
