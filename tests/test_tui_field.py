@@ -99,3 +99,35 @@ def test_the_process_is_not_dumpable_and_writes_no_core(tmp_path: Path) -> None:
                          check=True, cwd=Path(__file__).resolve().parent.parent).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     assert line == "RESULT 1 0 (0, 0)", line
+
+
+class TestStepUpBurst:
+    @run_async
+    async def test_six_digits_in_one_burst_approve_once_and_fail_nothing(self, world: World
+                                                                        ) -> None:
+        from textual.widgets import Input
+
+        from tui.screens.stepup import StepUpModal
+
+        req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "security")
+            app.show_approvals()
+            await settle(pilot)
+            world.clock.advance(30)  # a code not used yet
+            await pilot.press("a")
+            await settle(pilot)
+            assert isinstance(app.screen, StepUpModal)
+            field = app.screen.query_one("#stepup-code", Input)
+            field.focus()
+            await pilot.pause()
+            code = world.code("security")
+            for digit in code:  # one burst: six Changed events queued before any runs
+                field.insert_text_at_cursor(digit)
+            await pilot.press("enter")  # and the auto-typer's Enter
+            await settle(pilot)
+            events = [e["event"] for e in world.vault.store.audit.entries()]
+            assert events.count("checkout.approved") == 1, events
+            assert "auth.failed" not in events, events
+            assert world.vault.checkout(req.id).state == "approved"

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Input, Label, Static
 
 from core.errors import GlasskeyError
 from core.models import Checkout, format_duration
+from core.text import printable
 from tui.screens.base import GlasskeyModal
 from tui.widgets.demo_panel import DemoPanel
 
@@ -36,6 +37,7 @@ class StepUpModal(GlasskeyModal):
     def __init__(self, checkout: Checkout) -> None:
         super().__init__()
         self.checkout = checkout
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         c = self.checkout
@@ -45,7 +47,8 @@ class StepUpModal(GlasskeyModal):
             yield Static(f"Approve as {me}", classes="dialog-title", markup=False)
             yield Static(
                 f"{c.requester} asks for {what} for {format_duration(c.duration)}\n"
-                f"Reason: {c.reason}\nTicket: {c.ticket}    Request: {c.id}",
+                f"Reason: {printable(c.reason)}\nTicket: {printable(c.ticket)}    "
+                f"Request: {c.id}",
                 id="stepup-request", markup=False)
             yield Static("Approving releases a secret: type a TOTP code from your "
                          "authenticator that you have not used yet.",
@@ -61,30 +64,39 @@ class StepUpModal(GlasskeyModal):
                     yield DemoPanel(ops, self.gk.now, compact=True, id="stepup-demo")
         yield Footer(compact=True)
 
-    def _code(self) -> str:
-        return self.query_one("#stepup-code", Input).value.replace(" ", "")
-
     @on(Input.Changed, "#stepup-code")
     def _typed(self, event: Input.Changed) -> None:
         event.stop()
-        if len(self._code()) == 6:
-            self.action_submit()
+        # A burst of digits (a paste, an auto-typer, tmux) queues one Changed per digit;
+        # an event whose value is no longer the field's is stale and must not submit again.
+        if event.value != event.input.value:
+            return
+        if len(event.value.replace(" ", "")) == 6:
+            self._submit(event.value)
 
     @on(Input.Submitted, "#stepup-code")
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_submit()
+        self._submit(event.value)
 
     def action_submit(self) -> None:
+        self._submit(self.query_one("#stepup-code", Input).value)
+
+    def _submit(self, raw: str) -> None:
+        """Confirm ``raw`` and approve, at most once at a time: each extra attempt with a
+        code already spent would be recorded as auth.failed and count toward lockout."""
+        if self._busy:
+            return
         session = self.gk.session
         error = self.query_one("#stepup-error", Static)
-        code = self._code()
+        code = raw.replace(" ", "")
         if session is None:
             error.update("The vault is locked.")
             return
         if len(code) != 6:
             error.update("Type the 6-digit TOTP code from your authenticator.")
             return
+        self._busy = True
         vault = self.gk.vault
         try:
             vault.confirm_totp(session, code)
@@ -92,8 +104,9 @@ class StepUpModal(GlasskeyModal):
         except GlasskeyError as exc:
             error.update(str(exc))
             self.query_one("#stepup-code", Input).value = ""
+            self._busy = False
             return
-        self.dismiss(result)
+        self.dismiss(result)  # stays busy: nothing more is submitted from this modal
 
     def action_cancel(self) -> None:
         self.dismiss(None)
