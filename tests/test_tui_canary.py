@@ -108,6 +108,8 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         await pilot.press("enter")  # back into the checkout: still masked
         await visit("checkout reopened")
         await pilot.press("i")
+        await pilot.pause()
+        await pilot.press("y")  # the y/n question (issue 11)
         await visit("checked in")
         assert app.clipboard == ""  # the copy was overwritten at check-in
         assert not app.secrets
@@ -137,7 +139,9 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         await visit("dashboard with the emergency banner")
         await pilot.press("v")
         await visit("reviews with the emergency banner")
-        await pilot.press("ctrl+l")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press("y")  # the y/n question (issue 11)
         await visit("unlock with the emergency banner")
         assert "EMERGENCY KIT USED" in screen_text(app)
         assert app.clipboard == "" and not app.secrets

@@ -131,3 +131,68 @@ class TestStepUpBurst:
             assert events.count("checkout.approved") == 1, events
             assert "auth.failed" not in events, events
             assert world.vault.checkout(req.id).state == "approved"
+
+
+async def holding(pilot: object, world: World, app: object) -> str:
+    """oncall holds aws-root: requested, approved (core), revealed in the app."""
+    from tui.app import GlasskeyApp
+
+    assert isinstance(app, GlasskeyApp)
+    req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
+    world.clock.advance(30)
+    world.vault.approve(world.session("security"), req.id)
+    await sign_in(pilot, world, "oncall")  # type: ignore[arg-type]
+    app.open_checkout(req.id)
+    await settle(pilot)  # type: ignore[arg-type]
+    await pilot.press("r")  # type: ignore[attr-defined]
+    await settle(pilot)  # type: ignore[arg-type]
+    assert world.vault.checkout(req.id).state == "checked-out"
+    return req.id
+
+
+class TestSlipsAreForgiven:
+    @run_async
+    async def test_checkin_quit_and_lock_ask_first(self, world: World) -> None:
+        from tui.screens.confirm import ConfirmModal
+        from tui.screens.unlock import UnlockScreen
+
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            req = await holding(pilot, world, app)
+            for key in ("i", "ctrl+q", "ctrl+o"):
+                await pilot.press(key)
+                await settle(pilot)
+                assert isinstance(app.screen, ConfirmModal), key
+                await pilot.press("n")
+                await settle(pilot)
+                assert app.session is not None and app.is_running
+                assert world.vault.checkout(req).state == "checked-out"
+            await pilot.press("ctrl+l")  # everyone's "clear screen": a redraw, not a lock
+            await settle(pilot)
+            assert app.session is not None and not isinstance(app.screen, ConfirmModal)
+            await pilot.press("ctrl+o")
+            await settle(pilot)
+            await pilot.press("y")
+            await settle(pilot)
+            assert isinstance(app.screen, UnlockScreen) and app.session is None
+
+    @run_async
+    async def test_cancel_asks_first(self, world: World) -> None:
+        from tui.screens.confirm import ConfirmModal
+
+        req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "oncall")
+            app.open_checkout(req.id)
+            await settle(pilot)
+            await pilot.press("x")
+            await settle(pilot)
+            assert isinstance(app.screen, ConfirmModal)
+            await pilot.press("escape")
+            await settle(pilot)
+            assert world.vault.checkout(req.id).state == "requested"
+            await pilot.press("x", "y")
+            await settle(pilot)
+            assert world.vault.checkout(req.id).state == "closed"

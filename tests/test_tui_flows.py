@@ -198,6 +198,8 @@ class TestOnCallPath:
             assert SHOWN_VALUE not in screen_text(app)
 
             await pilot.press("i")
+            await pilot.pause()
+            await pilot.press("y")  # the y/n question (issue 11)
             await settle(pilot)
             checkout = world.vault.checkout(req_id)
             assert checkout.state == S.CLOSED
@@ -290,6 +292,8 @@ class TestOnCallPath:
             req_id = app.screen.request_id  # type: ignore[attr-defined]
             await pilot.press("x")
             await pilot.pause()
+            await pilot.press("y")  # the y/n question (issue 11)
+            await pilot.pause()
             assert world.vault.checkout(req_id).closed_reason == "cancelled"
 
     @run_async
@@ -307,7 +311,9 @@ class TestOnCallPath:
             await pilot.press("c")
             await pilot.pause()
             assert app.secrets
-            await pilot.press("ctrl+l")
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            await pilot.press("y")  # the y/n question (issue 11)
             await pilot.pause()
             assert isinstance(app.screen, UnlockScreen)
             assert app.session is None and not app.secrets

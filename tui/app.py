@@ -46,6 +46,7 @@ from tui.screens.apply import ApplyScreen
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.audit import AuditScreen
 from tui.screens.base import GlasskeyScreen, LiveView
+from tui.screens.confirm import ConfirmModal
 from tui.screens.countersign import CountersignModal
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.deny import DenyModal
@@ -130,8 +131,10 @@ class GlasskeyApp(App[None]):
                 tooltip="Quit (the clipboard is cleared first)"),
         Binding("f1,question_mark", "help", "Help", key_display="?", id="app.help",
                 tooltip="Every key of every screen"),
-        Binding("ctrl+l", "lock", "Lock", id="app.lock",
+        Binding("ctrl+o", "lock", "Lock", key_display="^o", id="app.lock",
                 tooltip="Forget the session and any revealed secret; back to unlock"),
+        # ctrl+l is everyone's "clear screen": here it redraws, it never locks.
+        Binding("ctrl+l", "redraw", "Redraw", show=False, id="app.redraw"),
     ]
 
     def __init__(self, vault: Vault, demo: DemoInfo | None = None, clock: Clock | None = None,
@@ -195,10 +198,49 @@ class GlasskeyApp(App[None]):
         self.notify("Screenshots are disabled: they could capture a revealed secret.",
                     severity="warning", markup=False)
 
+    def live_leases(self) -> list[Checkout]:
+        """The checkouts this session's operator holds with a lease still running."""
+        if self.session is None:
+            return []
+        try:
+            items = self.vault.checkouts(open_only=True)
+        except GlasskeyError:
+            return []
+        now = self.now()
+        return [c for c in items if c.requester == self.session.name
+                and c.state == CheckoutState.CHECKED_OUT
+                and (c.lease_expires or 0) > now]
+
+    def _ask_if_holding(self, verb: str, then: Callable[[], None]) -> None:
+        """Run ``then`` at once, or after a y/n when a live lease would be left behind."""
+        held = self.live_leases()
+        if not held:
+            then()
+            return
+        names = ", ".join(sorted({c.cred_name for c in held}))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.push_screen(ConfirmModal(
+            f"{verb} while you hold {names}?",
+            "Your lease keeps running and the secret leaves this screen; check in (i) "
+            "when you are done so the credential is rotated."), answered)
+
     async def action_quit(self) -> None:
+        if isinstance(self.screen, ConfirmModal):
+            return
+        self._ask_if_holding("Quit", self._quit_now)
+
+    def _quit_now(self) -> None:
         self.clear_clipboard()
         self.secrets.clear()
         self.exit()
+
+    def action_redraw(self) -> None:
+        self.refresh(repaint=True, layout=True)
+        self.screen.refresh(repaint=True, layout=True)
 
     # -- session ----------------------------------------------------------------------------
     def unlocked(self, session: Session) -> None:
@@ -208,6 +250,11 @@ class GlasskeyApp(App[None]):
         self.switch_screen(DashboardScreen())
 
     def action_lock(self) -> None:
+        if self.session is None or isinstance(self.screen, ConfirmModal):
+            return
+        self._ask_if_holding("Lock", self._lock_now)
+
+    def _lock_now(self) -> None:
         if self.session is None:
             return
         self.clear_clipboard()

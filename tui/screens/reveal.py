@@ -25,6 +25,7 @@ from core.models import Checkout, CheckoutState, format_duration
 from core.rotation import RotationResult
 from core.text import printable
 from tui.screens.base import GlasskeyScreen
+from tui.screens.confirm import ConfirmModal
 from tui.screens.countersign import CountersignModal
 from tui.screens.deny import DenyModal
 from tui.screens.stepup import StepUpModal
@@ -356,6 +357,18 @@ class RevealScreen(GlasskeyScreen):
         self.refresh_view()
 
     def action_cancel_request(self) -> None:
+        c = self.checkout
+        what = c.cred_name if c is not None else self.request_id
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._cancel_request()
+
+        self.app.push_screen(ConfirmModal(f"Withdraw your request for {what}?",
+                                          "Nothing is released; a new request needs a new "
+                                          "approval."), answered)
+
+    def _cancel_request(self) -> None:
         session = self.gk.session
         if session is None:
             return
@@ -368,6 +381,21 @@ class RevealScreen(GlasskeyScreen):
         self.refresh_view()
 
     def action_checkin(self) -> None:
+        if self.gk.session is None or self._busy:
+            return
+        c = self.checkout
+        what = c.cred_name if c is not None else self.request_id
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._do_checkin()
+
+        self.app.push_screen(ConfirmModal(
+            f"Check in {what} and rotate it now?",
+            "The lease ends and the credential gets a new value on its target: the value "
+            "you hold stops working."), answered)
+
+    def _do_checkin(self) -> None:
         session = self.gk.session
         if session is None or self._busy:
             return
