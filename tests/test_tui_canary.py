@@ -80,7 +80,7 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         await type_text(pilot, "canary drill")
         await pilot.press("enter")
         await type_text(pilot, "T-1")
-        await pilot.press("enter")
+        await pilot.press("enter", "enter")  # ticket -> duration -> submit
         await visit("checkout requested")
         await pilot.press("s")
         assert isinstance(app.screen, CountersignModal)

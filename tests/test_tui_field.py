@@ -196,3 +196,124 @@ class TestSlipsAreForgiven:
             await pilot.press("x", "y")
             await settle(pilot)
             assert world.vault.checkout(req.id).state == "closed"
+
+
+def toasts(app: object) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications]  # type: ignore[attr-defined]
+
+
+class TestFeedback:
+    @run_async
+    async def test_approvers_hear_of_new_requests_and_requesters_of_denials(self, world: World
+                                                                            ) -> None:
+        approver = world.app()
+        requester = world.app()
+        async with approver.run_test(size=SIZE) as p1, requester.run_test(size=SIZE) as p2:
+            bells: list[str] = []
+            approver.bell = lambda: bells.append("approver")  # type: ignore[method-assign]
+            requester.bell = lambda: bells.append("requester")  # type: ignore[method-assign]
+            await sign_in(p1, world, "security")
+            world.clock.advance(30)
+            await sign_in(p2, world, "oncall")
+            world.clock.advance(30)
+            req = world.vault.request(world.session("oncall"), "aws-root", "db down", "INC-7",
+                                      600)
+            approver.poll_vault()
+            requester.poll_vault()
+            await settle(p1)
+            assert any("New request" in t and "oncall asks for aws-root" in t
+                       for t in toasts(approver)), toasts(approver)
+            assert bells == ["approver"]
+            assert not any("New request" in t for t in toasts(requester))
+            world.clock.advance(30)
+            world.vault.deny(world.session("security"), req.id, "use the replica")
+            requester.poll_vault()
+            await settle(p2)
+            assert any("denied by security: use the replica" in t for t in toasts(requester))
+            assert bells == ["approver", "requester"]
+
+    @run_async
+    async def test_lease_warnings_at_5_and_1_minute(self, world: World) -> None:
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            bells: list[int] = []
+            app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+            req = await holding(pilot, world, app)
+            app.poll_vault()
+            lease = world.vault.checkout(req).lease_expires
+            assert lease is not None
+            world.clock.set(lease - 301)
+            app._tick()
+            assert bells == []
+            world.clock.set(lease - 299)
+            app._tick()
+            app._tick()
+            await pilot.pause()
+            assert bells == [1] and any("ends in 4m59s" in t for t in toasts(app)), toasts(app)
+            world.clock.set(lease - 59)
+            app._tick()
+            await pilot.pause()
+            assert bells == [1, 1] and any("ends in 59s" in t for t in toasts(app))
+
+    @run_async
+    async def test_step_up_right_after_unlock_says_wait(self, world: World) -> None:
+        from textual.widgets import Input, Static
+
+        from tui.screens.stepup import StepUpModal
+
+        req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "security")  # spends this step's code
+            app.show_approvals()
+            await settle(pilot)
+            await pilot.press("a")
+            await settle(pilot)
+            assert isinstance(app.screen, StepUpModal)
+            field = app.screen.query_one("#stepup-code", Input)
+            field.focus()
+            field.insert_text_at_cursor(world.code("security"))
+            await settle(pilot)
+            error = str(app.screen.query_one("#stepup-error", Static).render())
+            assert "wait" in error and "next code" in error, error
+            events = [e["event"] for e in world.vault.store.audit.entries()]
+            assert "auth.failed" not in events
+            world.clock.advance(30)
+            field.insert_text_at_cursor(world.code("security"))
+            await settle(pilot)
+            assert world.vault.checkout(req.id).state == "approved"
+
+
+class TestForms:
+    @run_async
+    async def test_enter_in_the_ticket_field_moves_on_and_durations_are_strict(
+            self, world: World) -> None:
+        from textual.widgets import Input, Static
+
+        from tui.screens.request import RequestModal
+
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "oncall")
+            app.open_request("aws-root")
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, RequestModal)
+            modal.query_one("#request-reason", Input).insert_text_at_cursor("why")
+            await pilot.press("enter")
+            modal.query_one("#request-ticket", Input).insert_text_at_cursor("T-1")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert app.screen is modal  # not submitted with the prefilled duration
+            assert app.focused is modal.query_one("#request-duration", Input)
+            app.focused.value = "30"
+            await pilot.press("enter")
+            await settle(pilot)
+            error = str(modal.query_one("#request-error", Static).render())
+            assert "90s, 30m, 1h30m or 2h" in error
+            app.focused.value = "1h30m"
+            await pilot.press("enter")
+            await settle(pilot)
+            assert app.screen is not modal
+        assert [c.duration for c in world.vault.checkouts()] == [5400]

@@ -64,7 +64,8 @@ async def fill_request(pilot: object, reason: str = "db down", ticket: str = "IN
     await type_text(pilot, reason)  # type: ignore[arg-type]
     await pilot.press("enter")  # type: ignore[attr-defined]
     await type_text(pilot, ticket)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]
+    await pilot.press("enter")  # type: ignore[attr-defined]  (to the duration field)
+    await pilot.press("enter")  # type: ignore[attr-defined]  (Enter there submits)
     await settle(pilot)  # type: ignore[arg-type]
 
 

@@ -444,7 +444,7 @@ async def request_prod_db(pilot: Pilot[None]) -> None:
     await type_text(pilot, "primary DB down, need to fail over")
     await pilot.press("enter")
     await type_text(pilot, "INC-42")
-    await pilot.press("enter")
+    await pilot.press("enter", "enter")  # ticket -> duration -> submit
     await settle(pilot)
 
 

@@ -132,7 +132,9 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
     tmux.type("primary db down")
     tmux.press("Enter")
     tmux.type("INC-1")
-    tmux.press("Enter")                      # complete form: submits (30m default)
+    tmux.press("Enter")                      # to the duration field (30m prefilled)
+    tmux.wait_for(r"Duration")
+    tmux.press("Enter")                      # Enter in the duration field submits
     tmux.wait_for(r"requested: waiting for approval")
 
     # Countersign at the same keyboard: the officer types their own factors.
@@ -176,9 +178,9 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
     tmux.press("C-q")
     tmux.wait_for(r"GLASSKEY-EXITED 0")
 
-    # 9 command keys + what a person types (two passphrases, two codes, a filter,
+    # 10 command keys + what a person types (two passphrases, two codes, a filter,
     # a reason and a ticket): see docs/tui.md.
     typed = len(oncall_pass) + len(security_pass) + 6 + 6 + len("prod") \
         + len("primary db down") + len("INC-1")
-    assert ONCALL_PATH_KEYS["total"] == typed + 9
+    assert ONCALL_PATH_KEYS["total"] == typed + 10
     del oncall

@@ -33,7 +33,7 @@ from textual.timer import Timer
 
 from core.clock import Clock
 from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState
+from core.models import Checkout, CheckoutState, format_duration
 from core.secret import SecretValue
 from core.session import Session
 from core.text import printable
@@ -77,6 +77,10 @@ LOCAL_CLIPBOARDS: tuple[tuple[str, ...], ...] = (
     ("xsel", "--clipboard", "--input"),
     ("pbcopy",),
 )
+
+
+#: Seconds before a lease ends when its holder is warned (toast and bell).
+LEASE_WARNINGS = (60, 300)
 
 
 class ScreenActions(Provider):
@@ -162,6 +166,11 @@ class GlasskeyApp(App[None]):
         self._clip_timer: Timer | None = None
         self._seen_seq = -1
         self._sweeping = False
+        self.unlocked_at = 0.0
+        #: Open checkouts at the last look (None: not looked since the unlock).
+        self._open: dict[str, Checkout] | None = None
+        self._lease_warned: set[tuple[str, int]] = set()
+        self._told_expired: set[str] = set()
         if demo is not None:
             self.sub_title = "DEMO"
         # No control character from the vault's text reaches the terminal (issue 11).
@@ -245,6 +254,10 @@ class GlasskeyApp(App[None]):
     # -- session ----------------------------------------------------------------------------
     def unlocked(self, session: Session) -> None:
         self.session = session
+        #: When this session unlocked: that 30-second step's code is spent (step-up hint).
+        self.unlocked_at = self.now()
+        self._open = None
+        self.watch_requests()  # remember what is open now; tell only what comes next
         self.sub_title = f"{session.name} ({', '.join(session.roles)})" + (
             "  ·  DEMO" if self.demo is not None else "")
         self.switch_screen(DashboardScreen())
@@ -418,6 +431,84 @@ class GlasskeyApp(App[None]):
         self._drop_stale_secrets()
         self.refresh_views()
         self.refresh_alerts()
+        self.watch_requests()
+
+    # -- telling people what happened to requests (issue 11) -----------------------------------
+    def watch_requests(self) -> None:
+        """Compare the open checkouts with the last look and tell this operator what changed.
+
+        Approvers hear (toast + bell) when someone else asks; a requester hears when
+        their request is denied (with the reason) or expires. The first look after an
+        unlock only remembers: nobody is told about what was already there.
+        """
+        session = self.session
+        if session is None:
+            self._open = None
+            return
+        try:
+            now_open = {c.id: c for c in self.vault.checkouts(open_only=True)}
+        except GlasskeyError:
+            return
+        before, self._open = self._open, now_open
+        if before is None:
+            return
+        me = session.name
+        for rid, c in now_open.items():
+            if rid not in before and c.state == S.REQUESTED and c.requester != me \
+                    and session.has("approver") and c.kind != "emergency":
+                self.bell()
+                self.notify(f"{c.requester} asks for {c.cred_name}: {c.reason} "
+                            f"({c.ticket}). Press a for the approvals queue.",
+                            title="New request", severity="warning", timeout=10)
+        for rid, old in before.items():
+            if rid in now_open or old.requester != me:
+                continue
+            try:
+                c = self.vault.checkout(rid)
+            except GlasskeyError:
+                continue
+            if c.closed_reason == "denied":
+                self.bell()
+                self.notify(f"Your request for {c.cred_name} was denied by {c.denied_by}: "
+                            f"{c.deny_reason}", title="Request denied", severity="error",
+                            timeout=15)
+            elif c.closed_reason in ("expired", "request-expired", "approval-expired"):
+                self._tell_expired(c)
+
+    def _tell_expired(self, c: Checkout) -> None:
+        if c.id in self._told_expired:
+            return
+        self._told_expired.add(c.id)
+        self.bell()
+        self.notify(f"Your request for {c.cred_name} expired before it was used; ask again "
+                    "if you still need it.", title="Request expired", severity="warning",
+                    timeout=15)
+
+    def _lease_warnings(self) -> None:
+        """Toast and bell 5 minutes and 1 minute before a lease this operator holds ends;
+        say so when a request of theirs expired without any write to the vault."""
+        session = self.session
+        if session is None or not self._open:
+            return
+        now = self.now()
+        for c in self._open.values():
+            if c.requester != session.name:
+                continue
+            shown = c.display_state(now)
+            if shown in ("expired", "approval-expired"):
+                self._tell_expired(c)
+                continue
+            if c.state != S.CHECKED_OUT or not c.lease_expires:
+                continue
+            left = c.lease_expires - now
+            mark = next((m for m in LEASE_WARNINGS if 0 < left <= m), None)  # the closest
+            if mark is not None and (c.id, mark) not in self._lease_warned:
+                # a larger mark passed unnoticed (app started late) is not announced later
+                self._lease_warned.update((c.id, m) for m in LEASE_WARNINGS if m >= mark)
+                self.bell()
+                self.notify(f"Your lease on {c.cred_name} ends in "
+                            f"{format_duration(left)}; check in (i) when done.",
+                            title="Lease ending", severity="warning", timeout=10)
 
     def refresh_alerts(self) -> None:
         """Re-read ``vault.alerts()`` in a worker (it reads every credential)."""
@@ -461,6 +552,7 @@ class GlasskeyApp(App[None]):
                 break
 
     def _tick(self) -> None:
+        self._lease_warnings()
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:
                 screen.tick()

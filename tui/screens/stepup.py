@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
 
+from core import totp
 from core.errors import GlasskeyError
 from core.models import Checkout, format_duration
 from core.text import printable
@@ -95,6 +96,16 @@ class StepUpModal(GlasskeyModal):
             return
         if len(code) != 6:
             error.update("Type the 6-digit TOTP code from your authenticator.")
+            return
+        now = self.gk.now()
+        if session.totp_seed and int(now) // totp.PERIOD == int(self.gk.unlocked_at) // \
+                totp.PERIOD and code == totp.code_at(session.totp_seed, now):
+            # The code that just unlocked this session: spending it again would only be
+            # recorded as a failure (and count toward lockout). Say what to do instead.
+            wait = totp.PERIOD - int(now) % totp.PERIOD
+            error.update(f"You unlocked with this code a moment ago; wait {wait} s for the "
+                         "next code.")
+            self.query_one("#stepup-code", Input).value = ""
             return
         self._busy = True
         vault = self.gk.vault
