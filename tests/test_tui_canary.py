@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Select
 
 from tests.tui_helpers import (
     CANARY,
@@ -122,7 +122,7 @@ async def test_canary_never_shown_without_the_explicit_reveal(
             await pilot.press("escape")
         await pilot.press("E")
         assert isinstance(app.screen, EmergencyScreen)
-        app.screen.query_one("#emg-cred", Input).value = "canary-kit"
+        app.screen.query_one("#emg-cred", Select).value = "canary-kit"
         await type_text(pilot, "canary drill")
         await pilot.press("enter")
         await type_text(pilot, "T-2")

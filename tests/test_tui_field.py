@@ -317,3 +317,45 @@ class TestForms:
             await settle(pilot)
             assert app.screen is not modal
         assert [c.duration for c in world.vault.checkouts()] == [5400]
+
+
+class TestEmergencyForm:
+    @run_async
+    async def test_credential_from_a_list_and_a_slip_keeps_the_code(self, world: World
+                                                                    ) -> None:
+        from textual.widgets import Input, Select, Static
+
+        from tui.screens.emergency import EmergencyScreen
+
+        oncall = world.session("oncall")
+        onb = world.vault.issue_onboarding(oncall, "dave", "new hire", "HR-1", "in person",
+                                           3600)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "oncall")
+            app.show_emergency(onb.cred_name)  # the highlighted row was an onboarding secret
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, EmergencyScreen)
+            select = screen.query_one("#emg-cred", Select)
+            offered = [str(v) for _label, v in select._options if v is not Select.NULL]
+            assert offered == ["aws-root", "batch-provisioner", "ldap-admin", "prod-db-root"]
+            assert select.is_blank()  # the onboarding secret was not carried over
+            select.value = "aws-root"
+            screen.query_one("#emg-reason", Input).value = "approvers unreachable"
+            screen.query_one("#emg-ticket", Input).value = "INC-1"
+            screen.query_one("#emg-duration", Input).value = "9h"
+            code = screen.query_one("#emg-code", Input)
+            code.value = "GK1-typed-with-care"
+            screen.action_submit()
+            await settle(pilot)
+            error = str(screen.query_one("#emergency-error", Static).render())
+            assert "exceeds aws-root's maximum" in error
+            assert code.value == "GK1-typed-with-care"  # the slip did not clear it
+            screen.query_one("#emg-duration", Input).value = "30x"
+            screen.action_submit()
+            await settle(pilot)
+            assert "90s, 30m, 1h30m or 2h" in str(
+                screen.query_one("#emergency-error", Static).render())
+            assert code.value == "GK1-typed-with-care"
