@@ -359,3 +359,30 @@ class TestEmergencyForm:
             assert "90s, 30m, 1h30m or 2h" in str(
                 screen.query_one("#emergency-error", Static).render())
             assert code.value == "GK1-typed-with-care"
+
+
+class TestAuditViewer:
+    @run_async
+    async def test_enter_opens_the_entry_in_full_and_80_columns_keep_the_subject(
+            self, world: World) -> None:
+        from tui.screens.audit import AuditEntryModal
+
+        long_reason = "the primary is down and " + "the replica lags badly " * 8 + "END"
+        req = world.vault.request(world.session("oncall"), "aws-root", long_reason, "INC-5",
+                                  600)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot, world, "oncall")
+            app.show_audit()
+            await settle(pilot)
+            text = screen_text(app)
+            assert "Subject" in text and req.id in text  # who it is about, at 80 columns
+            await pilot.press("enter")  # the newest entry: the request
+            await settle(pilot)
+            assert isinstance(app.screen, AuditEntryModal)
+            text = " ".join(screen_text(app).split())
+            assert "END" in text and "checkout.requested" in text and "INC-5" in text
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, AuditScreen)
