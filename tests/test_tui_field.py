@@ -386,3 +386,34 @@ class TestAuditViewer:
             await pilot.press("escape")
             await settle(pilot)
             assert isinstance(app.screen, AuditScreen)
+
+
+class TestDemo:
+    def test_demo_has_two_approvers_and_says_where_it_is(self, tmp_path: Path) -> None:
+        from tui.demo import make_demo_vault
+        from tui.widgets.demo_panel import DemoPanel
+
+        info = make_demo_vault(tmp_path / "vault")
+        approvers = [name for name, roles, _p, _s in info.operators if "approver" in roles]
+        assert len(approvers) >= 2  # an emergency use needs two reviews
+        assert info.second_terminal() == f"glasskey --vault {tmp_path / 'vault'}"
+        panel = DemoPanel(info.operators, lambda: 1_800_000_000.0, vault=str(info.root),
+                          second=info.second_terminal())
+        text = panel.render_text().plain
+        assert "glasskey --vault \\\n" in text and str(tmp_path / "vault") in text
+
+    @run_async
+    async def test_an_onboarding_secret_is_not_offered_for_request(self, world: World
+                                                                   ) -> None:
+        from tui.screens.request import RequestModal
+
+        onb = world.vault.issue_onboarding(world.session("oncall"), "dave", "new hire",
+                                           "HR-1", "in person", 3600)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "oncall")
+            app.open_request(onb.cred_name)
+            await settle(pilot)
+            assert not isinstance(app.screen, RequestModal)
+            assert any("cannot be requested" in t for t in toasts(app))

@@ -286,6 +286,20 @@ class TestQueueAndLogSnapshots:
         assert snap_compare(world.app(), terminal_size=WIDE,
                             run_before=as_user(world, "oncall", then))
 
+    def test_help_80x24(self, snap_compare: Snap, tmp_path: Path) -> None:
+        """Key, name and explanation stay in their columns; explanations wrap under
+        themselves (issue 11: entries ran together)."""
+        world = build(tmp_path)
+
+        async def then(pilot: Pilot[None]) -> None:
+            await pilot.press("question_mark")
+            await pilot.pause()
+            for _ in range(10):
+                await pilot.press("down")
+
+        assert snap_compare(world.app(), terminal_size=NARROW,
+                            run_before=as_user(world, "oncall", then))
+
 
 def build3(tmp_path: Path) -> World:
     """The standard credentials and a second approver (auditor)."""

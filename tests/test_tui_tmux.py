@@ -138,8 +138,10 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
     tmux.wait_for(r"requested: waiting for approval")
 
     # Countersign at the same keyboard: the officer types their own factors.
+    # The demo has two approvers (security, standby): the officer picks themselves first.
     tmux.press("s")
     found = tmux.wait_for(security + r"\s+pass \S+\s+code (\d{3}) (\d{3})")
+    tmux.press("Enter")                      # operator: security (first in the list)
     tmux.type(security_pass)
     tmux.wait_for("Passphrase  " + "•" * len(security_pass) + " ")
     tmux.press("Enter")
@@ -178,9 +180,9 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
     tmux.press("C-q")
     tmux.wait_for(r"GLASSKEY-EXITED 0")
 
-    # 10 command keys + what a person types (two passphrases, two codes, a filter,
+    # 11 command keys + what a person types (two passphrases, two codes, a filter,
     # a reason and a ticket): see docs/tui.md.
     typed = len(oncall_pass) + len(security_pass) + 6 + 6 + len("prod") \
         + len("primary db down") + len("INC-1")
-    assert ONCALL_PATH_KEYS["total"] == typed + 10
+    assert ONCALL_PATH_KEYS["total"] == typed + 11
     del oncall

@@ -24,12 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widgets import Footer
 
 from core.clock import Clock
 from core.errors import GlasskeyError
@@ -294,6 +295,13 @@ class GlasskeyApp(App[None]):
         except GlasskeyError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
+        if cred.kind == "onboarding":
+            # A one-time onboarding secret is delivered, activated and revoked; it is never
+            # something to check out (the form would only end in a refusal).
+            self.notify(f"{cred.name} is a one-time onboarding secret: it cannot be "
+                        "requested. The Onboarding screen (b) shows its state.",
+                        severity="warning", markup=False)
+            return
 
         def done(result: Any) -> None:
             if result is not None:
@@ -551,7 +559,19 @@ class GlasskeyApp(App[None]):
             if not screen.is_modal:
                 break
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_footers()
+
+    def _fit_footers(self) -> None:
+        """Below 100 columns the footer drops its '^p palette' hint (help lists ^p), so
+        that the keys of the screen and '? Help' are never cut off."""
+        wide = self.size.width >= 100
+        for footer in self.screen.query(Footer):
+            if footer.show_command_palette != wide:
+                footer.show_command_palette = wide
+
     def _tick(self) -> None:
+        self._fit_footers()
         self._lease_warnings()
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:

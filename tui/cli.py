@@ -861,7 +861,9 @@ def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
     # The demo's witness checkpoints stay beside the throwaway vault, not in $HOME.
     os.environ.setdefault("GLASSKEY_STATE_DIR", str(root.parent / "client-state"))
     info = tui_demo.make_demo_vault(root)
+    note(f"demo vault at {root}\nsecond terminal (another operator): {info.second_terminal()}")
     tui_app.run(root, demo=info)
+    note(f"the demo vault stays at {root} (delete it when done)")
     return 0
 
 

@@ -112,7 +112,7 @@ class AuditScreen(GlasskeyScreen):
                 tooltip="Keep the newest entry in view as entries arrive"),
         Binding("v", "verify", "Verify chain", id="audit.verify",
                 tooltip="Verify the whole hash chain and signatures again"),
-        Binding("enter", "open_entry", "Open", id="audit.open",
+        Binding("enter", "open_entry", "Open", id="audit.open", show=False,
                 tooltip="The highlighted entry in full, details wrapped"),
         Binding("escape", "back", "Back", id="audit.back"),
     ]
@@ -198,7 +198,7 @@ class AuditScreen(GlasskeyScreen):
         self.query_one("#audit-chain", Static).update(chain)
         shown = self.table.row_count
         status = (f"{shown} of the last {len(self._entries)} entries shown"
-                  f"  ·  follow {'on' if self.follow else 'off'}")
+                  f"  ·  follow {'on' if self.follow else 'off'}  ·  enter opens an entry")
         self.query_one("#audit-status", Static).update(status)
 
     @work(thread=True, exclusive=True, group="verify")

@@ -235,8 +235,12 @@ class CodeText(Static):
     ALLOW_SELECT = False
 
 
-def code_lines(code: str, groups_per_line: int = 7) -> str:
-    """The recovery code in lines of a few groups (dashes and spaces are ignored on input)."""
+def code_lines(code: str, groups_per_line: int = 4) -> str:
+    """The recovery code in lines of a few groups (dashes and spaces are ignored on input).
+
+    Four groups (23 columns with the trailing dash) fit the text column at 80x24, so a
+    line never wraps and leaves a lone "-" on its own line.
+    """
     groups = code.split("-")
     lines = ["-".join(groups[i:i + groups_per_line])
              for i in range(0, len(groups), groups_per_line)]
