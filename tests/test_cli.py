@@ -437,3 +437,24 @@ def test_make_sysdeps_says_what_to_install_without_root(tmp_path: Path) -> None:
     assert "as root" in proc.stderr
     # with everything present it only checks, and succeeds
     assert subprocess.run(["sh", str(script)], capture_output=True, timeout=30).returncode == 0
+
+
+def test_the_holder_reveals_again_and_extends_from_the_cli(cli: Cli) -> None:
+    (cli.root / "secret").write_text(CANARY + "\n")
+    fresh_step()
+    assert cli("cred", "add", "db", "--secret-file", str(cli.root / "secret"),
+               *cli.as_("bob", -30)).code == 0
+    req = cli("request", "db", "--reason", "r", "--ticket", "T", "--duration", "10m",
+              *cli.as_("alice", -30)).out.strip()
+    assert cli("approve", req, *cli.as_("bob", 0)).code == 0
+    assert cli("reveal", req, *cli.as_("alice", 0)).out == CANARY + "\n"
+    r = cli("reveal", req, "--again", *cli.as_("alice", 30))
+    assert r.code == 0 and r.out == CANARY + "\n", r.err
+    time.sleep(max(0.0, 30 - time.time() % 30) + 0.5)  # the next step: +30 is new again
+    r = cli("extend", req, "--by", "20m", "--json", *cli.as_("alice", 30))
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["lease_expires"].endswith("Z")
+    r = cli("audit", "export", "--format", "jsonl")
+    events = [json.loads(line)["event"] for line in r.out.splitlines()]
+    assert events.count("checkout.revealed") == 1 and "checkout.redisplayed" in events
+    assert "checkout.extended" in events

@@ -417,3 +417,41 @@ class TestDemo:
             await settle(pilot)
             assert not isinstance(app.screen, RequestModal)
             assert any("cannot be requested" in t for t in toasts(app))
+
+
+class TestHolderDuringTheLease:
+    @run_async
+    async def test_after_a_lock_the_holder_sees_it_again_and_can_extend(self, world: World
+                                                                         ) -> None:
+        from textual.widgets import Input
+
+        from tui.screens.note import NoteModal
+
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            req = await holding(pilot, world, app)
+            await pilot.press("ctrl+o")
+            await settle(pilot)
+            await pilot.press("y")  # holding a lease: asked first
+            await settle(pilot)
+            assert app.session is None and not app.secrets
+            world.clock.advance(30)
+            await sign_in(pilot, world, "oncall")  # re-authenticated
+            app.open_checkout(req)
+            await settle(pilot)
+            assert "r shows it again" in screen_text(app)
+            await pilot.press("r")
+            await settle(pilot)
+            assert "aws-root-value-AAAA-1111" in screen_text(app)
+            evs = [e["event"] for e in world.vault.store.audit.entries()]
+            assert evs.count("checkout.revealed") == 1
+            assert evs.count("checkout.redisplayed") == 1
+            before = world.vault.checkout(req).lease_expires
+            assert before is not None
+            await pilot.press("e")
+            await settle(pilot)
+            assert isinstance(app.screen, NoteModal)
+            app.screen.query_one("#note-text", Input).insert_text_at_cursor("15m")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert world.vault.checkout(req).lease_expires == before + 900

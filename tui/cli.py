@@ -584,7 +584,9 @@ def cmd_cancel(vault: Vault, args: argparse.Namespace) -> int:
 def cmd_reveal(vault: Vault, args: argparse.Namespace) -> int:
     vault.checkout(args.request)
     session = authenticate(vault, args)
-    secret = vault.reveal(session, args.request)
+    # --again: the holder, re-authenticated, during their own lease (checkout.redisplayed).
+    secret = vault.redisplay(session, args.request) if args.again \
+        else vault.reveal(session, args.request)
     req = vault.checkout(args.request)
     if args.json:
         out_json({"id": req.id, "credential": req.cred_name, "secret": secret.reveal(),
@@ -595,6 +597,18 @@ def cmd_reveal(vault: Vault, args: argparse.Namespace) -> int:
             note(f"lease ends {iso(req.lease_expires or 0)}; check in with "
                  f"'glasskey checkin {req.id}'")
     sys.stdout.flush()
+    return 0
+
+
+def cmd_extend(vault: Vault, args: argparse.Namespace) -> int:
+    vault.checkout(args.request)
+    extra = parse_duration(args.by)
+    session = authenticate(vault, args)
+    co = vault.extend_lease(session, args.request, extra)
+    if args.json:
+        out_json(co.to_public(vault.now()))
+    else:
+        emit(f"{co.id} lease extended to {iso(co.lease_expires or 0)}")
     return 0
 
 
@@ -885,6 +899,8 @@ DOCS: dict[str, tuple[str, str]] = {
                "glasskey cancel r-1a2b3c --as alice"),
     "reveal": ("Show the secret of an approved checkout, once.",
                "glasskey reveal r-1a2b3c --as alice"),
+    "extend": ("Lengthen your own lease, up to the credential's maximum (audited).",
+               "glasskey extend r-1a2b3c --by 30m --as alice"),
     "checkin": ("End a checkout and rotate the credential.",
                 "glasskey checkin r-1a2b3c --as alice"),
     "deny": ("Refuse a request, with a reason the requester sees.",
@@ -1068,6 +1084,14 @@ def build_parser() -> Parser:
         p = command(name, common, actor)
         p.add_argument("request", metavar="REQ", help="the request id")
         p.set_defaults(func=func)
+        if name == "reveal":
+            p.add_argument("--again", action="store_true", help="the holder, during their own "
+                           "lease: show it again (audited as a re-display, not a release)")
+    p = command("extend", common, actor)
+    p.add_argument("request", metavar="REQ", help="the request id")
+    p.add_argument("--by", required=True, metavar="DURATION",
+                   help="how much longer (required): 90s, 30m, 1h30m, 2h")
+    p.set_defaults(func=cmd_extend)
     p = command("deny", common, actor)
     p.add_argument("request", metavar="REQ", help="the request id")
     p.add_argument("--reason", required=True, help="why (required; the requester sees it)")
