@@ -458,3 +458,41 @@ def test_the_holder_reveals_again_and_extends_from_the_cli(cli: Cli) -> None:
     events = [json.loads(line)["event"] for line in r.out.splitlines()]
     assert events.count("checkout.revealed") == 1 and "checkout.redisplayed" in events
     assert "checkout.extended" in events
+
+
+def test_import_from_a_real_keepassxc_database(cli: Cli) -> None:
+    """The database is made here with pykeepass (KDBX 4, Argon2), as KeePassXC writes it."""
+    from pykeepass import create_database
+
+    db = cli.root / "breakglass.kdbx"
+    kp = create_database(str(db), password="kp master pass")
+    ops = kp.add_group(kp.root_group, "ops")
+    kp.add_entry(ops, "prod-db-root", "postgres", "kp-secret-db-" + CANARY)
+    kp.add_entry(kp.root_group, "aws-root", "root", "kp-secret-aws-" + CANARY)
+    kp.add_entry(kp.root_group, "no-password", "x", "")
+    gone = kp.add_entry(kp.root_group, "old-thing", "x", "kp-secret-old")
+    kp.trash_entry(gone)
+    kp.save()
+    (cli.root / "kp.pass").write_text("kp master pass\n")
+    fresh_step()
+    r = cli("cred", "import", "--from-kdbx", str(db), "--kdbx-password-file", "-",
+            "--as", "bob", "--totp", pyotp.TOTP(SEEDS["bob"]).at(time.time() - 30),
+            "--passphrase-file", str(cli.root / "bob.pass"), "--json",
+            stdin="kp master pass\n")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"imported": 2}
+    rows = json.loads(cli("cred", "list", "--json").out)
+    assert sorted((c["name"], c["connector"]) for c in rows) == [
+        ("aws-root", "manual"), ("prod-db-root", "manual")]
+    # the value is the entry's password: reveal it through a normal checkout
+    req = cli("request", "prod-db-root", "--reason", "r", "--ticket", "T", "--duration", "5m",
+              *cli.as_("alice", -30)).out.strip()
+    assert cli("approve", req, *cli.as_("bob", 0)).code == 0
+    assert cli("reveal", req, *cli.as_("alice", 0)).out == "kp-secret-db-" + CANARY + "\n"
+    # nothing of the database's values is stored in clear
+    for path in (cli.root / "vault").rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    r = cli("cred", "import", "--from-kdbx", str(db), "--kdbx-password-file",
+            str(cli.root / "bob.pass"))
+    assert r.code == 2 and "master password" in r.err

@@ -471,9 +471,9 @@ def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
             emit(f"credential {cred.name} added (version {cred.version})")
         return 0
     if args.action == "import":
-        if not args.file:
-            raise UsageError("cred import --file F.jsonl")
-        specs = read_import(args.file)
+        if bool(args.file) == bool(args.from_kdbx):
+            raise UsageError("cred import takes one source: --file F.jsonl or --from-kdbx F")
+        specs = read_kdbx(args) if args.from_kdbx else read_import(args.file)
         session = authenticate(vault, args)
         creds = vault.import_credentials(session, specs, progress_printer("importing"))
         if args.json:
@@ -482,6 +482,65 @@ def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
             emit(f"imported {len(creds)} credential(s)")
         return 0
     raise UsageError(f"unknown cred action {args.action!r}")
+
+
+def read_kdbx(args: argparse.Namespace) -> list[CredentialSpec]:
+    """KeePass/KeePassXC entries as credentials: title -> name, password -> secret.
+
+    What a team moving its break-glass file off KeePassXC runs first. The values are
+    real passwords on systems glasskey does not know how to reach, so the entries get
+    the ``manual`` connector (a rotation asks a person to apply the new value).
+    Entries without a password and those in the recycle bin are skipped; a title that
+    is not a valid credential name stops the import before anything is written.
+    """
+    try:
+        from pykeepass import PyKeePass
+        from pykeepass.exceptions import CredentialsError
+    except ImportError:
+        raise UsageError("--from-kdbx needs pykeepass: pip install 'glasskey[kdbx]'") from None
+    if args.kdbx_password_file:
+        password: str | None = read_passphrase(args.kdbx_password_file, "")
+    elif interactive():
+        password = getpass.getpass("KeePass master password: ", stream=sys.stderr)
+    elif args.kdbx_keyfile:
+        password = None
+    else:
+        raise UsageError("give the database's master password with --kdbx-password-file PATH "
+                         "(or - for stdin)")
+    try:
+        kp = PyKeePass(args.from_kdbx, password=password, keyfile=args.kdbx_keyfile)
+    except CredentialsError:
+        raise UsageError("the KeePass master password or key file is wrong") from None
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {args.from_kdbx}: no such file") from None
+    except Exception as exc:  # pykeepass raises assorted parse errors on a bad file
+        raise UsageError(f"{args.from_kdbx} is not a KeePass database I can read "
+                         f"({type(exc).__name__})") from None
+    finally:
+        del password
+    bin_uuid = kp.recyclebin_group.uuid if kp.recyclebin_group is not None else None
+    specs: list[CredentialSpec] = []
+    seen: set[str] = set()
+    for entry in kp.entries:
+        group = entry.group
+        in_bin = False
+        while group is not None:
+            if bin_uuid is not None and group.uuid == bin_uuid:
+                in_bin = True
+                break
+            group = group.parentgroup
+        if in_bin or not entry.password:
+            continue
+        name = (entry.title or "").strip()
+        check_name(name, "credential")  # the message shows the title escaped (repr)
+        if name in seen:
+            raise UsageError(f"two KeePass entries are titled {name!r}; rename one first")
+        seen.add(name)
+        specs.append(CredentialSpec(name=name, kind="break-glass", connector="manual",
+                                    secret=SecretValue(entry.password)))
+    if not specs:
+        raise UsageError(f"{args.from_kdbx} holds no entry with a password")
+    return specs
 
 
 def read_import(path: str) -> list[CredentialSpec]:
@@ -942,7 +1001,7 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("cred", "add"): ACTOR | {"kind", "connector", "secret_file", "target", "dn",
                               "admin_service", "option", "k", "max_duration", "length",
                               "classes", "exclude"},
-    ("cred", "import"): ACTOR | {"file"},
+    ("cred", "import"): ACTOR | {"file", "from_kdbx", "kdbx_password_file", "kdbx_keyfile"},
     ("request", "list"): frozenset({"all"}),
     ("request", "*"): ACTOR | {"reason", "ticket", "duration", "cred_opt"},
     ("review", "list"): frozenset(),
@@ -1065,7 +1124,12 @@ def build_parser() -> Parser:
     p.add_argument("--length", type=int, help="generated value length (default 32)")
     p.add_argument("--classes", help="lower,upper,digit,symbol")
     p.add_argument("--exclude", help="characters never generated")
-    p.add_argument("--file", help="import (required): JSON lines to import ('-' = stdin)")
+    p.add_argument("--file", help="import: JSON lines to import ('-' = stdin)")
+    p.add_argument("--from-kdbx", metavar="FILE", help="import: a KeePass/KeePassXC database "
+                   "(title -> name, password -> secret; the manual connector)")
+    p.add_argument("--kdbx-password-file", metavar="PATH", help="import: the database's "
+                   "master password ('-' = stdin; prompted on a terminal)")
+    p.add_argument("--kdbx-keyfile", metavar="PATH", help="import: the database's key file")
     p.set_defaults(func=cmd_cred)
 
     p = command("request", common, actor)
