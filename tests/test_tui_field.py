@@ -455,3 +455,32 @@ class TestHolderDuringTheLease:
             await pilot.press("enter")
             await settle(pilot)
             assert world.vault.checkout(req).lease_expires == before + 900
+
+
+class TestCountersignHabit:
+    @run_async
+    async def test_the_unlock_habit_works_with_one_approver(self, world: World) -> None:
+        from textual.widgets import Input
+
+        from tui.screens.countersign import CountersignModal
+
+        req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "oncall")
+            app.open_checkout(req.id)
+            await settle(pilot)
+            await pilot.press("s")
+            await settle(pilot)
+            assert isinstance(app.screen, CountersignModal)
+            await pilot.press("enter")  # the habit: "choose yourself" first
+            await pilot.pause()
+            assert app.focused is app.screen.query_one("#auth-passphrase", Input)
+            app.focused.insert_text_at_cursor(world.passphrase("security"))
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.focused is app.screen.query_one("#auth-totp", Input)
+            app.focused.insert_text_at_cursor(world.code("security"))
+            await settle(pilot)
+            assert world.vault.checkout(req.id).state == "approved"
