@@ -426,6 +426,23 @@ class TestExceptionSnapshots:
         assert snap_compare(world.app(), terminal_size=NARROW,
                             run_before=as_user(world, "security", then))
 
+    def test_enrolment_80x24(self, snap_compare: Snap, tmp_path: Path) -> None:
+        """The once-only TOTP key and its QR at 80x24: nothing cut (issue 11). A fixture
+        seed, not a secret."""
+        from core.operators import Enrolment
+        from tui.screens.operators import EnrolmentScreen
+
+        world = build(tmp_path)
+        seed = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"
+        enrolment = Enrolment("carol", seed, f"otpauth://totp/test:carol?secret={seed}"
+                              "&issuer=test")
+
+        async def then(pilot: Pilot[None]) -> None:
+            pilot.app.push_screen(EnrolmentScreen(enrolment))
+
+        assert snap_compare(world.app(), terminal_size=NARROW,
+                            run_before=as_user(world, "security", then))
+
     def test_dashboard_emergency_banner(self, snap_compare: Snap, tmp_path: Path) -> None:
         world = emergency_used(tmp_path)
         assert snap_compare(world.app(), terminal_size=WIDE,
