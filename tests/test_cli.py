@@ -325,6 +325,8 @@ def test_a_typo_does_not_burn_the_totp_code(cli: Cli) -> None:
     r = cli("request", "db", "--reason", "r" * 5000, "--ticket", "T", "--duration", "5m",
             *alice)
     assert r.code == 2 and "at most" in r.err
+    r = cli("review", "v-nope", "--outcome", "ok", *alice)
+    assert r.code == 1 and "not waiting for review" in r.err
     r = cli("request", "db", "--reason", "r", "--ticket", "T", "--duration", "5m", *alice)
     assert r.code == 0, r.err  # the same code still works: it was never spent
     # an unknown operator is refused before any passphrase is read

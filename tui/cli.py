@@ -29,7 +29,7 @@ from core import audit as audit_mod
 from core.base import default_vault_dir
 from core.clock import iso
 from core.credentials import CredentialSpec
-from core.errors import GlasskeyError, InternalError, NotFoundError, UsageError
+from core.errors import GlasskeyError, InternalError, NotFoundError, PolicyError, UsageError
 from core.models import ROLES, Checkout, Policy, check_name, format_duration, parse_duration
 from core.operators import Enrolment, OperatorSpec
 from core.secret import SecretValue
@@ -736,6 +736,9 @@ def cmd_review(vault: Vault, args: argparse.Namespace) -> int:
     if not args.outcome:
         raise UsageError("review ID --outcome ok|concern --note TEXT")
     cap_all(note=args.note)
+    if args.item not in {i.id for i in vault.review_queue()}:
+        # the core's own sentence, before a TOTP code is spent on it
+        raise PolicyError(f"{args.item} is not waiting for review")
     session = authenticate(vault, args)
     item = vault.review(session, args.item, args.outcome, args.note or "")
     if args.json:
