@@ -24,6 +24,7 @@ from core.errors import GlasskeyError
 from core.models import ROLES, Operator
 from core.operators import Enrolment, OperatorSpec
 from core.session import Session
+from core.text import cap
 from tui.screens.base import GlasskeyModal, GlasskeyScreen
 from tui.screens.emergency import CodeText, KitIssuedScreen
 from tui.screens.note import NoteModal
@@ -160,7 +161,7 @@ class OperatorsScreen(GlasskeyScreen):
             f"{op.name} ({', '.join(op.roles)}) can no longer unlock, approve or reveal "
             "until an admin reactivates them. Their shares stay: to take those away, "
             "remove them (x).",
-            lambda reason: vault.suspend_operator(session, op.name, reason),
+            lambda reason: vault.suspend_operator(session, op.name, cap(reason, "reason")),
             label="Reason", placeholder="why: it goes into the audit log", tone="warn"),
             lambda result: self._done(result, f"{op.name} suspended."))
 
