@@ -198,6 +198,15 @@ class TestSlipsAreForgiven:
             assert world.vault.checkout(req.id).state == "closed"
 
 
+async def until(pilot: object, cond: object, timeout: float = 5.0) -> None:
+    """Pause until ``cond()`` holds (a loaded machine delivers messages later)."""
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while not cond() and _time.monotonic() < deadline:  # type: ignore[operator]
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+
+
 def toasts(app: object) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]  # type: ignore[attr-defined]
 
@@ -221,6 +230,7 @@ class TestFeedback:
             approver.poll_vault()
             requester.poll_vault()
             await settle(p1)
+            await until(p1, lambda: any("New request" in t for t in toasts(approver)))
             assert any("New request" in t and "oncall asks for aws-root" in t
                        for t in toasts(approver)), toasts(approver)
             assert bells == ["approver"]
@@ -229,6 +239,7 @@ class TestFeedback:
             world.vault.deny(world.session("security"), req.id, "use the replica")
             requester.poll_vault()
             await settle(p2)
+            await until(p2, lambda: any("denied by" in t for t in toasts(requester)))
             assert any("denied by security: use the replica" in t for t in toasts(requester))
             assert bells == ["approver", "requester"]
 
