@@ -28,6 +28,7 @@ from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
@@ -555,7 +556,10 @@ class GlasskeyApp(App[None]):
     def refresh_views(self) -> None:
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:
-                screen.refresh_view()
+                try:
+                    screen.refresh_view()
+                except NoMatches:
+                    pass  # the screen is being taken down (a lock from a y/n answer)
             if not screen.is_modal:
                 break
 
@@ -575,7 +579,10 @@ class GlasskeyApp(App[None]):
         self._lease_warnings()
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:
-                screen.tick()
+                try:
+                    screen.tick()
+                except NoMatches:
+                    pass  # the screen is being taken down
             if not screen.is_modal:
                 break
         if self._clip_owner is not None and time.monotonic() >= self._clip_until:
