@@ -495,3 +495,27 @@ class TestCountersignHabit:
             app.focused.insert_text_at_cursor(world.code("security"))
             await settle(pilot)
             assert world.vault.checkout(req.id).state == "approved"
+
+
+class TestExpiry:
+    @run_async
+    async def test_the_requester_hears_when_an_approval_expires_unclaimed(
+            self, world: World) -> None:
+        req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
+        world.clock.advance(30)
+        world.vault.approve(world.session("security"), req.id)
+        world.clock.advance(30)
+        app = world.app()
+        async with app.run_test(size=SIZE) as pilot:
+            bells: list[int] = []
+            app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+            await sign_in(pilot, world, "oncall")
+            app._tick()
+            await pilot.pause()
+            assert not any("expired" in t for t in toasts(app))
+            world.clock.advance(16 * 60)  # past the 15-minute claim window
+            app._tick()
+            app._tick()
+            await until(pilot, lambda: any("expired" in t for t in toasts(app)))
+            assert bells == [1]
+            assert any("aws-root expired before it was used" in t for t in toasts(app))
