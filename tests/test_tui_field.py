@@ -519,3 +519,25 @@ class TestExpiry:
             await until(pilot, lambda: any("expired" in t for t in toasts(app)))
             assert bells == [1]
             assert any("aws-root expired before it was used" in t for t in toasts(app))
+
+
+class TestRealDemoLayout:
+    @run_async
+    async def test_the_real_demo_unlock_screen_fits_80x24_and_100x30(self, tmp_path: Path
+                                                                     ) -> None:
+        from core.clock import FakeClock
+        from core.vault import Vault
+        from tui.app import GlasskeyApp
+        from tui.demo import DEMO_OPERATORS, make_demo_vault
+
+        clock = FakeClock(1_800_000_000.0)
+        info = make_demo_vault(tmp_path / "vault", clock)
+        for size in ((80, 24), (100, 30)):
+            app = GlasskeyApp(Vault(tmp_path / "vault", clock), info, clock)
+            async with app.run_test(size=size) as pilot:
+                await settle(pilot)
+                text = screen_text(app)
+                for name, _roles, passphrase, _seed in DEMO_OPERATORS:
+                    assert f"pass  {passphrase}" in text, (size, name)
+                assert text.count("s left") == len(DEMO_OPERATORS), size
+                assert "glasskey --vault \\" in text and "? Help" in text, size
