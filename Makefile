@@ -4,7 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck bench soak clean
+.PHONY: test demo lint typecheck bench soak clean sysdeps
+
+# The Debian packages the tests and the demo start for real: PostgreSQL and
+# slapd (connector tests), ldap-utils, tmux (the terminal test) and a headless
+# Chromium (the report's PNG check). Installed only when missing, as root or
+# through sudo; slapd's packaged system instance is stopped because the tests
+# run their own. SKIP_SYSDEPS=1 skips the step (a machine set up by hand).
+sysdeps:
+	@[ -n "$(SKIP_SYSDEPS)" ] || sh .ci/sysdeps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +27,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: sysdeps lint typecheck
 	$(BIN)/pytest -q
 
-demo: $(STAMP)
+demo: sysdeps $(STAMP)
 	$(BIN)/glasskey demo
 
 bench: $(STAMP)

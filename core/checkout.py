@@ -29,6 +29,7 @@ from core.models import OPEN_STATES, Checkout, CheckoutState, Policy, format_dur
 from core.secret import SecretValue
 from core.session import Session
 from core.store import Refused, Transaction
+from core.text import cap_all
 
 S = CheckoutState
 
@@ -215,6 +216,7 @@ class CheckoutOps(VaultBase):
     def request(self, session: Session, cred_name: str, reason: str, ticket: str,
                 duration: int) -> Checkout:
         reason, ticket = (reason or "").strip(), (ticket or "").strip()
+        cap_all(reason=reason, ticket=ticket)  # before anything is written (issue 11)
         if not reason:
             raise UsageError("a reason is required (--reason)")
         if not ticket:
@@ -315,6 +317,7 @@ class CheckoutOps(VaultBase):
 
     def deny(self, session: Session, req_id: str, reason: str) -> Checkout:
         reason = (reason or "").strip()
+        cap_all(deny_reason=reason)
         if not reason:
             raise UsageError("a reason is required to deny (--reason)")
         with self.store.transaction() as txn:

@@ -45,6 +45,7 @@ from core.rotation import RotationOps, RotationResult
 from core.secret import SecretValue
 from core.session import Session
 from core.store import Refused, Transaction
+from core.text import cap_all
 
 S = CheckoutState
 CODE_PREFIX = "GK2"
@@ -253,6 +254,7 @@ class EmergencyOps(RotationOps):
                          ticket: str, duration: int) -> tuple[Checkout, SecretValue]:
         """Requester + kit: release a credential without an approver, loudly."""
         reason, ticket = (reason or "").strip(), (ticket or "").strip()
+        cap_all(reason=reason, ticket=ticket)
         if not (reason and ticket):
             raise UsageError("an emergency use needs --reason and --ticket")
         priv = decode_parts(code)

@@ -69,3 +69,13 @@ class ConnectorError(GlasskeyError):
     """A rotation target refused, failed or could not be reached."""
 
     exit_code = 1
+
+
+class InternalError(GlasskeyError):
+    """Something that should not happen did (a bug), as opposed to a bad command.
+
+    Its own exit code (4), so a script never mistakes a bug for a refusal (1) or
+    for its own usage mistake (2). The message names the exception type only.
+    """
+
+    exit_code = 4

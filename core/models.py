@@ -250,12 +250,23 @@ class Checkout:
         }
 
 
+DURATION_FORMS = "90s, 30m, 1h30m or 2h"
+_DURATION_RE = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
 def parse_duration(text: str) -> int:
-    """'30m', '2h', '45s', or plain seconds."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", text or "")
-    if not m:
-        raise UsageError(f"duration {text!r} is not understood; use e.g. 45s, 30m or 2h")
-    value = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    """'90s', '30m', '1h30m', '2h' (units in h, m, s order): seconds.
+
+    Strict on purpose: a bare '30' (seconds? minutes?) and a typo such as '30x'
+    used to become 30 seconds silently, which is a lease nobody meant.
+    """
+    raw = (text or "").strip().lower()
+    m = _DURATION_RE.fullmatch(raw)
+    if not raw or not m or not any(m.groups()):
+        shown = (text or "").strip()[:20].encode("unicode_escape").decode("ascii")
+        raise UsageError(f"duration '{shown}' is not understood; use e.g. {DURATION_FORMS}")
+    h, mi, se = (int(g) if g else 0 for g in m.groups())
+    value = h * 3600 + mi * 60 + se
     if value <= 0:
         raise UsageError("duration must be positive")
     return value

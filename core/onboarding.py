@@ -29,6 +29,7 @@ from core.models import Checkout, CheckoutState, Policy, check_name, format_dura
 from core.rotation import RotationOps
 from core.session import Session
 from core.store import Transaction
+from core.text import cap_all
 
 S = CheckoutState
 #: Key (in the meta table) of the sweep's failing items and their back-off.
@@ -45,6 +46,7 @@ class OnboardingOps(RotationOps, CredentialOps):
                          connector: str = "generated", target: str | None = None,
                          options: dict[str, str] | None = None,
                          template: str | None = None) -> Checkout:
+        cap_all(identity=identity, reason=reason, ticket=ticket, channel=channel, target=target)
         check_name(identity, "identity")
         custom = connector != "generated" or target is not None or bool(options)
         if template is not None:

@@ -18,6 +18,7 @@ from core.base import VaultBase
 from core.errors import PolicyError, UsageError
 from core.session import Session
 from core.store import Refused, Transaction
+from core.text import cap_all
 
 REVIEW_MAX_AGE = 7 * 24 * 3600
 OUTCOMES = ("ok", "concern")
@@ -79,6 +80,7 @@ class ReviewOps(VaultBase):
         if outcome not in OUTCOMES:
             raise UsageError("--outcome must be ok or concern")
         note = (note or "").strip()
+        cap_all(note=note)
         if outcome == "concern" and not note:
             raise UsageError("a concern needs a note saying what is wrong (--note)")
         with self.store.transaction() as txn:

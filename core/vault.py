@@ -28,6 +28,7 @@ from core.models import CheckoutState
 from core.offboarding import OffboardingOps
 from core.onboarding import SWEEP_FAILURES, OnboardingOps
 from core.operators import OperatorOps
+from core.redisplay import HolderOps
 from core.rotation import RotationResult
 from core.session import Session
 
@@ -42,7 +43,7 @@ class SweepReport:
     errors: list[str]
 
 
-class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
+class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps, HolderOps):
     def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
                  *, lock_timeout: float = 10.0) -> None:
         super().__init__(root, clock, rng, lock_timeout=lock_timeout)

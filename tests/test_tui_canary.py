@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Select
 
 from tests.tui_helpers import (
     CANARY,
@@ -82,7 +82,7 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         await type_text(pilot, "canary drill")
         await pilot.press("enter")
         await type_text(pilot, "T-1")
-        await pilot.press("enter")
+        await pilot.press("enter", "enter")  # ticket -> duration -> submit
         await visit("checkout requested")
         await pilot.press("s")
         assert isinstance(app.screen, CountersignModal)
@@ -110,6 +110,8 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         await pilot.press("enter")  # back into the checkout: still masked
         await visit("checkout reopened")
         await pilot.press("i")
+        await pilot.pause()
+        await pilot.press("y")  # the y/n question (issue 11)
         await visit("checked in")
         assert app.clipboard == ""  # the copy was overwritten at check-in
         assert not app.secrets
@@ -122,7 +124,7 @@ async def test_canary_never_shown_without_the_explicit_reveal(
             await pilot.press("escape")
         await pilot.press("E")
         assert isinstance(app.screen, EmergencyScreen)
-        app.screen.query_one("#emg-cred", Input).value = "canary-kit"
+        app.screen.query_one("#emg-cred", Select).value = "canary-kit"
         await type_text(pilot, "canary drill")
         await pilot.press("enter")
         await type_text(pilot, "T-2")
@@ -139,7 +141,9 @@ async def test_canary_never_shown_without_the_explicit_reveal(
         await visit("dashboard with the emergency banner")
         await pilot.press("v")
         await visit("reviews with the emergency banner")
-        await pilot.press("ctrl+l")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press("y")  # the y/n question (issue 11)
         await visit("unlock with the emergency banner")
         assert "EMERGENCY KIT USED" in screen_text(app)
         assert app.clipboard == "" and not app.secrets

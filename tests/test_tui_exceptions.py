@@ -267,7 +267,9 @@ class TestEmergency:
             assert banner(app).display  # one review is not enough
             assert "needs review by 1 more approver(s)" in screen_text(app)
 
-            await pilot.press("ctrl+l")
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            await pilot.press("y")  # holding the emergency lease: asked first
             await settle(pilot)
             assert isinstance(app.screen, UnlockScreen)
             assert banner(app).display  # on the unlock screen too

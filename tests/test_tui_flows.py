@@ -64,7 +64,8 @@ async def fill_request(pilot: object, reason: str = "db down", ticket: str = "IN
     await type_text(pilot, reason)  # type: ignore[arg-type]
     await pilot.press("enter")  # type: ignore[attr-defined]
     await type_text(pilot, ticket)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]
+    await pilot.press("enter")  # type: ignore[attr-defined]  (to the duration field)
+    await pilot.press("enter")  # type: ignore[attr-defined]  (Enter there submits)
     await settle(pilot)  # type: ignore[arg-type]
 
 
@@ -198,6 +199,8 @@ class TestOnCallPath:
             assert SHOWN_VALUE not in screen_text(app)
 
             await pilot.press("i")
+            await pilot.pause()
+            await pilot.press("y")  # the y/n question (issue 11)
             await settle(pilot)
             checkout = world.vault.checkout(req_id)
             assert checkout.state == S.CLOSED
@@ -290,6 +293,8 @@ class TestOnCallPath:
             req_id = app.screen.request_id  # type: ignore[attr-defined]
             await pilot.press("x")
             await pilot.pause()
+            await pilot.press("y")  # the y/n question (issue 11)
+            await pilot.pause()
             assert world.vault.checkout(req_id).closed_reason == "cancelled"
 
     @run_async
@@ -307,7 +312,9 @@ class TestOnCallPath:
             await pilot.press("c")
             await pilot.pause()
             assert app.secrets
-            await pilot.press("ctrl+l")
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            await pilot.press("y")  # the y/n question (issue 11)
             await pilot.pause()
             assert isinstance(app.screen, UnlockScreen)
             assert app.session is None and not app.secrets

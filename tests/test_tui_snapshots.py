@@ -286,6 +286,20 @@ class TestQueueAndLogSnapshots:
         assert snap_compare(world.app(), terminal_size=WIDE,
                             run_before=as_user(world, "oncall", then))
 
+    def test_help_80x24(self, snap_compare: Snap, tmp_path: Path) -> None:
+        """Key, name and explanation stay in their columns; explanations wrap under
+        themselves (issue 11: entries ran together)."""
+        world = build(tmp_path)
+
+        async def then(pilot: Pilot[None]) -> None:
+            await pilot.press("question_mark")
+            await pilot.pause()
+            for _ in range(10):
+                await pilot.press("down")
+
+        assert snap_compare(world.app(), terminal_size=NARROW,
+                            run_before=as_user(world, "oncall", then))
+
 
 def build3(tmp_path: Path) -> World:
     """The standard credentials and a second approver (auditor)."""
@@ -416,6 +430,23 @@ class TestExceptionSnapshots:
         assert snap_compare(world.app(), terminal_size=NARROW,
                             run_before=as_user(world, "security", then))
 
+    def test_enrolment_80x24(self, snap_compare: Snap, tmp_path: Path) -> None:
+        """The once-only TOTP key and its QR at 80x24: nothing cut (issue 11). A fixture
+        seed, not a secret."""
+        from core.operators import Enrolment
+        from tui.screens.operators import EnrolmentScreen
+
+        world = build(tmp_path)
+        seed = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"
+        enrolment = Enrolment("carol", seed, f"otpauth://totp/test:carol?secret={seed}"
+                              "&issuer=test")
+
+        async def then(pilot: Pilot[None]) -> None:
+            pilot.app.push_screen(EnrolmentScreen(enrolment))
+
+        assert snap_compare(world.app(), terminal_size=NARROW,
+                            run_before=as_user(world, "security", then))
+
     def test_dashboard_emergency_banner(self, snap_compare: Snap, tmp_path: Path) -> None:
         world = emergency_used(tmp_path)
         assert snap_compare(world.app(), terminal_size=WIDE,
@@ -448,7 +479,7 @@ async def request_prod_db(pilot: Pilot[None]) -> None:
     await type_text(pilot, "primary DB down, need to fail over")
     await pilot.press("enter")
     await type_text(pilot, "INC-42")
-    await pilot.press("enter")
+    await pilot.press("enter", "enter")  # ticket -> duration -> submit
     await settle(pilot)
 
 

@@ -83,6 +83,10 @@ class Tmux:
     def buffer(self) -> str:
         return self.run("show-buffer", check=False)
 
+    def all_buffers(self) -> str:
+        names = self.run("list-buffers", "-F", "#{buffer_name}", check=False).split()
+        return "\n".join(self.run("show-buffer", "-b", n, check=False) for n in names)
+
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
@@ -128,12 +132,16 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
     tmux.type("primary db down")
     tmux.press("Enter")
     tmux.type("INC-1")
-    tmux.press("Enter")                      # complete form: submits (30m default)
+    tmux.press("Enter")                      # to the duration field (30m prefilled)
+    tmux.wait_for(r"Duration")
+    tmux.press("Enter")                      # Enter in the duration field submits
     tmux.wait_for(r"requested: waiting for approval")
 
     # Countersign at the same keyboard: the officer types their own factors.
+    # The demo has two approvers (security, standby): the officer picks themselves first.
     tmux.press("s")
     found = tmux.wait_for(security + r"\s+pass \S+\s+code (\d{3}) (\d{3})")
+    tmux.press("Enter")                      # operator: security (first in the list)
     tmux.type(security_pass)
     tmux.wait_for("Passphrase  " + "•" * len(security_pass) + " ")
     tmux.press("Enter")
@@ -157,14 +165,24 @@ def test_oncall_path_in_a_real_terminal(tmux: Tmux) -> None:
 
     # Check in: the lease ends and the credential is rotated.
     tmux.press("i")
+    tmux.wait_for(r"Check in prod-db-root and rotate it now\?")
+    tmux.press("n")                          # a slip is forgiven: nothing happened
+    time.sleep(0.3)
+    assert "Rotation   done" not in tmux.screen()
+    tmux.press("i")
+    tmux.wait_for(r"Check in prod-db-root and rotate it now\?")
+    tmux.press("y")
     tmux.wait_for(r"Rotation   done: now version 2")
     assert copied not in tmux.screen()
+    # The clear is real under tmux: no paste buffer holds the secret any more (an empty
+    # OSC 52 alone leaves tmux's buffer in place).
+    assert copied not in tmux.all_buffers()
     tmux.press("C-q")
     tmux.wait_for(r"GLASSKEY-EXITED 0")
 
-    # 9 command keys + what a person types (two passphrases, two codes, a filter,
+    # 11 command keys + what a person types (two passphrases, two codes, a filter,
     # a reason and a ticket): see docs/tui.md.
     typed = len(oncall_pass) + len(security_pass) + 6 + 6 + len("prod") \
         + len("primary db down") + len("INC-1")
-    assert ONCALL_PATH_KEYS["total"] == typed + 9
+    assert ONCALL_PATH_KEYS["total"] == typed + 11
     del oncall

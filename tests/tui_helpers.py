@@ -9,6 +9,7 @@ witness checkpoints in a temp dir) in every TUI test module.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Coroutine, Iterator
@@ -48,6 +49,8 @@ AUDITOR = ("auditor", ("approver", "requester"), "auditor-test-passphrase",
 #: A value with markup-like text: it must render literally once revealed.
 SHOWN_VALUE = "p@ss[red]w0rd[/]x-7Q"
 CANARY = "CANARY-7f3e9d2c-NEVER-ON-SCREEN"
+#: The vault path the DEMO panel shows in tests (the real one is a per-test temp dir).
+DEMO_SHOWN_ROOT = Path("/tmp/glasskey-demo-x1y2z3/vault")
 
 
 class CountingRandom:
@@ -90,7 +93,9 @@ class World:
         return Vault(self.root, self.clock, CountingRandom(b"second"))
 
     def app(self, *, demo: bool = False, **kwargs: object) -> GlasskeyApp:
-        return GlasskeyApp(self.vault, self.info if demo else None, self.clock,
+        # The DEMO panel shows the vault's path: a fixed one keeps snapshots stable.
+        info = dataclasses.replace(self.info, root=DEMO_SHOWN_ROOT)
+        return GlasskeyApp(self.vault, info if demo else None, self.clock,
                            **kwargs)  # type: ignore[arg-type]
 
 

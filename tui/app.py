@@ -24,25 +24,31 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widgets import Footer
 
 from core.clock import Clock
 from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState
+from core.models import Checkout, CheckoutState, format_duration
 from core.secret import SecretValue
 from core.session import Session
+from core.text import printable
 from core.vault import SweepReport, Vault
 from tui.demo import DemoInfo
+from tui.hardening import TmuxBuffers
+from tui.safety import ControlEscapeFilter
 from tui.screens.alerts import AlertsScreen
 from tui.screens.apply import ApplyScreen
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.audit import AuditScreen
 from tui.screens.base import GlasskeyScreen, LiveView
+from tui.screens.confirm import ConfirmModal
 from tui.screens.countersign import CountersignModal
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.deny import DenyModal
@@ -73,6 +79,10 @@ LOCAL_CLIPBOARDS: tuple[tuple[str, ...], ...] = (
     ("xsel", "--clipboard", "--input"),
     ("pbcopy",),
 )
+
+
+#: Seconds before a lease ends when its holder is warned (toast and bell).
+LEASE_WARNINGS = (60, 300)
 
 
 class ScreenActions(Provider):
@@ -127,8 +137,10 @@ class GlasskeyApp(App[None]):
                 tooltip="Quit (the clipboard is cleared first)"),
         Binding("f1,question_mark", "help", "Help", key_display="?", id="app.help",
                 tooltip="Every key of every screen"),
-        Binding("ctrl+l", "lock", "Lock", id="app.lock",
+        Binding("ctrl+o", "lock", "Lock", key_display="^o", id="app.lock",
                 tooltip="Forget the session and any revealed secret; back to unlock"),
+        # ctrl+l is everyone's "clear screen": here it redraws, it never locks.
+        Binding("ctrl+l", "redraw", "Redraw", show=False, id="app.redraw"),
     ]
 
     def __init__(self, vault: Vault, demo: DemoInfo | None = None, clock: Clock | None = None,
@@ -156,8 +168,20 @@ class GlasskeyApp(App[None]):
         self._clip_timer: Timer | None = None
         self._seen_seq = -1
         self._sweeping = False
+        self.unlocked_at = 0.0
+        #: Open checkouts at the last look (None: not looked since the unlock).
+        self._open: dict[str, Checkout] | None = None
+        self._lease_warned: set[tuple[str, int]] = set()
+        self._told_expired: set[str] = set()
         if demo is not None:
             self.sub_title = "DEMO"
+        # No control character from the vault's text reaches the terminal (issue 11).
+        self._filters.append(ControlEscapeFilter())
+        self._tmux = TmuxBuffers()
+
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:  # type: ignore[override]
+        """Every toast's text passes through printable(): names and reasons come from others."""
+        super().notify(printable(message, keep_newlines=True), title=printable(title), **kwargs)
 
     # -- lifecycle ------------------------------------------------------------------------
     def now(self) -> float:
@@ -185,19 +209,67 @@ class GlasskeyApp(App[None]):
         self.notify("Screenshots are disabled: they could capture a revealed secret.",
                     severity="warning", markup=False)
 
+    def live_leases(self) -> list[Checkout]:
+        """The checkouts this session's operator holds with a lease still running."""
+        if self.session is None:
+            return []
+        try:
+            items = self.vault.checkouts(open_only=True)
+        except GlasskeyError:
+            return []
+        now = self.now()
+        return [c for c in items if c.requester == self.session.name
+                and c.state == CheckoutState.CHECKED_OUT
+                and (c.lease_expires or 0) > now]
+
+    def _ask_if_holding(self, verb: str, then: Callable[[], None]) -> None:
+        """Run ``then`` at once, or after a y/n when a live lease would be left behind."""
+        held = self.live_leases()
+        if not held:
+            then()
+            return
+        names = ", ".join(sorted({c.cred_name for c in held}))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.push_screen(ConfirmModal(
+            f"{verb} while you hold {names}?",
+            "Your lease keeps running and the secret leaves this screen; check in (i) "
+            "when you are done so the credential is rotated."), answered)
+
     async def action_quit(self) -> None:
+        if isinstance(self.screen, ConfirmModal):
+            return
+        self._ask_if_holding("Quit", self._quit_now)
+
+    def _quit_now(self) -> None:
         self.clear_clipboard()
         self.secrets.clear()
         self.exit()
 
+    def action_redraw(self) -> None:
+        self.refresh(repaint=True, layout=True)
+        self.screen.refresh(repaint=True, layout=True)
+
     # -- session ----------------------------------------------------------------------------
     def unlocked(self, session: Session) -> None:
         self.session = session
+        #: When this session unlocked: that 30-second step's code is spent (step-up hint).
+        self.unlocked_at = self.now()
+        self._open = None
+        self.watch_requests()  # remember what is open now; tell only what comes next
         self.sub_title = f"{session.name} ({', '.join(session.roles)})" + (
             "  ·  DEMO" if self.demo is not None else "")
         self.switch_screen(DashboardScreen())
 
     def action_lock(self) -> None:
+        if self.session is None or isinstance(self.screen, ConfirmModal):
+            return
+        self._ask_if_holding("Lock", self._lock_now)
+
+    def _lock_now(self) -> None:
         if self.session is None:
             return
         self.clear_clipboard()
@@ -223,6 +295,13 @@ class GlasskeyApp(App[None]):
             cred = self.vault.credential(cred_name)
         except GlasskeyError as exc:
             self.notify(str(exc), severity="error", markup=False)
+            return
+        if cred.kind == "onboarding":
+            # A one-time onboarding secret is delivered, activated and revoked; it is never
+            # something to check out (the form would only end in a refusal).
+            self.notify(f"{cred.name} is a one-time onboarding secret: it cannot be "
+                        "requested. The Onboarding screen (b) shows its state.",
+                        severity="warning", markup=False)
             return
 
         def done(result: Any) -> None:
@@ -361,6 +440,84 @@ class GlasskeyApp(App[None]):
         self._drop_stale_secrets()
         self.refresh_views()
         self.refresh_alerts()
+        self.watch_requests()
+
+    # -- telling people what happened to requests (issue 11) -----------------------------------
+    def watch_requests(self) -> None:
+        """Compare the open checkouts with the last look and tell this operator what changed.
+
+        Approvers hear (toast + bell) when someone else asks; a requester hears when
+        their request is denied (with the reason) or expires. The first look after an
+        unlock only remembers: nobody is told about what was already there.
+        """
+        session = self.session
+        if session is None:
+            self._open = None
+            return
+        try:
+            now_open = {c.id: c for c in self.vault.checkouts(open_only=True)}
+        except GlasskeyError:
+            return
+        before, self._open = self._open, now_open
+        if before is None:
+            return
+        me = session.name
+        for rid, c in now_open.items():
+            if rid not in before and c.state == S.REQUESTED and c.requester != me \
+                    and session.has("approver") and c.kind != "emergency":
+                self.bell()
+                self.notify(f"{c.requester} asks for {c.cred_name}: {c.reason} "
+                            f"({c.ticket}). Press a for the approvals queue.",
+                            title="New request", severity="warning", timeout=10)
+        for rid, old in before.items():
+            if rid in now_open or old.requester != me:
+                continue
+            try:
+                c = self.vault.checkout(rid)
+            except GlasskeyError:
+                continue
+            if c.closed_reason == "denied":
+                self.bell()
+                self.notify(f"Your request for {c.cred_name} was denied by {c.denied_by}: "
+                            f"{c.deny_reason}", title="Request denied", severity="error",
+                            timeout=15)
+            elif c.closed_reason in ("expired", "request-expired", "approval-expired"):
+                self._tell_expired(c)
+
+    def _tell_expired(self, c: Checkout) -> None:
+        if c.id in self._told_expired:
+            return
+        self._told_expired.add(c.id)
+        self.bell()
+        self.notify(f"Your request for {c.cred_name} expired before it was used; ask again "
+                    "if you still need it.", title="Request expired", severity="warning",
+                    timeout=15)
+
+    def _lease_warnings(self) -> None:
+        """Toast and bell 5 minutes and 1 minute before a lease this operator holds ends;
+        say so when a request of theirs expired without any write to the vault."""
+        session = self.session
+        if session is None or not self._open:
+            return
+        now = self.now()
+        for c in self._open.values():
+            if c.requester != session.name:
+                continue
+            shown = c.display_state(now)
+            if shown in ("expired", "approval-expired"):
+                self._tell_expired(c)
+                continue
+            if c.state != S.CHECKED_OUT or not c.lease_expires:
+                continue
+            left = c.lease_expires - now
+            mark = next((m for m in LEASE_WARNINGS if 0 < left <= m), None)  # the closest
+            if mark is not None and (c.id, mark) not in self._lease_warned:
+                # a larger mark passed unnoticed (app started late) is not announced later
+                self._lease_warned.update((c.id, m) for m in LEASE_WARNINGS if m >= mark)
+                self.bell()
+                self.notify(f"Your lease on {c.cred_name} ends in "
+                            f"{format_duration(left)}; check in (i) when done.",
+                            title="Lease ending", severity="warning", timeout=10)
 
     def refresh_alerts(self) -> None:
         """Re-read ``vault.alerts()`` in a worker (it reads every credential)."""
@@ -399,14 +556,33 @@ class GlasskeyApp(App[None]):
     def refresh_views(self) -> None:
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:
-                screen.refresh_view()
+                try:
+                    screen.refresh_view()
+                except NoMatches:
+                    pass  # the screen is being taken down (a lock from a y/n answer)
             if not screen.is_modal:
                 break
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_footers()
+
+    def _fit_footers(self) -> None:
+        """Below 100 columns the footer drops its '^p palette' hint (help lists ^p), so
+        that the keys of the screen and '? Help' are never cut off."""
+        wide = self.size.width >= 100
+        for footer in self.screen.query(Footer):
+            if footer.show_command_palette != wide:
+                footer.show_command_palette = wide
+
     def _tick(self) -> None:
+        self._fit_footers()
+        self._lease_warnings()
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:
-                screen.tick()
+                try:
+                    screen.tick()
+                except NoMatches:
+                    pass  # the screen is being taken down
             if not screen.is_modal:
                 break
         if self._clip_owner is not None and time.monotonic() >= self._clip_until:
@@ -465,6 +641,7 @@ class GlasskeyApp(App[None]):
             return
         self.copy_to_clipboard(secret.reveal())
         self._local_copy(secret.reveal())
+        self._tmux.copied(secret.reveal())
         self._clip_owner = request_id
         self._clip_until = time.monotonic() + self.clipboard_clear_seconds
         if self._clip_timer is not None:
@@ -483,6 +660,8 @@ class GlasskeyApp(App[None]):
             self._clip_timer = None
         self.copy_to_clipboard("")
         self._local_copy("")
+        # tmux keeps an OSC 52 copy in a paste buffer and ignores the empty OSC 52: delete it.
+        self._tmux.clear()
 
     def clipboard_status(self, request_id: str) -> str:
         if self._clip_owner != request_id:

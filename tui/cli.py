@@ -1,11 +1,17 @@
 """The ``glasskey`` command line: a thin front over the core services.
 
 DESIGN.md's scripting interface is a contract: every command takes ``--json``
-and ``--vault DIR`` after its name; commands that act as an operator take
-``--as``, ``--totp`` and ``--passphrase-file`` and prompt for what is missing
-when a terminal is attached. Errors are one sentence on stderr, never a
-traceback. Exit codes: 0 ok, 1 refused (policy/authentication), 2 usage,
-3 integrity.
+and ``--vault DIR``, before or after its name with the same meaning; commands
+that act as an operator take ``--as``, ``--totp`` and ``--passphrase-file`` and
+prompt for what is missing when a terminal is attached. Errors are one sentence
+on stderr, never a traceback (and, under ``--json``, also ``{"error", "exit"}``
+on stdout). Exit codes: 0 ok, 1 refused (policy/authentication), 2 usage,
+3 integrity, 4 internal error (a bug: please report it).
+
+Everything printed for a person goes through :func:`core.text.printable`, so a
+control character someone typed into a reason or ticket reaches the terminal
+as a visible escape, never as a control sequence. Names are checked before
+anyone is asked for a passphrase or TOTP code, so a typo does not burn a code.
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ from core.base import default_vault_dir
 from core.clock import iso
 from core.connectors import registry
 from core.credentials import CredentialSpec
-from core.errors import GlasskeyError, UsageError
-from core.models import Checkout, Policy, format_duration, parse_duration
+from core.errors import GlasskeyError, InternalError, NotFoundError, PolicyError, UsageError
+from core.models import ROLES, Checkout, Policy, check_name, format_duration, parse_duration
 from core.operators import Enrolment, OperatorSpec
 from core.secret import SecretValue
 from core.session import Session
+from core.text import cap, cap_all, printable
 from core.vault import Vault
+from tui.hardening import harden_process
 
-EXIT_INTERNAL = 1
+EXIT_INTERNAL = InternalError.exit_code
 
 
 class CliUsage(Exception):
@@ -40,17 +48,53 @@ class CliUsage(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    subcommands: dict[str, Parser]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: '--totp-secret' must never silently mean '--totp-secret-file',
+        # and a prefix that is valid today may become ambiguous tomorrow.
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.subcommands = {}
+
     def error(self, message: str) -> NoReturn:
         raise CliUsage(f"{self.prog}: {message}")
 
 
 # -- output helpers --------------------------------------------------------------------------
+#: Keys of JSON documents that hold a time: written as ISO 8601 UTC, never epoch seconds.
+TIME_KEYS = frozenset({"created", "revealed_at", "lease_expires", "ended_at", "expires_at",
+                       "since", "locked_until", "rotated_at", "at", "expires", "time"})
+
+
+def _time_value(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return iso(value) if value > 0 else None
+
+
+def isoize(doc: Any) -> Any:
+    """Epoch-second times in ``doc`` (by key, see TIME_KEYS) as ISO 8601 UTC strings."""
+    if isinstance(doc, dict):
+        return {k: _time_value(v) if k in TIME_KEYS else isoize(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [isoize(v) for v in doc]
+    return doc
+
+
 def out_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    # json.dumps escapes every control character (\u001b), so JSON output is inert too.
+    sys.stdout.write(json.dumps(isoize(doc), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def note(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(printable(text, keep_newlines=True) + "\n")
+
+
+def emit(text: str) -> None:
+    """One line for a person on stdout, with any control character visibly escaped."""
+    sys.stdout.write(printable(text) + "\n")
 
 
 def interactive() -> bool:
@@ -124,8 +168,15 @@ def read_name(name: str | None) -> str:
     raise UsageError("say who is acting with --as NAME")
 
 
+def known_operator(vault: Vault, name: str) -> str:
+    """Refuse an unknown name before anyone types a passphrase or spends a TOTP code."""
+    if name not in {o.name for o in vault.operators()}:
+        raise NotFoundError(f"there is no operator named {name!r}")
+    return name
+
+
 def authenticate(vault: Vault, args: argparse.Namespace, *, sweep: bool = True) -> Session:
-    name = read_name(args.as_)
+    name = known_operator(vault, read_name(args.as_))
     passphrase = read_passphrase(args.passphrase_file, f"Passphrase for {name}: ")
     code = read_totp(args.totp, name)
     session = vault.unlock(name, passphrase, code)
@@ -148,6 +199,7 @@ def second_session(vault: Vault, args: argparse.Namespace) -> Session:
         sys.stderr.write("Second operator: ")
         sys.stderr.flush()
         name = sys.stdin.readline().strip()
+    known_operator(vault, name)
     passphrase = read_passphrase(args.with_passphrase_file, f"Passphrase for {name}: ")
     code = read_totp(args.with_totp, name)
     return vault.unlock(name, passphrase, code)
@@ -155,6 +207,7 @@ def second_session(vault: Vault, args: argparse.Namespace) -> Session:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_init(vault: Vault, args: argparse.Namespace) -> int:
+    cap(args.label, "label")
     specs: list[OperatorSpec] = []
     if args.operators_file:
         try:
@@ -235,13 +288,28 @@ def report_enrolments(args: argparse.Namespace, vault: Vault, enrolments: list[E
                 if e.status == "enrolling" else {})}
             for e in enrolments]})
         return
-    print(f"vault created at {vault.root}")
+    emit(f"vault created at {vault.root}")
     if pending and not interactive():
         for e in pending:
-            print(f"{e.name}: enrol this TOTP key, then unlock once to activate: {e.uri}")
+            emit(f"{e.name}: enrol this TOTP key, then unlock once to activate: {e.uri}")
+
+
+def read_secret_text(path: str, what: str) -> str:
+    """One line of secret text from a file or stdin ('-'): never from argv, which any
+    local user can read in /proc/PID/cmdline."""
+    try:
+        data = sys.stdin.readline() if path == "-" else Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file is not UTF-8 text") from None
+    return data.strip()
 
 
 def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
+    if args.totp_secret_argv is not None:
+        raise UsageError("a TOTP key is never taken on the command line (other users can read "
+                         "it there): use --totp-secret-file PATH, or - for stdin")
     if args.action == "list":
         ops = vault.operators()
         if args.json:
@@ -249,16 +317,27 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
         else:
             for o in ops:
                 lock = " (locked)" if o.locked_until > vault.now() else ""
-                print(f"{o.name:20} {o.status:10} {','.join(o.roles)}{lock}")
+                emit(f"{o.name:20} {o.status:10} {','.join(o.roles)}{lock}")
         return 0
     if args.action == "add":
         if not args.name or not args.roles:
             raise UsageError("operator add NAME --roles R[,R] needs a name and roles")
+        check_name(args.name, "operator")
+        roles = tuple(r.strip() for r in args.roles.split(","))
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise UsageError(f"unknown role {unknown[0]!r}: use {', '.join(ROLES)}")
+        if args.with_:
+            known_operator(vault, args.with_)
+        if args.totp_secret_file == "-" and args.new_passphrase_file == "-":
+            raise UsageError("only one of --new-passphrase-file and --totp-secret-file can "
+                             "read stdin")
+        seed = read_secret_text(args.totp_secret_file, "TOTP key") \
+            if args.totp_secret_file else None
         first = authenticate(vault, args)
         second = second_session(vault, args)
         new_pass = read_passphrase(args.new_passphrase_file, f"Passphrase for {args.name}: ")
-        spec = OperatorSpec(args.name, tuple(r.strip() for r in args.roles.split(",")),
-                            new_pass, args.totp_secret)
+        spec = OperatorSpec(args.name, roles, new_pass, seed)
         enrolment = vault.add_operator([first, second], spec,
                                        progress_printer("re-sealing shares"))
         if args.json:
@@ -266,15 +345,16 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
                       **({"totp_uri": enrolment.uri, "totp_secret": enrolment.totp_secret}
                          if enrolment.status == "enrolling" else {})})
         else:
-            print(f"operator {enrolment.name} added ({enrolment.status})")
+            emit(f"operator {enrolment.name} added ({enrolment.status})")
             if enrolment.status == "enrolling":
                 show_qr(enrolment.uri, sys.stdout)
-                print(f"key: {enrolment.totp_secret}")
-                print("the operator becomes active at their first successful unlock")
+                emit(f"key: {enrolment.totp_secret}")
+                emit("the operator becomes active at their first successful unlock")
         return 0
     if args.action == "remove":
         if not args.name:
             raise UsageError("operator remove NAME --with SECOND ...")
+        known_operator(vault, args.name)
         first = authenticate(vault, args)
         second = second_session(vault, args)
         reachable = vault.remove_operator([first, second], args.name,
@@ -287,20 +367,22 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
                       "sweep": [{"credential": r.credential, "outcome": r.outcome,
                                  "message": r.message or None} for r in swept]})
         else:
-            print(f"operator {args.name} removed; every data key re-split without them")
+            emit(f"operator {args.name} removed; every data key re-split without them")
             if swept:
                 done = sum(1 for r in swept if r.outcome == "committed")
-                print(f"leaver sweep: {done}/{len(swept)} rotated")
+                emit(f"leaver sweep: {done}/{len(swept)} rotated")
                 for r in swept:
                     if r.outcome != "committed":
-                        print(f"  {r.credential}: {r.outcome} {r.message}")
+                        emit(f"  {r.credential}: {r.outcome} {r.message}")
             elif reachable:
-                print(f"{len(reachable)} credential(s) they could reach should be rotated: "
+                emit(f"{len(reachable)} credential(s) they could reach should be rotated: "
                       f"re-run with --sweep, or 'glasskey rotate' them")
         return 0
     if args.action in ("suspend", "reactivate"):
         if not args.name:
             raise UsageError(f"operator {args.action} NAME")
+        known_operator(vault, args.name)
+        cap(args.reason or "", "reason")
         session = authenticate(vault, args)
         second = second_session(vault, args)  # a roster change is signed by two people
         if args.action == "suspend":
@@ -311,7 +393,7 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
             out_json({"name": args.name, "status": "suspended" if args.action == "suspend"
                       else "active"})
         else:
-            print(f"operator {args.name} {args.action}d" if args.action == "suspend"
+            emit(f"operator {args.name} {args.action}d" if args.action == "suspend"
                   else f"operator {args.name} reactivated")
         return 0
     raise UsageError(f"unknown operator action {args.action!r}")
@@ -369,12 +451,14 @@ def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
                 holder = f" {r['holder']}" if r["holder"] else ""
                 state = r["state"].upper() if r["state"] in (
                     "rotation-failed", "overdue") else r["state"]
-                print(f"{r['name']:28} {r['kind']:12} {state}{holder}  v{r['version']} "
+                emit(f"{r['name']:28} {r['kind']:12} {state}{holder}  v{r['version']} "
                       f"rotated {r['rotated_at']}")
         return 0
     if args.action == "add":
         if not args.name:
             raise UsageError("cred add NAME needs a name")
+        check_name(args.name, "credential")
+        cap_all(target=args.target)
         options = {}
         if args.dn:
             options["dn"] = args.dn
@@ -395,20 +479,79 @@ def cmd_cred(vault: Vault, args: argparse.Namespace) -> int:
         if args.json:
             out_json({"name": cred.name, "id": cred.id, "version": cred.version})
         else:
-            print(f"credential {cred.name} added (version {cred.version})")
+            emit(f"credential {cred.name} added (version {cred.version})")
         return 0
     if args.action == "import":
-        if not args.file:
-            raise UsageError("cred import --file F.jsonl")
-        specs = read_import(args.file)
+        if bool(args.file) == bool(args.from_kdbx):
+            raise UsageError("cred import takes one source: --file F.jsonl or --from-kdbx F")
+        specs = read_kdbx(args) if args.from_kdbx else read_import(args.file)
         session = authenticate(vault, args)
         creds = vault.import_credentials(session, specs, progress_printer("importing"))
         if args.json:
             out_json({"imported": len(creds)})
         else:
-            print(f"imported {len(creds)} credential(s)")
+            emit(f"imported {len(creds)} credential(s)")
         return 0
     raise UsageError(f"unknown cred action {args.action!r}")
+
+
+def read_kdbx(args: argparse.Namespace) -> list[CredentialSpec]:
+    """KeePass/KeePassXC entries as credentials: title -> name, password -> secret.
+
+    What a team moving its break-glass file off KeePassXC runs first. The values are
+    real passwords on systems glasskey does not know how to reach, so the entries get
+    the ``manual`` connector (a rotation asks a person to apply the new value).
+    Entries without a password and those in the recycle bin are skipped; a title that
+    is not a valid credential name stops the import before anything is written.
+    """
+    try:
+        from pykeepass import PyKeePass
+        from pykeepass.exceptions import CredentialsError
+    except ImportError:
+        raise UsageError("--from-kdbx needs pykeepass: pip install 'glasskey[kdbx]'") from None
+    if args.kdbx_password_file:
+        password: str | None = read_passphrase(args.kdbx_password_file, "")
+    elif interactive():
+        password = getpass.getpass("KeePass master password: ", stream=sys.stderr)
+    elif args.kdbx_keyfile:
+        password = None
+    else:
+        raise UsageError("give the database's master password with --kdbx-password-file PATH "
+                         "(or - for stdin)")
+    try:
+        kp = PyKeePass(args.from_kdbx, password=password, keyfile=args.kdbx_keyfile)
+    except CredentialsError:
+        raise UsageError("the KeePass master password or key file is wrong") from None
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {args.from_kdbx}: no such file") from None
+    except Exception as exc:  # pykeepass raises assorted parse errors on a bad file
+        raise UsageError(f"{args.from_kdbx} is not a KeePass database I can read "
+                         f"({type(exc).__name__})") from None
+    finally:
+        del password
+    bin_uuid = kp.recyclebin_group.uuid if kp.recyclebin_group is not None else None
+    specs: list[CredentialSpec] = []
+    seen: set[str] = set()
+    for entry in kp.entries:
+        group = entry.group
+        in_bin = False
+        while group is not None:
+            if bin_uuid is not None and group.uuid == bin_uuid:
+                in_bin = True
+                break
+            group = group.parentgroup
+        if in_bin or not entry.password:
+            continue
+        name = (entry.title or "").strip()
+        check_name(name, "credential")  # the message shows the title escaped (repr)
+        if name in seen:
+            raise UsageError(f"two KeePass entries are titled {name!r}; rename one first")
+        seen.add(name)
+        specs.append(CredentialSpec(name=name, kind="break-glass", connector="manual",
+                                    secret=SecretValue(entry.password)))
+    if not specs:
+        raise UsageError(f"{args.from_kdbx} holds no entry with a password")
+    return specs
 
 
 def read_import(path: str) -> list[CredentialSpec]:
@@ -451,16 +594,16 @@ def checkout_line(c: Checkout, now: float) -> str:
 
 
 def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
-    if args.cred == "list":
+    if args.cred == "list" and not args.cred_opt:
         items = vault.checkouts(open_only=not args.all)
         now = vault.now()
         if args.json:
             out_json([c.to_public(now) for c in items])
         else:
             for c in items:
-                print(checkout_line(c, now))
+                emit(checkout_line(c, now))
             if not items:
-                print("no open checkouts" if not args.all else "no checkouts")
+                emit("no open checkouts" if not args.all else "no checkouts")
         return 0
     if args.cred == "clear":
         if not args.requester or not (args.reason or "").strip():
@@ -475,27 +618,33 @@ def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
                   + (f"; {len(skipped)} revealed checkout(s) left to check-in"
                      if skipped else ""))
         return 0
+    cred_name = args.cred_opt or args.cred
+    if not cred_name:
+        raise UsageError("say which credential: request CRED (or --cred NAME), or 'request list'")
+    vault.credential(cred_name)  # a typo is refused before a TOTP code is spent
+    cap_all(reason=args.reason, ticket=args.ticket)
     if not args.duration:
         raise UsageError("--duration is required (e.g. 30m)")
     duration = parse_duration(args.duration)
     session = authenticate(vault, args)
-    req = vault.request(session, args.cred, args.reason or "", args.ticket or "", duration)
+    req = vault.request(session, cred_name, args.reason or "", args.ticket or "", duration)
     if args.json:
         out_json({"id": req.id, "state": req.state, "credential": req.cred_name,
                   "needed_approvals": req.needed})
     else:
-        print(req.id)
+        emit(req.id)
     return 0
 
 
 def _request_action(vault: Vault, args: argparse.Namespace,
                     act: Callable[[Session], Checkout], done: Callable[[Checkout], str]) -> int:
     """approve / deny / cancel: authenticate, act, print the checkout or a line."""
+    vault.checkout(args.request)  # an unknown id is refused before a TOTP code is spent
     req = act(authenticate(vault, args))
     if args.json:
         out_json(req.to_public(vault.now()))
     else:
-        print(done(req))
+        emit(done(req))
     return 0
 
 
@@ -506,6 +655,7 @@ def cmd_approve(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_deny(vault: Vault, args: argparse.Namespace) -> int:
+    cap(args.reason or "", "deny reason")
     return _request_action(vault, args,
                            lambda s: vault.deny(s, args.request, args.reason or ""),
                            lambda r: f"{r.id} denied")
@@ -517,8 +667,11 @@ def cmd_cancel(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_reveal(vault: Vault, args: argparse.Namespace) -> int:
+    vault.checkout(args.request)
     session = authenticate(vault, args)
-    secret = vault.reveal(session, args.request)
+    # --again: the holder, re-authenticated, during their own lease (checkout.redisplayed).
+    secret = vault.redisplay(session, args.request) if args.again \
+        else vault.reveal(session, args.request)
     req = vault.checkout(args.request)
     if args.json:
         out_json({"id": req.id, "credential": req.cred_name, "secret": secret.reveal(),
@@ -532,7 +685,20 @@ def cmd_reveal(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extend(vault: Vault, args: argparse.Namespace) -> int:
+    vault.checkout(args.request)
+    extra = parse_duration(args.by)
+    session = authenticate(vault, args)
+    co = vault.extend_lease(session, args.request, extra)
+    if args.json:
+        out_json(co.to_public(vault.now()))
+    else:
+        emit(f"{co.id} lease extended to {iso(co.lease_expires or 0)}")
+    return 0
+
+
 def cmd_checkin(vault: Vault, args: argparse.Namespace) -> int:
+    vault.checkout(args.request)
     session = authenticate(vault, args, sweep=False)
     result = vault.checkin(session, args.request)
     if args.json:
@@ -540,12 +706,13 @@ def cmd_checkin(vault: Vault, args: argparse.Namespace) -> int:
                   "rotation": result.outcome, "version": result.version,
                   "message": result.message or None})
     else:
-        print(f"{args.request} checked in; rotation {result.outcome} "
+        emit(f"{args.request} checked in; rotation {result.outcome} "
               f"(version {result.version}){': ' + result.message if result.message else ''}")
     return 0 if result.outcome != "failed" else 1
 
 
 def cmd_apply(vault: Vault, args: argparse.Namespace) -> int:
+    vault.credential(args.cred)
     session = authenticate(vault, args, sweep=False)
     if args.confirm:
         result = vault.confirm_applied(session, args.cred)
@@ -553,7 +720,7 @@ def cmd_apply(vault: Vault, args: argparse.Namespace) -> int:
             out_json({"credential": result.credential, "rotation": result.outcome,
                       "version": result.version})
         else:
-            print(f"{result.credential}: applied value confirmed (version {result.version})")
+            emit(f"{result.credential}: applied value confirmed (version {result.version})")
         return 0
     value = vault.reveal_apply(session, args.cred)
     if args.json:
@@ -567,13 +734,14 @@ def cmd_apply(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(vault: Vault, args: argparse.Namespace) -> int:
+    vault.credential(args.cred)
     session = authenticate(vault, args, sweep=False)
     result = vault.reconcile(session, args.cred, fresh=args.fresh)
     if args.json:
         out_json({"credential": result.credential, "rotation": result.outcome,
                   "version": result.version, "message": result.message or None})
     else:
-        print(f"{result.credential}: {result.outcome} (version {result.version})"
+        emit(f"{result.credential}: {result.outcome} (version {result.version})"
               f"{': ' + result.message if result.message else ''}")
     return 0 if result.outcome != "failed" else 1
 
@@ -587,19 +755,23 @@ def cmd_review(vault: Vault, args: argparse.Namespace) -> int:
         else:
             for i in items:
                 flag = " OVERDUE" if i.overdue(now) else ""
-                print(f"{i.id}  {i.kind:10} {len(i.reviews)}/{i.required}{flag}  {i.summary}")
+                emit(f"{i.id}  {i.kind:10} {len(i.reviews)}/{i.required}{flag}  {i.summary}")
             if not items:
-                print("nothing waits for review")
+                emit("nothing waits for review")
         return 0
     if not args.outcome:
         raise UsageError("review ID --outcome ok|concern --note TEXT")
+    cap_all(note=args.note)
+    if args.item not in {i.id for i in vault.review_queue()}:
+        # the core's own sentence, before a TOTP code is spent on it
+        raise PolicyError(f"{args.item} is not waiting for review")
     session = authenticate(vault, args)
     item = vault.review(session, args.item, args.outcome, args.note or "")
     if args.json:
         out_json(item.to_public(now))
     else:
         left = item.required - len(item.reviews)
-        print(f"{item.id} reviewed ({args.outcome})" + (
+        emit(f"{item.id} reviewed ({args.outcome})" + (
             f"; needs {left} more reviewer(s)" if left > 0 else ""))
     return 0
 
@@ -612,12 +784,15 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
             out_json([c.to_public(now) for c in items])
         else:
             for c in items:
-                print(f"{c.id}  {c.cred_name:32} {c.display_state(now)} "
+                emit(f"{c.id}  {c.cred_name:32} {c.display_state(now)} "
                       f"{c.closed_reason}  by {c.requester}")
         return 0
     if args.action == "issue":
         if not args.identity:
             raise UsageError("onboard issue --identity NAME --reason --ticket --channel")
+        cap_all(identity=args.identity, reason=args.reason, ticket=args.ticket,
+                channel=args.channel, target=args.target)
+        check_name(args.identity, "identity")
         expires = parse_duration(args.expires) if args.expires else 24 * 3600
         session = authenticate(vault, args)
         co = vault.issue_onboarding(session, args.identity, args.reason or "",
@@ -626,17 +801,18 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
         if args.json:
             out_json({"id": co.id, "credential": co.cred_name, "state": co.state})
         else:
-            print(co.id)
+            emit(co.id)
         return 0
     if args.action == "activate":
         if not args.id:
             raise UsageError("onboard activate ID")
+        vault.checkout(args.id)
         session = authenticate(vault, args)
         co = vault.activate_onboarding(session, args.id)
         if args.json:
             out_json(co.to_public(now))
         else:
-            print(f"{co.id} activated and revoked")
+            emit(f"{co.id} activated and revoked")
         return 0
     if args.action == "revoke":
         if not args.id or not args.manual or not (args.note or "").strip():
@@ -659,7 +835,7 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
             out_json({"active": kit is not None, "fingerprint": kit["fingerprint"]
                       if kit else None})
         else:
-            print(f"active kit {kit['id']} fingerprint {kit['fingerprint']}" if kit
+            emit(f"active kit {kit['id']} fingerprint {kit['fingerprint']}" if kit
                   else "no emergency kit is issued")
         return 0
     if args.action == "issue":
@@ -670,12 +846,12 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
             out_json({"id": issued.id, "fingerprint": issued.fingerprint,
                       "part_holders": list(issued.holders)})
         else:
-            print(f"emergency kit {issued.id} issued, fingerprint {issued.fingerprint}")
-            print("It has two parts; nobody holds both. Each holder prints theirs on their "
+            emit(f"emergency kit {issued.id} issued, fingerprint {issued.fingerprint}")
+            emit("It has two parts; nobody holds both. Each holder prints theirs on their "
                   "own terminal, seals it in its own envelope and puts it in the safe:")
             for name in issued.holders:
-                print(f"  glasskey kit part --as {name}")
-            print("Any earlier kit is burned.")
+                emit(f"  glasskey kit part --as {name}")
+            emit("Any earlier kit is burned.")
         return 0
     if args.action == "part":
         session = authenticate(vault, args)
@@ -711,6 +887,9 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
     if args.action == "use":
         if not args.cred or not args.duration:
             raise UsageError("kit use CRED --reason --ticket --duration 30m")
+        vault.credential(args.cred)
+        cap_all(reason=args.reason, ticket=args.ticket)
+        parse_duration(args.duration)
         code: str | None = None
         if args.code_file:
             code = " ".join(read_passphrase(f, "") if f == "-" else read_code_file(f)
@@ -743,9 +922,9 @@ def cmd_alerts(vault: Vault, args: argparse.Namespace) -> int:
         out_json(alerts)
     else:
         for a in alerts:
-            print(a)
+            emit(a)
         if not alerts:
-            print("no alerts")
+            emit("no alerts")
     return 0
 
 
@@ -761,7 +940,7 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
             back = (f"; WARNING: entry times run backwards at {len(result.backwards_times)} "
                     f"entries (first: {result.backwards_times[0]})"
                     ) if result.backwards_times else ""
-            print(f"audit log intact: {result.entries} entries, {result.signatures} signatures "
+            emit(f"audit log intact: {result.entries} entries, {result.signatures} signatures "
                   f"checked ({result.mode}), head {result.head.hash[:16]}{tail}{back}")
         if not result.ok:
             note(f"audit log FAILED verification at entry {result.first_bad}: {result.reason}")
@@ -797,7 +976,7 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
         if args.json:
             out_json({"sent": fwd.sent, "first_seq": fwd.first_seq, "last_seq": fwd.last_seq})
         else:
-            print(f"forwarded {fwd.sent} entr{'y' if fwd.sent == 1 else 'ies'}")
+            emit(f"forwarded {fwd.sent} entr{'y' if fwd.sent == 1 else 'ies'}")
         return 0
     raise UsageError(f"unknown audit action {args.action!r}")
 
@@ -825,8 +1004,6 @@ def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
         return 0
     if args.kind != "custody" or args.file:
         raise UsageError("report custody --since DATE [--until DATE] --format md|html|json")
-    if not args.since:
-        raise UsageError("--since DATE is required (YYYY-MM-DD)")
     since = report.parse_date(args.since)
     until = report.parse_date(args.until, end=True) if args.until else None
     built = report.build_custody_report(vault, since, until)
@@ -858,11 +1035,131 @@ def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
     # The demo's witness checkpoints stay beside the throwaway vault, not in $HOME.
     os.environ.setdefault("GLASSKEY_STATE_DIR", str(root.parent / "client-state"))
     info = tui_demo.make_demo_vault(root)
+    note(f"demo vault at {root}\nsecond terminal (another operator): {info.second_terminal()}")
     tui_app.run(root, demo=info)
+    note(f"the demo vault stays at {root} (delete it when done)")
     return 0
 
 
 # -- parser ------------------------------------------------------------------------------------
+#: Per command: a one-line description and an example, shown by ``glasskey CMD --help``.
+DOCS: dict[str, tuple[str, str]] = {
+    "init": ("Create a vault with its founding operators (at least two).",
+             "glasskey init --operators-file ops.json --json"),
+    "operator": ("List, add, suspend, reactivate or remove operators.",
+                 "glasskey operator add carol --roles approver --as bob --with alice"),
+    "cred": ("Add, import or list credentials.",
+             "glasskey cred add prod-db-root --connector postgres --target 'host=db1' --as bob"),
+    "request": ("Ask to check out a credential; 'request list' lists checkouts. A credential "
+                "literally named 'list' is requested with --cred list (or: request -- list).",
+                "glasskey request prod-db-root --reason 'primary down' --ticket INC-1 "
+                "--duration 30m --as alice"),
+    "approve": ("Countersign a request.", "glasskey approve r-1a2b3c --as bob"),
+    "cancel": ("Withdraw a request before its secret is revealed.",
+               "glasskey cancel r-1a2b3c --as alice"),
+    "reveal": ("Show the secret of an approved checkout, once.",
+               "glasskey reveal r-1a2b3c --as alice"),
+    "extend": ("Lengthen your own lease, up to the credential's maximum (audited).",
+               "glasskey extend r-1a2b3c --by 30m --as alice"),
+    "checkin": ("End a checkout and rotate the credential.",
+                "glasskey checkin r-1a2b3c --as alice"),
+    "deny": ("Refuse a request, with a reason the requester sees.",
+             "glasskey deny r-1a2b3c --reason 'use the read replica' --as bob"),
+    "reconcile": ("Finish an interrupted or failed rotation (retry).",
+                  "glasskey reconcile prod-db-root --as bob"),
+    "apply": ("Manual targets: fetch the value to apply, then --confirm.",
+              "glasskey apply hsm-admin --as bob && glasskey apply hsm-admin --confirm --as bob"),
+    "review": ("Record a post-use review; 'review list' shows the queue.",
+               "glasskey review v-1a2b3c --outcome ok --note 'matches INC-1' --as carol"),
+    "onboard": ("One-time onboarding secrets: issue, activate, list.",
+                "glasskey onboard issue --identity dave --reason 'new hire' --ticket HR-7 "
+                "--channel 'in person' --as bob"),
+    "kit": ("The emergency kit: issue (two operators), use, status.",
+            "glasskey kit use prod-db-root --code-file - --reason 'nobody reachable' "
+            "--ticket INC-1 --duration 30m --as alice"),
+    "alerts": ("What needs attention now.", "glasskey alerts --json"),
+    "audit": ("Verify, export or forward (syslog) the audit log.",
+              "glasskey audit verify"),
+    "report": ("Custody review report (md, html, json); --attest signs it off.",
+               "glasskey report custody --since 2026-01-01 --format html --output r.html"),
+    "demo": ("A throwaway demo vault, then the terminal UI.", "glasskey demo"),
+    "completion": ("Print a shell completion script for bash, zsh or fish.",
+                   "glasskey completion bash > /etc/bash_completion.d/glasskey"),
+}
+
+ACTOR = frozenset({"as_", "totp", "passphrase_file"})
+SECOND = frozenset({"with_", "with_totp", "with_passphrase_file"})
+#: (command, action) -> the options that mean something there. Anything else given is
+#: refused (exit 2): an option that is silently ignored is an option someone relied on.
+ALLOWED: dict[tuple[str, str], frozenset[str]] = {
+    ("operator", "list"): frozenset(),
+    ("operator", "add"): ACTOR | SECOND | {"roles", "new_passphrase_file", "totp_secret_file",
+                                           "totp_secret_argv"},
+    ("operator", "remove"): ACTOR | SECOND | {"sweep"},
+    ("operator", "suspend"): ACTOR | SECOND | {"reason"},
+    ("operator", "reactivate"): ACTOR | SECOND,
+    ("cred", "list"): frozenset(),
+    ("cred", "add"): ACTOR | {"kind", "connector", "secret_file", "target", "dn",
+                              "admin_service", "option", "k", "max_duration", "length",
+                              "classes", "exclude"},
+    ("cred", "import"): ACTOR | {"file", "from_kdbx", "kdbx_password_file", "kdbx_keyfile"},
+    ("request", "list"): frozenset({"all"}),
+    ("request", "clear"): ACTOR | {"requester", "reason"},
+    ("request", "*"): ACTOR | {"reason", "ticket", "duration", "cred_opt"},
+    ("review", "list"): frozenset(),
+    ("review", "*"): ACTOR | {"outcome", "note"},
+    ("onboard", "list"): frozenset(),
+    ("onboard", "issue"): ACTOR | {"identity", "reason", "ticket", "channel", "expires",
+                                   "connector", "target", "template"},
+    ("onboard", "activate"): ACTOR,
+    ("onboard", "revoke"): ACTOR | {"manual", "note"},
+    ("kit", "status"): frozenset(),
+    ("kit", "issue"): ACTOR | SECOND,
+    ("kit", "part"): ACTOR,
+    ("kit", "burn"): ACTOR,
+    ("kit", "sweep"): ACTOR,
+    ("kit", "use"): ACTOR | {"code_file", "reason", "ticket", "duration"},
+    ("audit", "verify"): frozenset({"incremental"}),
+    ("audit", "export"): frozenset({"format", "output"}),
+    ("audit", "forward"): frozenset({"to", "protocol"}),
+}
+#: Positional arguments that make no sense for an action (``operator list NAME``).
+NO_POSITIONAL: dict[tuple[str, str], str] = {
+    ("operator", "list"): "name", ("cred", "list"): "name", ("onboard", "list"): "id",
+    ("onboard", "issue"): "id", ("kit", "status"): "cred", ("kit", "issue"): "cred",
+    ("kit", "part"): "cred", ("kit", "burn"): "cred", ("kit", "sweep"): "cred",
+}
+
+
+def action_of(args: argparse.Namespace) -> str:
+    if args.command == "request":
+        if args.cred in ("list", "clear") and not args.cred_opt:
+            return str(args.cred)
+        return "*"
+    if args.command == "review":
+        return "list" if args.item == "list" else "*"
+    return str(getattr(args, "action", "") or "")
+
+
+def check_options(parser: Parser, args: argparse.Namespace) -> None:
+    """Refuse options that belong to another action of the same command (exit 2)."""
+    action = action_of(args)
+    key = (args.command, action)
+    shown = f"{args.command} {action}" if action != "*" else args.command
+    positional = NO_POSITIONAL.get(key)
+    if positional and getattr(args, positional, None):
+        raise UsageError(f"'{shown}' takes no {positional} argument")
+    allowed = ALLOWED.get(key)
+    if allowed is None:
+        return
+    sub = parser.subcommands[args.command]
+    for act in sub._actions:
+        if not act.option_strings or act.dest in ("help", "json", "vault"):
+            continue
+        if act.dest not in allowed and getattr(args, act.dest, None) not in (None, act.default):
+            raise UsageError(f"{act.option_strings[0]} does not apply to '{shown}'")
+
+
 def build_parser() -> Parser:
     common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
@@ -877,38 +1174,52 @@ def build_parser() -> Parser:
                        help="file holding the passphrase ('-' = first line of stdin)")
 
     parser = Parser(prog="glasskey", description="Break-glass custody: a dual-control vault. "
-                    "With no command, opens the terminal UI.")
-    parser.add_argument("--vault", metavar="DIR", help=argparse.SUPPRESS)
+                    "With no command, opens the terminal UI. --vault and --json may come "
+                    "before or after the command.")
+    parser.add_argument("--vault", dest="g_vault", metavar="DIR", help="vault directory "
+                        "(default: $GLASSKEY_VAULT, then the user data directory)")
+    parser.add_argument("--json", dest="g_json", action="store_true",
+                        help="machine-readable output on stdout")
+    parser.add_argument("--version", action="version", version=f"glasskey {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    p = sub.add_parser("init", parents=[common], help="create a vault with its founding "
-                       "operators")
+    def command(name: str, *parents: Parser) -> Parser:
+        description, example = DOCS[name]
+        p = sub.add_parser(name, parents=list(parents), help=description.split(";")[0]
+                           .split(". ")[0].rstrip("."),
+                           description=description, epilog=f"example:\n  {example}")
+        parser.subcommands[name] = p
+        return p
+
+    p = command("init", common)
     p.add_argument("--operators-file", metavar="F", help="JSON list of {name, roles, "
-                   "passphrase, totp_secret?}")
+                   "passphrase, totp_secret?} (required without a terminal)")
     p.add_argument("--label", default="vault", help="a name shown in authenticator apps")
     p.add_argument("--kdf-seconds", type=float, help="Argon2id calibration target (default "
                    "0.5 s)")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("operator", parents=[common, actor], help="list, add, suspend operators")
+    p = command("operator", common, actor)
     p.add_argument("action", choices=["list", "add", "suspend", "reactivate", "remove"])
     p.add_argument("--sweep", action="store_true",
                    help="remove: rotate every credential the leaver could reach")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--roles", help="comma-separated: requester,approver,admin")
-    p.add_argument("--reason")
+    p.add_argument("name", nargs="?", help="the operator (required except for list)")
+    p.add_argument("--roles", help="add (required): comma-separated requester,approver,admin")
+    p.add_argument("--reason", help="suspend: why")
     p.add_argument("--new-passphrase-file", metavar="PATH",
-                   help="the new operator's passphrase")
-    p.add_argument("--totp-secret", help="the new operator's TOTP key (base32); generated "
-                   "when absent")
-    p.add_argument("--with", dest="with_", metavar="NAME", help="second operator (add)")
+                   help="add: the new operator's passphrase ('-' = stdin)")
+    p.add_argument("--totp-secret-file", metavar="PATH",
+                   help="add: file holding the new operator's TOTP key (base32; '-' = stdin); "
+                   "generated when absent. Never on the command line.")
+    p.add_argument("--totp-secret", dest="totp_secret_argv", help=argparse.SUPPRESS)
+    p.add_argument("--with", dest="with_", metavar="NAME", help="second operator (add, remove)")
     p.add_argument("--with-totp", metavar="CODE")
     p.add_argument("--with-passphrase-file", metavar="PATH")
     p.set_defaults(func=cmd_operator)
 
-    p = sub.add_parser("cred", parents=[common, actor], help="add, import, list credentials")
+    p = command("cred", common, actor)
     p.add_argument("action", choices=["add", "import", "list"])
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", help="add: the credential's name (required)")
     p.add_argument("--kind", default="break-glass",
                    choices=["break-glass", "batch", "onboarding"])
     p.add_argument("--connector", default="generated")
@@ -924,62 +1235,69 @@ def build_parser() -> Parser:
     p.add_argument("--length", type=int, help="generated value length (default 32)")
     p.add_argument("--classes", help="lower,upper,digit,symbol")
     p.add_argument("--exclude", help="characters never generated")
-    p.add_argument("--file", help="JSON lines to import")
+    p.add_argument("--file", help="import: JSON lines to import ('-' = stdin)")
+    p.add_argument("--from-kdbx", metavar="FILE", help="import: a KeePass/KeePassXC database "
+                   "(title -> name, password -> secret; the manual connector)")
+    p.add_argument("--kdbx-password-file", metavar="PATH", help="import: the database's "
+                   "master password ('-' = stdin; prompted on a terminal)")
+    p.add_argument("--kdbx-keyfile", metavar="PATH", help="import: the database's key file")
     p.set_defaults(func=cmd_cred)
 
-    p = sub.add_parser("request", parents=[common, actor],
-                       help="ask to check out a credential ('request list' lists checkouts, "
-                       "'request clear --requester NAME' closes a flood)")
-    p.add_argument("cred", metavar="CRED|list|clear")
+    p = command("request", common, actor)
+    p.add_argument("cred", metavar="CRED|list|clear", nargs="?",
+                   help="the credential, 'list' to list checkouts, or 'clear' to close a "
+                   "requester's flood (admin)")
+    p.add_argument("--cred", dest="cred_opt", metavar="NAME",
+                   help="the credential, named explicitly (any name, even 'list')")
     p.add_argument("--requester", help="with 'clear': whose open requests to close (admin)")
-    p.add_argument("--reason")
-    p.add_argument("--ticket")
-    p.add_argument("--duration", help="e.g. 30m, 2h, 45s")
+    p.add_argument("--reason", help="why (required)")
+    p.add_argument("--ticket", help="the incident or change reference (required)")
+    p.add_argument("--duration", help="lease length (required): 90s, 30m, 1h30m, 2h")
     p.add_argument("--all", action="store_true", help="with 'list': closed ones too")
     p.set_defaults(func=cmd_request)
 
-    for name, func, helptext in (
-        ("approve", cmd_approve, "countersign a request"),
-        ("cancel", cmd_cancel, "withdraw a request before reveal"),
-        ("reveal", cmd_reveal, "show the secret of an approved checkout, once"),
-        ("checkin", cmd_checkin, "end a checkout and rotate the credential"),
-    ):
-        p = sub.add_parser(name, parents=[common, actor], help=helptext)
-        p.add_argument("request", metavar="REQ")
+    for name, func in (("approve", cmd_approve), ("cancel", cmd_cancel),
+                       ("reveal", cmd_reveal), ("checkin", cmd_checkin)):
+        p = command(name, common, actor)
+        p.add_argument("request", metavar="REQ", help="the request id")
         p.set_defaults(func=func)
-    p = sub.add_parser("deny", parents=[common, actor], help="refuse a request")
-    p.add_argument("request", metavar="REQ")
-    p.add_argument("--reason")
+        if name == "reveal":
+            p.add_argument("--again", action="store_true", help="the holder, during their own "
+                           "lease: show it again (audited as a re-display, not a release)")
+    p = command("extend", common, actor)
+    p.add_argument("request", metavar="REQ", help="the request id")
+    p.add_argument("--by", required=True, metavar="DURATION",
+                   help="how much longer (required): 90s, 30m, 1h30m, 2h")
+    p.set_defaults(func=cmd_extend)
+    p = command("deny", common, actor)
+    p.add_argument("request", metavar="REQ", help="the request id")
+    p.add_argument("--reason", required=True, help="why (required; the requester sees it)")
     p.set_defaults(func=cmd_deny)
 
-    p = sub.add_parser("reconcile", parents=[common, actor],
-                       help="finish an interrupted or failed rotation (retry)")
+    p = command("reconcile", common, actor)
     p.add_argument("cred", metavar="CRED")
     p.add_argument("--fresh", action="store_true", help="roll the pending value back (only "
                    "when the target provably still has the current one) and rotate anew")
     p.set_defaults(func=cmd_reconcile)
 
-    p = sub.add_parser("apply", parents=[common, actor],
-                       help="manual targets: fetch the value to apply, then --confirm")
+    p = command("apply", common, actor)
     p.add_argument("cred", metavar="CRED")
     p.add_argument("--confirm", action="store_true", help="the target now has the value")
     p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("review", parents=[common, actor],
-                       help="record a post-use review ('review list' shows the queue)")
+    p = command("review", common, actor)
     p.add_argument("item", metavar="ID|list")
-    p.add_argument("--outcome", choices=["ok", "concern"])
-    p.add_argument("--note")
+    p.add_argument("--outcome", choices=["ok", "concern"], help="required for a review")
+    p.add_argument("--note", help="what you checked (required with 'concern')")
     p.set_defaults(func=cmd_review)
 
-    p = sub.add_parser("onboard", parents=[common, actor],
-                       help="one-time onboarding secrets: issue, activate, revoke, list")
+    p = command("onboard", common, actor)
     p.add_argument("action", choices=["issue", "activate", "revoke", "list"])
-    p.add_argument("id", nargs="?")
-    p.add_argument("--identity", help="who the secret is for")
-    p.add_argument("--reason")
-    p.add_argument("--ticket")
-    p.add_argument("--channel", help="how it will be delivered")
+    p.add_argument("id", nargs="?", help="activate, revoke: the onboarding id (required)")
+    p.add_argument("--identity", help="issue (required): who the secret is for")
+    p.add_argument("--reason", help="issue (required)")
+    p.add_argument("--ticket", help="issue (required)")
+    p.add_argument("--channel", help="issue (required): how it will be delivered")
     p.add_argument("--expires", help="validity (default 24h, at most 72h)")
     p.add_argument("--connector", default="generated", help="admins only")
     p.add_argument("--target", help="admins only")
@@ -989,41 +1307,38 @@ def build_parser() -> Parser:
     p.add_argument("--note", help="revoke: how it was revoked")
     p.set_defaults(func=cmd_onboard)
 
-    p = sub.add_parser("kit", parents=[common, actor],
-                       help="the emergency kit: issue (two operators), use, status")
+    p = command("kit", common, actor)
     p.add_argument("action", choices=["issue", "part", "use", "status", "burn", "sweep"])
-    p.add_argument("cred", nargs="?", metavar="CRED")
+    p.add_argument("cred", nargs="?", metavar="CRED", help="use: the credential (required)")
     p.add_argument("--code-file", metavar="PATH", action="append",
                    help="file holding a kit part, given once per part or once with both "
                    "('-' = stdin; prompted on a terminal). Never on the command line.")
-    p.add_argument("--reason")
-    p.add_argument("--ticket")
-    p.add_argument("--duration")
-    p.add_argument("--with", dest="with_", metavar="NAME")
+    p.add_argument("--reason", help="use (required)")
+    p.add_argument("--ticket", help="use (required)")
+    p.add_argument("--duration", help="use (required): 90s, 30m, 1h30m, 2h")
+    p.add_argument("--with", dest="with_", metavar="NAME", help="issue: the second operator")
     p.add_argument("--with-totp", metavar="CODE")
     p.add_argument("--with-passphrase-file", metavar="PATH")
     p.set_defaults(func=cmd_kit)
 
-    p = sub.add_parser("alerts", parents=[common], help="what needs attention now")
+    p = command("alerts", common)
     p.set_defaults(func=cmd_alerts)
 
-    p = sub.add_parser("audit", parents=[common],
-                       help="verify, export or forward (syslog) the audit log")
+    p = command("audit", common)
     p.add_argument("action", choices=["verify", "export", "forward"])
     p.add_argument("--incremental", action="store_true",
                    help="verify: only the entries after this client's last verified head")
     p.add_argument("--format", choices=["jsonl", "csv", "syslog"])
     p.add_argument("--output", metavar="PATH")
-    p.add_argument("--to", metavar="HOST:PORT", help="forward: the syslog collector")
+    p.add_argument("--to", metavar="HOST:PORT", help="forward (required): the syslog collector")
     p.add_argument("--protocol", choices=["udp", "tcp"], default="udp")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("report", parents=[common, actor],
-                       help="custody review report (md, html, json); --attest signs it off")
+    p = command("report", common, actor)
     p.add_argument("kind", choices=["custody", "verify"],
                    help="custody: build a report; verify FILE: check it against its attestation")
     p.add_argument("file", nargs="?", metavar="FILE", help="verify: the report file")
-    p.add_argument("--since", metavar="DATE")
+    p.add_argument("--since", metavar="DATE", help="custody (required): YYYY-MM-DD")
     p.add_argument("--until", metavar="DATE")
     p.add_argument("--format", choices=["md", "html", "json"], default="md")
     p.add_argument("--output", metavar="PATH")
@@ -1031,17 +1346,135 @@ def build_parser() -> Parser:
                    help="sign off the period as the reviewer (needs --as ...)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", parents=[common], help="a throwaway demo vault, then the TUI")
+    p = command("demo", common)
     p.set_defaults(func=cmd_demo)
+
+    p = command("completion", common)
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    p.set_defaults(func=cmd_completion)
     return parser
 
 
+def version() -> str:
+    try:
+        from importlib.metadata import version as dist_version
+
+        return dist_version("glasskey")
+    except Exception:  # not installed (run from a checkout)
+        return "0.1.0"
+
+
+# -- shell completion ----------------------------------------------------------------------------
+def completion_model(parser: Parser) -> dict[str, tuple[list[str], list[str]]]:
+    """Command -> (its options, the choices of its first positional argument)."""
+    model: dict[str, tuple[list[str], list[str]]] = {}
+    for name, p in parser.subcommands.items():
+        options: list[str] = []
+        choices: list[str] = []
+        for act in p._actions:
+            if act.help == argparse.SUPPRESS:
+                continue
+            if act.option_strings:
+                options += [o for o in act.option_strings if o.startswith("--")]
+            elif act.choices and not choices:
+                choices = [str(c) for c in act.choices]
+        model[name] = (options, choices)
+    return model
+
+
+def completion_script(parser: Parser, shell: str) -> str:
+    """A completion script generated from the parser itself, so it never goes stale."""
+    model = completion_model(parser)
+    commands = " ".join(model)
+    globals_ = "--vault --json --version --help"
+    if shell == "fish":
+        lines = ["# glasskey completion for fish: glasskey completion fish | source",
+                 "complete -c glasskey -f",
+                 "complete -c glasskey -n __fish_use_subcommand -l vault -r -F",
+                 "complete -c glasskey -n __fish_use_subcommand -l json",
+                 "complete -c glasskey -n __fish_use_subcommand -l version"]
+        for name, (options, choices) in model.items():
+            desc = DOCS[name][0].split(". ")[0].rstrip(".").replace("'", "")
+            lines.append(f"complete -c glasskey -n __fish_use_subcommand -a {name} "
+                         f"-d '{desc}'")
+            cond = f"'__fish_seen_subcommand_from {name}'"
+            if choices:
+                lines.append(f"complete -c glasskey -n {cond} -a '{' '.join(choices)}'")
+            for opt in options:
+                lines.append(f"complete -c glasskey -n {cond} -l {opt[2:]}")
+        return "\n".join(lines) + "\n"
+    cases = "\n".join(f"    {name}) words='{' '.join(choices + options)}' ;;"
+                      for name, (options, choices) in model.items())
+    body = f"""_glasskey() {{
+  local cur prev cmd words i
+  COMPREPLY=()
+  cur="${{COMP_WORDS[COMP_CWORD]}}"
+  prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+  case "$prev" in
+    --vault|--*-file|--file|--output) return 0 ;;
+  esac
+  cmd=""
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case "${{COMP_WORDS[i]}}" in
+      --vault) ((i++)) ;;
+      -*) ;;
+      *) cmd="${{COMP_WORDS[i]}}"; break ;;
+    esac
+  done
+  case "$cmd" in
+    "") words='{commands} {globals_}' ;;
+{cases}
+    *) words='' ;;
+  esac
+  COMPREPLY=( $(compgen -W "$words" -- "$cur") )
+}}
+complete -o default -F _glasskey glasskey
+"""
+    if shell == "zsh":
+        return ("# glasskey completion for zsh: eval \"$(glasskey completion zsh)\"\n"
+                "autoload -U +X bashcompinit && bashcompinit\n" + body)
+    return "# glasskey completion for bash: eval \"$(glasskey completion bash)\"\n" + body
+
+
+def cmd_completion(vault: Vault | None, args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
+
+
+# -- dispatch ----------------------------------------------------------------------------------
+def merge_globals(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """--vault/--json before the command mean what they mean after it."""
+    sub_vault = getattr(args, "vault", None)
+    if args.g_vault and sub_vault and Path(args.g_vault) != Path(sub_vault):
+        raise UsageError("--vault is given twice with different directories")
+    args.vault = sub_vault or args.g_vault
+    args.json = bool(getattr(args, "json", False) or args.g_json)
+    if args.command == "request":
+        # 'request -- list': after '--', 'list' is a credential's name, not the list command.
+        tail = list(argv)[list(argv).index("--") + 1:] if "--" in argv else []
+        if args.cred == "list" and tail[:1] == ["list"]:
+            args.cred, args.cred_opt = None, "list"
+        if args.cred and args.cred_opt:
+            raise UsageError("name the credential once: as CRED or as --cred NAME")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any passphrase, key or secret is in memory: no core file, not dumpable.
+    harden_process()
     from tui import envguard
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    json_mode = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+            merge_globals(args, argv)
+            if args.command is not None:
+                check_options(parser, args)
+        except CliUsage as exc:
+            raise UsageError(str(exc)) from None
+        json_mode = json_mode or bool(args.json)
         # Before anything imports Textual (tui/envguard.py says why); only the
         # TUI loads Textual, so only the TUI warns.
         tui = args.command in (None, "demo")
@@ -1054,7 +1487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fsutil.set_lock_identity(command="tui")
             tui_app.run(Path(args.vault) if args.vault else default_vault_dir())
             return 0
-        if args.command == "demo":
+        if args.command in ("demo", "completion"):
             return int(args.func(None, args))
         root = Path(args.vault) if args.vault else default_vault_dir()
         action = getattr(args, "action", None)
@@ -1063,23 +1496,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             operator=getattr(args, "as_", None))
         vault = Vault(root, lock_timeout=lock_wait(getattr(args, "wait", None)))
         return int(args.func(vault, args))
-    except CliUsage as exc:
-        note(str(exc))
-        return 2
     except GlasskeyError as exc:
-        note(f"glasskey: {exc}")
-        return exc.exit_code
+        return fail(str(exc) if isinstance(exc, UsageError) and str(exc).startswith("glasskey")
+                    else f"glasskey: {exc}", exc.exit_code, json_mode)
     except KeyboardInterrupt:
-        note("glasskey: interrupted")
-        return 130
+        return fail("glasskey: interrupted", 130, json_mode)
     except BrokenPipeError:
         return 1
     except Exception as exc:
         if os.environ.get("GLASSKEY_DEBUG") == "1":
             raise
-        note(f"glasskey: internal error ({type(exc).__name__}); set GLASSKEY_DEBUG=1 to see "
-             "details")
-        return EXIT_INTERNAL
+        err = InternalError(f"internal error ({type(exc).__name__}); set GLASSKEY_DEBUG=1 to "
+                            "see details")
+        return fail(f"glasskey: {err}", err.exit_code, json_mode)
+
+
+def fail(message: str, code: int, json_mode: bool) -> int:
+    """The error sentence on stderr and, under --json, as a JSON object on stdout too."""
+    note(message)
+    if json_mode:
+        try:
+            out_json({"error": message.removeprefix("glasskey: "), "exit": code})
+        except BrokenPipeError:
+            pass
+    return code
 
 
 def lock_wait(raw: str | None) -> float:

@@ -1,6 +1,8 @@
 """A throwaway demo vault a newcomer can complete a checkout in within a minute.
 
-Two demo operators (an on-call requester and a security officer who approves),
+Three demo operators (an on-call requester, a security officer who approves,
+and a standby approver, so that an emergency use can get the two
+reviews it needs),
 real Argon2id parameters at the RFC 9106 floor (fast, but a real derivation),
 fixed TOTP seeds so the app's DEMO panel can show live codes, and a few
 generated credentials, and an emergency kit whose recovery code the
@@ -29,6 +31,8 @@ DEMO_OPERATORS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
      "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
     ("security", ("approver", "admin", "requester"), "security-demo-pass",
      "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"),
+    ("standby", ("approver", "requester"), "standby-demo-pass",
+     "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"),
 )
 
 #: (name, kind, maximum lease in seconds)
@@ -59,6 +63,10 @@ class DemoInfo:
             if op_name == name:
                 return seed
         raise KeyError(name)
+
+    def second_terminal(self) -> str:
+        """The command that opens a second app on this demo vault (another operator)."""
+        return f"glasskey --vault {self.root}"
 
     def __repr__(self) -> str:
         return f"DemoInfo({str(self.root)!r}, operators={[o[0] for o in self.operators]!r})"

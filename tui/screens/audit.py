@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Static
@@ -23,7 +24,8 @@ from textual.widgets import Footer, Header, Input, Static
 from core import canonical
 from core.chain import VerifyResult
 from core.errors import GlasskeyError, IntegrityError
-from tui.screens.base import GlasskeyScreen
+from core.text import printable
+from tui.screens.base import GlasskeyModal, GlasskeyScreen
 from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.vtable import Column, Row, VirtualTable
 
@@ -31,10 +33,11 @@ TAIL_ENTRIES = 5000
 
 COLUMNS = [
     Column("Seq", 6),
-    Column("Time (UTC)", 19),
+    # Below 90 columns the time gives way (Enter shows it): who an entry is about stays.
+    Column("Time (UTC)", 19, hide_below=90),
     Column("Actor", 10),
     Column("Event", 19),
-    Column("Subject", 14, hide_below=90),
+    Column("Subject", 14),
     Column("Details", None, min_width=12),
 ]
 
@@ -109,6 +112,8 @@ class AuditScreen(GlasskeyScreen):
                 tooltip="Keep the newest entry in view as entries arrive"),
         Binding("v", "verify", "Verify chain", id="audit.verify",
                 tooltip="Verify the whole hash chain and signatures again"),
+        Binding("enter", "open_entry", "Open", id="audit.open", show=False,
+                tooltip="The highlighted entry in full, details wrapped"),
         Binding("escape", "back", "Back", id="audit.back"),
     ]
 
@@ -193,7 +198,7 @@ class AuditScreen(GlasskeyScreen):
         self.query_one("#audit-chain", Static).update(chain)
         shown = self.table.row_count
         status = (f"{shown} of the last {len(self._entries)} entries shown"
-                  f"  ·  follow {'on' if self.follow else 'off'}")
+                  f"  ·  follow {'on' if self.follow else 'off'}  ·  enter opens an entry")
         self.query_one("#audit-status", Static).update(status)
 
     @work(thread=True, exclusive=True, group="verify")
@@ -252,8 +257,60 @@ class AuditScreen(GlasskeyScreen):
     def _filter_done(self, event: Input.Submitted) -> None:
         self.screen.set_focus(self.table)
 
+    @on(VirtualTable.Selected, "#audit-table")
+    def _selected(self, event: VirtualTable.Selected) -> None:
+        event.stop()
+        self.action_open_entry()
+
+    def action_open_entry(self) -> None:
+        key = self.table.cursor_key
+        entry = next((e for e in self._entries if str(e.get("seq", "?")) == key), None)
+        if entry is not None:
+            self.app.push_screen(AuditEntryModal(entry))
+
     def action_back(self) -> None:
         if self.query_one("#audit-filter", Input).has_focus:
             self.screen.set_focus(self.table)
             return
         self.gk.pop_screen()
+
+
+def entry_text(entry: dict[str, Any]) -> str:
+    """One audit entry in full, one field per line, every value escaped for the terminal."""
+    lines = [f"{key:9} {printable(entry.get(key, ''))}"
+             for key in ("seq", "time", "actor", "event", "subject")]
+    details = entry.get("details", {})
+    lines.append("details")
+    if isinstance(details, dict):
+        for key, value in details.items():
+            if not isinstance(value, str):
+                value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            lines.append(f"  {printable(key)} = {printable(value, keep_newlines=True)}")
+    else:
+        lines.append(f"  {printable(details)}")
+    for key in sorted(set(entry) - {"seq", "time", "actor", "event", "subject", "details"}):
+        value = entry[key]
+        lines.append(f"{key:9} {printable(value if isinstance(value, str) else json.dumps(value))}")
+    return "\n".join(lines)
+
+
+class AuditEntryModal(GlasskeyModal):
+    """One audit entry in full: long reasons and hashes wrap instead of being cut."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,enter", "close", "Close", key_display="esc", id="audit-entry.close"),
+    ]
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        super().__init__()
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="audit-entry-box", classes="dialog"):
+            yield Static(f"Audit entry {printable(self.entry.get('seq', '?'))}",
+                         classes="dialog-title", markup=False)
+            yield Static(entry_text(self.entry), id="audit-entry-text", markup=False)
+        yield Footer(compact=True)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

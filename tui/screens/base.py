@@ -34,6 +34,7 @@ class GlasskeyScreen(Screen[None], LiveView):
         return cast("GlasskeyApp", self.app)
 
     def on_screen_resume(self) -> None:
+        self.gk.call_after_refresh(self.gk._fit_footers)
         if self.ready:
             self.refresh_view()
 
@@ -44,3 +45,6 @@ class GlasskeyModal(ModalScreen[Any], LiveView):
     @property
     def gk(self) -> GlasskeyApp:
         return cast("GlasskeyApp", self.app)
+
+    def on_screen_resume(self) -> None:
+        self.gk.call_after_refresh(self.gk._fit_footers)

@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from core.models import Checkout, format_duration
+from core.text import printable
 from tui.screens.base import GlasskeyModal
 from tui.widgets.auth_form import AuthForm
 from tui.widgets.demo_panel import DemoPanel
@@ -61,7 +62,7 @@ class CountersignModal(GlasskeyModal):
             yield Static(title, classes="dialog-title", markup=False)
             yield Static(
                 f"{c.requester} asks for {c.cred_name} for {format_duration(c.duration)}\n"
-                f"Reason: {c.reason}\nTicket: {c.ticket}    Request: {c.id}",
+                f"Reason: {printable(c.reason)}\nTicket: {printable(c.ticket)}    Request: {c.id}",
                 id="countersign-request", markup=False)
             if self.fixed is None:
                 hint = ("An approver other than the requester authenticates here; their "

@@ -54,9 +54,11 @@ class DashboardScreen(GlasskeyScreen):
                 tooltip="Type to filter by name, kind, state or holder"),
         Binding("a", "approvals", "Approvals", id="dashboard.approvals",
                 tooltip="Requests waiting for an approver"),
-        Binding("exclamation_mark", "alerts", "Alerts", key_display="!",
+        # Alerts and Reviews stay out of the footer (the summary line names '!'; help lists
+        # both): with them, an 80-column footer was cut before "? Help".
+        Binding("exclamation_mark", "alerts", "Alerts", key_display="!", show=False,
                 id="dashboard.alerts", tooltip="Everything that needs someone now"),
-        Binding("v", "reviews", "Reviews", id="dashboard.reviews",
+        Binding("v", "reviews", "Reviews", id="dashboard.reviews", show=False,
                 tooltip="The post-use review queue"),
         Binding("E,shift+e", "emergency", "Emergency", key_display="E",
                 id="dashboard.emergency",
@@ -178,6 +180,8 @@ class DashboardScreen(GlasskeyScreen):
         parts.append("  ·  ")
         parts.append((f"{alerts} alert{'s' if alerts != 1 else ''}",
                       "$error bold" if alerts else ""))
+        if alerts:
+            parts.append(" (!)")
         mine = [c for c in self._open.values() if c.requester == me
                 and c.state in (S.APPROVED, S.CHECKED_OUT)]
         if mine:

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Input, Label, Static
 
 from core.errors import GlasskeyError
 from core.models import Checkout
+from core.text import printable
 from tui.screens.base import GlasskeyModal
 
 
@@ -35,7 +36,8 @@ class DenyModal(GlasskeyModal):
         with Vertical(id="deny-box", classes="dialog"):
             yield Static(f"Deny {c.requester}'s request for {c.cred_name}",
                          classes="dialog-title", markup=False)
-            yield Static(f"Reason given: {c.reason}\nTicket: {c.ticket}    Request: {c.id}",
+            yield Static(f"Reason given: {printable(c.reason)}\n"
+                         f"Ticket: {printable(c.ticket)}    Request: {c.id}",
                          markup=False)
             with Horizontal(classes="form-row"):
                 yield Label("Why not", classes="form-label")

@@ -21,13 +21,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, Input, Label, LoadingIndicator, Static
+from textual.widgets import Footer, Header, Input, Label, LoadingIndicator, Select, Static
 
 from core.emergency import KitIssued
 from core.errors import GlasskeyError
-from core.models import Checkout, parse_duration
+from core.models import Checkout, format_duration, parse_duration
 from core.secret import SecretValue
 from core.session import Session
+from core.text import cap_all
 from tui.screens.base import GlasskeyScreen
 from tui.screens.request import DEFAULT_DURATION, duration_text
 from tui.widgets.alert_banner import AlertBanner
@@ -42,7 +43,7 @@ WARNING = (
     "(emergency.used); the credential is checked out to you and rotated at check-in."
 )
 
-FIELDS = ("emg-cred", "emg-reason", "emg-ticket", "emg-duration", "emg-code")
+FIELDS = ("emg-reason", "emg-ticket", "emg-duration", "emg-code")
 
 
 class EmergencyScreen(GlasskeyScreen):
@@ -65,8 +66,16 @@ class EmergencyScreen(GlasskeyScreen):
         with VerticalScroll(id="emergency-body"):
             yield Static(WARNING, id="emergency-warning", markup=False)
             yield Static("", id="emergency-kit", markup=False)
+            # Chosen from a list, not typed: only what the kit can open is offered (never a
+            # one-time onboarding secret), and a typo cannot cost the typed recovery code.
+            choices = self._choices()
+            with Horizontal(classes="form-row"):
+                yield Label("Credential", classes="form-label")
+                yield Select([(n, n) for n in choices], id="emg-cred", compact=True,
+                             prompt="choose the credential",
+                             value=self.credential if self.credential in choices
+                             else Select.NULL)
             rows = (
-                ("Credential", "emg-cred", self.credential, "the credential's name"),
                 ("Reason", "emg-reason", "", "why no approver could be reached, and what for"),
                 ("Ticket", "emg-ticket", "", "e.g. INC-1234"),
             )
@@ -98,8 +107,9 @@ class EmergencyScreen(GlasskeyScreen):
     def on_mount(self) -> None:
         self.ready = True
         self.query_one("#emergency-busy").display = False
-        first = "emg-reason" if self.credential else "emg-cred"
-        self.screen.set_focus(self.query_one(f"#{first}", Input))
+        select = self.query_one("#emg-cred", Select)
+        self.screen.set_focus(select if select.is_blank() else
+                              self.query_one("#emg-reason", Input))
         self.refresh_view()
 
     def refresh_view(self) -> None:
@@ -116,8 +126,28 @@ class EmergencyScreen(GlasskeyScreen):
         widget.update(text)
         widget.set_class(kit is None, "-missing")
 
+    def _choices(self) -> list[str]:
+        """What the kit may open: every credential but the one-time onboarding secrets."""
+        try:
+            creds = self.gk.vault.credentials()
+        except GlasskeyError:
+            return []
+        return [c.name for c in creds if c.kind != "onboarding" and c.status != "revoked"]
+
+    def _cred(self) -> str:
+        select = self.query_one("#emg-cred", Select)
+        return "" if select.is_blank() else str(select.value)
+
     def _value(self, wid: str) -> str:
+        if wid == "emg-cred":
+            return self._cred()
         return self.query_one(f"#{wid}", Input).value.strip()
+
+    @on(Select.Changed, "#emg-cred")
+    def _chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        if not self.query_one("#emg-cred", Select).is_blank():
+            self.screen.set_focus(self.query_one("#emg-reason", Input))
 
     @on(Input.Submitted)
     def _next(self, event: Input.Submitted) -> None:
@@ -142,19 +172,28 @@ class EmergencyScreen(GlasskeyScreen):
                           ("emg-code", "the recovery code from the safe")):
             if not self._value(wid):
                 self._error(f"Give {what}.")
-                self.screen.set_focus(self.query_one(f"#{wid}", Input))
+                self.screen.set_focus(self.query_one(f"#{wid}"))
                 return
+        # Everything but the code is checked here, before the code leaves its field: a slip
+        # in the duration or a too-long reason must not cost the typed recovery code.
         try:
             duration = parse_duration(self._value("emg-duration"))
+            cap_all(reason=self._value("emg-reason"), ticket=self._value("emg-ticket"))
+            maximum = self.gk.vault.credential(self._cred()).policy.max_duration
         except GlasskeyError as exc:
             self._error(str(exc))
+            return
+        if duration > maximum:
+            self._error(f"The duration {format_duration(duration)} exceeds "
+                        f"{self._cred()}'s maximum of {format_duration(maximum)}.")
+            self.screen.set_focus(self.query_one("#emg-duration", Input))
             return
         code_input = self.query_one("#emg-code", Input)
         code = code_input.value
         code_input.value = ""  # the code never stays in a widget
         self._error("")
         self._set_busy(True)
-        self._open(session, self._value("emg-cred"), code, self._value("emg-reason"),
+        self._open(session, self._cred(), code, self._value("emg-reason"),
                    self._value("emg-ticket"), duration)
 
     def _set_busy(self, busy: bool) -> None:
@@ -162,6 +201,7 @@ class EmergencyScreen(GlasskeyScreen):
         self.query_one("#emergency-busy").display = busy
         for widget in self.query(Input):
             widget.disabled = busy
+        self.query_one("#emg-cred", Select).disabled = busy
 
     @work(thread=True, exclusive=True, group="emergency")
     def _open(self, session: Session, cred: str, code: str, reason: str, ticket: str,
@@ -194,8 +234,12 @@ class CodeText(Static):
     ALLOW_SELECT = False
 
 
-def code_lines(code: str, groups_per_line: int = 7) -> str:
-    """The recovery code in lines of a few groups (dashes and spaces are ignored on input)."""
+def code_lines(code: str, groups_per_line: int = 4) -> str:
+    """The recovery code in lines of a few groups (dashes and spaces are ignored on input).
+
+    Four groups (23 columns with the trailing dash) fit the text column at 80x24, so a
+    line never wraps and leaves a lone "-" on its own line.
+    """
     groups = code.split("-")
     lines = ["-".join(groups[i:i + groups_per_line])
              for i in range(0, len(groups), groups_per_line)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -45,20 +47,21 @@ class HelpModal(GlasskeyModal):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        text = Text()
+        # A table per section: the key and its name never run into the explanation, and a
+        # long explanation wraps under itself (not under the key) at 80 columns.
+        parts: list[RenderableType] = []
         for n, (title, bindings) in enumerate(self.sections):
-            if n:
-                text.append("\n")
-            text.append(title + "\n", "bold underline")
+            parts.append(Text(("\n" if n else "") + title, "bold underline"))
+            table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+            table.add_column(no_wrap=True, style="bold")
+            table.add_column(no_wrap=True)
+            table.add_column(style="dim", ratio=1, overflow="fold")
             for b in bindings:
-                text.append(f"  {key_label(b):<10}", "bold")
-                text.append(f"{b.description:<18}")
-                if b.tooltip:
-                    text.append(b.tooltip, "dim")
-                text.append("\n")
+                table.add_row(f" {key_label(b)}", b.description, b.tooltip or "")
+            parts.append(table)
         with VerticalScroll(id="help-box", classes="dialog") as box:
             box.border_title = "glasskey keys"
-            yield Static(text, id="help-text")
+            yield Static(Group(*parts), id="help-text")
         yield Footer(compact=True)
 
     def action_close(self) -> None:

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
 
 from core.errors import GlasskeyError
+from core.text import printable
 from tui.screens.base import GlasskeyModal
 
 
@@ -50,7 +51,8 @@ class NoteModal(GlasskeyModal):
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box", classes=f"dialog {'-' + self.tone if self.tone else ''}"):
             yield Static(self.title_text, classes="dialog-title", markup=False)
-            yield Static(self.details, id="note-details", markup=False)
+            yield Static(printable(self.details, keep_newlines=True), id="note-details",
+                         markup=False)
             with Horizontal(classes="form-row"):
                 yield Label(self.label, classes="form-label")
                 yield Input(id="note-text", compact=True, placeholder=self.placeholder)

@@ -33,7 +33,7 @@ class RequestModal(GlasskeyModal):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", id="request.submit",
-                tooltip="Send the request (Enter in the last field does the same)"),
+                tooltip="Send the request (Enter in the duration field does the same)"),
         Binding("escape", "cancel", "Cancel", id="request.cancel"),
     ]
 
@@ -72,11 +72,10 @@ class RequestModal(GlasskeyModal):
         event.stop()
         order = ["request-reason", "request-ticket", "request-duration"]
         wid = event.input.id or ""
-        empty = [i for i in order if not self.query_one(f"#{i}", Input).value.strip()]
-        if wid in order and empty:
-            # Enter moves to the next empty field; in a complete form it submits.
-            after = [i for i in order[order.index(wid) + 1:] if i in empty]
-            self.screen.set_focus(self.query_one(f"#{(after or empty)[0]}", Input))
+        if wid in order[:-1]:
+            # Enter moves on, always: Enter in the ticket field must not submit with a
+            # prefilled duration nobody looked at. Enter in the duration field submits.
+            self.screen.set_focus(self.query_one(f"#{order[order.index(wid) + 1]}", Input))
             return
         self.action_submit()
 

@@ -21,11 +21,14 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, Static
 
 from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState, format_duration
+from core.models import Checkout, CheckoutState, format_duration, parse_duration
 from core.rotation import RotationResult
+from core.text import printable
 from tui.screens.base import GlasskeyScreen
+from tui.screens.confirm import ConfirmModal
 from tui.screens.countersign import CountersignModal
 from tui.screens.deny import DenyModal
+from tui.screens.note import NoteModal
 from tui.screens.stepup import StepUpModal
 from tui.widgets.alert_banner import AlertBanner
 from tui.widgets.secret import SecretView
@@ -67,6 +70,8 @@ class RevealScreen(GlasskeyScreen):
                 tooltip="Copy the secret to the clipboard without showing it"),
         Binding("i", "checkin", "Check in", id="checkout.checkin",
                 tooltip="End the checkout now; the credential is rotated"),
+        Binding("e", "extend", "Extend", id="checkout.extend",
+                tooltip="Lengthen your lease, up to the credential's maximum (audited)"),
         Binding("t", "activate", "Activated", id="checkout.activate",
                 tooltip="Onboarding: the recipient used it (first use); revoke it now"),
         Binding("x", "cancel_request", "Cancel request", id="checkout.cancel",
@@ -163,6 +168,9 @@ class RevealScreen(GlasskeyScreen):
                 elif shown == S.REQUESTED:
                     placeholder = (f"waiting for {c.needed - len(c.approvals)} approval(s): "
                                    "s lets an approver countersign at this keyboard")
+                elif shown == S.CHECKED_OUT and self._mine and self.kind == "checkout":
+                    placeholder = ("revealed before this session: r shows it again, c copies "
+                                   "it (recorded as a re-display, not a new release)")
                 elif shown in (S.CHECKED_OUT, "overdue") and self._mine:
                     placeholder = ("revealed in another session; a second reveal needs a "
                                    "new request and approval")
@@ -232,7 +240,8 @@ class RevealScreen(GlasskeyScreen):
                 details.append(f"Denied by  {c.denied_by}: {c.deny_reason}")
         elif c.state == S.ROTATION_FAILED and c.rotation:
             details.append(self._rotation_text(c.rotation))
-        self.query_one("#reveal-details", Static).update("\n".join(details))
+        self.query_one("#reveal-details", Static).update(
+            "\n".join(printable(d) for d in details))
         lease = ""
         if self.kind == "onboarding" and c.state != S.CLOSED:
             left = c.created + c.duration - now
@@ -285,7 +294,10 @@ class RevealScreen(GlasskeyScreen):
         if action == "deny":
             return state in (S.REQUESTED, S.APPROVED) and approver and not mine
         if action in ("reveal", "copy"):
-            return mine and (self.request_id in self.gk.secrets or state == S.APPROVED)
+            return mine and (self.request_id in self.gk.secrets or state == S.APPROVED or (
+                state == S.CHECKED_OUT and self.kind == "checkout"))
+        if action == "extend":
+            return mine and state == S.CHECKED_OUT and self.kind == "checkout"
         if action == "checkin":
             return self.kind != "onboarding" and state in (
                 S.CHECKED_OUT, "overdue", S.ROTATION_FAILED) and (
@@ -305,8 +317,14 @@ class RevealScreen(GlasskeyScreen):
         session = self.gk.session
         if session is None:
             return False
+        c = self.checkout
         try:
-            secret = self.gk.vault.reveal(session, self.request_id)
+            if c is not None and c.state == S.CHECKED_OUT and self.kind == "checkout":
+                # Revealed before this session (a lock, quit or restart since): the holder,
+                # re-authenticated, sees it again; audited as checkout.redisplayed.
+                secret = self.gk.vault.redisplay(session, self.request_id)
+            else:
+                secret = self.gk.vault.reveal(session, self.request_id)
         except GlasskeyError as exc:
             self.gk.notify(str(exc), title="Not revealed", severity="error", markup=False)
             self.refresh_view()
@@ -327,6 +345,30 @@ class RevealScreen(GlasskeyScreen):
         if self._claim():
             self.gk.copy_secret(self.request_id)
             self.tick()
+
+    def action_extend(self) -> None:
+        session = self.gk.session
+        c = self.checkout
+        if session is None or c is None:
+            return
+        vault = self.gk.vault
+
+        def extend(text: str) -> Checkout:
+            return vault.extend_lease(session, self.request_id, parse_duration(text))
+
+        def done(result: Checkout | None) -> None:
+            if result is not None and result.lease_expires is not None:
+                self.gk.notify(f"Lease on {result.cred_name} extended: "
+                               f"{format_duration(result.lease_expires - self.gk.now())} left.",
+                               title="Extended", markup=False)
+            self.refresh_view()
+
+        self.app.push_screen(NoteModal(
+            f"Extend your lease on {c.cred_name}",
+            f"Up to the credential's maximum lease counted from the reveal "
+            f"({format_duration(c.duration)} was approved); beyond it, request again.",
+            extend, label="Add", placeholder="e.g. 30m",
+            required="Say how long: 90s, 30m, 1h30m or 2h."), done)
 
     def action_countersign(self) -> None:
         if self.checkout is not None:
@@ -354,6 +396,18 @@ class RevealScreen(GlasskeyScreen):
         self.refresh_view()
 
     def action_cancel_request(self) -> None:
+        c = self.checkout
+        what = c.cred_name if c is not None else self.request_id
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._cancel_request()
+
+        self.app.push_screen(ConfirmModal(f"Withdraw your request for {what}?",
+                                          "Nothing is released; a new request needs a new "
+                                          "approval."), answered)
+
+    def _cancel_request(self) -> None:
         session = self.gk.session
         if session is None:
             return
@@ -366,6 +420,21 @@ class RevealScreen(GlasskeyScreen):
         self.refresh_view()
 
     def action_checkin(self) -> None:
+        if self.gk.session is None or self._busy:
+            return
+        c = self.checkout
+        what = c.cred_name if c is not None else self.request_id
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._do_checkin()
+
+        self.app.push_screen(ConfirmModal(
+            f"Check in {what} and rotate it now?",
+            "The lease ends and the credential gets a new value on its target: the value "
+            "you hold stops working."), answered)
+
+    def _do_checkin(self) -> None:
         session = self.gk.session
         if session is None or self._busy:
             return

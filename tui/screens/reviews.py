@@ -21,6 +21,7 @@ from textual.widgets import Footer, Header, Static
 from core.errors import GlasskeyError
 from core.models import format_duration
 from core.reviews import ReviewItem
+from core.text import printable
 from tui.screens.base import GlasskeyScreen
 from tui.screens.note import NoteModal
 from tui.widgets.alert_banner import AlertBanner
@@ -119,7 +120,7 @@ class ReviewsScreen(GlasskeyScreen):
             done = reviews_text(item) or "none yet"
             text = (f"{item.id}: {item.summary}\n"
                     f"Reviews {len(item.reviews)} of {item.required}: {done}")
-        self.query_one("#reviews-detail", Static).update(text)
+        self.query_one("#reviews-detail", Static).update(printable(text, keep_newlines=True))
 
     def tick(self) -> None:
         # "Waiting" grows; repaint every so often (cheap: the queue is small).

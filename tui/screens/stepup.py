@@ -16,8 +16,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
 
+from core import totp
 from core.errors import GlasskeyError
 from core.models import Checkout, format_duration
+from core.text import printable
 from tui.screens.base import GlasskeyModal
 from tui.widgets.demo_panel import DemoPanel
 
@@ -36,6 +38,7 @@ class StepUpModal(GlasskeyModal):
     def __init__(self, checkout: Checkout) -> None:
         super().__init__()
         self.checkout = checkout
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         c = self.checkout
@@ -45,7 +48,8 @@ class StepUpModal(GlasskeyModal):
             yield Static(f"Approve as {me}", classes="dialog-title", markup=False)
             yield Static(
                 f"{c.requester} asks for {what} for {format_duration(c.duration)}\n"
-                f"Reason: {c.reason}\nTicket: {c.ticket}    Request: {c.id}",
+                f"Reason: {printable(c.reason)}\nTicket: {printable(c.ticket)}    "
+                f"Request: {c.id}",
                 id="stepup-request", markup=False)
             yield Static("Approving releases a secret: type a TOTP code from your "
                          "authenticator that you have not used yet.",
@@ -61,30 +65,49 @@ class StepUpModal(GlasskeyModal):
                     yield DemoPanel(ops, self.gk.now, compact=True, id="stepup-demo")
         yield Footer(compact=True)
 
-    def _code(self) -> str:
-        return self.query_one("#stepup-code", Input).value.replace(" ", "")
-
     @on(Input.Changed, "#stepup-code")
     def _typed(self, event: Input.Changed) -> None:
         event.stop()
-        if len(self._code()) == 6:
-            self.action_submit()
+        # A burst of digits (a paste, an auto-typer, tmux) queues one Changed per digit;
+        # an event whose value is no longer the field's is stale and must not submit again.
+        if event.value != event.input.value:
+            return
+        if len(event.value.replace(" ", "")) == 6:
+            self._submit(event.value)
 
     @on(Input.Submitted, "#stepup-code")
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_submit()
+        self._submit(event.value)
 
     def action_submit(self) -> None:
+        self._submit(self.query_one("#stepup-code", Input).value)
+
+    def _submit(self, raw: str) -> None:
+        """Confirm ``raw`` and approve, at most once at a time: each extra attempt with a
+        code already spent would be recorded as auth.failed and count toward lockout."""
+        if self._busy:
+            return
         session = self.gk.session
         error = self.query_one("#stepup-error", Static)
-        code = self._code()
+        code = raw.replace(" ", "")
         if session is None:
             error.update("The vault is locked.")
             return
         if len(code) != 6:
             error.update("Type the 6-digit TOTP code from your authenticator.")
             return
+        now = self.gk.now()
+        if session.totp_seed and int(now) // totp.PERIOD == int(self.gk.unlocked_at) // \
+                totp.PERIOD and code == totp.code_at(session.totp_seed, now):
+            # The code that just unlocked this session: spending it again would only be
+            # recorded as a failure (and count toward lockout). Say what to do instead.
+            wait = totp.PERIOD - int(now) % totp.PERIOD
+            error.update(f"You unlocked with this code a moment ago; wait {wait} s for the "
+                         "next code.")
+            self.query_one("#stepup-code", Input).value = ""
+            return
+        self._busy = True
         vault = self.gk.vault
         try:
             vault.confirm_totp(session, code)
@@ -92,8 +115,9 @@ class StepUpModal(GlasskeyModal):
         except GlasskeyError as exc:
             error.update(str(exc))
             self.query_one("#stepup-code", Input).value = ""
+            self._busy = False
             return
-        self.dismiss(result)
+        self.dismiss(result)  # stays busy: nothing more is submitted from this modal
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -52,7 +52,9 @@ class UnlockScreen(GlasskeyScreen):
                 if problem:
                     yield Static(problem, id="unlock-problem", markup=False)
             if self.gk.demo is not None:
-                yield DemoPanel(self.gk.demo.operators, self.gk.now, id="demo-panel")
+                yield DemoPanel(self.gk.demo.operators, self.gk.now, id="demo-panel",
+                                vault=str(self.gk.demo.root),
+                                second=self.gk.demo.second_terminal())
         yield Footer(compact=True)
 
     def _unlock(self, name: str, passphrase: str, code: str) -> Session:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from textual.widgets import Static
 
+from core.text import printable
+
 #: The prefix of the core's alert for an emergency-kit use.
 EMERGENCY_PREFIX = "EMERGENCY KIT USED"
 
@@ -39,7 +41,7 @@ class AlertBanner(Static):
             self.update("")
             return
         # The core's summary starts with "EMERGENCY:" too; say it once.
-        shown = ["!! " + line.replace(f"{EMERGENCY_PREFIX}: EMERGENCY: ",
+        shown = ["!! " + printable(line).replace(f"{EMERGENCY_PREFIX}: EMERGENCY: ",
                                       f"{EMERGENCY_PREFIX}: ", 1) for line in lines[:2]]
         if len(lines) > 2:
             shown.append(f"!! and {len(lines) - 2} more emergency use(s)")

@@ -115,6 +115,11 @@ class AuthForm(Vertical):
     @on(Input.Submitted, "#auth-passphrase")
     def _passphrase_done(self, event: Input.Submitted) -> None:
         event.stop()
+        if not event.value:
+            # The unlock habit is "Enter (choose yourself), passphrase, Enter, code". With
+            # one operator to choose the form starts in the passphrase; that first Enter
+            # must not carry the passphrase's keys on into the code field.
+            return
         if self._code() and len(self._code()) == 6:
             self.submit()
         else:

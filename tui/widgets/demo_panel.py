@@ -25,9 +25,12 @@ class DemoPanel(Static):
 
     def __init__(self, operators: list[DemoOperator], now: Callable[[], float], *,
                  compact: bool = False, id: str | None = None,
-                 classes: str | None = None) -> None:
+                 classes: str | None = None, vault: str = "", second: str = "") -> None:
         super().__init__("", markup=False, id=id, classes=classes)
         self._operators = operators
+        #: Where the demo vault is, and how to open a second terminal on it.
+        self._vault = vault
+        self._second = second
         self._now = now
         self._compact = compact
         self.border_title = "DEMO"
@@ -41,7 +44,16 @@ class DemoPanel(Static):
         left = totp.PERIOD - int(now) % totp.PERIOD
         out = Text()
         if not self._compact:
-            out.append("A throwaway vault: never put a real secret in it.\n", "bold")
+            # Short lines: the panel is ~36 columns wide at 80x24 and nothing may wrap badly.
+            out.append("Throwaway: no real secrets here.\n", "bold")
+            if self._second:
+                # The vault's path inside the command that opens a second terminal on it,
+                # split with a shell line continuation: pasted as it is shown, it runs.
+                command, _sep, path = self._second.rpartition(" ")
+                out.append("The vault, for a second terminal:\n")
+                out.append(f"{command} \\\n  {path}\n")
+            elif self._vault:
+                out.append(f"vault {self._vault}\n")
         for n, (name, roles, passphrase, seed) in enumerate(self._operators):
             code = totp.code_at(seed, now)
             if n or not self._compact:
@@ -53,11 +65,11 @@ class DemoPanel(Static):
                 out.append(f" {left:>2}s")
             else:
                 out.append(name, "bold")
-                out.append(f"  {', '.join(roles)}\n")
+                out.append(f"  {','.join(roles)}\n")
                 out.append(f"  pass  {passphrase}\n")
                 out.append("  code  ")
                 out.append(f"{code[:3]} {code[3:]}", "bold reverse")
-                out.append(f"  {left:>2}s left\n")
+                out.append(f"  {left:>2}s left")
         return out
 
     def tick(self) -> None:

@@ -25,6 +25,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from core.text import printable
+
 
 @dataclass(frozen=True)
 class Column:
@@ -316,7 +318,8 @@ class VirtualTable(ScrollView, can_focus=True):
         parts: list[str] = [" "]
         for n, (i, w) in enumerate(layout):
             text = cells[i] if i < len(cells) else ""
-            text = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+            # Cells hold text others typed: controls are shown escaped, never sent raw.
+            text = printable(text)
             if cell_len(text) > w:
                 text = set_cell_size(text, max(0, w - 1)) + "…"
             parts.append(set_cell_size(text, w))

@@ -1,0 +1,89 @@
+"""What the holder of a running lease may do without a new approval.
+
+* **Re-display** the secret after re-authenticating. A lock, a quit or a
+  restart used to lose it for good ("revealed in another session") while the
+  lease, and the holder's right to the value, ran on. Nothing new is granted:
+  the value is opened again from the holder's own share plus the approvers'
+  grants, which stay on the request until it closes. Each re-display is its
+  own audit event, ``checkout.redisplayed``, never a second
+  ``checkout.revealed``: the reveal (the release) happened once.
+* **Extend** the lease up to the credential's maximum duration, counted from
+  the reveal (``checkout.extended``). Beyond it a new request and approval
+  are needed.
+
+Only a plain checkout qualifies: a one-time onboarding secret is shown once
+by design, and an emergency use has no grants to re-open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.checkout import CheckoutOps
+from core.errors import PolicyError, UsageError
+from core.models import Checkout, CheckoutState, format_duration
+from core.secret import SecretValue
+from core.session import Session
+from core.store import Transaction
+
+S = CheckoutState
+
+
+class HolderOps(CheckoutOps):
+    def _held(self, txn: Transaction, session: Session, req_id: str, what: str
+              ) -> dict[str, Any]:
+        """The request doc, if ``session`` holds it as a live plain checkout (audited refusal
+        otherwise)."""
+        self._require_active(txn, session, "requester")
+        req = self._request_doc(txn, req_id)
+        if req["requester"] != session.name:
+            raise self._refuse(txn, session, req_id, f"{what}-not-holder",
+                               f"only the holder can {what} this checkout")
+        if req.get("kind", "checkout") != "checkout":
+            raise self._refuse(txn, session, req_id, f"{what}-kind",
+                               f"a {req.get('kind')} secret cannot be {what}ed: it is shown "
+                               "once")
+        if req["state"] != S.CHECKED_OUT:
+            raise self._refuse(txn, session, req_id, f"{what}-state",
+                               f"{req_id} is {req['state']}, not a running lease")
+        if self.now() >= float(req.get("lease_expires") or 0):
+            raise self._refuse(txn, session, req_id, f"{what}-lease-ended",
+                               f"the lease on {req_id} has ended; check in")
+        return req
+
+    def redisplay(self, session: Session, req_id: str) -> SecretValue:
+        """The holder's secret again, during their own lease; audited as a re-display."""
+        with self.store.transaction() as txn:
+            req = self._held(txn, session, req_id, "redisplay")
+            secret = self._combine(txn, session, req, self._verified_policy(txn, req))
+            txn.record(session.signer, "checkout.redisplayed", req_id, {
+                "credential": req["cred_name"], "version": req["version"],
+                "lease_expires": req["lease_expires"],
+            })
+        # Returned only after the audit entry is durable (the commit succeeded).
+        return secret
+
+    def extend_lease(self, session: Session, req_id: str, extra: int) -> Checkout:
+        """Lengthen the holder's lease by ``extra`` seconds, within the credential's maximum
+        (counted from the reveal); beyond it a new approval is needed."""
+        if extra <= 0:
+            raise UsageError("an extension must be positive")
+        with self.store.transaction() as txn:
+            req = self._held(txn, session, req_id, "extend")
+            policy = self._verified_policy(txn, req)  # as an admin signed it
+            revealed = float(req["revealed_at"])
+            old_end = float(req["lease_expires"])
+            new_end = old_end + extra
+            if new_end - revealed > policy.max_duration:
+                left = max(0, int(revealed + policy.max_duration - old_end))
+                raise PolicyError(
+                    f"{req['cred_name']}'s maximum lease is "
+                    f"{format_duration(policy.max_duration)}: at most "
+                    f"{format_duration(left)} more can be added; beyond that request again")
+            req["lease_expires"] = new_end
+            self._save(txn, req)
+            txn.record(session.signer, "checkout.extended", req_id, {
+                "credential": req["cred_name"], "lease_expires": new_end,
+                "previous_lease_expires": old_end, "extra": extra,
+            })
+            return Checkout.from_doc(req)
