@@ -1002,7 +1002,7 @@ def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
                   f"{iso(a.at)}, period {a.since} .. {a.until}, audit head seq {a.entries}"
                   + (f" hash {a.head_hash[:16]}..." if a.head_hash else ""))
         return 0
-    if args.kind != "custody" or args.file:
+    if args.kind != "custody" or args.file or not args.since:
         raise UsageError("report custody --since DATE [--until DATE] --format md|html|json")
     since = report.parse_date(args.since)
     until = report.parse_date(args.until, end=True) if args.until else None

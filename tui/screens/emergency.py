@@ -9,8 +9,9 @@ and the credential is rotated at check-in like any checkout. The recovery
 code goes into a password field and is cleared from it at once; the secret
 then appears on the usual reveal screen, masked until ``r``.
 
-*Kit issued*: the recovery code and its QR code, shown exactly once (the
-vault keeps only the fingerprint), for printing or copying onto paper.
+*Kit issued*: the kit's fingerprint and who holds its two parts; each holder
+prints theirs with ``glasskey kit part`` on their own terminal. No part is
+shown here.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class EmergencyScreen(GlasskeyScreen):
                             restrict=r"[0-9smh ]*", max_length=8)
                 yield Label("at most the credential's policy maximum", id="emg-max")
             with Horizontal(classes="form-row"):
-                yield Label("Recovery code", classes="form-label")
+                yield Label("Both kit parts (GK2-1-… GK2-2-…)", classes="form-label")
                 yield Input(id="emg-code", compact=True, password=True,
                             placeholder="GK1-… from the sealed envelope in the safe")
             with Horizontal(id="emergency-busy"):
@@ -98,7 +99,7 @@ class EmergencyScreen(GlasskeyScreen):
             yield Static("", id="emergency-error", classes="form-error", markup=False)
             demo = self.gk.demo
             if demo is not None and demo.kit_code:
-                box = Static(f"The demo kit's recovery code (a real vault never shows it):\n"
+                box = Static(f"The demo kit's two parts (a real vault never shows both together):\n"
                              f"{demo.kit_code}", id="emergency-demo", markup=False)
                 box.border_title = "DEMO"
                 yield box
@@ -169,7 +170,7 @@ class EmergencyScreen(GlasskeyScreen):
             return
         for wid, what in (("emg-cred", "the credential to open"), ("emg-reason", "a reason"),
                           ("emg-ticket", "a ticket reference"),
-                          ("emg-code", "the recovery code from the safe")):
+                          ("emg-code", "both kit parts from the safe")):
             if not self._value(wid):
                 self._error(f"Give {what}.")
                 self.screen.set_focus(self.query_one(f"#{wid}"))
@@ -232,18 +233,6 @@ class CodeText(Static):
     """The recovery code: plain text that the selection copy cannot lift."""
 
     ALLOW_SELECT = False
-
-
-def code_lines(code: str, groups_per_line: int = 4) -> str:
-    """The recovery code in lines of a few groups (dashes and spaces are ignored on input).
-
-    Four groups (23 columns with the trailing dash) fit the text column at 80x24, so a
-    line never wraps and leaves a lone "-" on its own line.
-    """
-    groups = code.split("-")
-    lines = ["-".join(groups[i:i + groups_per_line])
-             for i in range(0, len(groups), groups_per_line)]
-    return "-\n".join(lines)
 
 
 class KitIssuedScreen(GlasskeyScreen):
