@@ -1475,11 +1475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CliUsage as exc:
             raise UsageError(str(exc)) from None
         json_mode = json_mode or bool(args.json)
-        # Before anything imports Textual (tui/envguard.py says why); only the
-        # TUI loads Textual, so only the TUI warns.
-        tui = args.command in (None, "demo")
-        envguard.scrub(quiet=not tui)
-        if tui:
+        # Before anything imports Textual (tui/envguard.py says why). Only the TUI
+        # loads Textual, so only the TUI needs (and warns about) the scrub.
+        if args.command in (None, "demo"):
+            envguard.scrub(quiet=False)
             envguard.disable_screenshots()
         if args.command is None:
             from tui import app as tui_app
