@@ -351,6 +351,42 @@ def cmd_operator(vault: Vault, args: argparse.Namespace) -> int:
                 emit(f"key: {enrolment.totp_secret}")
                 emit("the operator becomes active at their first successful unlock")
         return 0
+    if args.action == "passwd":
+        name = known_operator(vault, read_name(args.as_))
+        if args.passphrase_file == "-" and args.new_passphrase_file == "-":
+            raise UsageError("only one of --passphrase-file and --new-passphrase-file can "
+                             "read stdin")
+        old = read_passphrase(args.passphrase_file, f"Current passphrase for {name}: ")
+        code = read_totp(args.totp, name)
+        new = read_passphrase(args.new_passphrase_file, f"New passphrase for {name}: ")
+        if args.new_passphrase_file is None and interactive():
+            again = getpass.getpass("Once more: ", stream=sys.stderr)
+            if again != new:
+                raise UsageError("the two new passphrases differ; nothing was changed")
+        vault.change_passphrase(name, old, code, new)
+        if args.json:
+            out_json({"name": name, "passphrase": "changed"})
+        else:
+            emit(f"passphrase of {name} changed")
+        return 0
+    if args.action == "totp-reset":
+        if not args.name:
+            raise UsageError("operator totp-reset NAME --with NAME2 (NAME gives their "
+                             "passphrase; NAME2 countersigns with passphrase and TOTP)")
+        name = known_operator(vault, args.name)
+        if args.with_:
+            known_operator(vault, args.with_)
+        passphrase = read_passphrase(args.passphrase_file, f"Passphrase for {name}: ")
+        witness = second_session(vault, args)
+        enrolment = vault.reset_totp(witness, name, passphrase)
+        if args.json:
+            out_json({"name": name, "totp_uri": enrolment.uri,
+                      "totp_secret": enrolment.totp_secret})
+        else:
+            emit(f"new TOTP key for {name} (shown once; the old one no longer works):")
+            show_qr(enrolment.uri, sys.stdout)
+            emit(f"key: {enrolment.totp_secret}")
+        return 0
     if args.action == "remove":
         if not args.name:
             raise UsageError("operator remove NAME --with SECOND ...")
@@ -1046,7 +1082,8 @@ def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
 DOCS: dict[str, tuple[str, str]] = {
     "init": ("Create a vault with its founding operators (at least two).",
              "glasskey init --operators-file ops.json --json"),
-    "operator": ("List, add, suspend, reactivate or remove operators.",
+    "operator": ("List, add, suspend, reactivate or remove operators; change your own "
+                 "passphrase (passwd) or TOTP key (totp-reset, countersigned).",
                  "glasskey operator add carol --roles approver --as bob --with alice"),
     "cred": ("Add, import or list credentials.",
              "glasskey cred add prod-db-root --connector postgres --target 'host=db1' --as bob"),
@@ -1096,6 +1133,8 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("operator", "add"): ACTOR | SECOND | {"roles", "new_passphrase_file", "totp_secret_file",
                                            "totp_secret_argv"},
     ("operator", "remove"): ACTOR | SECOND | {"sweep"},
+    ("operator", "passwd"): ACTOR | {"new_passphrase_file"},
+    ("operator", "totp-reset"): frozenset({"passphrase_file"}) | SECOND,
     ("operator", "suspend"): ACTOR | SECOND | {"reason"},
     ("operator", "reactivate"): ACTOR | SECOND,
     ("cred", "list"): frozenset(),
@@ -1125,7 +1164,8 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
 }
 #: Positional arguments that make no sense for an action (``operator list NAME``).
 NO_POSITIONAL: dict[tuple[str, str], str] = {
-    ("operator", "list"): "name", ("cred", "list"): "name", ("onboard", "list"): "id",
+    ("operator", "list"): "name", ("operator", "passwd"): "name", ("cred", "list"): "name",
+    ("onboard", "list"): "id",
     ("onboard", "issue"): "id", ("kit", "status"): "cred", ("kit", "issue"): "cred",
     ("kit", "part"): "cred", ("kit", "burn"): "cred", ("kit", "sweep"): "cred",
 }
@@ -1200,19 +1240,21 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_init)
 
     p = command("operator", common, actor)
-    p.add_argument("action", choices=["list", "add", "suspend", "reactivate", "remove"])
+    p.add_argument("action", choices=["list", "add", "suspend", "reactivate", "remove",
+                                      "passwd", "totp-reset"])
     p.add_argument("--sweep", action="store_true",
                    help="remove: rotate every credential the leaver could reach")
     p.add_argument("name", nargs="?", help="the operator (required except for list)")
     p.add_argument("--roles", help="add (required): comma-separated requester,approver,admin")
     p.add_argument("--reason", help="suspend: why")
     p.add_argument("--new-passphrase-file", metavar="PATH",
-                   help="add: the new operator's passphrase ('-' = stdin)")
+                   help="add: the new operator's passphrase; passwd: your new one ('-' = stdin)")
     p.add_argument("--totp-secret-file", metavar="PATH",
                    help="add: file holding the new operator's TOTP key (base32; '-' = stdin); "
                    "generated when absent. Never on the command line.")
     p.add_argument("--totp-secret", dest="totp_secret_argv", help=argparse.SUPPRESS)
-    p.add_argument("--with", dest="with_", metavar="NAME", help="second operator (add, remove)")
+    p.add_argument("--with", dest="with_", metavar="NAME",
+                   help="second operator (add, remove, suspend, reactivate, totp-reset)")
     p.add_argument("--with-totp", metavar="CODE")
     p.add_argument("--with-passphrase-file", metavar="PATH")
     p.set_defaults(func=cmd_operator)
