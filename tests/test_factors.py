@@ -100,3 +100,32 @@ def _seed(name: str) -> str:
     from tests.test_cli import SEEDS
 
     return SEEDS[name]
+
+
+def test_cli_init_from_one_file_per_founder(tmp_path: Path) -> None:
+    """Each founder writes their own file; the vault is founded from them, signed by all."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GLASSKEY_VAULT=str(tmp_path / "vault"),
+               GLASSKEY_STATE_DIR=str(tmp_path / "state"),
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    files = []
+    for name, roles in (("alice", ["requester"]), ("bob", ["approver", "admin"])):
+        f = tmp_path / f"{name}.json"
+        f.write_text(json.dumps({"name": name, "roles": roles,
+                                 "passphrase": f"{name}'s own long passphrase"}))
+        files += ["--founder-file", str(f)]
+    run = subprocess.run([sys.executable, "-m", "tui.cli", "init", *files, "--json",
+                          "--kdf-seconds", "0.01"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert [o["name"] for o in json.loads(run.stdout)["operators"]] == ["alice", "bob"]
+    founded = json.loads((tmp_path / "vault" / "audit.jsonl").read_text().splitlines()[0])
+    assert founded["event"] == "vault.founded"
+    assert set(founded["details"]["sigs"]) == {"alice", "bob"}
+    both = subprocess.run([sys.executable, "-m", "tui.cli", "init", *files,
+                           "--operators-file", str(files[1])], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert both.returncode == 2

@@ -209,7 +209,13 @@ def second_session(vault: Vault, args: argparse.Namespace) -> Session:
 def cmd_init(vault: Vault, args: argparse.Namespace) -> int:
     cap(args.label, "label")
     specs: list[OperatorSpec] = []
-    if args.operators_file:
+    if args.founder_file and args.operators_file:
+        raise UsageError("give the founders either as --founder-file (one per founder) or "
+                         "as one --operators-file, not both")
+    if args.founder_file:
+        specs = [OperatorSpec.from_doc(read_json_file(f, "founder file"))
+                 for f in args.founder_file]
+    elif args.operators_file:
         try:
             raw = Path(args.operators_file).read_text("utf-8") if args.operators_file != "-" \
                 else sys.stdin.read()
@@ -222,6 +228,9 @@ def cmd_init(vault: Vault, args: argparse.Namespace) -> int:
         if not isinstance(docs, list):
             raise UsageError("the operators file must hold a JSON list of operators")
         specs = [OperatorSpec.from_doc(d) for d in docs]
+        if interactive():
+            note("note: whoever wrote this file knows every founder's passphrase; "
+                 "--founder-file (one per founder) or the prompts avoid that")
     elif interactive():
         specs = prompt_founders()
     else:
@@ -238,6 +247,15 @@ def cmd_init(vault: Vault, args: argparse.Namespace) -> int:
                 confirm_enrolment(vault, e, next(s for s in specs if s.name == e.name))
     report_enrolments(args, vault, enrolments)
     return 0
+
+
+def read_json_file(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"the {what} {path} is not valid JSON") from None
 
 
 def prompt_founders() -> list[OperatorSpec]:
@@ -1233,7 +1251,11 @@ def build_parser() -> Parser:
 
     p = command("init", common)
     p.add_argument("--operators-file", metavar="F", help="JSON list of {name, roles, "
-                   "passphrase, totp_secret?} (required without a terminal)")
+                   "passphrase, totp_secret?} (for scripts and tests: whoever writes it knows "
+                   "every founder's factors)")
+    p.add_argument("--founder-file", metavar="F", action="append",
+                   help="one founder's own JSON {name, roles, passphrase, totp_secret?}, "
+                   "written by that founder; give it once per founder")
     p.add_argument("--label", default="vault", help="a name shown in authenticator apps")
     p.add_argument("--kdf-seconds", type=float, help="Argon2id calibration target (default "
                    "0.5 s)")
