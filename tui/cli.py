@@ -1033,6 +1033,9 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("demo", parents=[common], help="a throwaway demo vault, then the TUI")
     p.set_defaults(func=cmd_demo)
+    from tui import cli_outage  # issue 14: notify, relay, drill, open
+
+    cli_outage.add_parsers(sub, common, actor)
     return parser
 
 
