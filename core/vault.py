@@ -16,6 +16,7 @@ from core import witness
 from core.audit import Head
 from core.chain import Checkpoint, Progress, VerifyResult, verify_log
 from core.clock import CLOCK_SKEW, Clock, Random, iso
+from core.drill import DrillOps
 from core.emergency import EmergencyOps
 from core.errors import (
     ClockSkewError,
@@ -43,7 +44,7 @@ class SweepReport:
     errors: list[str]
 
 
-class Vault(NotifyOps, OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
+class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps):
     def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
                  *, lock_timeout: float = 10.0) -> None:
         super().__init__(root, clock, rng, lock_timeout=lock_timeout)

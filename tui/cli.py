@@ -680,13 +680,15 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
     if args.action == "part":
         session = authenticate(vault, args)
         part = vault.kit_part(session)
+        check = str((vault.active_kit() or {}).get("fingerprint", ""))  # drill --kit
         if args.json:
-            out_json({"part": part})
+            out_json({"part": part, "check_code": check})
         else:
             print("YOUR PART of the emergency kit — print it, seal it in an envelope with your "
                   "name, put it in the safe. It is erased from the vault now.")
             print(part)
             show_qr(part, sys.stdout)
+            print(f"check code (write it on the envelope; 'glasskey drill --kit'): {check}")
         return 0
     if args.action == "burn":
         session = authenticate(vault, args)
@@ -879,6 +881,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="glasskey", description="Break-glass custody: a dual-control vault. "
                     "With no command, opens the terminal UI.")
     parser.add_argument("--vault", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--open", metavar="REQ", help="open the TUI on a request after unlock")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("init", parents=[common], help="create a vault with its founding "
@@ -1055,7 +1058,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui import app as tui_app
 
             fsutil.set_lock_identity(command="tui")
-            tui_app.run(Path(args.vault) if args.vault else default_vault_dir())
+            tui_app.run(Path(args.vault) if args.vault else default_vault_dir(),
+                        open_request=args.open)
             return 0
         if args.command == "demo":
             return int(args.func(None, args))

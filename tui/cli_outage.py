@@ -26,6 +26,20 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser,
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.set_defaults(func=cmd_relay)
 
+    p = sub.add_parser("drill", parents=[common, actor],
+                       help="readiness: unlock and open your own share (nothing released)")
+    p.add_argument("--cred", metavar="NAME", help="the credential (default: a random one "
+                   "you hold a share of)")
+    p.add_argument("--kit", action="store_true",
+                   help="kit drill: compare the check code printed with the kit parts")
+    p.add_argument("--check-code", metavar="CODE", help="kit drill: the code on the envelope")
+    p.set_defaults(func=cmd_drill)
+
+    p = sub.add_parser("open", parents=[common],
+                       help="open the terminal UI on a request (after unlock)")
+    p.add_argument("request", metavar="REQ")
+    p.set_defaults(func=cmd_open)
+
 
 def cmd_notify(vault: Vault, args: argparse.Namespace) -> int:
     from tui.cli import out_json
@@ -73,3 +87,43 @@ def cmd_relay(vault: Vault, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         note("relay: stopped")
         return 0
+
+
+def cmd_drill(vault: Vault, args: argparse.Namespace) -> int:
+    from tui.cli import authenticate, interactive, out_json
+
+    if args.kit:
+        code = args.check_code
+        if not code and interactive():
+            code = input("Check code printed with the kit parts: ")
+        if not code:
+            raise UsageError("a kit drill needs --check-code CODE (printed with each kit part)")
+        session = authenticate(vault, args)
+        result = vault.kit_drill(session, code)
+    else:
+        if args.check_code:
+            raise UsageError("--check-code goes with --kit")
+        session = authenticate(vault, args)
+        result = vault.drill(session, args.cred)
+    if args.json:
+        out_json({"kind": result.kind, "subject": result.subject, "version": result.version,
+                  "passed": list(result.checks)})
+    else:
+        what = f"kit {result.subject}" if result.kind == "kit" else \
+            f"{result.subject} version {result.version}"
+        print(f"drill passed: {what}: {', '.join(result.checks)} (signed and audited; "
+              "nothing was combined or released)")
+    return 0
+
+
+def cmd_open(vault: Vault, args: argparse.Namespace) -> int:
+    """``glasskey open REQ``: the TUI, on that request once unlocked."""
+    from core import fsutil
+    from tui import app as tui_app
+    from tui import envguard
+
+    vault.checkout(args.request)  # an unknown id is a usage error before the TUI starts
+    envguard.disable_screenshots()
+    fsutil.set_lock_identity(command="tui")
+    tui_app.run(vault.root, open_request=args.request)
+    return 0
