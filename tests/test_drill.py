@@ -143,3 +143,29 @@ def test_drill_cli_and_check_code_printed_with_the_kit_part(tmp_path: Path) -> N
     assert json.loads(share.stdout)["subject"] == "db-root"
     bad = cli("drill", "--kit", "--check-code", "0000", who="bob", step=1)
     assert bad.returncode == 1 and b"does not match" in bad.stderr
+
+
+def test_custody_report_shows_drills_and_flags_the_undrilled(world: World) -> None:
+    from core.report import build_custody_report, render_markdown
+
+    w = world
+    start = w.clock.now() - 10
+    w.vault.drill(w.s("carol"), "db-root")
+    report = build_custody_report(w.vault, start)
+    by_op = {d.operator: d for d in report.drills}
+    assert by_op["carol"].passed_in_period == 1 and not by_op["carol"].flagged
+    assert by_op["carol"].last_subject == "db-root" and by_op["carol"].last_passed
+    assert by_op["alice"].flagged and by_op["bob"].flagged
+    # k = 2 and one drilled operator: both credentials are short
+    assert sorted(c.credential for c in report.drill_credentials) == ["db-root", "ldap-admin"]
+    assert any(f.kind == "drill-missing" and "alice" in f.subject for f in report.findings)
+    w.vault.drill(w.s("bob"), "ldap-admin")
+    report = build_custody_report(w.vault, start)
+    assert not report.drill_credentials
+    md = render_markdown(report)
+    assert "## Drills" in md and "NOT DRILLED IN PERIOD" in md  # alice still
+    # a later report period that starts after the drills still knows the last one
+    w.clock.advance(86400)
+    later = build_custody_report(w.vault, w.clock.now() - 10)
+    carol = {d.operator: d for d in later.drills}["carol"]
+    assert carol.flagged and carol.last_passed is not None
