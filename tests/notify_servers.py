@@ -119,6 +119,7 @@ class Mail:
     raw: bytes
     tls: bool
     login: str | None
+    at: float = 0.0  # time.monotonic() when the message was accepted
 
 
 @dataclass
@@ -131,7 +132,11 @@ class SmtpReceiver:
     messages: list[Mail] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        import logging
+
         from aiosmtpd.controller import Controller
+
+        logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's chatter
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
         self.cert, keyfile = self_signed(self.directory)
@@ -156,7 +161,7 @@ class SmtpReceiver:
                 with receiver.cond:
                     receiver.messages.append(Mail(
                         envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(raw),
-                        raw, bool(session.ssl), login))
+                        raw, bool(session.ssl), login, time.monotonic()))
                     receiver.cond.notify_all()
                 return "250 OK"
 
