@@ -681,6 +681,10 @@ class _Collector:
             keep = {k: v for k, v in d.items()
                     if k in ("roles", "reason", "founder", "how", "status", "by")}
             self.operators.append(OperatorChange(at, subject, action, actor, keep))
+        elif event == "notify.failed":  # core/notify.py: a delivery that did not go out
+            self.notify_failures.append(NotifyFailure(
+                at, actor, _s(d.get("request")) or subject,
+                f"{_s(d.get('event'))} via {_s(d.get('channel'))}: {_s(d.get('reason'))}"))
         elif group == "drill":
             self.drills.append(DrillRecord(at, actor, _s(d.get("kind")) or "share", subject,
                                            action == "passed", _s(d.get("failed")),
@@ -1609,8 +1613,8 @@ def _findings(report: CustodyReport, col: _Collector, state_kit: str | None = No
                            f"{kr.fingerprint or '?'})"))
     for nf in report.notify_failures:
         out.append(Finding("medium", "notify-failed", nf.request,
-                           f"the emergency notification for {nf.request} failed at "
-                           f"{iso(nf.at)} ({nf.why or '?'}): nobody was alerted by the hook"))
+                           f"a notification for {nf.request} failed at "
+                           f"{iso(nf.at)} ({nf.why or '?'}): nobody was alerted that way"))
     log_kit = _log_active_kit(col)
     if state_kit is not None and state_kit != log_kit:
         out.append(Finding("high", "state-log-disagree", "emergency kit",
@@ -2022,7 +2026,8 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("emergency", "Emergency-kit uses", "Each needs two reviewers; the kit must be burned."),
     ("kit_refusals", "Refused emergency-kit uses",
      "A kit use refused for a wrong, burned or unknown kit: someone tried the kit."),
-    ("notify_failures", "Failed emergency notifications", ""),
+    ("notify_failures", "Failed notifications",
+     "Deliveries that did not go out (webhook, command hook, e-mail; retried until they do)."),
     ("kits", "Emergency kits", ""),
     ("onboarding", "One-time onboarding secrets", ""),
     ("rotation_failures", "Rotation failures", ""),
@@ -2070,7 +2075,7 @@ def _summary_items(r: CustodyReport) -> list[tuple[str, Any]]:
         ("Overdue reviews", s.overdue_reviews), ("Failed authentications", s.auth_failures),
         ("Lockouts (unsigned entries)", s.lockouts), ("Refused attempts", s.refusals),
         ("Refused emergency-kit uses", s.kit_refusals),
-        ("Failed emergency notifications", s.notify_failures),
+        ("Failed notifications", s.notify_failures),
         ("Unsigned system entries", s.unsigned_entries),
         ("Flagged approver-requester pairs", s.flagged_pairs),
         ("Credentials", s.credentials),

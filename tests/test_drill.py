@@ -169,3 +169,19 @@ def test_custody_report_shows_drills_and_flags_the_undrilled(world: World) -> No
     later = build_custody_report(w.vault, w.clock.now() - 10)
     carol = {d.operator: d for d in later.drills}["carol"]
     assert carol.flagged and carol.last_passed is not None
+
+
+def test_custody_report_lists_failed_notification_deliveries(world: World,
+                                                             tmp_path: Path) -> None:
+    from core.report import build_custody_report
+
+    w = world
+    start = w.clock.now() - 10
+    (w.root / "glasskey.toml").write_text(
+        '[notify]\nwebhook = "http://127.0.0.1:9/nothing-listens"\ntimeout = 1\n')
+    req = w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)
+    w.vault.wait_notifications()
+    report = build_custody_report(w.vault, start)
+    [nf] = report.notify_failures
+    assert nf.request == req.id and "checkout.requested via webhook" in nf.why
+    assert any(f.kind == "notify-failed" for f in report.findings)
