@@ -386,3 +386,22 @@ def test_notify_test_reaches_every_channel(world: World, tmp_path: Path, http: H
     proc = subprocess.run([sys.executable, "-m", "tui.cli", "notify", "test", "--vault",
                            str(w.root)], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 1 and b"HTTP 500" in proc.stdout + proc.stderr
+
+
+def test_on_unlock_runs_once_the_vault_lock_is_released(world: World) -> None:
+    """Store.on_unlock (what delivers notifications) runs after the commit with the lock
+    free: another process's writer gets in at once (txn.after_commit runs inside it)."""
+    from core.vault import Vault
+
+    w = world
+    other = Vault(w.root, w.clock, lock_timeout=0.3)
+    seen: list[list[str]] = []
+
+    def probe(txn: object) -> None:
+        with other.store.transaction():
+            pass  # would time out (StorageError, swallowed) if the lock were held
+        seen.append([e for _, e, _, _, _ in txn.recorded])  # type: ignore[attr-defined]
+
+    w.vault.store.on_unlock = probe
+    w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)
+    assert seen and "checkout.requested" in seen[-1]
