@@ -405,3 +405,28 @@ def test_on_unlock_runs_once_the_vault_lock_is_released(world: World) -> None:
     w.vault.store.on_unlock = probe
     w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)
     assert seen and "checkout.requested" in seen[-1]
+
+
+def test_a_failed_rotation_tells_every_approver(world: World, tmp_path: Path,
+                                                http: HttpReceiver) -> None:
+    from core.credentials import CredentialSpec
+    from core.secret import SecretValue
+
+    w = world
+    script = tmp_path / "refuse.sh"
+    script.write_text("#!/bin/sh\ncat > /dev/null\necho 'target refused' >&2\nexit 1\n")
+    script.chmod(0o755)
+    w.vault.add_credential(w.s("bob"), CredentialSpec(
+        "app-admin", connector="command", secret=SecretValue("app-value-CANARY"),
+        target=str(script)))
+    req = w.checkout("app-admin")
+    w.vault.reveal(w.s("alice"), req)
+    configure(w, tmp_path, webhook=http.url)
+    assert w.vault.checkin(w.s("alice"), req).outcome == "failed"
+    w.vault.wait_notifications()
+    [got] = http.wait_for(1)
+    payload = json.loads(got.body)
+    assert payload["event"] == "rotate.failed" and payload["to"] == {"role": "approver"}
+    assert payload["credential"] == "app-admin" and payload["request"] == req
+    assert payload["command"] == "glasskey reconcile app-admin"
+    assert "CANARY" not in got.body.decode()
