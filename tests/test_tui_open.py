@@ -36,3 +36,17 @@ def test_open_and_the_global_option_parse() -> None:
     parser = build_parser()
     assert parser.parse_args(["open", "r123"]).request == "r123"
     assert parser.parse_args(["--open", "r123"]).open == "r123"
+
+
+def test_open_an_unknown_request_is_one_sentence_and_no_tui(world: World) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tui.cli", "open", "r-nope", "--vault",
+                           str(world.root)],
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("TEXTUAL")}, capture_output=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode() == "glasskey: there is no request 'r-nope'\n"

@@ -1050,7 +1050,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         # Before anything imports Textual (tui/envguard.py says why); only the
         # TUI loads Textual, so only the TUI warns.
-        tui = args.command in (None, "demo")
+        tui = args.command in (None, "demo", "open")
         envguard.scrub(quiet=not tui)
         if tui:
             envguard.disable_screenshots()

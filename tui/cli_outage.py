@@ -120,10 +120,8 @@ def cmd_open(vault: Vault, args: argparse.Namespace) -> int:
     """``glasskey open REQ``: the TUI, on that request once unlocked."""
     from core import fsutil
     from tui import app as tui_app
-    from tui import envguard
 
     vault.checkout(args.request)  # an unknown id is a usage error before the TUI starts
-    envguard.disable_screenshots()
-    fsutil.set_lock_identity(command="tui")
+    fsutil.set_lock_identity(command="tui")  # tui/cli.py main scrubbed the environment
     tui_app.run(vault.root, open_request=args.request)
     return 0
