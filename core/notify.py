@@ -641,6 +641,10 @@ class NotifyOps(VaultBase):
 
     def notify_alerts(self) -> list[str]:
         out = []
+        try:
+            self.notify_settings()
+        except GlasskeyError as exc:  # otherwise every delivery would be skipped silently
+            out.append(f"NOTIFY MISCONFIGURED: {exc}; no notification is sent")
         for rec in self.queued_notifications():
             p = rec["payload"]
             what = p.get("request") or p.get("credential") or ""

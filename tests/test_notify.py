@@ -430,3 +430,12 @@ def test_a_failed_rotation_tells_every_approver(world: World, tmp_path: Path,
     assert payload["credential"] == "app-admin" and payload["request"] == req
     assert payload["command"] == "glasskey reconcile app-admin"
     assert "CANARY" not in got.body.decode()
+
+
+def test_a_misconfigured_notify_section_is_an_alert_not_silence(world: World) -> None:
+    w = world
+    (w.root / "glasskey.toml").write_text('[notify]\nwebhook = "file:///etc/passwd"\n')
+    w.vault._notify_cache = None
+    w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)  # still works
+    assert any(a.startswith("NOTIFY MISCONFIGURED") and "http(s) URL" in a
+               for a in w.vault.alerts())
