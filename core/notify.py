@@ -15,18 +15,21 @@ Where events come from
     nothing else can leak in by accident.
 
 How they are delivered
-    The committing process hands the deliveries to a background thread and
-    returns at once: the commit is done and a secret (an emergency use) is not
-    held back. The thread sends every channel in parallel within
-    ``[notify] timeout`` seconds of wall-clock time (3 by default); the
-    interpreter waits for it at exit, so a CLI command lives at most that much
-    longer. A delivery that fails (or does not finish in time) is queued in the
-    vault: one record per delivery, keyed by its delivery id, so queueing twice
-    is harmless. Every later authenticated command (its sweep) and
-    ``glasskey relay`` retry queued deliveries with back-off. Delivery is at
-    least once: a receiver may see a delivery id twice and should drop the
-    second. A process killed between its commit and its delivery loses that
-    notification (the audit log still holds the event).
+    Just before the commit (``Store.before_commit``) the deliveries are written
+    into the vault's queue, in the same commit as the events they announce:
+    one record per delivery, keyed by its delivery id, so queueing twice is
+    harmless and a process killed right after its commit loses none. After the
+    commit, with the lock released, the committing process hands them to a
+    background thread and returns at once: the commit is done and a secret (an
+    emergency use) is not held back. The thread sends every channel in
+    parallel within ``[notify] timeout`` seconds of wall-clock time (3 by
+    default), then removes what went out and records why the rest did not (one
+    short transaction); the interpreter waits for it at exit, so a CLI command
+    lives at most that much longer. A record is left to its own process for a
+    grace period (the timeout + 30 s); after that, and after each failure's
+    back-off, every later authenticated command (its sweep) and ``glasskey
+    relay`` deliver it. Delivery is at least once: a receiver may see a
+    delivery id twice and should drop the second.
 
 Failures in the audit log
     Only a few ``system`` events may be written unsigned, and a delivery
@@ -430,6 +433,25 @@ def deliver_all(settings: config.NotifySettings, items: list[Delivery],
 
 
 # --------------------------------------------------------------------------- the vault side
+#: Seconds (beyond the delivery budget) a committing process has to deliver what
+#: it queued before a sweep or the relay may deliver it instead.
+IN_FLIGHT_GRACE = 30.0
+
+
+def _enqueue(txn: Transaction, items: list[Delivery], next_at: float) -> None:
+    """Put deliveries into the vault's queue in this transaction (idempotent by id)."""
+    if not items:
+        return
+    doc = txn.table("meta").get(OUTBOX) or {}
+    queue: dict[str, Any] = dict(doc.get("items") or {})
+    at = txn.entry_time(strict=False)
+    for d in items:
+        queue.setdefault(d.id, {
+            "id": d.id, "channel": d.channel, "payload": d.payload, "attempts": 0,
+            "first": at, "last": None, "next_at": next_at, "reason": "", "audited": True})
+    txn.table("meta").put(OUTBOX, {**doc, "items": queue})
+
+
 @dataclass
 class _Batch:
     deliveries: list[Delivery] = field(default_factory=list)
@@ -459,33 +481,54 @@ class NotifyOps(VaultBase):
         return threads
 
     def attach_notifications(self) -> None:
-        """Deliver every committed event of this vault object's store."""
+        """Queue (in the commit) and deliver (after it) every event of this store."""
+        self.store.before_commit = self._queue_in_commit
         self.store.on_unlock = self._committed
 
-    def _committed(self, txn: Transaction) -> None:
-        """Store.on_unlock: the lock is released and the transaction committed."""
+    def _batches(self) -> dict[int, tuple[config.NotifySettings, _Batch]]:
+        batches: dict[int, tuple[config.NotifySettings, _Batch]] | None = getattr(
+            self, "_notify_batches", None)
+        if batches is None:
+            batches = {}
+            self._notify_batches = batches
+        return batches
+
+    def _queue_in_commit(self, txn: Transaction) -> None:
+        """Store.before_commit: the deliveries go into the vault with the events they
+        announce (one commit), so a process killed before delivering loses none: a
+        later sweep or the relay finds them once their grace period has passed."""
         if not any(event in EVENTS for _, event, _, _, _ in txn.recorded):
             return
         try:
             settings = self.notify_settings()
         except GlasskeyError:
-            return  # a broken glasskey.toml is reported by the commands that read it
+            return  # shown by alerts (NOTIFY MISCONFIGURED)
         if settings is None:
             return
         vault_id = str(txn.meta["vault_id"])
         batch = _Batch()
-        now = self.now()
+        at = txn.entry_time(strict=False)
         for signer, event, subject, details, seq in txn.recorded:
             payload = payload_from_entry(txn, vault_id, event, subject, details, signer.name,
-                                         seq, now)
+                                         seq, at)
             if payload is None:
                 continue
             batch.deliveries += deliveries_for(settings, vault_id, f"seq:{seq}", payload)
             if signer.key is not None:
                 batch.signer = signer
-        if batch.deliveries:
-            self._start(lambda: self._send_and_settle(settings, batch.deliveries,
-                                                      batch.signer, queued=False))
+        if not batch.deliveries:
+            return
+        _enqueue(txn, batch.deliveries, at + settings.budget + IN_FLIGHT_GRACE)
+        self._batches()[id(txn)] = (settings, batch)
+
+    def _committed(self, txn: Transaction) -> None:
+        """Store.on_unlock: the lock is released and the transaction committed."""
+        found = self._batches().pop(id(txn), None)
+        if found is None:
+            return
+        settings, batch = found
+        self._start(lambda: self._send_and_settle(settings, batch.deliveries, batch.signer,
+                                                  queued=True))
 
     def _start(self, work: Callable[[], object]) -> None:
         """Run ``work`` on a non-daemon thread: the caller returns now, the process
@@ -540,7 +583,7 @@ class NotifyOps(VaultBase):
                     if rec is not None:
                         del queue[ident]
                         changed = True
-                        if signer is not None:
+                        if signer is not None and int(rec.get("attempts", 0)) > 0:
                             txn.record(signer, "notify.delivered", ident, {
                                 "event": rec["payload"]["event"], "channel": rec["channel"],
                                 "request": rec["payload"]["request"],
@@ -629,11 +672,13 @@ class NotifyOps(VaultBase):
                     to={"operator": str(req.get("requester", ""))}, when=at)
                 fresh += deliveries_for(settings, vault_id, f"lease:{req_id}:{lease}", payload)
             txn.table("meta").put(OUTBOX, {**doc, "items": queue, "warned": warned})
+            _enqueue(txn, fresh, at + settings.budget + IN_FLIGHT_GRACE)
         items = claimed + fresh
         results = deliver_all(settings, items) if items else {}
         self._settle(items, results, signer)
 
     def queued_notifications(self) -> list[dict[str, Any]]:
+        """Every delivery in the vault's queue: failed ones, and those in flight."""
         with self.store.read() as txn:
             doc = txn.table("meta").get(OUTBOX) or {}
         return sorted((dict(r) for r in (doc.get("items") or {}).values()),
@@ -645,7 +690,10 @@ class NotifyOps(VaultBase):
             self.notify_settings()
         except GlasskeyError as exc:  # otherwise every delivery would be skipped silently
             out.append(f"NOTIFY MISCONFIGURED: {exc}; no notification is sent")
+        now = self.now()
         for rec in self.queued_notifications():
+            if not rec.get("attempts") and float(rec.get("next_at", 0)) > now:
+                continue  # in flight: its process is delivering it right now
             p = rec["payload"]
             what = p.get("request") or p.get("credential") or ""
             out.append(f"NOTIFY FAILING: {p.get('event')} {what} via {rec['channel']} "

@@ -446,6 +446,10 @@ class Store:
         #: released (core/notify.py delivers notifications there: a slow
         #: receiver must never hold the lock). Never raises into the caller.
         self.on_unlock: Callable[[Transaction], None] | None = None
+        #: Called with each write transaction that recorded entries, just before it
+        #: commits (core/notify.py queues its deliveries there, in the same commit,
+        #: so a crash after the commit loses none). Never raises into the caller.
+        self.before_commit: Callable[[Transaction], None] | None = None
         self._unlocked: list[Transaction] = []
 
     # -- creation ---------------------------------------------------------------
@@ -593,6 +597,11 @@ class Store:
                 yield txn
             except Refused as exc:
                 refused = exc  # a refusal is itself audited: keep its record, then report it
+            if self.before_commit is not None and txn.recorded:
+                try:
+                    self.before_commit(txn)
+                except Exception:  # noqa: S110 - notifications never block a commit
+                    pass
             txn._commit()
             self._saw(txn)
             if refused is None:

@@ -439,3 +439,27 @@ def test_a_misconfigured_notify_section_is_an_alert_not_silence(world: World) ->
     w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)  # still works
     assert any(a.startswith("NOTIFY MISCONFIGURED") and "http(s) URL" in a
                for a in w.vault.alerts())
+
+
+def test_deliveries_are_queued_in_the_commit_so_a_crash_before_delivery_loses_none(
+        world: World, tmp_path: Path, http: HttpReceiver) -> None:
+    """The delivery record is written in the same commit as the event: a process that
+    dies right after its commit (here: its after-commit delivery never runs) leaves it
+    queued, not alerted while in flight, and delivered by a later sweep."""
+    w = world
+    configure(w, tmp_path, webhook=http.url)
+    w.vault.store.on_unlock = None  # the committing process "dies" after its commit
+    req = w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)
+    [rec] = w.vault.queued_notifications()
+    assert rec["attempts"] == 0 and rec["payload"]["request"] == req.id
+    assert not any("NOTIFY FAILING" in a for a in w.vault.alerts())  # still in flight
+    w.vault.attach_notifications()
+    w.vault.sweep(w.s("bob"))  # within the grace period: left to its process
+    w.vault.wait_notifications()
+    assert not http.received
+    w.clock.advance(60)
+    w.vault.sweep(w.s("bob"))
+    w.vault.wait_notifications()
+    [got] = http.wait_for(1)
+    assert json.loads(got.body)["delivery_id"] == rec["id"]
+    assert not w.vault.queued_notifications()
