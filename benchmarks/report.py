@@ -304,6 +304,20 @@ def build_rows(res: dict[str, Any], scale: dict[str, Any]) -> list[Row]:
     elif pe is not None:
         rows.append(Row(g, "keepassxc-cli", None, "ms", note=pe.get("why", "unavailable"),
                         status_override="n/a"))
+    oc = res.get("outage")
+    if oc:
+        g = "outage loop: time to credential (file vault, machine time)"
+        names = {"request": "request committed", "notified_http":
+                 "  notification at the approver's client (webhook, separate process)",
+                 "notified_smtp": "  notification at the SMTP server (STARTTLS + AUTH)",
+                 "approve": "  approval committed by the approver's client",
+                 "seen": "  approval seen by the requester (polling the change counter)",
+                 "reveal": "  reveal", "total": "request -> secret in hand"}
+        for key, label in names.items():
+            st = oc["stages"][key]
+            rows.append(Row(g, f"{label}, p50", st["p50_ms"], "ms",
+                            f"p95 {st['p95_ms']:.1f} ms",
+                            note=f"{oc['trials']} trials" if key == "total" else ""))
     return rows
 
 

@@ -34,7 +34,7 @@ from benchmarks.peer import keepassxc_version
 from benchmarks.world import cache_dir, cache_meta
 
 GROUPS = ("floors", "import", "verify", "list", "ops", "operators", "cli", "peer", "tui",
-          "experiments", "report")
+          "experiments", "report", "outage")
 NEEDS_CACHE = {"verify", "list", "ops", "operators", "cli", "tui", "experiments", "report"}
 
 
@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         if "experiments" in only:
             res["experiments"] = worker("experiments", dict(common, root=str(large),
                                                             small_root=str(small)), scale)
+        if "outage" in only:
+            res["outage"] = worker("outage", {"trials": 30}, scale)
         if "tui" in only:
             res["tui"] = worker("tui", dict(common, src=str(large), small=str(small), runs=5,
                                            clock=meta["clock_end"] if meta else 0), scale)

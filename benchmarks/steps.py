@@ -861,7 +861,14 @@ STEPS = {
     "tui": tui,
     "report": report,
     "report_world": report_world,
+    "outage": lambda args: _outage(args),
 }
+
+
+def _outage(args: Result) -> Result:
+    from benchmarks.outage import time_to_credential
+
+    return time_to_credential(args)
 
 
 def main(name: str, args: Result) -> Result:

@@ -11,19 +11,18 @@ open a credential without an approver. Every use is a loud, separate event:
   credential) and must be re-issued;
 * the credential it opened is checked out to the requester and rotated at
   check-in like any other;
-* the site's notification hook (``[notify] command`` in glasskey.toml) is run.
+* every notification channel (``[notify]`` in glasskey.toml, core/notify.py) tells
+  everyone with the approver role.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core import hooks
 from core.canonical import b64d, b64e
 from core.crypto import hpke
 from core.envelope import (
@@ -34,7 +33,6 @@ from core.envelope import (
 )
 from core.errors import (
     DecryptError,
-    GlasskeyError,
     IntegrityError,
     PolicyError,
     UsageError,
@@ -316,27 +314,9 @@ class EmergencyOps(RotationOps):
             self._queue_review(txn, req["id"], "emergency", cred_name, session.name,
                                f"EMERGENCY: {session.name} opened {cred_name} with the kit "
                                f"({ticket}: {reason})", required=2)
-            event = {"event": "emergency.used", "request": req["id"],
-                     "credential": cred_name, "requester": session.name, "ticket": ticket,
-                     "time": now}
-        self.notify(session, event)  # after the lock is released (core/hooks.py)
+        # Notified (webhook, command hook, e-mail) by core/notify.py from the signed
+        # emergency.used entry, after the lock is released, without holding the secret.
         return Checkout.from_doc(req), secret
-
-    def notify(self, session: Session, event: dict[str, Any]) -> None:
-        """Run the site's notification hook with the event as JSON on stdin.
-
-        A failing hook is recorded, never fatal: the emergency already happened
-        and is in the audit log; the hook only makes it louder.
-        """
-        command = self.site_setting("notify", "command")
-        why = hooks.run(command, json.dumps(event).encode()) if command else None
-        if why:
-            try:
-                with self.store.transaction() as txn:
-                    txn.record(session.signer, "emergency.notify-failed",
-                               str(event["request"]), {"why": why})
-            except GlasskeyError:
-                pass  # the use is committed and audited; never lose the secret over this
 
     def site_setting(self, section: str, key: str) -> str | None:
         return None

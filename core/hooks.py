@@ -1,6 +1,7 @@
-"""Running a site hook (the emergency notification) without letting it stall anyone.
+"""Running a site hook (a notification channel) without letting it stall anyone.
 
-The hook is the site's own program (``[notify] command``). It is run:
+The hook is the site's own program (``[notify] command``; core/notify.py sends it
+every notification event). It is run:
 
 * **after the vault lock is released**: a hook that hangs, or leaves a child
   behind, must not make other operators see "the vault is busy" during an

@@ -264,6 +264,43 @@ class NotifyFailure:
 
 
 @dataclass
+class DrillRecord:
+    """One readiness drill (core/drill.py): signed by the operator who did it."""
+
+    at: float
+    operator: str
+    kind: str  # share | kit
+    subject: str  # credential name or kit id
+    passed: bool
+    failed_check: str = ""
+    why: str = ""
+
+
+@dataclass
+class OperatorDrill:
+    """Per active operator: the last successful share drill, and whether one falls in
+    the period (flagged when none does)."""
+
+    operator: str
+    last_passed: float | None
+    last_subject: str
+    passed_in_period: int
+    failed_in_period: int
+    kit_drills_in_period: int
+    flagged: bool
+
+
+@dataclass
+class CredentialDrill:
+    """A credential whose shares fewer than k operators drilled in the period could
+    open (every active operator holds a share; a failed drill of it does not count)."""
+
+    credential: str
+    k: int
+    drilled: int
+
+
+@dataclass
 class UnsignedEntry:
     """An entry with no signature: recorded by some client, not signed by anyone."""
 
@@ -487,6 +524,8 @@ class CustodyReport:
     kit_refusals: list[KitRefusal] = field(default_factory=list)
     notify_failures: list[NotifyFailure] = field(default_factory=list)
     unsigned: list[UnsignedEntry] = field(default_factory=list)
+    drills: list[OperatorDrill] = field(default_factory=list)
+    drill_credentials: list[CredentialDrill] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -568,6 +607,7 @@ class _Collector:
         self.kit_refusals: list[KitRefusal] = []
         self.notify_failures: list[NotifyFailure] = []
         self.unsigned: list[UnsignedEntry] = []
+        self.drills: list[DrillRecord] = []
         #: credential -> (status the log implies, since when: the entry's RFC 3339 time)
         self.cred_status: dict[str, tuple[str, str]] = {}
 
@@ -641,6 +681,14 @@ class _Collector:
             keep = {k: v for k, v in d.items()
                     if k in ("roles", "reason", "founder", "how", "status", "by")}
             self.operators.append(OperatorChange(at, subject, action, actor, keep))
+        elif event == "notify.failed":  # core/notify.py: a delivery that did not go out
+            self.notify_failures.append(NotifyFailure(
+                at, actor, _s(d.get("request")) or subject,
+                f"{_s(d.get('event'))} via {_s(d.get('channel'))}: {_s(d.get('reason'))}"))
+        elif group == "drill":
+            self.drills.append(DrillRecord(at, actor, _s(d.get("kind")) or "share", subject,
+                                           action == "passed", _s(d.get("failed")),
+                                           _s(d.get("why"))))
         elif event == "report.attested":
             self.attestations.append(AttestationRecord(
                 subject, actor, at, _s(d.get("since")), _s(d.get("until")),
@@ -847,7 +895,7 @@ _SKIP_BEFORE = frozenset({b"auth.failed", b"auth.locked", b"audit.tail-quarantin
                           b"operator.activated", b"operator.suspended",
                           b"operator.reactivated", b"operator.removed"})
 #: Entry groups always parsed in full: rare, and each can matter to any period.
-_ALWAYS = ("emergency.", "onboarding.", "report.attested", "credential.added")
+_ALWAYS = ("emergency.", "onboarding.", "report.attested", "credential.added", "drill.")
 #: Rotations kept per credential from before the period (see _Feeder).
 KEEP_ROTATIONS = 4
 
@@ -962,7 +1010,8 @@ class _Feeder:
                 kept = self.rotations[key] = deque(maxlen=KEEP_ROTATIONS)
             kept.append(raw)
             return True
-        if event.startswith((b"emergency.", b"onboarding.", b"report.", b"credential.")) \
+        if event.startswith((b"emergency.", b"onboarding.", b"report.", b"credential.",
+                             b"drill.")) \
                 or key in col.checkouts or key in col.onboarding:
             return False
         if event in _OPENING_B:
@@ -1320,8 +1369,52 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
         notify_failures=notify_failures, unsigned=unsigned,
     )
     report.findings = _findings(report, col, state_kit)
+    _drills(report, vault, col, since, until)
     report.controls = controls_mapping(report)
     return report
+
+
+def _drills(report: CustodyReport, vault: Vault, col: _Collector, since: float,
+            until: float) -> None:
+    """The drills section (issue 14) and its findings."""
+    try:
+        members = [o.name for o in vault.operators() if o.status == "active"]
+        creds = [(c.name, c.policy.k) for c in vault.credentials() if c.status != "revoked"]
+    except IntegrityError:
+        members, creds = [], []
+    period = [d for d in col.drills if _in(d.at, since, until)]
+    drilled: set[str] = set()
+    for name in members:
+        passed = [d for d in col.drills if d.operator == name and d.passed
+                  and d.kind == "share" and d.at <= until]
+        in_period = [d for d in period if d.operator == name and d.kind == "share"]
+        ok = sum(1 for d in in_period if d.passed)
+        if ok:
+            drilled.add(name)
+        report.drills.append(OperatorDrill(
+            name, passed[-1].at if passed else None, passed[-1].subject if passed else "",
+            ok, len(in_period) - ok,
+            sum(1 for d in period if d.operator == name and d.kind == "kit" and d.passed),
+            ok == 0))
+    last_share: dict[tuple[str, str], bool] = {}
+    for d in period:
+        if d.kind == "share":
+            last_share[(d.operator, d.subject)] = d.passed
+    for cred, k in creds:
+        count = sum(1 for op in drilled if last_share.get((op, cred), True))
+        if count < k:
+            report.drill_credentials.append(CredentialDrill(cred, k, count))
+    undrilled = [d.operator for d in report.drills if d.flagged]
+    if undrilled:
+        report.findings.append(Finding(
+            "medium", "drill-missing", ", ".join(undrilled),
+            f"{len(undrilled)} active operator(s) passed no share drill in the period: "
+            "nobody knows whether they can still unlock and open their share"))
+    if report.drill_credentials:
+        report.findings.append(Finding(
+            "medium", "drill-threshold", f"{len(report.drill_credentials)} credential(s)",
+            f"{len(report.drill_credentials)} credential(s) have fewer than k operators "
+            "with a passed drill in the period (see 'Drills')"))
 
 
 def _bucket(age_days: float) -> str:
@@ -1520,8 +1613,8 @@ def _findings(report: CustodyReport, col: _Collector, state_kit: str | None = No
                            f"{kr.fingerprint or '?'})"))
     for nf in report.notify_failures:
         out.append(Finding("medium", "notify-failed", nf.request,
-                           f"the emergency notification for {nf.request} failed at "
-                           f"{iso(nf.at)} ({nf.why or '?'}): nobody was alerted by the hook"))
+                           f"a notification for {nf.request} failed at "
+                           f"{iso(nf.at)} ({nf.why or '?'}): nobody was alerted that way"))
     log_kit = _log_active_kit(col)
     if state_kit is not None and state_kit != log_kit:
         out.append(Finding("high", "state-log-disagree", "emergency kit",
@@ -1905,6 +1998,15 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
             ["Id", "By", "At", "Period", "Format", "Head seq", "Head hash", "SHA-256"],
             [[a.id, a.by, _t(a.at), f"{a.since} .. {a.until}", a.format, a.entries,
               a.head_hash or "-", a.sha256] for a in r.attestations]),
+        "drills": (
+            ["Operator", "Last passed share drill", "Of", "Passed in period",
+             "Failed in period", "Kit drills in period", "Flag"],
+            [[d.operator, _t(d.last_passed), d.last_subject or "-", d.passed_in_period,
+              d.failed_in_period, d.kit_drills_in_period,
+              "NOT DRILLED IN PERIOD" if d.flagged else ""] for d in r.drills]),
+        "drill_credentials": (
+            ["Credential", "k", "Drilled operators who could open it"],
+            [[c.credential, c.k, c.drilled] for c in r.drill_credentials]),
         "controls": (
             ["Framework", "Control", "Name", "Status", "glasskey control", "Evidence"],
             [[c.framework, c.control, c.name, c.status, c.how, c.evidence]
@@ -1924,7 +2026,8 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("emergency", "Emergency-kit uses", "Each needs two reviewers; the kit must be burned."),
     ("kit_refusals", "Refused emergency-kit uses",
      "A kit use refused for a wrong, burned or unknown kit: someone tried the kit."),
-    ("notify_failures", "Failed emergency notifications", ""),
+    ("notify_failures", "Failed notifications",
+     "Deliveries that did not go out (webhook, command hook, e-mail; retried until they do)."),
     ("kits", "Emergency kits", ""),
     ("onboarding", "One-time onboarding secrets", ""),
     ("rotation_failures", "Rotation failures", ""),
@@ -1946,6 +2049,14 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
      "Entries written without any operator's signature (failed authentications, lockouts, "
      "recovered log tails). They grant nothing and prove nothing about who acted."),
     ("attestations", "Attestations of overlapping periods", ""),
+    ("drills", "Drills",
+     "Readiness drills ('glasskey drill'): an operator unlocked and opened their own share "
+     "of a credential, checked against the signed share set, without combining shares or "
+     "releasing anything. Flagged: no passed share drill in the period."),
+    ("drill_credentials", "Credentials short of k drilled operators",
+     "Every active operator holds a share of every credential; a credential is listed when "
+     "fewer than its k operators passed a drill in the period (a failed drill of that "
+     "credential does not count)."),
     ("controls", "Controls mapping",
      "OWASP Non-Human Identities Top 10 (2025), NIST SP 800-63B, NIST CSF 2.0 PR.AA."),
 )
@@ -1964,7 +2075,7 @@ def _summary_items(r: CustodyReport) -> list[tuple[str, Any]]:
         ("Overdue reviews", s.overdue_reviews), ("Failed authentications", s.auth_failures),
         ("Lockouts (unsigned entries)", s.lockouts), ("Refused attempts", s.refusals),
         ("Refused emergency-kit uses", s.kit_refusals),
-        ("Failed emergency notifications", s.notify_failures),
+        ("Failed notifications", s.notify_failures),
         ("Unsigned system entries", s.unsigned_entries),
         ("Flagged approver-requester pairs", s.flagged_pairs),
         ("Credentials", s.credentials),

@@ -278,6 +278,9 @@ class Transaction:
         self.dirty_shards: set[tuple[str, int]] = set()
         self._shards: dict[tuple[str, int], dict[str, Doc]] = {}
         self.after_commit: list[Callable[[], None]] = []
+        #: (signer, event, subject, details, seq) of every entry this transaction
+        #: recorded: what ``Store.on_unlock`` (notifications) reads after the commit.
+        self.recorded: list[tuple[Signer, str, str, dict[str, Any], int]] = []
         #: Shard files of the generation this write started from: with the new
         #: generation's, what garbage collection must keep (no re-parsing).
         self._start_files = _manifest_files(state) if write else set()
@@ -331,6 +334,7 @@ class Transaction:
         self._newest = (float(int(when)), signer.name)  # entries keep whole seconds
         self._lines.append(line)
         self.dirty_small = True
+        self.recorded.append((signer, event, subject, dict(details or {}), self.head.seq))
         return self.head.seq
 
     def record_change(self, signer: Signer, event: str, subject: str,
@@ -438,6 +442,15 @@ class Store:
         self.now: Callable[[], float] = time.time
         #: Test hook: called with a step name at each commit step (crash tests).
         self.fault: Callable[[str], None] | None = None
+        #: Called with each committed write transaction once the vault lock is
+        #: released (core/notify.py delivers notifications there: a slow
+        #: receiver must never hold the lock). Never raises into the caller.
+        self.on_unlock: Callable[[Transaction], None] | None = None
+        #: Called with each write transaction that recorded entries, just before it
+        #: commits (core/notify.py queues its deliveries there, in the same commit,
+        #: so a crash after the commit loses none). Never raises into the caller.
+        self.before_commit: Callable[[Transaction], None] | None = None
+        self._unlocked: list[Transaction] = []
 
     # -- creation ---------------------------------------------------------------
     def create(self, meta: Doc) -> None:
@@ -574,6 +587,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Exclusive read-modify-write; commits on normal exit, discards on error."""
+        refused: Refused | None = None
         with self._thread_lock, self.lock:
             txn = Transaction(self, self._read_state(), write=True)
             start = self._check_witness(txn)
@@ -581,15 +595,35 @@ class Store:
             _migrate(txn)
             try:
                 yield txn
-            except Refused as refused:
-                # A refusal is itself audited: keep its record, then report it.
-                txn._commit()
-                self._saw(txn)
-                raise refused.error from None
+            except Refused as exc:
+                refused = exc  # a refusal is itself audited: keep its record, then report it
+            if self.before_commit is not None and txn.recorded:
+                try:
+                    self.before_commit(txn)
+                except Exception:  # noqa: S110 - notifications never block a commit
+                    pass
             txn._commit()
             self._saw(txn)
-            for hook in txn.after_commit:
-                hook()
+            if refused is None:
+                for hook in txn.after_commit:
+                    hook()
+            if self.on_unlock is not None and txn.recorded:
+                self._unlocked.append(txn)
+        self._run_unlocked()
+        if refused is not None:
+            raise refused.error from None
+
+    def _run_unlocked(self) -> None:
+        """Hand committed transactions to ``on_unlock`` once no lock is held (a
+        nested transaction's wait for its outermost one)."""
+        if self.lock.held or not self._unlocked or self.on_unlock is None:
+            return
+        pending, self._unlocked = self._unlocked, []
+        for txn in pending:
+            try:
+                self.on_unlock(txn)
+            except Exception:  # noqa: S110 - the commit stands; delivery is best-effort
+                pass
 
     def _saw(self, txn: Transaction) -> None:
         if txn.roster.founded:

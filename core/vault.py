@@ -16,6 +16,7 @@ from core import witness
 from core.audit import Head
 from core.chain import Checkpoint, Progress, VerifyResult, verify_log
 from core.clock import CLOCK_SKEW, Clock, Random, iso
+from core.drill import DrillOps
 from core.emergency import EmergencyOps
 from core.errors import (
     ClockSkewError,
@@ -25,6 +26,7 @@ from core.errors import (
     StorageError,
 )
 from core.models import CheckoutState
+from core.notify import NotifyOps
 from core.offboarding import OffboardingOps
 from core.onboarding import SWEEP_FAILURES, OnboardingOps
 from core.operators import OperatorOps
@@ -43,11 +45,13 @@ class SweepReport:
     errors: list[str]
 
 
-class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps, HolderOps):
+class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps,
+            HolderOps):
     def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
                  *, lock_timeout: float = 10.0) -> None:
         super().__init__(root, clock, rng, lock_timeout=lock_timeout)
         self._config: dict[str, object] | None = None
+        self.attach_notifications()  # core/notify.py: after each commit, outside the lock
 
     def _site(self) -> dict[str, object]:
         if self._config is None:
@@ -137,6 +141,7 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps, HolderOps)
             self._sweep(session, report)
         except GlasskeyError as exc:  # the scan itself (never one item)
             report.errors.append(f"sweep: {exc}")
+        self.notify_sweep(session.signer)  # retries, lease warnings (background, bounded)
         return report
 
     def _sweep(self, session: Session, report: SweepReport) -> None:
@@ -294,6 +299,7 @@ class Vault(OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps, HolderOps)
         """Everything ``EmergencyOps.alerts`` shows, plus releases not yet rotated
         and items the sweep keeps failing on."""
         out = super().alerts()
+        out += self.notify_alerts()
         for co in self.checkouts(open_only=True):
             if co.released and co.state == S.ROTATING:
                 out.append(f"RELEASED, NOT ROTATED: {co.cred_name} ({co.id}) was approved, "

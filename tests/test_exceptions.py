@@ -138,6 +138,7 @@ def test_emergency_kit_opens_once_is_burned_and_stays_loud(w: World, tmp_path: P
                                          "reachable, site down", "INC-999", 1800)
     assert value.reveal() == "v1-value"
     assert co.state == "checked-out"
+    w.vault.wait_notifications()  # delivered after the commit, off the release path
     assert json.loads(hook_out.read_text())["event"] == "emergency.used"
     # burned: the same code opens nothing, and the refusal is audited
     w.add("other", "other-value")

@@ -66,7 +66,7 @@ def test_refused_kit_uses_and_failed_notifications_are_in_the_report(w: World) -
     nf = _kinds(r)[("notify-failed", "e-123")]
     assert "TimeoutExpired" in nf.text
     md = rp.render_markdown(r)
-    assert "## Refused emergency-kit uses" in md and "## Failed emergency notifications" in md
+    assert "## Refused emergency-kit uses" in md and "## Failed notifications" in md
     assert "| Refused emergency-kit uses | 2 |" in md
 
 

@@ -173,6 +173,8 @@ class GlasskeyApp(App[None]):
         self._open: dict[str, Checkout] | None = None
         self._lease_warned: set[tuple[str, int]] = set()
         self._told_expired: set[str] = set()
+        #: A request to show once unlocked (``glasskey open REQ``).
+        self.start_request: str | None = None
         if demo is not None:
             self.sub_title = "DEMO"
         # No control character from the vault's text reaches the terminal (issue 11).
@@ -263,6 +265,9 @@ class GlasskeyApp(App[None]):
         self.sub_title = f"{session.name} ({', '.join(session.roles)})" + (
             "  ·  DEMO" if self.demo is not None else "")
         self.switch_screen(DashboardScreen())
+        if self.start_request:  # glasskey open REQ / --open REQ (issue 14)
+            self.open_checkout(self.start_request)
+            self.start_request = None
 
     def action_lock(self) -> None:
         if self.session is None or isinstance(self.screen, ConfirmModal):
@@ -728,7 +733,10 @@ def help_sections() -> list[tuple[str, list[Binding]]]:
     ]
 
 
-def run(vault_dir: Path, demo: DemoInfo | None = None) -> None:
+def run(vault_dir: Path, demo: DemoInfo | None = None, open_request: str | None = None
+        ) -> None:
     """Open the TUI on the vault in ``vault_dir`` (the CLI's default command)."""
     vault = Vault(Path(vault_dir))
-    GlasskeyApp(vault, demo, local_clipboard=True).run()
+    app = GlasskeyApp(vault, demo, local_clipboard=True)
+    app.start_request = open_request
+    app.run()

@@ -910,13 +910,15 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
     if args.action == "part":
         session = authenticate(vault, args)
         part = vault.kit_part(session)
+        check = str((vault.active_kit() or {}).get("fingerprint", ""))  # drill --kit
         if args.json:
-            out_json({"part": part})
+            out_json({"part": part, "check_code": check})
         else:
             print("YOUR PART of the emergency kit — print it, seal it in an envelope with your "
                   "name, put it in the safe. It is erased from the vault now.")
             print(part)
             show_qr(part, sys.stdout)
+            print(f"check code (write it on the envelope; 'glasskey drill --kit'): {check}")
         return 0
     if args.action == "burn":
         session = authenticate(vault, args)
@@ -1239,6 +1241,7 @@ def build_parser() -> Parser:
     parser.add_argument("--json", dest="g_json", action="store_true",
                         help="machine-readable output on stdout")
     parser.add_argument("--version", action="version", version=f"glasskey {version()}")
+    parser.add_argument("--open", metavar="REQ", help="open the TUI on a request after unlock")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     def command(name: str, *parents: Parser) -> Parser:
@@ -1416,6 +1419,9 @@ def build_parser() -> Parser:
     p = command("completion", common)
     p.add_argument("shell", choices=["bash", "zsh", "fish"])
     p.set_defaults(func=cmd_completion)
+    from tui import cli_outage  # issue 14: notify, relay, drill, open
+
+    cli_outage.add_parsers(sub, common, actor)
     return parser
 
 
@@ -1541,14 +1547,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_mode = json_mode or bool(args.json)
         # Before anything imports Textual (tui/envguard.py says why). Only the TUI
         # loads Textual, so only the TUI needs (and warns about) the scrub.
-        if args.command in (None, "demo"):
+        if args.command in (None, "demo", "open"):
             envguard.scrub(quiet=False)
             envguard.disable_screenshots()
         if args.command is None:
             from tui import app as tui_app
 
             fsutil.set_lock_identity(command="tui")
-            tui_app.run(Path(args.vault) if args.vault else default_vault_dir())
+            tui_app.run(Path(args.vault) if args.vault else default_vault_dir(),
+                        open_request=args.open)
             return 0
         if args.command in ("demo", "completion"):
             return int(args.func(None, args))
