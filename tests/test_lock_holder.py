@@ -75,6 +75,8 @@ def test_a_released_lock_names_nobody(tmp_path: Path) -> None:
 
 
 def test_the_cli_waits_as_long_as_asked_and_names_the_holder(cli: Cli) -> None:
+    # (names are checked before anything waits for the lock: the credential exists)
+    assert cli("cred", "add", "db", *cli.as_("bob", -30)).code == 0
     for proc in stopped_holder(cli.root / "vault" / ".lock"):
         started = time.monotonic()
         r = cli("request", "db", "--reason", "r", "--ticket", "T-1", "--duration", "30m",

@@ -1214,7 +1214,7 @@ def check_options(parser: Parser, args: argparse.Namespace) -> None:
         return
     sub = parser.subcommands[args.command]
     for act in sub._actions:
-        if not act.option_strings or act.dest in ("help", "json", "vault"):
+        if not act.option_strings or act.dest in ("help", "json", "vault", "wait"):
             continue
         if act.dest not in allowed and getattr(args, act.dest, None) not in (None, act.default):
             raise UsageError(f"{act.option_strings[0]} does not apply to '{shown}'")

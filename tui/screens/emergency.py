@@ -90,9 +90,9 @@ class EmergencyScreen(GlasskeyScreen):
                             restrict=r"[0-9smh ]*", max_length=8)
                 yield Label("at most the credential's policy maximum", id="emg-max")
             with Horizontal(classes="form-row"):
-                yield Label("Both kit parts (GK2-1-… GK2-2-…)", classes="form-label")
+                yield Label("Kit parts", classes="form-label")
                 yield Input(id="emg-code", compact=True, password=True,
-                            placeholder="GK1-… from the sealed envelope in the safe")
+                            placeholder="GK2-1-… GK2-2-…: both envelopes from the safe")
             with Horizontal(id="emergency-busy"):
                 yield LoadingIndicator()
                 yield Label("Opening with the kit…")
