@@ -136,7 +136,10 @@ def test_a_script_printing_400_mb_keeps_memory_bounded(tmp_path: Path) -> None:
     ok, peak_kb = proc.stdout.split()
     assert ok == "True"
     print(f"peak RSS with a 400 MB-printing target: {int(peak_kb) / 1024:.1f} MiB")
-    assert int(peak_kb) < 100 * 1024, f"peak RSS {int(peak_kb) / 1024:.0f} MiB"
+    # ~67 MiB on a quiet machine (the interpreter and imports are ~20 MiB; the old
+    # unbounded read reached 1,222 MiB). Under heavy load a run once peaked at
+    # 182 MiB; anything that kept the output would exceed 400 MiB.
+    assert int(peak_kb) < 256 * 1024, f"peak RSS {int(peak_kb) / 1024:.0f} MiB"
 
 
 # -- options checked when set ----------------------------------------------------------------
