@@ -319,6 +319,34 @@ def catch_up(log: AuditLog, start: Checkpoint, target: Head, vault_id: str) -> C
     return Checkpoint(result.head, result.roster)
 
 
+def check_prefix(log: AuditLog, upto: Head) -> VerifyResult | None:
+    """Are the lines up to ``upto`` still the ones a client verified? (None: yes.)
+
+    Every signature before ``upto`` was checked when this client verified it;
+    what could have changed since is the bytes. Each line's SHA-256 must be the
+    next line's ``prev`` and the last one ``upto.hash``: with the line at the
+    checkpoint unchanged, that proves the whole prefix unchanged, at the cost of
+    hashing it (no JSON, no signatures). ``prev`` is the top-level key found last
+    in a canonical line (keys sorted; only strings and numbers follow it).
+    """
+    prev = GENESIS.encode()
+    index = 0
+    for _, raw in log.lines_from(0, upto.offset):
+        index += 1
+        at = raw.rfind(b'"prev":"')
+        if at < 0 or raw[at + 8:at + 72] != prev:
+            return VerifyResult(False, index, index,
+                                f"audit entry {index} was altered after this client verified "
+                                "it (it no longer chains to the entry before it)",
+                                mode="incremental")
+        prev = hashlib.sha256(raw).hexdigest().encode()
+    if index != upto.seq or prev.decode() != upto.hash:
+        return VerifyResult(False, index, min(index + 1, upto.seq),
+                            f"the log up to entry {upto.seq} is not the one this client "
+                            "verified: it was rewritten or rolled back", mode="incremental")
+    return None
+
+
 def verify_log(log: AuditLog, *, vault_id: str | None = None, state_head: Head | None = None,
                witness: Head | None = None, progress: Progress | None = None,
                start: Checkpoint | None = None) -> VerifyResult:

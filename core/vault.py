@@ -14,7 +14,7 @@ from typing import Any
 from core import config as site_config
 from core import witness
 from core.audit import Head
-from core.chain import Checkpoint, Progress, VerifyResult, verify_log
+from core.chain import Checkpoint, Progress, VerifyResult, check_prefix, verify_log
 from core.clock import CLOCK_SKEW, Clock, Random, iso
 from core.drill import DrillOps
 from core.emergency import EmergencyOps
@@ -86,9 +86,14 @@ class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, Offbo
     # -- audit ------------------------------------------------------------------------------
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
-        """Every link and every signature of the log (``incremental``: only the entries
-        after this client's last verified checkpoint). A verified head is remembered:
-        a reader is a witness too."""
+        """Every link and every signature of the log. A verified head is remembered:
+        a reader is a witness too.
+
+        ``incremental``: signatures only after this client's last verified
+        checkpoint, and for the lines before it a hash-only check that they are
+        still the bytes it verified (core/chain.check_prefix) — sound, and a
+        fraction of the full cost; a client without a checkpoint verifies all.
+        """
         # Read the state without the open-time witness check: verification must
         # report *where* the log went wrong, not just refuse to look at it.
         meta = self.store._read_state()["meta"]["vault"]
@@ -99,6 +104,12 @@ class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, Offbo
         start = None
         if incremental and loaded is not None and loaded[1] is not None:
             start = Checkpoint(loaded[0], loaded[1])
+            altered = check_prefix(self.store.audit, start.head)
+            if altered is not None:
+                # Something changed: the full pass names the first bad entry exactly.
+                full = verify_log(self.store.audit, vault_id=vault_id, state_head=head,
+                                  witness=seen, progress=progress)
+                return full if not full.ok else altered
         result = verify_log(self.store.audit, vault_id=vault_id, state_head=head,
                             witness=seen, progress=progress, start=start)
         result.mode = "incremental" if start is not None else "full"

@@ -517,3 +517,25 @@ def test_parallel_signature_check_names_the_first_bad_entry(
     clean = verify_log(_write(tmp_path, list(built.lines)), progress=lambda d, t: None)
     assert clean.ok and clean.signatures > 50
     assert pools  # the clean run went through worker processes (a tampered one may stop early)
+
+
+def test_incremental_verify_still_catches_an_old_line_rewritten(
+        vault2: VaultEnv) -> None:
+    """Signatures are checked only after the checkpoint, but a same-length rewrite of a
+    line this client verified long ago is still caught (hash links of the prefix)."""
+    _add_entries(vault2, 30)
+    first = vault2.vault.verify_audit()  # full; the checkpoint now sits at the head
+    assert first.ok and first.mode == "full"
+    _add_entries(vault2, 5)
+    again = vault2.vault.verify_audit(incremental=True)
+    assert again.ok and again.mode == "incremental" and again.signatures <= 6
+    path = vault2.root / "audit.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    victim = 9  # entry 10, long before the checkpoint
+    old = lines[victim]
+    at = old.rindex(b'Z"') - 1  # the last digit of its time
+    lines[victim] = old[:at] + (b"1" if old[at:at + 1] != b"1" else b"2") + old[at + 1:]
+    assert len(lines[victim]) == len(old) and lines[victim] != old
+    path.write_bytes(b"".join(lines))
+    result = vault2.vault.verify_audit(incremental=True)
+    assert not result.ok and result.first_bad == victim + 1, result.reason
