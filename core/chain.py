@@ -57,6 +57,8 @@ from core.roster import (
 Progress = Callable[[int, int], None]
 #: Below this many signatures, forking workers costs more than it saves.
 PARALLEL_MIN = 5_000
+#: Above this many bytes the prefix hash check is split over worker processes.
+PREFIX_PARALLEL_BYTES = 64 << 20
 
 
 @dataclass
@@ -319,6 +321,46 @@ def catch_up(log: AuditLog, start: Checkpoint, target: Head, vault_id: str) -> C
     return Checkpoint(result.head, result.roster)
 
 
+def _link_chunk(args: tuple[str, int, int]) -> tuple[int, bytes, bytes, int | None]:
+    """Lines in [start, stop) of the file at ``path``: (lines, first prev, last hash,
+    index within the chunk of the first line whose ``prev`` is not the line before's)."""
+    path, start, stop = args
+    first = b""
+    prev = b""
+    count = 0
+    bad: int | None = None
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        pos = start
+        for raw in fh:
+            if pos >= stop:
+                break
+            pos += len(raw)
+            line = raw[:-1]
+            at = line.rfind(b'"prev":"')
+            claimed = line[at + 8:at + 72] if at >= 0 else b"-"
+            if count == 0:
+                first = claimed
+            elif claimed != prev and bad is None:
+                bad = count
+            prev = hashlib.sha256(line).hexdigest().encode()
+            count += 1
+    return count, first, prev, bad
+
+
+def _line_starts(path: str, stop: int, parts: int) -> list[int]:
+    """``parts`` byte offsets in [0, stop) at line starts (the first is 0)."""
+    out = [0]
+    with open(path, "rb") as fh:
+        for i in range(1, parts):
+            fh.seek(stop * i // parts)
+            fh.readline()
+            at = fh.tell()
+            if out[-1] < at < stop:
+                out.append(at)
+    return out
+
+
 def check_prefix(log: AuditLog, upto: Head) -> VerifyResult | None:
     """Are the lines up to ``upto`` still the ones a client verified? (None: yes.)
 
@@ -326,20 +368,32 @@ def check_prefix(log: AuditLog, upto: Head) -> VerifyResult | None:
     what could have changed since is the bytes. Each line's SHA-256 must be the
     next line's ``prev`` and the last one ``upto.hash``: with the line at the
     checkpoint unchanged, that proves the whole prefix unchanged, at the cost of
-    hashing it (no JSON, no signatures). ``prev`` is the top-level key found last
-    in a canonical line (keys sorted; only strings and numbers follow it).
+    hashing it (no JSON, no signatures), in byte ranges across the cores.
+    ``prev`` is the top-level key found last in a canonical line (keys sorted;
+    only strings and numbers follow it).
     """
+    path = str(log.path)
+    workers = min(os.cpu_count() or 1, 8) if upto.offset > PREFIX_PARALLEL_BYTES else 1
+    starts = _line_starts(path, upto.offset, workers)
+    ranges = [(path, a, b) for a, b in zip(starts, [*starts[1:], upto.offset], strict=True)]
+    if len(ranges) > 1 and threading.active_count() == 1:
+        with ProcessPoolExecutor(len(ranges), mp_context=get_context("fork")) as pool:
+            results = list(pool.map(_link_chunk, ranges))
+    else:
+        results = [_link_chunk(r) for r in ranges]
     prev = GENESIS.encode()
     index = 0
-    for _, raw in log.lines_from(0, upto.offset):
-        index += 1
-        at = raw.rfind(b'"prev":"')
-        if at < 0 or raw[at + 8:at + 72] != prev:
-            return VerifyResult(False, index, index,
-                                f"audit entry {index} was altered after this client verified "
-                                "it (it no longer chains to the entry before it)",
+    for count, first, last, bad in results:
+        if count and first != prev:
+            bad = 0
+        if bad is not None:
+            n = index + bad + 1
+            return VerifyResult(False, n, n,
+                                f"audit entry {n} was altered after this client verified it "
+                                "(it no longer chains to the entry before it)",
                                 mode="incremental")
-        prev = hashlib.sha256(raw).hexdigest().encode()
+        index += count
+        prev = last if count else prev
     if index != upto.seq or prev.decode() != upto.hash:
         return VerifyResult(False, index, min(index + 1, upto.seq),
                             f"the log up to entry {upto.seq} is not the one this client "

@@ -539,3 +539,28 @@ def test_incremental_verify_still_catches_an_old_line_rewritten(
     path.write_bytes(b"".join(lines))
     result = vault2.vault.verify_audit(incremental=True)
     assert not result.ok and result.first_bad == victim + 1, result.reason
+
+
+@pytest.mark.parametrize("victim", [0, 1, 17, 18, 19, 35])
+def test_prefix_check_in_worker_processes_names_the_rewritten_line(
+        vault2: VaultEnv, monkeypatch: pytest.MonkeyPatch, victim: int) -> None:
+    """The byte-range split (used past 64 MiB) finds a rewrite at and around the seams."""
+    from core import chain
+    from core.audit import Head
+
+    monkeypatch.setattr(chain, "PREFIX_PARALLEL_BYTES", 0)
+    _add_entries(vault2, 36)
+    assert vault2.vault.verify_audit().ok
+    with vault2.vault.store.read() as txn:
+        head: Head = txn.head
+    assert chain.check_prefix(vault2.vault.store.audit, head) is None
+    path = vault2.root / "audit.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    old = lines[victim]
+    at = old.rindex(b'Z"') - 1
+    lines[victim] = old[:at] + (b"1" if old[at:at + 1] != b"1" else b"2") + old[at + 1:]
+    path.write_bytes(b"".join(lines))
+    found = chain.check_prefix(vault2.vault.store.audit, head)
+    assert found is not None and not found.ok
+    # the link after the rewritten line breaks (or, for the last, the head)
+    assert found.first_bad in (victim + 2, min(victim + 2, head.seq)), found.reason
