@@ -546,7 +546,6 @@ def test_prefix_check_in_worker_processes_names_the_rewritten_line(
         vault2: VaultEnv, monkeypatch: pytest.MonkeyPatch, victim: int) -> None:
     """The byte-range split (used past 64 MiB) finds a rewrite at and around the seams."""
     from core import chain
-    from core.audit import Head
 
     monkeypatch.setattr(chain, "PREFIX_PARALLEL_BYTES", 0)
     _add_entries(vault2, 36)
