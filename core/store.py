@@ -277,7 +277,6 @@ class Transaction:
         self.dirty_small = False
         self.dirty_shards: set[tuple[str, int]] = set()
         self._shards: dict[tuple[str, int], dict[str, Doc]] = {}
-        self.after_commit: list[Callable[[], None]] = []
         #: (signer, event, subject, details, seq) of every entry this transaction
         #: recorded: what ``Store.on_unlock`` (notifications) reads after the commit.
         self.recorded: list[tuple[Signer, str, str, dict[str, Any], int]] = []
@@ -604,9 +603,6 @@ class Store:
                     pass
             txn._commit()
             self._saw(txn)
-            if refused is None:
-                for hook in txn.after_commit:
-                    hook()
             if self.on_unlock is not None and txn.recorded:
                 self._unlocked.append(txn)
         self._run_unlocked()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -38,7 +39,7 @@ def _path(vault_id: str) -> Path:
     return state_dir() / "checkpoints" / f"{vault_id}.json"
 
 
-def _read(vault_id: str) -> dict[str, object] | None:
+def _read(vault_id: str) -> dict[str, Any] | None:
     path = _path(vault_id)
     try:
         doc = canonical.loads(path.read_bytes())
@@ -65,8 +66,8 @@ def load_checkpoint(vault_id: str) -> tuple[Head, Roster | None] | None:
     if doc is None:
         return None
     try:
-        head = Head(int(doc["seq"]), str(doc["hash"]), int(doc["offset"]),  # type: ignore[call-overload]
-                    dict(doc.get("actors") or {}))  # type: ignore[call-overload]
+        head = Head(int(doc["seq"]), str(doc["hash"]), int(doc["offset"]),
+                    dict(doc.get("actors") or {}))
         roster_doc = doc.get("roster")
         roster = Roster.from_doc(roster_doc) if isinstance(roster_doc, dict) else None
     except (KeyError, TypeError, ValueError, IntegrityError):

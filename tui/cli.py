@@ -668,7 +668,7 @@ def cmd_request(vault: Vault, args: argparse.Namespace) -> int:
         if args.json:
             out_json({"requester": args.requester, "closed": closed, "skipped": skipped})
         else:
-            print(f"{len(closed)} request(s) of {args.requester} closed"
+            emit(f"{len(closed)} request(s) of {args.requester} closed"
                   + (f"; {len(skipped)} revealed checkout(s) left to check-in"
                      if skipped else ""))
         return 0
@@ -877,7 +877,7 @@ def cmd_onboard(vault: Vault, args: argparse.Namespace) -> int:
         if args.json:
             out_json(co.to_public(vault.now()))
         else:
-            print(f"{co.id} recorded as revoked by hand")
+            emit(f"{co.id} recorded as revoked by hand")
         return 0
     raise UsageError(f"unknown onboard action {args.action!r}")
 
@@ -918,7 +918,7 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
                   "name, put it in the safe. It is erased from the vault now.")
             print(part)
             show_qr(part, sys.stdout)
-            print(f"check code (write it on the envelope; 'glasskey drill --kit'): {check}")
+            emit(f"check code (write it on the envelope; 'glasskey drill --kit'): {check}")
         return 0
     if args.action == "burn":
         session = authenticate(vault, args)
@@ -926,7 +926,7 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
         if args.json:
             out_json({"burned": True, "to_rotate": names})
         else:
-            print(f"kit burned; {len(names)} credential(s) it could open must be rotated: "
+            emit(f"kit burned; {len(names)} credential(s) it could open must be rotated: "
                   "run 'glasskey kit sweep'")
         return 0
     if args.action == "sweep":
@@ -938,7 +938,7 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
                       "left": len(left)})
         else:
             done = sum(1 for r in results if r.outcome == "committed")
-            print(f"kit sweep: {done}/{len(results)} rotated; {len(left)} still exposed")
+            emit(f"kit sweep: {done}/{len(results)} rotated; {len(left)} still exposed")
         return 0 if not left else 1
     if args.action == "use":
         if not args.cred or not args.duration:
@@ -1054,7 +1054,7 @@ def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
                       "since": a.since, "until": a.until, "head_seq": a.entries,
                       "head_hash": a.head_hash, "sha256": check.sha256})
         else:
-            print(f"{args.file} matches attestation {a.id}: signed off by {a.by} at "
+            emit(f"{args.file} matches attestation {a.id}: signed off by {a.by} at "
                   f"{iso(a.at)}, period {a.since} .. {a.until}, audit head seq {a.entries}"
                   + (f" hash {a.head_hash[:16]}..." if a.head_hash else ""))
         return 0

@@ -8,8 +8,13 @@ import time
 from typing import Any
 
 from core.errors import UsageError
+from core.text import printable
 from core.vault import Vault
 
+
+def emit(text: str) -> None:
+    """One line on stdout; a receiver's or user's control characters shown escaped."""
+    print(printable(text))
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser,
                 actor: argparse.ArgumentParser) -> None:
@@ -51,7 +56,7 @@ def cmd_notify(vault: Vault, args: argparse.Namespace) -> int:
         out_json(results)
     else:
         for channel, why in results.items():
-            print(f"{channel}: {'delivered' if why is None else 'FAILED: ' + why}")
+            emit(f"{channel}: {'delivered' if why is None else 'FAILED: ' + why}")
     return 0 if all(why is None for why in results.values()) else 1
 
 
@@ -111,7 +116,7 @@ def cmd_drill(vault: Vault, args: argparse.Namespace) -> int:
     else:
         what = f"kit {result.subject}" if result.kind == "kit" else \
             f"{result.subject} version {result.version}"
-        print(f"drill passed: {what}: {', '.join(result.checks)} (signed and audited; "
+        emit(f"drill passed: {what}: {', '.join(result.checks)} (signed and audited; "
               "nothing was combined or released)")
     return 0
 
