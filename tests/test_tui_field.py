@@ -16,6 +16,7 @@ from tests.tui_helpers import (  # noqa: F401  (tui_env is autouse)
     settle,
     sign_in,
     tui_env_fixture,
+    until,
     world_fixture,
 )
 from tui.safety import ControlEscapeFilter
@@ -196,15 +197,6 @@ class TestSlipsAreForgiven:
             await pilot.press("x", "y")
             await settle(pilot)
             assert world.vault.checkout(req.id).state == "closed"
-
-
-async def until(pilot: object, cond: object, timeout: float = 5.0) -> None:
-    """Pause until ``cond()`` holds (a loaded machine delivers messages later)."""
-    import time as _time
-
-    deadline = _time.monotonic() + timeout
-    while not cond() and _time.monotonic() < deadline:  # type: ignore[operator]
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
 def toasts(app: object) -> list[str]:

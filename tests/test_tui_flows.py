@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from tests.tui_helpers import (
     tui_env_fixture,  # noqa: F401  (autouse: witness checkpoints in a temp dir)
     type_text,
     unlock,
+    until,
     world_fixture,  # noqa: F401
 )
 from tui.app import GlasskeyApp
@@ -241,7 +243,8 @@ class TestOnCallPath:
 
     @run_async
     async def test_clipboard_is_cleared_after_the_timeout(self, world: World) -> None:
-        app = world.app(clipboard_clear_seconds=0.3)
+        # Long enough that a loaded machine still sees the copy before the clear fires.
+        app = world.app(clipboard_clear_seconds=2.0)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             await unlock(pilot, world, "oncall")
@@ -250,12 +253,14 @@ class TestOnCallPath:
             req_id = app.screen.request_id  # type: ignore[attr-defined]
             world.vault.approve(world.session("security"), req_id)
             app.poll_vault()
-            await pilot.pause()
+            await until(pilot, lambda: req_id in app.secrets or "approved" in screen_text(app))
             await pilot.press("c")
-            await pilot.pause()
+            await until(pilot, lambda: app.clipboard != "")
             assert app.clipboard == "ldap-value-CCCC-3333"
-            await pilot.pause(0.5)
+            copied = time.monotonic()
+            await until(pilot, lambda: app.clipboard == "")
             assert app.clipboard == ""
+            assert time.monotonic() - copied >= 1.5  # not cleared early
 
     @run_async
     async def test_request_form_validates_and_shows_the_maximum(self, world: World) -> None:
@@ -336,14 +341,15 @@ class TestTwoSessions:
             await open_request_form(p1, requester, "prod-db")
             await fill_request(p1)
             # The approver's dashboard counts it without a keypress.
-            await p2.pause(0.5)
+            await until(p2, lambda: "1 awaiting approval (1 for you)" in screen_text(approver))
             assert "1 awaiting approval (1 for you)" in screen_text(approver)
             reveal = requester.screen
             assert isinstance(reveal, RevealScreen)
             assert "requested" in screen_text(requester)
 
             await p2.press("a")
-            await p2.pause(0.5)
+            await until(p2, lambda: isinstance(approver.screen, ApprovalsScreen)
+                        and approver.screen.query_one(VirtualTable).row_count == 1)
             queue = approver.screen
             assert isinstance(queue, ApprovalsScreen)
             assert queue.query_one(VirtualTable).row_count == 1
@@ -354,11 +360,11 @@ class TestTwoSessions:
             assert isinstance(approver.screen, StepUpModal)  # TOTP only: no passphrase
             await step_up(p2, world, "security")
             assert top(approver) is queue
-            await p2.pause(0.5)
+            await until(p2, lambda: queue.query_one(VirtualTable).row_count == 0)
             assert queue.query_one(VirtualTable).row_count == 0
 
             # No key pressed in the requester's app: the poll redraws it.
-            await p1.pause(0.6)
+            await until(p1, lambda: "approved: ready to reveal" in screen_text(requester))
             assert reveal.checkout is not None and reveal.checkout.state == S.APPROVED
             assert "approved: ready to reveal" in screen_text(requester)
 
@@ -401,7 +407,7 @@ class TestTwoSessions:
             assert "OVERDUE" in screen_text(app)
             app.sweep()  # what the timer does every sweep_interval seconds
             await settle(pilot)
-            await pilot.pause(0.6)
+            await until(pilot, lambda: "OVERDUE" not in screen_text(app))
             assert world.vault.checkout(req.id).state == S.CLOSED
             assert "OVERDUE" not in screen_text(app)
         assert "lease.expired" in audit_events(world)
@@ -539,7 +545,7 @@ class TestAudit:
             await settle(pilot)
             world.clock.advance(30)
             world.vault.request(world.session("oncall"), "aws-root", "live", "T-7", 600)
-            await pilot.pause(0.5)
+            await until(pilot, lambda: "checkout.requested" in screen_text(app))
             assert "checkout.requested" in screen_text(app)
 
     @run_async

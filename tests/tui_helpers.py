@@ -200,6 +200,20 @@ async def sign_in(pilot: Pilot[None], world: World, name: str) -> None:
     await pilot.pause()
 
 
+async def until(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Pause until ``cond()`` holds or ``timeout`` passes (a loaded machine delivers later).
+
+    Tests that wait on a timer (the 0.2 s poll, a clipboard clear) wait on the state the
+    timer produces instead of a fixed pause, so a slow CI machine cannot make them flaky;
+    the assertion after the wait still fails when the state never arrives.
+    """
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while not cond() and _time.monotonic() < deadline:
+        await pilot.pause(0.05)
+
+
 async def type_text(pilot: Pilot[None], text: str) -> None:
     """Type into the focused Input in one go (pressing each key costs ~40 ms in Pilot)."""
     from textual.widgets import Input
