@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck bench soak clean sysdeps
+.PHONY: test demo lint typecheck bench soak clean sysdeps links
 
 # The Debian packages the tests and the demo start for real: PostgreSQL and
 # slapd (connector tests), ldap-utils, tmux (the terminal test) and a headless
@@ -14,26 +14,32 @@ STAMP  := $(VENV)/.installed
 sysdeps:
 	@[ -n "$(SKIP_SYSDEPS)" ] || sh .ci/sysdeps
 
+# core/ and tui/ install as glasskey.core and glasskey.tui. A strict editable install
+# links each file into build/__editable__*, which mypy can follow (the default mode's
+# import hook it cannot); a module added later needs a relink, which `links` does.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
-lint: $(STAMP)
+links: $(STAMP)
+	@$(BIN)/python .ci/links || $(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
+
+lint: links
 	$(BIN)/ruff check core tui tests $(wildcard benchmarks)
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP)
+typecheck: links
 	$(BIN)/mypy
 
 test: sysdeps lint typecheck
 	$(BIN)/pytest -q
 
-demo: sysdeps $(STAMP)
+demo: sysdeps links
 	$(BIN)/glasskey demo
 
-bench: $(STAMP)
+bench: links
 	$(BIN)/python -m benchmarks.run
 
 # The reliability catalogue at full size (1,000 SIGKILL points in rotation,
@@ -41,8 +47,8 @@ bench: $(STAMP)
 SOAK_TESTS = tests/test_store.py tests/test_audit.py tests/test_auth.py tests/test_parsing.py \
 	tests/test_checkout_processes.py tests/test_checkout_statemachine.py \
 	tests/test_rotation_targets.py
-soak: $(STAMP)
+soak: links
 	GLASSKEY_SOAK=1 $(BIN)/pytest -q $(SOAK_TESTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -184,7 +184,7 @@ def cache_key() -> str:
     same still opens (migrations run on the copy). --rebuild forces a new one;
     the report says when the core differs from the one that built the cache.
     """
-    from core.store import SCHEMA_VERSION
+    from glasskey.core.store import SCHEMA_VERSION
 
     h = hashlib.sha256((REPO / "benchmarks" / "world.py").read_bytes())
     return f"schema{SCHEMA_VERSION}-{h.hexdigest()[:12]}"

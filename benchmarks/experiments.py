@@ -89,8 +89,8 @@ def _split(path: Path, parts: int) -> list[tuple[int, int]]:
 
 def parallel_verify(path: Path, processes: int) -> tuple[bool, int]:
     """The proposed fast pass: chunks in parallel, stitched, last signatures checked."""
-    from core.canonical import b64d
-    from core.crypto import sign
+    from glasskey.core.canonical import b64d
+    from glasskey.core.crypto import sign
 
     ranges = _split(path, processes * 4)
     jobs = [(str(path), a, b, i) for i, (a, b) in enumerate(ranges)]
@@ -140,8 +140,8 @@ def verify_experiment(root: Path) -> dict[str, Any]:
 
 # -- shard parsing: strict vs plain -------------------------------------------------------------
 def parse_experiment(root: Path) -> dict[str, Any]:
-    from core import canonical
-    from core.vault import Vault
+    from glasskey.core import canonical
+    from glasskey.core.vault import Vault
 
     vault = Vault(root)
     with vault.store.read() as txn:
@@ -171,7 +171,7 @@ def parse_experiment(root: Path) -> dict[str, Any]:
 
 # -- fsync: what each durable write costs, and the cheaper equivalents ----------------------------
 def fsync_experiment(scratch: Path) -> dict[str, Any]:
-    from core.fsutil import atomic_write
+    from glasskey.core.fsutil import atomic_write
 
     d = Path(tempfile.mkdtemp(dir=scratch))
     data = os.urandom(32 << 10)
@@ -210,8 +210,8 @@ def fsync_experiment(scratch: Path) -> dict[str, Any]:
 
 # -- import: per-seal public key validation and connector lookup ------------------------------------
 def seal_experiment() -> dict[str, Any]:
-    from core.connectors import registry
-    from core.crypto import hpke
+    from glasskey.core.connectors import registry
+    from glasskey.core.crypto import hpke
 
     pub = hpke.public_from_private(hpke.generate_private())
     share, info = os.urandom(33), hpke.info_for("x", "y")
@@ -234,8 +234,8 @@ def seal_experiment() -> dict[str, Any]:
 # -- reading the state: vault.json size, polling, alerts --------------------------------------------
 def state_experiment(roots: dict[str, Path]) -> dict[str, Any]:
     """vault.json read+parse, the TUI's poll (Store.seq), a stat, and vault.alerts()."""
-    from core.store import Store
-    from core.vault import Vault
+    from glasskey.core.store import Store
+    from glasskey.core.vault import Vault
 
     out: dict[str, Any] = {}
     for label, root in roots.items():

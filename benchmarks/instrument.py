@@ -21,32 +21,32 @@ from typing import Any
 
 #: (module path, attribute path, component name)
 TARGETS: tuple[tuple[str, str, str], ...] = (
-    ("core.store", "Store._read_state", "state.read"),
-    ("core.store", "Store._check_witness", "witness.check"),
-    ("core.store", "Store._verify_to_head", "chain.catch-up+roster"),
-    ("core.base", "verify_seal", "share-set.verify"),
-    ("core.base", "sign_seal", "share-set.sign"),
-    ("core.base", "verify_config", "config.verify"),
-    ("core.rotation", "verify_config", "config.verify"),
-    ("core.store", "Store._recover_audit", "audit.recover"),
-    ("core.store", "Store._read_shard", "shard.read+parse"),
-    ("core.store", "Store._write_shard", "shard.write+fsync"),
-    ("core.store", "Store._replace_state", "state.replace"),
-    ("core.store", "Store._collect_garbage", "state.gc"),
-    ("core.store", "Transaction._commit", "commit"),
-    ("core.store", "fsync_dir", "fs.fsync_dir"),
-    ("core.store", "build_entry", "audit.sign"),
-    ("core.audit.AuditLog", "append", "audit.append+fsync"),
-    ("core.crypto.hpke", "seal", "hpke.seal"),
-    ("core.crypto.hpke", "open_", "hpke.open"),
-    ("core.crypto.shamir", "split", "shamir.split"),
-    ("core.crypto.shamir", "combine_checked", "shamir.combine"),
-    ("core.crypto.shamir", "evaluate_at", "shamir.evaluate"),
-    ("core.crypto.kdf", "derive_key", "argon2id"),
-    ("core.connectors.registry", "load", "connector.lookup"),
-    ("core.witness", "save", "witness.save"),
+    ("glasskey.core.store", "Store._read_state", "state.read"),
+    ("glasskey.core.store", "Store._check_witness", "witness.check"),
+    ("glasskey.core.store", "Store._verify_to_head", "chain.catch-up+roster"),
+    ("glasskey.core.base", "verify_seal", "share-set.verify"),
+    ("glasskey.core.base", "sign_seal", "share-set.sign"),
+    ("glasskey.core.base", "verify_config", "config.verify"),
+    ("glasskey.core.rotation", "verify_config", "config.verify"),
+    ("glasskey.core.store", "Store._recover_audit", "audit.recover"),
+    ("glasskey.core.store", "Store._read_shard", "shard.read+parse"),
+    ("glasskey.core.store", "Store._write_shard", "shard.write+fsync"),
+    ("glasskey.core.store", "Store._replace_state", "state.replace"),
+    ("glasskey.core.store", "Store._collect_garbage", "state.gc"),
+    ("glasskey.core.store", "Transaction._commit", "commit"),
+    ("glasskey.core.store", "fsync_dir", "fs.fsync_dir"),
+    ("glasskey.core.store", "build_entry", "audit.sign"),
+    ("glasskey.core.audit.AuditLog", "append", "audit.append+fsync"),
+    ("glasskey.core.crypto.hpke", "seal", "hpke.seal"),
+    ("glasskey.core.crypto.hpke", "open_", "hpke.open"),
+    ("glasskey.core.crypto.shamir", "split", "shamir.split"),
+    ("glasskey.core.crypto.shamir", "combine_checked", "shamir.combine"),
+    ("glasskey.core.crypto.shamir", "evaluate_at", "shamir.evaluate"),
+    ("glasskey.core.crypto.kdf", "derive_key", "argon2id"),
+    ("glasskey.core.connectors.registry", "load", "connector.lookup"),
+    ("glasskey.core.witness", "save", "witness.save"),
     ("os", "fsync", "os.fsync"),
-    ("core.fsutil", "atomic_write", "fs.atomic_write"),
+    ("glasskey.core.fsutil", "atomic_write", "fs.atomic_write"),
 )
 
 
@@ -54,7 +54,7 @@ def _resolve(module: str, attr: str) -> tuple[Any, str]:
     import importlib
 
     parts = module.split(".")
-    # "core.audit.AuditLog" names a class inside a module.
+    # "glasskey.core.audit.AuditLog" names a class inside a module.
     for cut in range(len(parts), 0, -1):
         try:
             obj: Any = importlib.import_module(".".join(parts[:cut]))
@@ -88,8 +88,8 @@ class Probe:
             if original is None:
                 continue
             self._patch(owner, name, original, comp)
-        self._alias("core.fsutil", "atomic_write", "fs.atomic_write",
-                    ("core.store", "core.witness"))
+        self._alias("glasskey.core.fsutil", "atomic_write", "fs.atomic_write",
+                    ("glasskey.core.store", "glasskey.core.witness"))
 
     def _wrap(self, fn: Callable[..., Any], comp: str) -> Callable[..., Any]:
         totals, calls = self.totals, self.calls

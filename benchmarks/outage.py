@@ -35,12 +35,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from core import totp
-from core.credentials import CredentialSpec
-from core.crypto import kdf
-from core.operators import OperatorSpec
-from core.secret import SecretValue
-from core.vault import Vault
+from glasskey.core import totp
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.vault import Vault
 
 FAST = kdf.KdfParams(1024, 1, 1, b"glasskey-bench-salt!")
 OPS = {"req": ("requester",), "appr": ("approver", "admin")}

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from glasskey.core import totp
+from glasskey.core.clock import FakeClock
+
 from benchmarks.common import (
     CACHE,
     GLASSKEY,
@@ -52,8 +55,6 @@ from benchmarks.world import (
     start_clock,
     work_copy,
 )
-from core import totp
-from core.clock import FakeClock
 
 Result = dict[str, Any]
 
@@ -79,8 +80,8 @@ def _median_breakdown(samples: list[dict[str, float]]) -> dict[str, float]:
 
 # -- floors -------------------------------------------------------------------------------------
 def floors(args: Result) -> Result:
-    from core.crypto import hpke, kdf, sign
-    from core.fsutil import atomic_write
+    from glasskey.core.crypto import hpke, kdf, sign
+    from glasskey.core.fsutil import atomic_write
 
     out: Result = {}
     params_doc = args.get("kdf") or choose_kdf(Scale.from_doc(args["scale"]))
@@ -116,7 +117,7 @@ def floors(args: Result) -> Result:
     total = sum(len(x) + 1 for x in sample)
     parse_runs = repeat(lambda: _each(json.loads, sample), 5, 1)
     out["json_lines_MBps"] = Stats.of([total / t / 1e6 for t in parse_runs]).to_doc()
-    from core import canonical
+    from glasskey.core import canonical
 
     canon_runs = repeat(lambda: _each(canonical.loads, sample), 3, 1)
     out["canonical_lines_MBps"] = Stats.of([total / t / 1e6 for t in canon_runs]).to_doc()
@@ -152,8 +153,8 @@ def _audit_sample(path: str | None, target_bytes: int = 16 << 20) -> list[bytes]
                 size += len(raw)
                 if size >= target_bytes:
                     return lines
-    from core.audit import Head, Signer, build_entry
-    from core.crypto import sign
+    from glasskey.core.audit import Head, Signer, build_entry
+    from glasskey.core.crypto import sign
 
     signer = Signer("op00", sign.generate_private())
     head = Head()
@@ -276,7 +277,7 @@ def build(args: Result) -> Result:
 
 # -- read-only figures on the cached vault ------------------------------------------------------
 def verify(args: Result) -> Result:
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     root = Path(args["root"])
     fresh_client_state(Path(args["scratch"]))
@@ -300,9 +301,9 @@ def verify(args: Result) -> Result:
 
 def _incremental_verify(root: Path, new: int) -> Result:
     """A client whose checkpoint is ``new`` entries behind the head catches up."""
-    from core.audit import Head, line_hash
-    from core.chain import Checkpoint, verify_log
-    from core.store import Store
+    from glasskey.core.audit import Head, line_hash
+    from glasskey.core.chain import Checkpoint, verify_log
+    from glasskey.core.store import Store
 
     store = Store(root)
     full = verify_log(store.audit)
@@ -328,7 +329,7 @@ def _incremental_verify(root: Path, new: int) -> Result:
 
 def _verify_components(path: Path) -> Result:
     """What verifying costs at the floor: read, SHA-256 per line, JSON per line."""
-    from core import canonical
+    from glasskey.core import canonical
 
     out: Result = {}
     t, lines = timed(lambda: path.read_bytes().split(b"\n"))
@@ -351,7 +352,7 @@ def _each(fn: Any, items: list[bytes]) -> None:
 
 def listing(args: Result) -> Result:
     """vault.credentials() in-process (a new Vault each run: nothing cached)."""
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     root = Path(args["root"])
     fresh_client_state(Path(args["scratch"]))
@@ -451,7 +452,7 @@ def ops(args: Result) -> Result:
 
 
 def _shard_sizes(root: Path) -> Result:
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     vault = Vault(root)
     with vault.store.read() as txn:
@@ -472,7 +473,7 @@ def _shard_sizes(root: Path) -> Result:
 
 def add_operator(args: Result) -> Result:
     """Enrol one more operator: every credential gets a share for them (one transaction)."""
-    from core.operators import OperatorSpec
+    from glasskey.core.operators import OperatorSpec
 
     world, root = _operator_world(args, "addop")
     a, b = world.unlock("op00"), world.unlock("op01")
@@ -565,7 +566,7 @@ def _run_cli(argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = N
 
 def cli(args: Result) -> Result:
     """`glasskey cred list --json` and `glasskey reveal` as a person runs them (real clock)."""
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     src = Path(args["src"])
     scratch = Path(args["scratch"])
@@ -639,14 +640,14 @@ def tui(args: Result) -> Result:
     credential mounted and settled.
     """
     try:
-        from tui import app as tui_app
+        from glasskey.tui import app as tui_app
     except Exception as exc:  # not written yet, or broken: say so
         return {"present": False, "why": f"tui.app does not import ({type(exc).__name__}: "
                 f"{exc})"[:200]}
     cls = getattr(tui_app, "GlasskeyApp", None)
     if cls is None:
         return {"present": False, "why": "tui/app.py has no GlasskeyApp"}
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     src = Path(args["src"])
     scratch = Path(args["scratch"])
@@ -746,9 +747,9 @@ TUI_COLD = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from core.vault import Vault
-from tui import app as tui_app
-from tui.app import GlasskeyApp
+from glasskey.core.vault import Vault
+from glasskey.tui import app as tui_app
+from glasskey.tui.app import GlasskeyApp
 class FirstScreen(GlasskeyApp):
     CSS_PATH = str(Path(tui_app.__file__).parent / GlasskeyApp.CSS_PATH)
     def on_mount(self):
@@ -800,8 +801,8 @@ def report(args: Result) -> Result:
     ``entries`` entries in a child process, so that building does not count
     toward this process's peak memory.
     """
-    from core import report as rp
-    from core.vault import Vault
+    from glasskey.core import report as rp
+    from glasskey.core.vault import Vault
 
     scratch = Path(args["scratch"])
     fresh_client_state(scratch)

@@ -35,6 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glasskey.core import totp
+from glasskey.core.audit import SYSTEM_SIGNER, Head, build_entry
+from glasskey.core.clock import FakeClock
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.models import Policy
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.vault import Vault
+
 from benchmarks.common import (
     CACHE,
     FAST_KDF,
@@ -47,16 +58,6 @@ from benchmarks.common import (
     op_seed,
     read_json,
 )
-from core import totp
-from core.audit import SYSTEM_SIGNER, Head, build_entry
-from core.clock import FakeClock
-from core.credentials import CredentialSpec
-from core.crypto import kdf
-from core.models import Policy
-from core.operators import OperatorSpec
-from core.secret import SecretValue
-from core.session import Session
-from core.vault import Vault
 
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 HISTORY_DAYS = 100

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import canonical
-from core.crypto import sign
-from core.errors import IntegrityError, StorageError
-from core.fsutil import FILE_MODE, fsync_dir
+from glasskey.core import canonical
+from glasskey.core.crypto import sign
+from glasskey.core.errors import IntegrityError, StorageError
+from glasskey.core.fsutil import FILE_MODE, fsync_dir
 
 GENESIS = "0" * 64
 AUDIT_FILE = "audit.jsonl"

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-
-from core.canonical import b64d
-from core.clock import Clock, Random, SystemClock, SystemRandom
-from core.envelope import Recipient, add_share, open_own_share, recover_dek
-from core.errors import NotFoundError, PolicyError
-from core.models import Checkout, Credential, Operator
-from core.roster import Member, sign_seal, verify_config, verify_seal
-from core.session import Session
-from core.store import Store, Transaction
+from glasskey.core.canonical import b64d
+from glasskey.core.clock import Clock, Random, SystemClock, SystemRandom
+from glasskey.core.envelope import Recipient, add_share, open_own_share, recover_dek
+from glasskey.core.errors import NotFoundError, PolicyError
+from glasskey.core.models import Checkout, Credential, Operator
+from glasskey.core.roster import Member, sign_seal, verify_config, verify_seal
+from glasskey.core.session import Session
+from glasskey.core.store import Store, Transaction
 
 
 def default_vault_dir() -> Path:

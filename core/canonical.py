@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.errors import IntegrityError
+from glasskey.core.errors import IntegrityError
 
 MAX_DEPTH = 32
 

@@ -30,11 +30,8 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
-
-from core import canonical
-from core.audit import (
+from glasskey.core import canonical
+from glasskey.core.audit import (
     ENTRY_FIELDS,
     GENESIS,
     SYSTEM,
@@ -44,8 +41,8 @@ from core.audit import (
     line_hash,
     line_length_before,
 )
-from core.errors import IntegrityError
-from core.roster import (
+from glasskey.core.errors import IntegrityError
+from glasskey.core.roster import (
     CHANGE_EVENTS,
     FOUNDED_EVENT,
     Roster,
@@ -53,6 +50,8 @@ from core.roster import (
     apply_founding,
     vault_id_for,
 )
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 Progress = Callable[[int, int], None]
 #: Below this many signatures, forking workers costs more than it saves.

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.base import VaultBase
-from core.canonical import b64d
-from core.envelope import (
+from glasskey.core.base import VaultBase
+from glasskey.core.canonical import b64d
+from glasskey.core.envelope import (
     decrypt_secret,
     grant_info,
     open_grant,
@@ -24,12 +24,12 @@ from core.envelope import (
     recover_dek,
     seal_grant,
 )
-from core.errors import DecryptError, IntegrityError, PolicyError, UsageError
-from core.models import OPEN_STATES, Checkout, CheckoutState, Policy, format_duration
-from core.secret import SecretValue
-from core.session import Session
-from core.store import Refused, Transaction
-from core.text import cap_all
+from glasskey.core.errors import DecryptError, IntegrityError, PolicyError, UsageError
+from glasskey.core.models import OPEN_STATES, Checkout, CheckoutState, Policy, format_duration
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.store import Refused, Transaction
+from glasskey.core.text import cap_all
 
 S = CheckoutState
 

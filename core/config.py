@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UsageError
+from glasskey.core.errors import UsageError
 
 CONFIG_FILE = "glasskey.toml"
 FORBIDDEN_KEYS = ("password", "secret", "token", "passphrase")

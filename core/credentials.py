@@ -6,16 +6,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.base import VaultBase
-from core.connectors import registry
-from core.envelope import seal_version
-from core.errors import PolicyError, UsageError
-from core.models import KINDS, Credential, Policy, check_name
-from core.passwords import alphabet_for, generate
-from core.roster import config_digest, sign_config
-from core.secret import SecretValue
-from core.session import Session
-from core.store import Transaction
+from glasskey.core.base import VaultBase
+from glasskey.core.connectors import registry
+from glasskey.core.envelope import seal_version
+from glasskey.core.errors import PolicyError, UsageError
+from glasskey.core.models import KINDS, Credential, Policy, check_name
+from glasskey.core.passwords import alphabet_for, generate
+from glasskey.core.roster import config_digest, sign_config
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.store import Transaction
 
 
 @dataclass(frozen=True, repr=False)

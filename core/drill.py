@@ -36,13 +36,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from core.base import VaultBase
-from core.canonical import b64d
-from core.crypto import aead
-from core.envelope import open_own_share
-from core.errors import DecryptError, GlasskeyError, IntegrityError, PolicyError
-from core.session import Session
-from core.store import Refused, Transaction
+from glasskey.core.base import VaultBase
+from glasskey.core.canonical import b64d
+from glasskey.core.crypto import aead
+from glasskey.core.envelope import open_own_share
+from glasskey.core.errors import DecryptError, GlasskeyError, IntegrityError, PolicyError
+from glasskey.core.session import Session
+from glasskey.core.store import Refused, Transaction
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,14 @@ def normalise_code(code: str) -> str:
 
 class DrillOps(VaultBase):
     def _kit_fingerprint(self, pub: bytes) -> str:
-        from core.emergency import fingerprint
+        from glasskey.core.emergency import fingerprint
 
         return fingerprint(pub)
 
     def _random_credential(self, txn: Transaction, session: Session) -> dict[str, Any]:
         """A random credential whose current version holds a share for this operator
         (reads shards in a random order and stops at the first that has one)."""
-        from core.store import TABLE_SHARDS
+        from glasskey.core.store import TABLE_SHARDS
 
         rand = secrets.SystemRandom()
         order = list(range(TABLE_SHARDS["sealed"]))

@@ -23,27 +23,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.canonical import b64d, b64e
-from core.crypto import hpke
-from core.envelope import (
+from glasskey.core.canonical import b64d, b64e
+from glasskey.core.crypto import hpke
+from glasskey.core.envelope import (
     Recipient,
     decrypt_secret,
     open_own_share,
     recover_dek,
 )
-from core.errors import (
+from glasskey.core.errors import (
     DecryptError,
     IntegrityError,
     PolicyError,
     UsageError,
 )
-from core.models import Checkout, CheckoutState, Policy, format_duration
-from core.roster import Change, change_details
-from core.rotation import RotationOps, RotationResult
-from core.secret import SecretValue
-from core.session import Session
-from core.store import Refused, Transaction
-from core.text import cap_all
+from glasskey.core.models import Checkout, CheckoutState, Policy, format_duration
+from glasskey.core.roster import Change, change_details
+from glasskey.core.rotation import RotationOps, RotationResult
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.store import Refused, Transaction
+from glasskey.core.text import cap_all
 
 S = CheckoutState
 CODE_PREFIX = "GK2"

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.canonical import b64d, b64e
-from core.clock import Random
-from core.crypto import aead, hpke, shamir
-from core.errors import DecryptError, IntegrityError
-from core.secret import SecretValue
+from glasskey.core.canonical import b64d, b64e
+from glasskey.core.clock import Random
+from glasskey.core.crypto import aead, hpke, shamir
+from glasskey.core.errors import DecryptError, IntegrityError
+from glasskey.core.secret import SecretValue
 
 SECRET_LABEL = "glasskey/secret/v1"
 SHARE_LABEL = "glasskey/share/v1"

@@ -25,7 +25,7 @@ import json
 import re
 from typing import Any, Protocol
 
-from core.audit import AuditLog
+from glasskey.core.audit import AuditLog
 
 #: C0, DEL, C1 (U+0085 NEL included), line/paragraph separators, bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")

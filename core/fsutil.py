@@ -31,7 +31,7 @@ import unicodedata
 from pathlib import Path
 from types import TracebackType
 
-from core.errors import StorageError
+from glasskey.core.errors import StorageError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600

@@ -28,9 +28,9 @@ import signal
 import subprocess
 import threading
 
-from core import config
-from core.connectors.command import allowed_executable
-from core.errors import UsageError
+from glasskey.core import config
+from glasskey.core.connectors.command import allowed_executable
+from glasskey.core.errors import UsageError
 
 #: Seconds a hook may run before its process group is killed.
 DEFAULT_TIMEOUT = 10.0

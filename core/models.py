@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.errors import UsageError
+from glasskey.core.errors import UsageError
 
 ROLES = ("requester", "approver", "admin")
 KINDS = ("break-glass", "batch", "onboarding")

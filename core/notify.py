@@ -60,12 +60,12 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-from core import config, hooks
-from core.audit import Signer
-from core.base import VaultBase
-from core.clock import iso
-from core.errors import GlasskeyError
-from core.store import Store, Transaction
+from glasskey.core import config, hooks
+from glasskey.core.audit import Signer
+from glasskey.core.base import VaultBase
+from glasskey.core.clock import iso
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.store import Store, Transaction
 
 #: The meta-table document holding the delivery queue and the lease warnings sent.
 OUTBOX = "notify_outbox"

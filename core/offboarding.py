@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from core.clock import Random, SystemRandom
-from core.envelope import Recipient, open_own_share, recover_dek, reseal_for
-from core.errors import NotFoundError, PolicyError, UsageError
-from core.models import CheckoutState
-from core.roster import Change, change_details
-from core.rotation import RotationOps
-from core.session import Session
+from glasskey.core.clock import Random, SystemRandom
+from glasskey.core.envelope import Recipient, open_own_share, recover_dek, reseal_for
+from glasskey.core.errors import NotFoundError, PolicyError, UsageError
+from glasskey.core.models import CheckoutState
+from glasskey.core.roster import Change, change_details
+from glasskey.core.rotation import RotationOps
+from glasskey.core.session import Session
 
 S = CheckoutState
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import config
-from core.checkout import DEFAULT_OPEN_ONBOARDING
-from core.credentials import CredentialOps, CredentialSpec
-from core.errors import ConnectorError, PolicyError, UsageError
-from core.models import Checkout, CheckoutState, Policy, check_name, format_duration
-from core.rotation import RotationOps
-from core.session import Session
-from core.store import Transaction
-from core.text import cap_all
+from glasskey.core import config
+from glasskey.core.checkout import DEFAULT_OPEN_ONBOARDING
+from glasskey.core.credentials import CredentialOps, CredentialSpec
+from glasskey.core.errors import ConnectorError, PolicyError, UsageError
+from glasskey.core.models import Checkout, CheckoutState, Policy, check_name, format_duration
+from glasskey.core.rotation import RotationOps
+from glasskey.core.session import Session
+from glasskey.core.store import Transaction
+from glasskey.core.text import cap_all
 
 S = CheckoutState
 #: Key (in the meta table) of the sweep's failing items and their back-off.

@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import canonical, totp
-from core.audit import SYSTEM_SIGNER
-from core.base import VaultBase
-from core.canonical import b64d, b64e
-from core.crypto import aead, hpke, kdf, sign
-from core.envelope import Recipient
-from core.errors import (
+from glasskey.core import canonical, totp
+from glasskey.core.audit import SYSTEM_SIGNER
+from glasskey.core.base import VaultBase
+from glasskey.core.canonical import b64d, b64e
+from glasskey.core.crypto import aead, hpke, kdf, sign
+from glasskey.core.envelope import Recipient
+from glasskey.core.errors import (
     AuthError,
     DecryptError,
     IntegrityError,
@@ -26,8 +26,8 @@ from core.errors import (
     PolicyError,
     UsageError,
 )
-from core.models import ROLES, check_name
-from core.roster import (
+from glasskey.core.models import ROLES, check_name
+from glasskey.core.roster import (
     FOUNDED_EVENT,
     Change,
     Member,
@@ -36,8 +36,8 @@ from core.roster import (
     sign_founding,
     vault_id_for,
 )
-from core.session import Session
-from core.store import Refused, Transaction
+from glasskey.core.session import Session
+from glasskey.core.store import Refused, Transaction
 
 WRAP_LABEL = "glasskey/operator-keys/v1"
 AUTH_FAILED = "passphrase or TOTP code is wrong (or that code was already used)"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 import string
 
-from core.errors import UsageError
-from core.models import Policy
-from core.secret import SecretValue
+from glasskey.core.errors import UsageError
+from glasskey.core.models import Policy
+from glasskey.core.secret import SecretValue
 
 CLASSES = {
     "lower": string.ascii_lowercase,

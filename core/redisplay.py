@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.checkout import CheckoutOps
-from core.errors import PolicyError, UsageError
-from core.models import Checkout, CheckoutState, format_duration
-from core.secret import SecretValue
-from core.session import Session
-from core.store import Transaction
+from glasskey.core.checkout import CheckoutOps
+from glasskey.core.errors import PolicyError, UsageError
+from glasskey.core.models import Checkout, CheckoutState, format_duration
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.store import Transaction
 
 S = CheckoutState
 

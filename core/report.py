@@ -36,15 +36,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from core.audit import SYSTEM_EVENTS
-from core.clock import iso
-from core.errors import IntegrityError, UsageError
-from core.exports import escape_controls, escape_json_text
-from core.models import format_duration
+from glasskey.core.audit import SYSTEM_EVENTS
+from glasskey.core.clock import iso
+from glasskey.core.errors import IntegrityError, UsageError
+from glasskey.core.exports import escape_controls, escape_json_text
+from glasskey.core.models import format_duration
 
 if TYPE_CHECKING:
-    from core.session import Session
-    from core.vault import Vault
+    from glasskey.core.session import Session
+    from glasskey.core.vault import Vault
 
 REPORT_FORMAT = "glasskey-custody-report"
 REPORT_VERSION = 1

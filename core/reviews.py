@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.base import VaultBase
-from core.errors import PolicyError, UsageError
-from core.session import Session
-from core.store import Refused, Transaction
-from core.text import cap_all
+from glasskey.core.base import VaultBase
+from glasskey.core.errors import PolicyError, UsageError
+from glasskey.core.session import Session
+from glasskey.core.store import Refused, Transaction
+from glasskey.core.text import cap_all
 
 REVIEW_MAX_AGE = 7 * 24 * 3600
 OUTCOMES = ("ok", "concern")

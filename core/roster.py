@@ -32,9 +32,9 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from core import canonical
-from core.crypto import sign
-from core.errors import IntegrityError, PolicyError
+from glasskey.core import canonical
+from glasskey.core.crypto import sign
+from glasskey.core.errors import IntegrityError, PolicyError
 
 FOUNDING_LABEL = b"glasskey/founding/v1"
 ROSTER_LABEL = b"glasskey/roster/v1"

@@ -30,14 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core import canonical
-from core import config as site_config
-from core.canonical import b64d, b64e
-from core.checkout import CheckoutOps
-from core.connectors import registry
-from core.connectors.base import Connector, ConnectorSettings
-from core.crypto import hpke
-from core.envelope import (
+from glasskey.core import canonical
+from glasskey.core import config as site_config
+from glasskey.core.canonical import b64d, b64e
+from glasskey.core.checkout import CheckoutOps
+from glasskey.core.connectors import registry
+from glasskey.core.connectors.base import Connector, ConnectorSettings
+from glasskey.core.crypto import hpke
+from glasskey.core.envelope import (
     decrypt_secret,
     grant_info,
     open_grant,
@@ -45,20 +45,20 @@ from core.envelope import (
     recover_dek,
     seal_version,
 )
-from core.errors import (
+from glasskey.core.errors import (
     ConnectorError,
     DecryptError,
     GlasskeyError,
     IntegrityError,
     PolicyError,
 )
-from core.models import CheckoutState, Policy
-from core.passwords import generate
-from core.reviews import ReviewOps
-from core.roster import Roster, config_digest, verify_config
-from core.secret import SecretValue
-from core.session import Session
-from core.store import Refused, Transaction
+from glasskey.core.models import CheckoutState, Policy
+from glasskey.core.passwords import generate
+from glasskey.core.reviews import ReviewOps
+from glasskey.core.roster import Roster, config_digest, verify_config
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.store import Refused, Transaction
 
 S = CheckoutState
 RESUME_LABEL = "glasskey/rotation-resume/v1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.audit import Signer
+from glasskey.core.audit import Signer
 
 
 @dataclass(frozen=True, repr=False)

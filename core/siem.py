@@ -43,14 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core import canonical, witness
-from core.audit import GENESIS, AuditLog, line_hash, line_length_before
-from core.errors import IntegrityError, StorageError, UsageError
-from core.exports import escape_controls
-from core.fsutil import atomic_write, ensure_private_dir
+from glasskey.core import canonical, witness
+from glasskey.core.audit import GENESIS, AuditLog, line_hash, line_length_before
+from glasskey.core.errors import IntegrityError, StorageError, UsageError
+from glasskey.core.exports import escape_controls
+from glasskey.core.fsutil import atomic_write, ensure_private_dir
 
 if TYPE_CHECKING:
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
 FACILITY_AUTH = 4
 FACILITY_AUTHPRIV = 10

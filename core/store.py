@@ -41,13 +41,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from tinydb import TinyDB
-from tinydb.queries import QueryLike
-from tinydb.storages import Storage
-from tinydb.table import Document, Table
-
-from core import canonical, witness
-from core.audit import (
+from glasskey.core import canonical, witness
+from glasskey.core.audit import (
     SYSTEM_SIGNER,
     AuditLog,
     Head,
@@ -56,9 +51,9 @@ from core.audit import (
     line_hash,
     line_length_before,
 )
-from core.chain import Checkpoint, catch_up
-from core.clock import CLOCK_SKEW, iso
-from core.errors import (
+from glasskey.core.chain import Checkpoint, catch_up
+from glasskey.core.clock import CLOCK_SKEW, iso
+from glasskey.core.errors import (
     ClockSkewError,
     GlasskeyError,
     IntegrityError,
@@ -66,7 +61,7 @@ from core.errors import (
     StorageError,
     UsageError,
 )
-from core.fsutil import (
+from glasskey.core.fsutil import (
     VaultLock,
     atomic_write,
     ensure_private_dir,
@@ -74,7 +69,11 @@ from core.fsutil import (
     read_file,
     write_new,
 )
-from core.roster import Roster, adopt_status, check_table
+from glasskey.core.roster import Roster, adopt_status, check_table
+from tinydb import TinyDB
+from tinydb.queries import QueryLike
+from tinydb.storages import Storage
+from tinydb.table import Document, Table
 
 SCHEMA_VERSION = 5
 FORMAT = "glasskey-vault"

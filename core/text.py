@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from core.errors import UsageError
+from glasskey.core.errors import UsageError
 
 #: Field -> largest number of characters accepted. Generous for people, small
 #: enough that one audit line stays far below any storage limit.

@@ -11,28 +11,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import config as site_config
-from core import witness
-from core.audit import Head
-from core.chain import Checkpoint, Progress, VerifyResult, check_prefix, verify_log
-from core.clock import CLOCK_SKEW, Clock, Random, iso
-from core.drill import DrillOps
-from core.emergency import EmergencyOps
-from core.errors import (
+from glasskey.core import config as site_config
+from glasskey.core import witness
+from glasskey.core.audit import Head
+from glasskey.core.chain import Checkpoint, Progress, VerifyResult, check_prefix, verify_log
+from glasskey.core.clock import CLOCK_SKEW, Clock, Random, iso
+from glasskey.core.drill import DrillOps
+from glasskey.core.emergency import EmergencyOps
+from glasskey.core.errors import (
     ClockSkewError,
     ConnectorError,
     GlasskeyError,
     IntegrityError,
     StorageError,
 )
-from core.models import CheckoutState
-from core.notify import NotifyOps
-from core.offboarding import OffboardingOps
-from core.onboarding import SWEEP_FAILURES, OnboardingOps
-from core.operators import OperatorOps
-from core.redisplay import HolderOps
-from core.rotation import RotationResult
-from core.session import Session
+from glasskey.core.models import CheckoutState
+from glasskey.core.notify import NotifyOps
+from glasskey.core.offboarding import OffboardingOps
+from glasskey.core.onboarding import SWEEP_FAILURES, OnboardingOps
+from glasskey.core.operators import OperatorOps
+from glasskey.core.redisplay import HolderOps
+from glasskey.core.rotation import RotationResult
+from glasskey.core.session import Session
 
 S = CheckoutState
 

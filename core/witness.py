@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-
-from core import canonical
-from core.audit import Head
-from core.errors import IntegrityError, StorageError
-from core.fsutil import atomic_write, ensure_private_dir
-from core.roster import Roster
+from glasskey.core import canonical
+from glasskey.core.audit import Head
+from glasskey.core.errors import IntegrityError, StorageError
+from glasskey.core.fsutil import atomic_write, ensure_private_dir
+from glasskey.core.roster import Roster
 
 
 def state_dir() -> Path:

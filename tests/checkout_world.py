@@ -10,15 +10,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import totp
-from core.clock import FakeClock
-from core.credentials import CredentialSpec
-from core.crypto import kdf
-from core.models import Policy
-from core.operators import OperatorSpec
-from core.secret import SecretValue
-from core.session import Session
-from core.vault import Vault
+from glasskey.core import totp
+from glasskey.core.clock import FakeClock
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.models import Policy
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.vault import Vault
 
 FAST_KDF = kdf.KdfParams(1024, 1, 1, b"glasskey-tests-salt!")
 SEEDS = {
@@ -83,7 +83,7 @@ def make_world(tmp_path: Path, names: tuple[str, ...] = ("alice", "bob", "carol"
 
 def decrypt_version(w: World, cred_name: str, slot: str = "current") -> str | None:
     """What a version holds, opened with two operators' shares (test-only oracle)."""
-    from core.envelope import decrypt_secret, open_own_share, recover_dek
+    from glasskey.core.envelope import decrypt_secret, open_own_share, recover_dek
 
     cred_id = w.vault.cred_id_for(cred_name)
     with w.vault.store.read() as txn:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from tests.servers import LdapServer, PostgresServer, start_postgres, start_slapd
+from servers import LdapServer, PostgresServer, start_postgres, start_slapd
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +57,7 @@ def _site_policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 # touch the real user's) and tiny Argon2id parameters are allowed.
 from pathlib import Path  # noqa: E402
 
-from tests.helpers import StoreEnv, VaultEnv, make_store, make_vault  # noqa: E402
+from helpers import StoreEnv, VaultEnv, make_store, make_vault  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 Import from any test module::
 
-    from tests.helpers import make_vault, make_store
+    from helpers import make_vault, make_store
 
     env = make_vault(tmp_path)                 # alice + bob (2 operators)
     env = make_vault(tmp_path, operators=3)    # alice + bob + carol
@@ -39,15 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import canonical, totp
-from core.audit import Signer
-from core.clock import FakeClock
-from core.crypto import kdf, sign
-from core.errors import GlasskeyError
-from core.operators import OperatorSpec
-from core.session import Session
-from core.store import Store
-from core.vault import Vault
+from glasskey.core import canonical, totp
+from glasskey.core.audit import Signer
+from glasskey.core.clock import FakeClock
+from glasskey.core.crypto import kdf, sign
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.session import Session
+from glasskey.core.store import Store
+from glasskey.core.vault import Vault
 
 #: Argon2id parameters small enough for tests (needs GLASSKEY_INSECURE_FAST_KDF=1).
 FAST_KDF = kdf.KdfParams(1024, 1, 1, b"s" * 16)
@@ -205,8 +205,8 @@ def founding_details(signers: list[tuple[Signer, bytes]], label: str = "test"
     Every signer is a founding admin/approver; their HPKE keys are fresh and
     unused (bare stores seal nothing).
     """
-    from core.crypto import hpke
-    from core.roster import sign_founding, vault_id_for
+    from glasskey.core.crypto import hpke
+    from glasskey.core.roster import sign_founding, vault_id_for
 
     records = []
     for x, (signer, public) in enumerate(signers, 1):

@@ -20,21 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.audit import Signer
-from core.canonical import b64d, b64e
-from core.credentials import CredentialSpec
-from core.crypto import hpke, sign
-from core.emergency import decode_parts
-from core.envelope import decrypt_secret, grant_info, open_grant, open_own_share, recover_dek
-from core.errors import GlasskeyError, IntegrityError, UsageError
-from core.roster import Change, sign_change
-from core.secret import SecretValue
-from core.store import Store
-from core.vault import Vault
-from tests.checkout_world import World, make_world
-from tests.helpers import tamper_shard, tamper_state
-from tests.test_cli import Cli, cli, fresh_step  # noqa: F401  (the CLI fixture)
+from checkout_world import World, make_world
+from glasskey.core.audit import Signer
+from glasskey.core.canonical import b64d, b64e
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import hpke, sign
+from glasskey.core.emergency import decode_parts
+from glasskey.core.envelope import (
+    decrypt_secret,
+    grant_info,
+    open_grant,
+    open_own_share,
+    recover_dek,
+)
+from glasskey.core.errors import GlasskeyError, IntegrityError, UsageError
+from glasskey.core.roster import Change, sign_change
+from glasskey.core.secret import SecretValue
+from glasskey.core.store import Store
+from glasskey.core.vault import Vault
+from helpers import tamper_shard, tamper_state
+from test_cli import Cli, cli, fresh_step  # noqa: F401  (the CLI fixture)
 
 SCRIPT_MARKER = "attacker-script-ran"
 
@@ -217,7 +222,7 @@ def test_h4_swapped_target_never_runs(w: World, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_h4_rotation_intent_records_the_target_digest(w: World) -> None:
-    from core.roster import config_digest
+    from glasskey.core.roster import config_digest
 
     req = w.checkout("db-root")
     w.vault.reveal(w.s("alice"), req)
@@ -369,8 +374,8 @@ def test_h8_old_sealed_copies_open_nothing_current_after_a_use(
 # -- unsigned system entries ------------------------------------------------------------------------
 def test_unsigned_lockouts_are_labelled_never_someones_act(
         w: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import report as rp
-    from core.audit import SYSTEM_SIGNER
+    from glasskey.core import report as rp
+    from glasskey.core.audit import SYSTEM_SIGNER
 
     for _ in range(3):
         forge(w, monkeypatch, SYSTEM_SIGNER, "auth.locked", "bob", {"retry_in": 3600})

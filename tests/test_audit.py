@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import canonical
-from core.audit import (
+from glasskey.core import canonical
+from glasskey.core.audit import (
     QUARANTINE_DIR,
     SYSTEM_EVENTS,
     SYSTEM_SIGNER,
@@ -31,11 +30,11 @@ from core.audit import (
     build_entry,
     line_hash,
 )
-from core.chain import verify_log
-from core.crypto import sign
-from core.errors import IntegrityError, StorageError
-from core.store import Store
-from tests.helpers import (
+from glasskey.core.chain import verify_log
+from glasskey.core.crypto import sign
+from glasskey.core.errors import IntegrityError, StorageError
+from glasskey.core.store import Store
+from helpers import (
     StoreEnv,
     VaultEnv,
     counters,
@@ -491,7 +490,7 @@ def test_audit_append_fault_keeps_log_byte_identical(store_env: StoreEnv) -> Non
 def test_parallel_signature_check_names_the_first_bad_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_at: int) -> None:
     """The worker-process path (used past 20,000 signatures) finds the same entry."""
-    from core import chain
+    from glasskey.core import chain
 
     monkeypatch.setattr(chain, "PARALLEL_MIN", 50)
     monkeypatch.setattr(chain.SignatureChecker, "CHUNK", 64)
@@ -545,7 +544,7 @@ def test_incremental_verify_still_catches_an_old_line_rewritten(
 def test_prefix_check_in_worker_processes_names_the_rewritten_line(
         vault2: VaultEnv, monkeypatch: pytest.MonkeyPatch, victim: int) -> None:
     """The byte-range split (used past 64 MiB) finds a rewrite at and around the seams."""
-    from core import chain
+    from glasskey.core import chain
 
     monkeypatch.setattr(chain, "PREFIX_PARALLEL_BYTES", 0)
     _add_entries(vault2, 36)

@@ -21,16 +21,15 @@ from typing import Any
 
 import pyotp
 import pytest
-
-from core import canonical, totp
-from core.chain import verify_log
-from core.clock import FakeClock
-from core.crypto import kdf
-from core.errors import AuthError, IntegrityError
-from core.operators import AUTH_FAILED
-from core.store import Store
-from core.vault import Vault
-from tests.helpers import START, STEP, VaultEnv, make_vault, tamper_state, worker_unlock
+from glasskey.core import canonical, totp
+from glasskey.core.chain import verify_log
+from glasskey.core.clock import FakeClock
+from glasskey.core.crypto import kdf
+from glasskey.core.errors import AuthError, IntegrityError
+from glasskey.core.operators import AUTH_FAILED
+from glasskey.core.store import Store
+from glasskey.core.vault import Vault
+from helpers import START, STEP, VaultEnv, make_vault, tamper_state, worker_unlock
 
 SOAK = os.environ.get("GLASSKEY_SOAK") == "1"
 VECTORS = Path(__file__).parent / "vectors" / "rfc6238_totp.json"

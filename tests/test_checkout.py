@@ -7,9 +7,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
-from core.errors import IntegrityError, PolicyError, StorageError, UsageError
-from tests.checkout_world import World, make_world
+from checkout_world import World, make_world
+from glasskey.core.errors import IntegrityError, PolicyError, StorageError, UsageError
 
 
 @pytest.fixture

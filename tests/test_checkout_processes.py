@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.clock import FakeClock
-from core.errors import GlasskeyError
-from core.session import Session
-from core.vault import Vault
-from tests.checkout_world import World, make_world
+from checkout_world import World, make_world
+from glasskey.core.clock import FakeClock
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.session import Session
+from glasskey.core.vault import Vault
 
 SOAK = os.environ.get("GLASSKEY_SOAK") == "1"
 
@@ -64,9 +63,9 @@ def test_one_approval_redeemed_by_many_processes_succeeds_once(tmp_path: Path,
 CHILD = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from core.clock import FakeClock
-    from core.vault import Vault
-    from core import totp
+    from glasskey.core.clock import FakeClock
+    from glasskey.core.vault import Vault
+    from glasskey.core import totp
     root, req, now, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
     seed = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
     vault = Vault(Path(root), FakeClock(now))

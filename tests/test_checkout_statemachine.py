@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hypothesis.strategies as st
+from checkout_world import World, make_world
+from glasskey.core.errors import GlasskeyError
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
-from core.errors import GlasskeyError
-from tests.checkout_world import World, make_world
 
 REQUESTERS = ("alice", "bob", "carol")
 APPROVERS = ("bob", "carol", "dave")

@@ -36,7 +36,7 @@ class Cli:
     env: dict[str, str]
 
     def __call__(self, *args: str, stdin: str | None = None) -> Run:
-        proc = subprocess.run([sys.executable, "-m", "tui.cli", *args], env=self.env,
+        proc = subprocess.run([sys.executable, "-m", "glasskey.tui.cli", *args], env=self.env,
                               capture_output=True, text=True, input=stdin, timeout=120)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -264,7 +264,7 @@ def test_a_credential_named_list_can_be_requested(cli: Cli) -> None:
 def test_version_help_and_completion(cli: Cli) -> None:
     r = cli("--version")
     assert r.code == 0 and r.out.startswith("glasskey ")
-    from tui.cli import DOCS, build_parser, completion_script
+    from glasskey.tui.cli import DOCS, build_parser, completion_script
 
     parser = build_parser()
     assert set(parser.subcommands) == set(DOCS)
@@ -322,7 +322,7 @@ def test_durations_are_strict(cli: Cli) -> None:
         r = cli("request", "--cred", "db", "--reason", "r", "--ticket", "T",
                 "--duration", bad, "--as", "alice")
         assert r.code == 2, (bad, r.err)
-    from core.models import parse_duration
+    from glasskey.core.models import parse_duration
     assert [parse_duration(t) for t in ("90s", "30m", "1h30m", "2h", "1h0m5s")] == [
         90, 1800, 5400, 7200, 3605]
     for bad in ("30x", "30", "", "1m30h", "30 m", "2hh"):
@@ -362,7 +362,7 @@ def test_a_totp_key_is_never_read_from_argv(cli: Cli) -> None:
             str(cli.root / "alice.pass"), stdin=seed + "\n")
     assert r.code == 0, r.err
     assert json.loads(r.out)["status"] == "active"
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     # the key read from stdin is carol's: her authenticator's code unlocks
     Vault(cli.root / "vault").unlock("carol", "carol cli passphrase", pyotp.TOTP(seed).now())
@@ -370,7 +370,7 @@ def test_a_totp_key_is_never_read_from_argv(cli: Cli) -> None:
 
 def test_an_internal_error_is_typed_and_exits_4(cli: Cli, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from tui import cli as cli_mod
+    from glasskey.tui import cli as cli_mod
 
     def boom(vault: object, args: object) -> int:
         raise KeyError("x")
@@ -403,9 +403,9 @@ def test_a_70000_character_reason_is_refused_and_nothing_is_stored(cli: Cli) -> 
 
 
 def test_no_control_character_reaches_the_terminal_from_the_cli(cli: Cli) -> None:
-    from core.clock import FakeClock
-    from core.credentials import CredentialSpec
-    from core.vault import Vault
+    from glasskey.core.clock import FakeClock
+    from glasskey.core.credentials import CredentialSpec
+    from glasskey.core.vault import Vault
 
     vault = Vault(cli.root / "vault", FakeClock(time.time()))
     fresh_step()

@@ -24,14 +24,13 @@ from typing import Any
 
 import pyotp
 import pytest
-
-from core.clock import CLOCK_SKEW, FakeClock
-from core.errors import ClockSkewError, IntegrityError
-from core.session import Session
-from core.vault import Vault
-from tests.checkout_world import SEEDS as WORLD_SEEDS
-from tests.checkout_world import World, make_world, passphrase
-from tests.test_cli import SEEDS, Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
+from checkout_world import SEEDS as WORLD_SEEDS
+from checkout_world import World, make_world, passphrase
+from glasskey.core.clock import CLOCK_SKEW, FakeClock
+from glasskey.core.errors import ClockSkewError, IntegrityError
+from glasskey.core.session import Session
+from glasskey.core.vault import Vault
+from test_cli import SEEDS, Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
 
 HOUR = 3600.0
 

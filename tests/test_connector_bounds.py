@@ -27,18 +27,17 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.connectors.base import ConnectorSettings, scrub_fragments
-from core.connectors.command import CommandConnector
-from core.connectors.registry import make
-from core.credentials import CredentialSpec
-from core.errors import ConnectorError, PolicyError, UsageError
-from core.models import Policy
-from core.roster import sign_config
-from core.secret import SecretValue
-from tests.checkout_world import World, decrypt_version, make_world
-from tests.test_cli import Cli, fresh_step, one_sentence
-from tests.test_cli import cli as cli  # the fixture, re-exported
+from checkout_world import World, decrypt_version, make_world
+from glasskey.core.connectors.base import ConnectorSettings, scrub_fragments
+from glasskey.core.connectors.command import CommandConnector
+from glasskey.core.connectors.registry import make
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import ConnectorError, PolicyError, UsageError
+from glasskey.core.models import Policy
+from glasskey.core.roster import sign_config
+from glasskey.core.secret import SecretValue
+from test_cli import Cli, fresh_step, one_sentence
+from test_cli import cli as cli  # the fixture, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,9 +109,9 @@ def test_a_hung_script_is_killed_with_its_group_at_the_deadline(tmp_path: Path) 
 # -- bounded output --------------------------------------------------------------------------
 PEAK_RSS = """
 import resource, sys
-from core.connectors.base import ConnectorSettings
-from core.connectors.registry import make
-from core.secret import SecretValue
+from glasskey.core.connectors.base import ConnectorSettings
+from glasskey.core.connectors.registry import make
+from glasskey.core.secret import SecretValue
 c = make("command", ConnectorSettings(credential="big", target=sys.argv[1],
                                       options={"timeout": "300"}))
 ok = c.verify(SecretValue("some-value-1"))

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.connectors.base import ConnectorSettings
-from core.connectors.command import MAX_REASON, CommandConnector
-from core.connectors.registry import make
-from core.errors import ConnectorError
-from core.secret import SecretValue
+from glasskey.core.connectors.base import ConnectorSettings
+from glasskey.core.connectors.command import MAX_REASON, CommandConnector
+from glasskey.core.connectors.registry import make
+from glasskey.core.errors import ConnectorError
+from glasskey.core.secret import SecretValue
 
 OLD = SecretValue("old-Secret-value-1")
 NEW = SecretValue("new-Secret-value-2")

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import ldap3
 import pytest
-
-from core.connectors.base import ConnectorSettings
-from core.connectors.ldap import LdapConnector
-from core.connectors.registry import make
-from core.errors import ConnectorError
-from core.secret import SecretValue
-from tests.servers import LdapServer, free_port, new_password
+from glasskey.core.connectors.base import ConnectorSettings
+from glasskey.core.connectors.ldap import LdapConnector
+from glasskey.core.connectors.registry import make
+from glasskey.core.errors import ConnectorError
+from glasskey.core.secret import SecretValue
+from servers import LdapServer, free_port, new_password
 
 _counter = itertools.count()
 

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from core.connectors import postgres as pg_module
-from core.connectors.base import ConnectorSettings
-from core.connectors.postgres import PostgresConnector
-from core.connectors.registry import make
-from core.errors import ConnectorError
-from core.secret import SecretValue
-from tests.servers import TRUST_PROBE_USER, PostgresServer, free_port, new_password
+from glasskey.core.connectors import postgres as pg_module
+from glasskey.core.connectors.base import ConnectorSettings
+from glasskey.core.connectors.postgres import PostgresConnector
+from glasskey.core.connectors.registry import make
+from glasskey.core.errors import ConnectorError
+from glasskey.core.secret import SecretValue
+from servers import TRUST_PROBE_USER, PostgresServer, free_port, new_password
 
 _counter = itertools.count()
 

@@ -25,16 +25,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from core.connectors.base import ConnectorSettings
-from core.connectors.ldap import LdapConnector
-from core.connectors.postgres import PostgresConnector
-from core.connectors.registry import make
-from core.credentials import CredentialSpec
-from core.errors import ConnectorError, UsageError
-from core.secret import SecretValue
-from tests.checkout_world import World, decrypt_version, make_world
-from tests.servers import LdapServer, PostgresServer, free_port, new_password
+from checkout_world import World, decrypt_version, make_world
+from glasskey.core.connectors.base import ConnectorSettings
+from glasskey.core.connectors.ldap import LdapConnector
+from glasskey.core.connectors.postgres import PostgresConnector
+from glasskey.core.connectors.registry import make
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import ConnectorError, UsageError
+from glasskey.core.secret import SecretValue
+from servers import LdapServer, PostgresServer, free_port, new_password
 
 
 def site_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str = "") -> None:

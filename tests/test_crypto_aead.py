@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from glasskey.core.crypto import aead
+from glasskey.core.errors import DecryptError, UsageError
 from hypothesis import given
 from hypothesis import strategies as st
-
-from core.crypto import aead
-from core.errors import DecryptError, UsageError
 
 VECTORS = Path(__file__).parent / "vectors" / "wycheproof" / "aes_gcm_test.json"
 

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from core.crypto import hpke
-from core.errors import DecryptError, IntegrityError
+from glasskey.core.crypto import hpke
+from glasskey.core.errors import DecryptError, IntegrityError
 
 VECTORS = Path(__file__).parent / "vectors" / "wycheproof" / "x25519_test.json"
 BAD_FLAGS = {"ZeroSharedSecret", "LowOrderPublic"}
@@ -174,7 +173,7 @@ def test_wrong_info_fails(other: bytes) -> None:
 
 
 def test_info_for_is_domain_separated_from_aad() -> None:
-    from core.crypto.aead import aad_for
+    from glasskey.core.crypto.aead import aad_for
 
     assert hpke.info_for("a", 1) != aad_for("a", 1)
     assert hpke.info_for("a", 1) != hpke.info_for("a", "1")

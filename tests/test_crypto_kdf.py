@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-
-from core.crypto import kdf
-from core.crypto.kdf import CEILING, FLOOR, KdfParams
-from core.errors import DecryptError, IntegrityError, UsageError
+from glasskey.core.crypto import kdf
+from glasskey.core.crypto.kdf import CEILING, FLOOR, KdfParams
+from glasskey.core.errors import DecryptError, IntegrityError, UsageError
 
 VECTOR = json.loads((Path(__file__).parent / "vectors" / "rfc9106_argon2id.json").read_text())
 

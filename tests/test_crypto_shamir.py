@@ -18,12 +18,11 @@ import os
 import random
 
 import pytest
+from glasskey.core.crypto import shamir
+from glasskey.core.crypto.shamir import Share
+from glasskey.core.errors import IntegrityError, UsageError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.crypto import shamir
-from core.crypto.shamir import Share
-from core.errors import IntegrityError, UsageError
 
 
 class FixedRandom:

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.crypto import sign
-from core.errors import IntegrityError
+from glasskey.core.crypto import sign
+from glasskey.core.errors import IntegrityError
 
 VECTORS = Path(__file__).parent / "vectors" / "wycheproof" / "ed25519_test.json"
 

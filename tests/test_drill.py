@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from core.canonical import b64e
-from core.crypto import hpke
-from core.errors import IntegrityError, PolicyError
-from tests.checkout_world import World, make_world, passphrase
+from checkout_world import World, make_world, passphrase
+from glasskey.core.canonical import b64e
+from glasskey.core.crypto import hpke
+from glasskey.core.errors import IntegrityError, PolicyError
 
 
 def entries(w: World, event: str) -> list[dict[str, object]]:
@@ -51,7 +50,7 @@ def test_a_share_that_does_not_open_fails_the_drill_audited(world: World) -> Non
     """A share sealed to another key (re-signed by its sealer, so the signature check
     passes) does not open: drill.failed names the failed check."""
     w = world
-    from core.roster import sign_seal
+    from glasskey.core.roster import sign_seal
 
     bob = w.s("bob")
     cred_id = w.vault.cred_id_for("db-root")
@@ -104,11 +103,11 @@ def test_drill_cli_and_check_code_printed_with_the_kit_part(tmp_path: Path) -> N
     """Real processes on a vault whose clock is the real one (the CLI's)."""
     import time
 
-    from core import totp
-    from core.clock import FakeClock
-    from core.operators import OperatorSpec
-    from core.vault import Vault
-    from tests.checkout_world import FAST_KDF, ROLES, SEEDS
+    from checkout_world import FAST_KDF, ROLES, SEEDS
+    from glasskey.core import totp
+    from glasskey.core.clock import FakeClock
+    from glasskey.core.operators import OperatorSpec
+    from glasskey.core.vault import Vault
 
     os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"
     os.environ["GLASSKEY_STATE_DIR"] = str(tmp_path / "client-state")
@@ -127,7 +126,7 @@ def test_drill_cli_and_check_code_printed_with_the_kit_part(tmp_path: Path) -> N
         pf.write_text(passphrase(who) + "\n")
         code = totp.code_at(SEEDS[who], time.time() + 30 * step)
         return subprocess.run(
-            [sys.executable, "-m", "tui.cli", *args, "--vault", str(w.root), "--as", who,
+            [sys.executable, "-m", "glasskey.tui.cli", *args, "--vault", str(w.root), "--as", who,
              "--totp", code, "--passphrase-file", str(pf), "--json"],
             env=env, capture_output=True, timeout=60)
 
@@ -146,7 +145,7 @@ def test_drill_cli_and_check_code_printed_with_the_kit_part(tmp_path: Path) -> N
 
 
 def test_custody_report_shows_drills_and_flags_the_undrilled(world: World) -> None:
-    from core.report import build_custody_report, render_markdown
+    from glasskey.core.report import build_custody_report, render_markdown
 
     w = world
     start = w.clock.now() - 10
@@ -173,7 +172,7 @@ def test_custody_report_shows_drills_and_flags_the_undrilled(world: World) -> No
 
 def test_custody_report_lists_failed_notification_deliveries(world: World,
                                                              tmp_path: Path) -> None:
-    from core.report import build_custody_report
+    from glasskey.core.report import build_custody_report
 
     w = world
     start = w.clock.now() - 10

@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from tui import envguard
+from glasskey.tui import envguard
 
 GLASSKEY = Path(sys.executable).parent / "glasskey"
 

@@ -8,11 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from core.crypto import shamir
-from core.envelope import open_own_share, recover_dek
-from core.errors import IntegrityError, PolicyError, UsageError
-from tests.checkout_world import World, decrypt_version, make_world
+from checkout_world import World, decrypt_version, make_world
+from glasskey.core.crypto import shamir
+from glasskey.core.envelope import open_own_share, recover_dek
+from glasskey.core.errors import IntegrityError, PolicyError, UsageError
 
 
 @pytest.fixture
@@ -235,7 +234,7 @@ def test_step_up_with_a_fresh_code_follows_the_totp_rules(w: World) -> None:
 
 def test_removal_on_many_credentials_uses_every_core_and_loses_nothing(
         w: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import offboarding
+    from glasskey.core import offboarding
 
     monkeypatch.setattr(offboarding, "PARALLEL_FROM", 5)
     for i in range(12):

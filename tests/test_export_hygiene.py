@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import canonical, siem
-from core.audit import line_hash
-from core.emergency import encode_part
-from core.errors import GlasskeyError, UsageError
-from core.exports import csv_cell, escape_controls, export, jsonl_line
-from tests.checkout_world import World, make_world
+from checkout_world import World, make_world
+from glasskey.core import canonical, siem
+from glasskey.core.audit import line_hash
+from glasskey.core.emergency import encode_part
+from glasskey.core.errors import GlasskeyError, UsageError
+from glasskey.core.exports import csv_cell, escape_controls, export, jsonl_line
 
 FORGED = ('db-root\n<81>1 2030-01-01T00:00:00Z evil glasskey - emergency.kit-burned '
           '[glasskey@32473 seq="9999" actor="bob" subject="kit-1" hash="00"] {}')

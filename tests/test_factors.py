@@ -8,11 +8,10 @@ from typing import Any
 
 import pyotp
 import pytest
-
-from core import totp
-from core.errors import AuthError, PolicyError, UsageError
-from tests.checkout_world import World, make_world, passphrase
-from tests.test_cli import Cli, cli, fresh_step  # noqa: F401  (the CLI fixture)
+from checkout_world import World, make_world, passphrase
+from glasskey.core import totp
+from glasskey.core.errors import AuthError, PolicyError, UsageError
+from test_cli import Cli, cli, fresh_step  # noqa: F401  (the CLI fixture)
 
 
 @pytest.fixture
@@ -97,7 +96,7 @@ def test_cli_passwd_and_totp_reset(cli: Cli) -> None:  # noqa: F811
 
 
 def _seed(name: str) -> str:
-    from tests.test_cli import SEEDS
+    from test_cli import SEEDS
 
     return SEEDS[name]
 
@@ -117,7 +116,7 @@ def test_cli_init_from_one_file_per_founder(tmp_path: Path) -> None:
         f.write_text(json.dumps({"name": name, "roles": roles,
                                  "passphrase": f"{name}'s own long passphrase"}))
         files += ["--founder-file", str(f)]
-    run = subprocess.run([sys.executable, "-m", "tui.cli", "init", *files, "--json",
+    run = subprocess.run([sys.executable, "-m", "glasskey.tui.cli", "init", *files, "--json",
                           "--kdf-seconds", "0.01"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
@@ -125,7 +124,7 @@ def test_cli_init_from_one_file_per_founder(tmp_path: Path) -> None:
     founded = json.loads((tmp_path / "vault" / "audit.jsonl").read_text().splitlines()[0])
     assert founded["event"] == "vault.founded"
     assert set(founded["details"]["sigs"]) == {"alice", "bob"}
-    both = subprocess.run([sys.executable, "-m", "tui.cli", "init", *files,
+    both = subprocess.run([sys.executable, "-m", "glasskey.tui.cli", "init", *files,
                            "--operators-file", str(files[1])], env=env, capture_output=True,
                           text=True, timeout=120)
     assert both.returncode == 2

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core import hooks
-from core.vault import Vault
-from tests.checkout_world import make_world
+from checkout_world import make_world
+from glasskey.core import hooks
+from glasskey.core.vault import Vault
 
 
 def kill(pid_file: Path) -> None:

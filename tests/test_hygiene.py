@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import exports as audit_exports
-from core.credentials import CredentialSpec
-from core.crypto import kdf
-from core.errors import AuthError, GlasskeyError, IntegrityError
-from core.operators import Enrolment, OperatorSpec
-from core.secret import SecretValue
-from core.session import Session
-from tests.helpers import VaultEnv, files_under, make_vault
+from glasskey.core import exports as audit_exports
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.errors import AuthError, GlasskeyError, IntegrityError
+from glasskey.core.operators import Enrolment, OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from helpers import VaultEnv, files_under, make_vault
 
 CRED = "CANARY-credential-secret-7f3a9e51"
 PASS = {"alice": "CANARY-passphrase-alice-91b2c", "bob": "CANARY-passphrase-bob-44d1e",

@@ -17,18 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from core.errors import StorageError
-from core.fsutil import VaultLock
-from tests.test_cli import Cli, one_sentence
-from tests.test_cli import cli as cli  # the fixture, re-exported
+from glasskey.core.errors import StorageError
+from glasskey.core.fsutil import VaultLock
+from test_cli import Cli, one_sentence
+from test_cli import cli as cli  # the fixture, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from core.fsutil import VaultLock, set_lock_identity
+from glasskey.core.fsutil import VaultLock, set_lock_identity
 set_lock_identity(operator="mallory", command="request db-root")
 VaultLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)

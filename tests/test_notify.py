@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from core import config
-from core.errors import UsageError
-from core.notify import OUTBOX, chat, plain
-from tests.checkout_world import SEEDS, World, make_world, passphrase
-from tests.notify_servers import HttpReceiver, SmtpReceiver
-from tests.servers import free_port
+from checkout_world import SEEDS, World, make_world, passphrase
+from glasskey.core import config
+from glasskey.core.errors import UsageError
+from glasskey.core.notify import OUTBOX, chat, plain
+from notify_servers import HttpReceiver, SmtpReceiver
+from servers import free_port
 
 APPROVERS = "sec-team@example.test"
 
@@ -335,7 +334,7 @@ def test_relay_retries_queued_deliveries_and_exits_cleanly_on_ctrl_c(
         txn.table("meta").put(OUTBOX, doc)
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "relay", "--vault", str(w.root), "--interval",
+        [sys.executable, "-m", "glasskey.tui.cli", "relay", "--vault", str(w.root), "--interval",
          "0.2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         [got] = http.wait_for(1, timeout=20)
@@ -375,7 +374,7 @@ def test_notify_test_reaches_every_channel(world: World, tmp_path: Path, http: H
     w = world
     configure(w, tmp_path, webhook=http.url, smtp=smtp)
     env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", "notify", "test", "--vault",
+    proc = subprocess.run([sys.executable, "-m", "glasskey.tui.cli", "notify", "test", "--vault",
                            str(w.root), "--json"], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -383,7 +382,7 @@ def test_notify_test_reaches_every_channel(world: World, tmp_path: Path, http: H
     assert json.loads(http.wait_for(1)[0].body)["event"] == "notify.test"
     assert smtp.wait_for(1)[0].rcpts == [APPROVERS]
     http.mode = "500"
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", "notify", "test", "--vault",
+    proc = subprocess.run([sys.executable, "-m", "glasskey.tui.cli", "notify", "test", "--vault",
                            str(w.root)], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 1 and b"HTTP 500" in proc.stdout + proc.stderr
 
@@ -391,7 +390,7 @@ def test_notify_test_reaches_every_channel(world: World, tmp_path: Path, http: H
 def test_on_unlock_runs_once_the_vault_lock_is_released(world: World) -> None:
     """Store.on_unlock (what delivers notifications) runs after the commit with the lock
     free: another process's writer gets in at once (txn.after_commit runs inside it)."""
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     w = world
     other = Vault(w.root, w.clock, lock_timeout=0.3)
@@ -409,8 +408,8 @@ def test_on_unlock_runs_once_the_vault_lock_is_released(world: World) -> None:
 
 def test_a_failed_rotation_tells_every_approver(world: World, tmp_path: Path,
                                                 http: HttpReceiver) -> None:
-    from core.credentials import CredentialSpec
-    from core.secret import SecretValue
+    from glasskey.core.credentials import CredentialSpec
+    from glasskey.core.secret import SecretValue
 
     w = world
     script = tmp_path / "refuse.sh"

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from glasskey.core import canonical
+from glasskey.core.errors import GlasskeyError, IntegrityError
+from glasskey.core.store import TABLE_SHARDS, Store, shard_of
+from glasskey.core.vault import Vault
+from helpers import StoreEnv, VaultEnv, increment, sha256_file, tree_digest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from core import canonical
-from core.errors import GlasskeyError, IntegrityError
-from core.store import TABLE_SHARDS, Store, shard_of
-from core.vault import Vault
-from tests.helpers import StoreEnv, VaultEnv, increment, sha256_file, tree_digest
 
 # -- P1: canonical JSON ---------------------------------------------------------------------
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.credentials import CredentialSpec
-from core.errors import PolicyError, UsageError
-from core.models import Policy
-from core.secret import SecretValue
-from tests.helpers import make_vault
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import PolicyError, UsageError
+from glasskey.core.models import Policy
+from glasskey.core.secret import SecretValue
+from helpers import make_vault
 
 VALUE = "redisplay-value-7Qx"
 

@@ -16,13 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.credentials import CredentialSpec
-from core.envelope import decrypt_secret, grant_info, open_grant, open_own_share, recover_dek
-from core.errors import DecryptError, IntegrityError, PolicyError
-from core.secret import SecretValue
-from tests.checkout_world import World, decrypt_version, make_world
-from tests.test_cli import SEEDS, Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
+from checkout_world import World, decrypt_version, make_world
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.envelope import (
+    decrypt_secret,
+    grant_info,
+    open_grant,
+    open_own_share,
+    recover_dek,
+)
+from glasskey.core.errors import DecryptError, IntegrityError, PolicyError
+from glasskey.core.secret import SecretValue
+from test_cli import SEEDS, Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
 
 OLD = "v1-the-value-alice-must-not-keep"
 
@@ -210,8 +215,7 @@ def test_cli_offline_redemption_then_cancel_is_a_release(cli: Cli) -> None:  # n
     import time
 
     import pyotp
-
-    from core.vault import Vault
+    from glasskey.core.vault import Vault
 
     (cli.root / "secret").write_text(OLD + "\n")
     fresh_step()

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import report as rp
-from core.clock import iso
-from core.credentials import CredentialSpec
-from core.errors import AuthError, IntegrityError, PolicyError, UsageError
-from core.models import Policy
-from core.secret import SecretValue
-from tests.checkout_world import World, decrypt_version, make_world
+from checkout_world import World, decrypt_version, make_world
+from glasskey.core import report as rp
+from glasskey.core.clock import iso
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import AuthError, IntegrityError, PolicyError, UsageError
+from glasskey.core.models import Policy
+from glasskey.core.secret import SecretValue
 
 DAY = 86400.0
 HOUR = 3600.0

@@ -14,13 +14,12 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from core import report as rp
-from core.credentials import CredentialSpec
-from core.emergency import encode_part
-from core.errors import AuthError, GlasskeyError, PolicyError
-from core.secret import SecretValue
-from tests.checkout_world import World, make_world
+from checkout_world import World, make_world
+from glasskey.core import report as rp
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.emergency import encode_part
+from glasskey.core.errors import AuthError, GlasskeyError, PolicyError
+from glasskey.core.secret import SecretValue
 
 DAY = 86400.0
 

@@ -16,12 +16,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from checkout_world import World, make_world
+from glasskey.core import report as rp
+from glasskey.core.emergency import encode_part
+from glasskey.core.errors import GlasskeyError
 from markdown_it import MarkdownIt
-
-from core import report as rp
-from core.emergency import encode_part
-from core.errors import GlasskeyError
-from tests.checkout_world import World, make_world
 
 DAY = 86400.0
 EVIL_REASON = ("[click here](http://evil.example/x) ![pixel](http://evil.example/p.png) "

@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 
 import pytest
-
-from core import report as rp
-from core.errors import IntegrityError
-from tests.checkout_world import World, make_world
-from tests.test_cli import Cli, cli, fresh_step, one_sentence
+from checkout_world import World, make_world
+from glasskey.core import report as rp
+from glasskey.core.errors import IntegrityError
+from test_cli import Cli, cli, fresh_step, one_sentence
 
 __all__ = ["cli"]  # the fixture, imported for pytest
 

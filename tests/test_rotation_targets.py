@@ -19,15 +19,14 @@ from pathlib import Path
 import ldap3
 import psycopg
 import pytest
-
-from core.clock import FakeClock
-from core.credentials import CredentialSpec
-from core.errors import PolicyError
-from core.secret import SecretValue
-from core.session import Session
-from core.vault import Vault
-from tests.checkout_world import World, decrypt_version, make_world
-from tests.servers import LdapServer, PostgresServer, new_password
+from checkout_world import World, decrypt_version, make_world
+from glasskey.core.clock import FakeClock
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import PolicyError
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.vault import Vault
+from servers import LdapServer, PostgresServer, new_password
 
 SOAK = os.environ.get("GLASSKEY_SOAK") == "1"
 _n = itertools.count()

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import siem, witness
-from core.audit import SYSTEM_SIGNER, Head, build_entry
-from core.errors import IntegrityError, StorageError, UsageError
-from tests.checkout_world import World, make_world
+from checkout_world import World, make_world
+from glasskey.core import siem, witness
+from glasskey.core.audit import SYSTEM_SIGNER, Head, build_entry
+from glasskey.core.errors import IntegrityError, StorageError, UsageError
 
 ENTRY: dict[str, Any] = {
     "seq": 42, "time": "2027-01-15T08:00:00Z", "actor": "alice",

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import fsutil
-from core.audit import Head
-from core.chain import verify_log
-from core.errors import StorageError
-from core.store import Store, parse_state
-from tests.helpers import (
+from glasskey.core import fsutil
+from glasskey.core.audit import Head
+from glasskey.core.chain import verify_log
+from glasskey.core.errors import StorageError
+from glasskey.core.store import Store, parse_state
+from helpers import (
     StoreEnv,
     counters,
     fork_and_kill,
@@ -103,7 +102,7 @@ def _no_damaged_files(root: Path) -> None:
 
 
 def _increment_loop(root: Path, key_hex: str, ack_fd: int) -> None:
-    from core.audit import Signer
+    from glasskey.core.audit import Signer
 
     store = Store(root)
     signer = Signer("tester", bytes.fromhex(key_hex))
@@ -401,7 +400,7 @@ def test_d6_private_modes_whatever_the_umask(tmp_path: Path, mask: int,
     with _umask(mask):
         env = make_vault(tmp_path)
         alice = env.unlock("alice")
-        from core.credentials import CredentialSpec
+        from glasskey.core.credentials import CredentialSpec
 
         env.vault.add_credential(alice, CredentialSpec("db-root"))
         with open(env.root / "audit.jsonl", "ab") as fh:

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from core import store as store_mod
-from tests.checkout_world import make_world
+from checkout_world import make_world
+from glasskey.core import store as store_mod
 
 
 def test_schema_2_requests_are_resharded_into_schema_3(tmp_path: Path,

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.errors import PolicyError
-from tests.checkout_world import World, make_world
-from tests.servers import start_postgres
-from tests.test_cli import Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
+from checkout_world import World, make_world
+from glasskey.core.errors import PolicyError
+from servers import start_postgres
+from test_cli import Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
 
 STDERR_CANARY = "connector-output-canary-91b2"
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.credentials import CredentialSpec
-from core.errors import UsageError
-from core.text import CAPS, cap, printable
-from tests.helpers import make_vault
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import UsageError
+from glasskey.core.text import CAPS, cap, printable
+from helpers import make_vault
 
 HUGE = "x" * 70_000
 

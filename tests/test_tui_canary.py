@@ -16,9 +16,12 @@ import re
 from pathlib import Path
 
 import pytest
+from glasskey.tui.app import GlasskeyApp
+from glasskey.tui.screens.countersign import CountersignModal
+from glasskey.tui.screens.emergency import EmergencyScreen
+from glasskey.tui.screens.reveal import RevealScreen
 from textual.widgets import Select
-
-from tests.tui_helpers import (
+from tui_helpers import (
     CANARY,
     SHOWN_VALUE,
     STANDARD_CREDS,
@@ -30,10 +33,6 @@ from tests.tui_helpers import (
     type_text,
     unlock,
 )
-from tui.app import GlasskeyApp
-from tui.screens.countersign import CountersignModal
-from tui.screens.emergency import EmergencyScreen
-from tui.screens.reveal import RevealScreen
 
 SNAPSHOTS = Path(__file__).resolve().parent / "__snapshots__"
 

@@ -8,13 +8,28 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from core import totp
-from core.credentials import CredentialSpec
-from core.errors import PolicyError
-from core.models import CheckoutState, Policy
-from core.secret import SecretValue
-from tests.tui_helpers import (
+from glasskey.core import totp
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import PolicyError
+from glasskey.core.models import CheckoutState, Policy
+from glasskey.core.secret import SecretValue
+from glasskey.tui.app import GlasskeyApp
+from glasskey.tui.screens.alerts import AlertsScreen
+from glasskey.tui.screens.apply import ApplyScreen
+from glasskey.tui.screens.dashboard import DashboardScreen
+from glasskey.tui.screens.emergency import EmergencyScreen, KitIssuedScreen
+from glasskey.tui.screens.note import NoteModal
+from glasskey.tui.screens.onboarding import IssueOnboardingModal, OnboardingScreen
+from glasskey.tui.screens.operators import EnrolmentScreen, OperatorsScreen
+from glasskey.tui.screens.reveal import RevealScreen
+from glasskey.tui.screens.reviews import ReviewsScreen
+from glasskey.tui.screens.sweep import SweepModal
+from glasskey.tui.screens.twoperson import Progressing, TwoPersonModal
+from glasskey.tui.screens.unlock import UnlockScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.secret import MASK, SecretView
+from glasskey.tui.widgets.vtable import VirtualTable
+from tui_helpers import (
     AUDITOR,
     ONCALL,
     SECURITY,
@@ -30,22 +45,6 @@ from tests.tui_helpers import (
     unlock,
     world_fixture,  # noqa: F401
 )
-from tui.app import GlasskeyApp
-from tui.screens.alerts import AlertsScreen
-from tui.screens.apply import ApplyScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.emergency import EmergencyScreen, KitIssuedScreen
-from tui.screens.note import NoteModal
-from tui.screens.onboarding import IssueOnboardingModal, OnboardingScreen
-from tui.screens.operators import EnrolmentScreen, OperatorsScreen
-from tui.screens.reveal import RevealScreen
-from tui.screens.reviews import ReviewsScreen
-from tui.screens.sweep import SweepModal
-from tui.screens.twoperson import Progressing, TwoPersonModal
-from tui.screens.unlock import UnlockScreen
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.secret import MASK, SecretView
-from tui.widgets.vtable import VirtualTable
 
 S = CheckoutState
 SIZE = (100, 32)

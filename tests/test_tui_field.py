@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from glasskey.tui.safety import ControlEscapeFilter
+from glasskey.tui.screens.audit import AuditScreen
 from rich.segment import Segment
 from textual.color import Color
-
-from tests.tui_helpers import (  # noqa: F401  (tui_env is autouse)
+from tui_helpers import (  # noqa: F401  (tui_env is autouse)
     World,
     run_async,
     screen_text,
@@ -19,8 +20,6 @@ from tests.tui_helpers import (  # noqa: F401  (tui_env is autouse)
     until,
     world_fixture,
 )
-from tui.safety import ControlEscapeFilter
-from tui.screens.audit import AuditScreen
 
 SIZE = (100, 32)
 EVIL = "\x1b]52;c;aGFja2Vk\x07\x1b[2J\x9b31m\x1b]0;pwned\x07\x7f\u202e"
@@ -106,9 +105,8 @@ class TestStepUpBurst:
     @run_async
     async def test_six_digits_in_one_burst_approve_once_and_fail_nothing(self, world: World
                                                                         ) -> None:
+        from glasskey.tui.screens.stepup import StepUpModal
         from textual.widgets import Input
-
-        from tui.screens.stepup import StepUpModal
 
         req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
         app = world.app()
@@ -136,7 +134,7 @@ class TestStepUpBurst:
 
 async def holding(pilot: object, world: World, app: object) -> str:
     """oncall holds aws-root: requested, approved (core), revealed in the app."""
-    from tui.app import GlasskeyApp
+    from glasskey.tui.app import GlasskeyApp
 
     assert isinstance(app, GlasskeyApp)
     req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
@@ -154,8 +152,8 @@ async def holding(pilot: object, world: World, app: object) -> str:
 class TestSlipsAreForgiven:
     @run_async
     async def test_checkin_quit_and_lock_ask_first(self, world: World) -> None:
-        from tui.screens.confirm import ConfirmModal
-        from tui.screens.unlock import UnlockScreen
+        from glasskey.tui.screens.confirm import ConfirmModal
+        from glasskey.tui.screens.unlock import UnlockScreen
 
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
@@ -179,7 +177,7 @@ class TestSlipsAreForgiven:
 
     @run_async
     async def test_cancel_asks_first(self, world: World) -> None:
-        from tui.screens.confirm import ConfirmModal
+        from glasskey.tui.screens.confirm import ConfirmModal
 
         req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
         world.clock.advance(30)
@@ -260,9 +258,8 @@ class TestFeedback:
 
     @run_async
     async def test_step_up_right_after_unlock_says_wait(self, world: World) -> None:
+        from glasskey.tui.screens.stepup import StepUpModal
         from textual.widgets import Input, Static
-
-        from tui.screens.stepup import StepUpModal
 
         req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
         world.clock.advance(30)
@@ -292,9 +289,8 @@ class TestForms:
     @run_async
     async def test_enter_in_the_ticket_field_moves_on_and_durations_are_strict(
             self, world: World) -> None:
+        from glasskey.tui.screens.request import RequestModal
         from textual.widgets import Input, Static
-
-        from tui.screens.request import RequestModal
 
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
@@ -326,9 +322,8 @@ class TestEmergencyForm:
     @run_async
     async def test_credential_from_a_list_and_a_slip_keeps_the_code(self, world: World
                                                                     ) -> None:
+        from glasskey.tui.screens.emergency import EmergencyScreen
         from textual.widgets import Input, Select, Static
-
-        from tui.screens.emergency import EmergencyScreen
 
         oncall = world.session("oncall")
         onb = world.vault.issue_onboarding(oncall, "dave", "new hire", "HR-1", "in person",
@@ -368,7 +363,7 @@ class TestAuditViewer:
     @run_async
     async def test_enter_opens_the_entry_in_full_and_80_columns_keep_the_subject(
             self, world: World) -> None:
-        from tui.screens.audit import AuditEntryModal
+        from glasskey.tui.screens.audit import AuditEntryModal
 
         long_reason = "the primary is down and " + "the replica lags badly " * 8 + "END"
         req = world.vault.request(world.session("oncall"), "aws-root", long_reason, "INC-5",
@@ -393,8 +388,8 @@ class TestAuditViewer:
 
 class TestDemo:
     def test_demo_has_two_approvers_and_says_where_it_is(self, tmp_path: Path) -> None:
-        from tui.demo import make_demo_vault
-        from tui.widgets.demo_panel import DemoPanel
+        from glasskey.tui.demo import make_demo_vault
+        from glasskey.tui.widgets.demo_panel import DemoPanel
 
         info = make_demo_vault(tmp_path / "vault")
         approvers = [name for name, roles, _p, _s in info.operators if "approver" in roles]
@@ -408,7 +403,7 @@ class TestDemo:
     @run_async
     async def test_an_onboarding_secret_is_not_offered_for_request(self, world: World
                                                                    ) -> None:
-        from tui.screens.request import RequestModal
+        from glasskey.tui.screens.request import RequestModal
 
         onb = world.vault.issue_onboarding(world.session("oncall"), "dave", "new hire",
                                            "HR-1", "in person", 3600)
@@ -426,9 +421,8 @@ class TestHolderDuringTheLease:
     @run_async
     async def test_after_a_lock_the_holder_sees_it_again_and_can_extend(self, world: World
                                                                          ) -> None:
+        from glasskey.tui.screens.note import NoteModal
         from textual.widgets import Input
-
-        from tui.screens.note import NoteModal
 
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
@@ -463,9 +457,8 @@ class TestHolderDuringTheLease:
 class TestCountersignHabit:
     @run_async
     async def test_the_unlock_habit_works_with_one_approver(self, world: World) -> None:
+        from glasskey.tui.screens.countersign import CountersignModal
         from textual.widgets import Input
-
-        from tui.screens.countersign import CountersignModal
 
         req = world.vault.request(world.session("oncall"), "aws-root", "need it", "INC-9", 600)
         world.clock.advance(30)
@@ -517,10 +510,10 @@ class TestRealDemoLayout:
     @run_async
     async def test_the_real_demo_unlock_screen_fits_80x24_and_100x30(self, tmp_path: Path
                                                                      ) -> None:
-        from core.clock import FakeClock
-        from core.vault import Vault
-        from tui.app import GlasskeyApp
-        from tui.demo import DEMO_OPERATORS, make_demo_vault
+        from glasskey.core.clock import FakeClock
+        from glasskey.core.vault import Vault
+        from glasskey.tui.app import GlasskeyApp
+        from glasskey.tui.demo import DEMO_OPERATORS, make_demo_vault
 
         clock = FakeClock(1_800_000_000.0)
         info = make_demo_vault(tmp_path / "vault", clock)

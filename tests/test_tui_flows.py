@@ -7,9 +7,23 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.models import CheckoutState
-from tests.tui_helpers import (
+from glasskey.core.models import CheckoutState
+from glasskey.tui.app import GlasskeyApp
+from glasskey.tui.screens.approvals import ApprovalsScreen
+from glasskey.tui.screens.audit import AuditScreen
+from glasskey.tui.screens.countersign import CountersignModal
+from glasskey.tui.screens.dashboard import DashboardScreen
+from glasskey.tui.screens.deny import DenyModal
+from glasskey.tui.screens.help import HelpModal
+from glasskey.tui.screens.operators import OperatorsScreen
+from glasskey.tui.screens.request import RequestModal
+from glasskey.tui.screens.reveal import RevealScreen
+from glasskey.tui.screens.stepup import StepUpModal
+from glasskey.tui.screens.unlock import UnlockScreen
+from glasskey.tui.widgets.auth_form import AuthForm
+from glasskey.tui.widgets.secret import MASK, SecretView
+from glasskey.tui.widgets.vtable import VirtualTable
+from tui_helpers import (
     SHOWN_VALUE,
     World,
     make_world,
@@ -23,21 +37,6 @@ from tests.tui_helpers import (
     until,
     world_fixture,  # noqa: F401
 )
-from tui.app import GlasskeyApp
-from tui.screens.approvals import ApprovalsScreen
-from tui.screens.audit import AuditScreen
-from tui.screens.countersign import CountersignModal
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.deny import DenyModal
-from tui.screens.help import HelpModal
-from tui.screens.operators import OperatorsScreen
-from tui.screens.request import RequestModal
-from tui.screens.reveal import RevealScreen
-from tui.screens.stepup import StepUpModal
-from tui.screens.unlock import UnlockScreen
-from tui.widgets.auth_form import AuthForm
-from tui.widgets.secret import MASK, SecretView
-from tui.widgets.vtable import VirtualTable
 
 S = CheckoutState
 SIZE = (100, 32)
@@ -106,7 +105,7 @@ class TestUnlock:
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            from tui.widgets.auth_form import AuthForm as Form
+            from glasskey.tui.widgets.auth_form import AuthForm as Form
 
             form = app.screen.query_one(Form)
             form.query_one("#auth-passphrase").focus()
@@ -494,7 +493,7 @@ class TestPalette:
 
     @run_async
     async def test_actions_are_in_the_palette(self, world: World) -> None:
-        from tui.app import ScreenActions
+        from glasskey.tui.app import ScreenActions
 
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
@@ -583,7 +582,7 @@ def test_core_never_imports_textual() -> None:
 @pytest.mark.parametrize("state", ["requested", "approved", "checked-out", "overdue",
                                    "rotation-failed", "sealed"])
 def test_credential_state_labels(world: World, state: str) -> None:
-    from tui.widgets.states import credential_state
+    from glasskey.tui.widgets.states import credential_state
 
     cred = world.vault.credential("aws-root")
     now = world.clock.now()

@@ -3,16 +3,16 @@ that request, where a notification's reader acts on it in their own client."""
 
 from __future__ import annotations
 
-from tests.tui_helpers import (
+from glasskey.tui.cli import build_parser
+from glasskey.tui.screens.reveal import RevealScreen
+from glasskey.tui.screens.unlock import UnlockScreen
+from tui_helpers import (
     World,
     run_async,
     sign_in,
     tui_env_fixture,  # noqa: F401  (autouse: witness checkpoints in a temp dir)
     world_fixture,  # noqa: F401
 )
-from tui.cli import build_parser
-from tui.screens.reveal import RevealScreen
-from tui.screens.unlock import UnlockScreen
 
 
 @run_async
@@ -43,7 +43,7 @@ def test_open_an_unknown_request_is_one_sentence_and_no_tui(world: World) -> Non
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", "open", "r-nope", "--vault",
+    proc = subprocess.run([sys.executable, "-m", "glasskey.tui.cli", "open", "r-nope", "--vault",
                            str(world.root)],
                           env={k: v for k, v in os.environ.items()
                                if not k.startswith("TEXTUAL")}, capture_output=True,

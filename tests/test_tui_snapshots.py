@@ -15,13 +15,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.models import Policy
+from glasskey.core.secret import SecretValue
+from glasskey.tui.app import GlasskeyApp
+from glasskey.tui.screens.audit import AuditScreen
+from glasskey.tui.screens.emergency import KitIssuedScreen
 from textual.pilot import Pilot
 from textual.widgets import Input
-
-from core.credentials import CredentialSpec
-from core.models import Policy
-from core.secret import SecretValue
-from tests.tui_helpers import (
+from tui_helpers import (
     AUDITOR,
     ONCALL,
     SECURITY,
@@ -34,9 +36,6 @@ from tests.tui_helpers import (
     type_text,
     unlock,
 )
-from tui.app import GlasskeyApp
-from tui.screens.audit import AuditScreen
-from tui.screens.emergency import KitIssuedScreen
 
 WIDE = (100, 32)
 NARROW = (80, 24)
@@ -52,8 +51,8 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def key() -> bytes:
         return hashlib.sha256(b"tui-snapshot-key-%d" % next(counter)).digest()
 
-    monkeypatch.setattr("core.crypto.sign.generate_private", key)
-    monkeypatch.setattr("core.crypto.hpke.generate_private", key)
+    monkeypatch.setattr("glasskey.core.crypto.sign.generate_private", key)
+    monkeypatch.setattr("glasskey.core.crypto.hpke.generate_private", key)
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
     yield
 
@@ -433,8 +432,8 @@ class TestExceptionSnapshots:
     def test_enrolment_80x24(self, snap_compare: Snap, tmp_path: Path) -> None:
         """The once-only TOTP key and its QR at 80x24: nothing cut (issue 11). A fixture
         seed, not a secret."""
-        from core.operators import Enrolment
-        from tui.screens.operators import EnrolmentScreen
+        from glasskey.core.operators import Enrolment
+        from glasskey.tui.screens.operators import EnrolmentScreen
 
         world = build(tmp_path)
         seed = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"

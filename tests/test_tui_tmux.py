@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.tui_helpers import tui_env_fixture  # noqa: F401  (autouse)
-from tui.demo import DEMO_OPERATORS
+from glasskey.tui.demo import DEMO_OPERATORS
+from tui_helpers import tui_env_fixture  # noqa: F401  (autouse)
 
 #: The installed console script, beside this interpreter (the project's venv).
 GLASSKEY = Path(sys.executable).parent / "glasskey"

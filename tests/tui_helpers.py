@@ -18,19 +18,18 @@ from pathlib import Path
 from typing import Any, ParamSpec
 
 import pytest
+from glasskey.core import totp
+from glasskey.core.clock import FakeClock
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.models import Policy
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.vault import Vault
+from glasskey.tui.app import GlasskeyApp
+from glasskey.tui.demo import DemoInfo
 from textual.pilot import Pilot
-
-from core import totp
-from core.clock import FakeClock
-from core.credentials import CredentialSpec
-from core.crypto import kdf
-from core.models import Policy
-from core.operators import OperatorSpec
-from core.secret import SecretValue
-from core.session import Session
-from core.vault import Vault
-from tui.app import GlasskeyApp
-from tui.demo import DemoInfo
 
 P = ParamSpec("P")
 
@@ -166,7 +165,7 @@ async def settle(pilot: Pilot[None], rounds: int = 3) -> None:
 async def unlock(pilot: Pilot[None], world: World, name: str,
                  passphrase: str | None = None, code: str | None = None) -> None:
     """Drive the unlock (or countersign) form on the top screen by keys."""
-    from tui.widgets.auth_form import AuthForm
+    from glasskey.tui.widgets.auth_form import AuthForm
 
     form = pilot.app.screen.query_one(AuthForm)
     if form.operator != name:

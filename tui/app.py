@@ -24,6 +24,38 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+from glasskey.core.clock import Clock
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, CheckoutState, format_duration
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.text import printable
+from glasskey.core.vault import SweepReport, Vault
+from glasskey.tui.demo import DemoInfo
+from glasskey.tui.hardening import TmuxBuffers
+from glasskey.tui.safety import ControlEscapeFilter
+from glasskey.tui.screens.alerts import AlertsScreen
+from glasskey.tui.screens.apply import ApplyScreen
+from glasskey.tui.screens.approvals import ApprovalsScreen
+from glasskey.tui.screens.audit import AuditScreen
+from glasskey.tui.screens.base import GlasskeyScreen, LiveView
+from glasskey.tui.screens.confirm import ConfirmModal
+from glasskey.tui.screens.countersign import CountersignModal
+from glasskey.tui.screens.dashboard import DashboardScreen
+from glasskey.tui.screens.deny import DenyModal
+from glasskey.tui.screens.emergency import EmergencyScreen, KitIssuedScreen
+from glasskey.tui.screens.help import HelpModal, bindings_of
+from glasskey.tui.screens.note import NoteModal
+from glasskey.tui.screens.onboarding import IssueOnboardingModal, OnboardingScreen
+from glasskey.tui.screens.operators import EnrolModal, OperatorsScreen
+from glasskey.tui.screens.request import RequestModal
+from glasskey.tui.screens.reveal import RevealScreen
+from glasskey.tui.screens.reviews import ReviewsScreen
+from glasskey.tui.screens.stepup import StepUpModal
+from glasskey.tui.screens.sweep import SweepModal
+from glasskey.tui.screens.twoperson import TwoPersonModal
+from glasskey.tui.screens.unlock import UnlockScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -32,39 +64,6 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
-
-from core.clock import Clock
-from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState, format_duration
-from core.secret import SecretValue
-from core.session import Session
-from core.text import printable
-from core.vault import SweepReport, Vault
-from tui.demo import DemoInfo
-from tui.hardening import TmuxBuffers
-from tui.safety import ControlEscapeFilter
-from tui.screens.alerts import AlertsScreen
-from tui.screens.apply import ApplyScreen
-from tui.screens.approvals import ApprovalsScreen
-from tui.screens.audit import AuditScreen
-from tui.screens.base import GlasskeyScreen, LiveView
-from tui.screens.confirm import ConfirmModal
-from tui.screens.countersign import CountersignModal
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.deny import DenyModal
-from tui.screens.emergency import EmergencyScreen, KitIssuedScreen
-from tui.screens.help import HelpModal, bindings_of
-from tui.screens.note import NoteModal
-from tui.screens.onboarding import IssueOnboardingModal, OnboardingScreen
-from tui.screens.operators import EnrolModal, OperatorsScreen
-from tui.screens.request import RequestModal
-from tui.screens.reveal import RevealScreen
-from tui.screens.reviews import ReviewsScreen
-from tui.screens.stepup import StepUpModal
-from tui.screens.sweep import SweepModal
-from tui.screens.twoperson import TwoPersonModal
-from tui.screens.unlock import UnlockScreen
-from tui.widgets.alert_banner import AlertBanner
 
 S = CheckoutState
 

@@ -26,19 +26,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from core import fsutil
-from core.base import default_vault_dir
-from core.clock import iso
-from core.connectors import registry
-from core.credentials import CredentialSpec
-from core.errors import GlasskeyError, InternalError, NotFoundError, PolicyError, UsageError
-from core.models import ROLES, Checkout, Policy, check_name, format_duration, parse_duration
-from core.operators import Enrolment, OperatorSpec
-from core.secret import SecretValue
-from core.session import Session
-from core.text import cap, cap_all, printable
-from core.vault import Vault
-from tui.hardening import harden_process
+from glasskey.core import fsutil
+from glasskey.core.base import default_vault_dir
+from glasskey.core.clock import iso
+from glasskey.core.connectors import registry
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.errors import (
+    GlasskeyError,
+    InternalError,
+    NotFoundError,
+    PolicyError,
+    UsageError,
+)
+from glasskey.core.models import (
+    ROLES,
+    Checkout,
+    Policy,
+    check_name,
+    format_duration,
+    parse_duration,
+)
+from glasskey.core.operators import Enrolment, OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.text import cap, cap_all, printable
+from glasskey.core.vault import Vault
+from glasskey.tui.hardening import harden_process
 
 EXIT_INTERNAL = InternalError.exit_code
 
@@ -237,7 +250,7 @@ def cmd_init(vault: Vault, args: argparse.Namespace) -> int:
         raise UsageError("give the founding operators with --operators-file F")
     kdf_params = None
     if args.kdf_seconds is not None:
-        from core.crypto import kdf
+        from glasskey.core.crypto import kdf
 
         kdf_params = kdf.calibrate(args.kdf_seconds)
     enrolments = vault.initialise(specs, label=args.label, kdf_params=kdf_params)
@@ -956,7 +969,7 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
         if not code:
             raise UsageError("give both kit parts with --code-file (twice, or one file with "
                              "both) or on the terminal")
-        from core.emergency import decode_parts
+        from glasskey.core.emergency import decode_parts
 
         decode_parts(code)  # a typo or a missing part must not burn a TOTP code
         session = authenticate(vault, args)
@@ -1003,8 +1016,8 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
             return 3
         return 0
     if args.action == "export":
-        from core import siem
-        from core.exports import export
+        from glasskey.core import siem
+        from glasskey.core.exports import export
 
         fmt = args.format or "jsonl"
 
@@ -1021,7 +1034,7 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
             write(sys.stdout)
         return 0
     if args.action == "forward":
-        from core import siem
+        from glasskey.core import siem
 
         if not args.to:
             raise UsageError("audit forward --to HOST:PORT [--protocol udp|tcp]")
@@ -1038,7 +1051,7 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
-    from core import report
+    from glasskey.core import report
 
     if args.kind == "verify":
         if not args.file:
@@ -1081,8 +1094,8 @@ def cmd_report(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(vault: Vault | None, args: argparse.Namespace) -> int:
-    from tui import app as tui_app
-    from tui import demo as tui_demo
+    from glasskey.tui import app as tui_app
+    from glasskey.tui import demo as tui_demo
 
     root = Path(args.vault) if args.vault else Path(
         __import__("tempfile").mkdtemp(prefix="glasskey-demo-")) / "vault"
@@ -1419,7 +1432,7 @@ def build_parser() -> Parser:
     p = command("completion", common)
     p.add_argument("shell", choices=["bash", "zsh", "fish"])
     p.set_defaults(func=cmd_completion)
-    from tui import cli_outage  # issue 14: notify, relay, drill, open
+    from glasskey.tui import cli_outage  # issue 14: notify, relay, drill, open
 
     cli_outage.add_parsers(sub, common, actor)
     return parser
@@ -1531,7 +1544,7 @@ def merge_globals(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # Before any passphrase, key or secret is in memory: no core file, not dumpable.
     harden_process()
-    from tui import envguard
+    from glasskey.tui import envguard
 
     argv = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
@@ -1551,7 +1564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             envguard.scrub(quiet=False)
             envguard.disable_screenshots()
         if args.command is None:
-            from tui import app as tui_app
+            from glasskey.tui import app as tui_app
 
             fsutil.set_lock_identity(command="tui")
             tui_app.run(Path(args.vault) if args.vault else default_vault_dir(),

@@ -7,9 +7,9 @@ import argparse
 import time
 from typing import Any
 
-from core.errors import UsageError
-from core.text import printable
-from core.vault import Vault
+from glasskey.core.errors import UsageError
+from glasskey.core.text import printable
+from glasskey.core.vault import Vault
 
 
 def emit(text: str) -> None:
@@ -47,7 +47,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser,
 
 
 def cmd_notify(vault: Vault, args: argparse.Namespace) -> int:
-    from tui.cli import out_json
+    from glasskey.tui.cli import out_json
 
     results = vault.notify_test()
     if not results:
@@ -66,7 +66,7 @@ def cmd_relay(vault: Vault, args: argparse.Namespace) -> int:
 
     The relay holds no operator key: the failures it meets are queued unaudited and
     the next authenticated command records them (core/notify.py)."""
-    from tui.cli import note
+    from glasskey.tui.cli import note
 
     try:
         interval = float(args.interval)
@@ -95,7 +95,7 @@ def cmd_relay(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_drill(vault: Vault, args: argparse.Namespace) -> int:
-    from tui.cli import authenticate, interactive, out_json
+    from glasskey.tui.cli import authenticate, interactive, out_json
 
     if args.kit:
         code = args.check_code
@@ -123,8 +123,8 @@ def cmd_drill(vault: Vault, args: argparse.Namespace) -> int:
 
 def cmd_open(vault: Vault, args: argparse.Namespace) -> int:
     """``glasskey open REQ``: the TUI, on that request once unlocked."""
-    from core import fsutil
-    from tui import app as tui_app
+    from glasskey.core import fsutil
+    from glasskey.tui import app as tui_app
 
     vault.checkout(args.request)  # an unknown id is a usage error before the TUI starts
     fsutil.set_lock_identity(command="tui")  # tui/cli.py main scrubbed the environment

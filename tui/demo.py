@@ -17,13 +17,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import totp
-from core.clock import Clock, SystemClock
-from core.credentials import CredentialSpec
-from core.crypto import kdf
-from core.models import Policy
-from core.operators import OperatorSpec
-from core.vault import Vault
+from glasskey.core import totp
+from glasskey.core.clock import Clock, SystemClock
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.models import Policy
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.vault import Vault
 
 #: The demo's operators: (name, roles, passphrase, base32 TOTP seed).
 DEMO_OPERATORS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (

@@ -7,11 +7,10 @@ visible one-cell symbol (ESC shows as ␛).
 
 from __future__ import annotations
 
+from glasskey.core.text import has_controls
 from rich.segment import Segment
 from textual.color import Color
 from textual.filter import LineFilter
-
-from core.text import has_controls
 
 
 def _picture(ch: str) -> str:

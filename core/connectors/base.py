@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from core.errors import ConnectorError, UsageError
-from core.secret import SecretValue
+from glasskey.core.errors import ConnectorError, UsageError
+from glasskey.core.secret import SecretValue
 
 #: Shortest fragment of a value that must never leave the connector layer.
 FRAGMENT = 4

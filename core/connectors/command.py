@@ -62,10 +62,15 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
-from core import config
-from core.connectors.base import Connector, ConnectorSettings, parse_timeout, scrub_fragments
-from core.errors import ConnectorError, UsageError
-from core.secret import SecretValue
+from glasskey.core import config
+from glasskey.core.connectors.base import (
+    Connector,
+    ConnectorSettings,
+    parse_timeout,
+    scrub_fragments,
+)
+from glasskey.core.errors import ConnectorError, UsageError
+from glasskey.core.secret import SecretValue
 
 #: Seconds a script may run (``options["timeout"]``).
 DEFAULT_TIMEOUT = 30.0

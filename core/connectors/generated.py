@@ -7,8 +7,8 @@ and seal it: it becomes current at once and the next checkout reveals it.
 
 from __future__ import annotations
 
-from core.connectors.base import Connector
-from core.secret import SecretValue
+from glasskey.core.connectors.base import Connector
+from glasskey.core.secret import SecretValue
 
 
 class GeneratedConnector(Connector):

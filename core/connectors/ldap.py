@@ -52,12 +52,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import ldap3
+from glasskey.core import config
+from glasskey.core.connectors.base import Connector, ConnectorSettings, parse_timeout
+from glasskey.core.errors import ConnectorError, UsageError
+from glasskey.core.secret import SecretValue
 from ldap3.core.exceptions import LDAPException
-
-from core import config
-from core.connectors.base import Connector, ConnectorSettings, parse_timeout
-from core.errors import ConnectorError, UsageError
-from core.secret import SecretValue
 
 #: Seconds to wait for a TCP connection and for each answer (``options["timeout"]``).
 DEFAULT_TIMEOUT = 10.0

@@ -8,9 +8,9 @@ revealing the value the target still has. The applier is recorded.
 
 from __future__ import annotations
 
-from core.connectors.base import Connector
-from core.errors import ConnectorError
-from core.secret import SecretValue
+from glasskey.core.connectors.base import Connector
+from glasskey.core.errors import ConnectorError
+from glasskey.core.secret import SecretValue
 
 
 class ManualConnector(Connector):

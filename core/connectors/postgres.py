@@ -62,18 +62,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import pq, sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from core import config
-from core.connectors.base import (
+from glasskey.core import config
+from glasskey.core.connectors.base import (
     Connector,
     ConnectorSettings,
     parse_timeout,
     scrub_fragments,
 )
-from core.errors import ConnectorError, UsageError
-from core.secret import SecretValue
+from glasskey.core.errors import ConnectorError, UsageError
+from glasskey.core.secret import SecretValue
+from psycopg import pq, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 #: Seconds libpq waits for a connection (unless the target sets connect_timeout).
 DEFAULT_CONNECT_TIMEOUT = 5

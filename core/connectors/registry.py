@@ -12,17 +12,17 @@ import importlib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 
-from core.connectors.base import Connector, ConnectorSettings
-from core.errors import UsageError
+from glasskey.core.connectors.base import Connector, ConnectorSettings
+from glasskey.core.errors import UsageError
 
 GROUP = "glasskey.connectors"
 
 _BUILTIN = {
-    "generated": "core.connectors.generated:GeneratedConnector",
-    "manual": "core.connectors.manual:ManualConnector",
-    "command": "core.connectors.command:CommandConnector",
-    "postgres": "core.connectors.postgres:PostgresConnector",
-    "ldap": "core.connectors.ldap:LdapConnector",
+    "generated": "glasskey.core.connectors.generated:GeneratedConnector",
+    "manual": "glasskey.core.connectors.manual:ManualConnector",
+    "command": "glasskey.core.connectors.command:CommandConnector",
+    "postgres": "glasskey.core.connectors.postgres:PostgresConnector",
+    "ldap": "glasskey.core.connectors.ldap:LdapConnector",
 }
 
 

@@ -19,9 +19,8 @@ import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from core.clock import Random, SystemRandom
-from core.errors import DecryptError, UsageError
+from glasskey.core.clock import Random, SystemRandom
+from glasskey.core.errors import DecryptError, UsageError
 
 KEY_LEN = 32
 NONCE_LEN = 12

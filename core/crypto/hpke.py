@@ -24,9 +24,8 @@ import hashlib
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke as _hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
-from core.crypto.aead import aad_for
-from core.errors import DecryptError, IntegrityError, UsageError
+from glasskey.core.crypto.aead import aad_for
+from glasskey.core.errors import DecryptError, IntegrityError, UsageError
 
 SUITE_ID = "x25519-hkdfsha256-aes256gcm"
 """Identifier of the only suite this version seals with (stored beside shares)."""

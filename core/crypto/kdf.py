@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-
-from core.clock import Random, SystemRandom
-from core.crypto import aead
-from core.errors import IntegrityError, UsageError
+from glasskey.core.clock import Random, SystemRandom
+from glasskey.core.crypto import aead
+from glasskey.core.errors import IntegrityError, UsageError
 
 KEY_LEN = 32
 SALT_MIN = 16

@@ -28,8 +28,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.clock import Random, SystemRandom
-from core.errors import IntegrityError, UsageError
+from glasskey.core.clock import Random, SystemRandom
+from glasskey.core.errors import IntegrityError, UsageError
 
 MAX_SHARES = 255
 _POLY_LOW = 0x1B  # x^8 = x^4 + x^3 + x + 1 (mod 0x11b)

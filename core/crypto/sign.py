@@ -18,8 +18,7 @@ import functools
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from core.errors import IntegrityError
+from glasskey.core.errors import IntegrityError
 
 KEY_LEN = 32
 SIG_LEN = 64

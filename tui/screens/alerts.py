@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
-
-from tui.screens.base import GlasskeyScreen
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 COLUMNS = [
     Column("Kind", 16),

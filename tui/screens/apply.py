@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Credential
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.secret import SecretView
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, Static
-
-from core.errors import GlasskeyError
-from core.models import Credential
-from tui.screens.base import GlasskeyScreen
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.secret import SecretView
 
 
 def apply_key(cred_name: str) -> str:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, CheckoutState, format_duration
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.screens.deny import DenyModal
+from glasskey.tui.screens.stepup import StepUpModal
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
-
-from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState, format_duration
-from tui.screens.base import GlasskeyScreen
-from tui.screens.deny import DenyModal
-from tui.screens.stepup import StepUpModal
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 S = CheckoutState
 

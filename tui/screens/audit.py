@@ -13,6 +13,13 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from glasskey.core import canonical
+from glasskey.core.chain import VerifyResult
+from glasskey.core.errors import GlasskeyError, IntegrityError
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyModal, GlasskeyScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -20,14 +27,6 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Static
-
-from core import canonical
-from core.chain import VerifyResult
-from core.errors import GlasskeyError, IntegrityError
-from core.text import printable
-from tui.screens.base import GlasskeyModal, GlasskeyScreen
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 TAIL_ENTRIES = 5000
 

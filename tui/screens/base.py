@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 from textual.screen import ModalScreen, Screen
 
 if TYPE_CHECKING:
-    from tui.app import GlasskeyApp
+    from glasskey.tui.app import GlasskeyApp
 
 
 class LiveView:

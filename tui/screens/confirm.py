@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyModal
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Static
-
-from core.text import printable
-from tui.screens.base import GlasskeyModal
 
 
 class ConfirmModal(GlasskeyModal):

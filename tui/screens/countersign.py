@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.models import Checkout, format_duration
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyModal
+from glasskey.tui.widgets.auth_form import AuthForm
+from glasskey.tui.widgets.demo_panel import DemoPanel
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Static
-
-from core.models import Checkout, format_duration
-from core.text import printable
-from tui.screens.base import GlasskeyModal
-from tui.widgets.auth_form import AuthForm
-from tui.widgets.demo_panel import DemoPanel
 
 
 class CountersignModal(GlasskeyModal):

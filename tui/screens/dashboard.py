@@ -14,21 +14,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, CheckoutState, Credential
+from glasskey.core.rotation import RotationResult
+from glasskey.core.session import Session
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.states import credential_state, utc
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Static
-
-from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState, Credential
-from core.rotation import RotationResult
-from core.session import Session
-from tui.screens.base import GlasskeyScreen
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.states import credential_state, utc
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 S = CheckoutState
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyModal
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
-
-from core.errors import GlasskeyError
-from core.models import Checkout
-from core.text import printable
-from tui.screens.base import GlasskeyModal
 
 
 class DenyModal(GlasskeyModal):

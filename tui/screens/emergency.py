@@ -18,21 +18,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.emergency import KitIssued
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, format_duration, parse_duration
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.text import cap_all
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.screens.request import DEFAULT_DURATION, duration_text
+from glasskey.tui.widgets.alert_banner import AlertBanner
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, LoadingIndicator, Select, Static
-
-from core.emergency import KitIssued
-from core.errors import GlasskeyError
-from core.models import Checkout, format_duration, parse_duration
-from core.secret import SecretValue
-from core.session import Session
-from core.text import cap_all
-from tui.screens.base import GlasskeyScreen
-from tui.screens.request import DEFAULT_DURATION, duration_text
-from tui.widgets.alert_banner import AlertBanner
 
 WARNING = (
     "EMERGENCY ACCESS: only when no approver can be reached.\n"

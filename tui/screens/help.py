@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.tui.screens.base import GlasskeyModal
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -11,8 +12,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
-
-from tui.screens.base import GlasskeyModal
 
 
 def key_label(binding: Binding) -> str:

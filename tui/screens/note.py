@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyModal
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
-
-from core.errors import GlasskeyError
-from core.text import printable
-from tui.screens.base import GlasskeyModal
 
 
 class NoteModal(GlasskeyModal):

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, CheckoutState, format_duration, parse_duration
+from glasskey.core.onboarding import DEFAULT_EXPIRY, MAX_EXPIRY
+from glasskey.tui.screens.base import GlasskeyModal, GlasskeyScreen
+from glasskey.tui.screens.request import duration_text
+from glasskey.tui.screens.reveal import onboarding_identity
+from glasskey.tui.screens.stepup import StepUpModal
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.states import CLOSED_REASONS
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Label, Static
-
-from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState, format_duration, parse_duration
-from core.onboarding import DEFAULT_EXPIRY, MAX_EXPIRY
-from tui.screens.base import GlasskeyModal, GlasskeyScreen
-from tui.screens.request import duration_text
-from tui.screens.reveal import onboarding_identity
-from tui.screens.stepup import StepUpModal
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.states import CLOSED_REASONS
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 S = CheckoutState
 

@@ -12,26 +12,25 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.emergency import KitIssued
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import ROLES, Operator
+from glasskey.core.operators import Enrolment, OperatorSpec
+from glasskey.core.session import Session
+from glasskey.tui.screens.base import GlasskeyModal, GlasskeyScreen
+from glasskey.tui.screens.emergency import CodeText, KitIssuedScreen
+from glasskey.tui.screens.sweep import SweepModal
+from glasskey.tui.screens.twoperson import Progress, TwoPersonModal
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.qr import QrCode
+from glasskey.tui.widgets.states import utc
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Label, Static
-
-from core.emergency import KitIssued
-from core.errors import GlasskeyError
-from core.models import ROLES, Operator
-from core.operators import Enrolment, OperatorSpec
-from core.session import Session
-from tui.screens.base import GlasskeyModal, GlasskeyScreen
-from tui.screens.emergency import CodeText, KitIssuedScreen
-from tui.screens.sweep import SweepModal
-from tui.screens.twoperson import Progress, TwoPersonModal
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.qr import QrCode
-from tui.widgets.states import utc
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 COLUMNS = [
     Column("Operator", 16),

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, Credential, format_duration, parse_duration
+from glasskey.tui.screens.base import GlasskeyModal
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
-
-from core.errors import GlasskeyError
-from core.models import Checkout, Credential, format_duration, parse_duration
-from tui.screens.base import GlasskeyModal
 
 DEFAULT_DURATION = 30 * 60
 

@@ -14,25 +14,24 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, CheckoutState, format_duration, parse_duration
+from glasskey.core.rotation import RotationResult
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.screens.confirm import ConfirmModal
+from glasskey.tui.screens.countersign import CountersignModal
+from glasskey.tui.screens.deny import DenyModal
+from glasskey.tui.screens.note import NoteModal
+from glasskey.tui.screens.stepup import StepUpModal
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.secret import SecretView
+from glasskey.tui.widgets.states import CLOSED_REASONS, checkout_label, utc
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, Static
-
-from core.errors import GlasskeyError
-from core.models import Checkout, CheckoutState, format_duration, parse_duration
-from core.rotation import RotationResult
-from core.text import printable
-from tui.screens.base import GlasskeyScreen
-from tui.screens.confirm import ConfirmModal
-from tui.screens.countersign import CountersignModal
-from tui.screens.deny import DenyModal
-from tui.screens.note import NoteModal
-from tui.screens.stepup import StepUpModal
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.secret import SecretView
-from tui.widgets.states import CLOSED_REASONS, checkout_label, utc
 
 S = CheckoutState
 

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import format_duration
+from glasskey.core.reviews import ReviewItem
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.screens.note import NoteModal
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
-
-from core.errors import GlasskeyError
-from core.models import format_duration
-from core.reviews import ReviewItem
-from core.text import printable
-from tui.screens.base import GlasskeyScreen
-from tui.screens.note import NoteModal
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.vtable import Column, Row, VirtualTable
 
 COLUMNS = [
     Column("Item", 14),

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core import totp
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.models import Checkout, format_duration
+from glasskey.core.text import printable
+from glasskey.tui.screens.base import GlasskeyModal
+from glasskey.tui.widgets.demo_panel import DemoPanel
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
-
-from core import totp
-from core.errors import GlasskeyError
-from core.models import Checkout, format_duration
-from core.text import printable
-from tui.screens.base import GlasskeyModal
-from tui.widgets.demo_panel import DemoPanel
 
 
 class StepUpModal(GlasskeyModal):

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.rotation import RotationResult
+from glasskey.core.session import Session
+from glasskey.tui.screens.base import GlasskeyModal
+from glasskey.tui.screens.twoperson import Progressing
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Static
-
-from core.errors import GlasskeyError
-from core.rotation import RotationResult
-from core.session import Session
-from tui.screens.base import GlasskeyModal
-from tui.screens.twoperson import Progressing
 
 
 def sweep_summary(results: list[RotationResult]) -> str:

@@ -15,17 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.session import Session
+from glasskey.tui.screens.base import GlasskeyModal
+from glasskey.tui.widgets.auth_form import AuthForm
+from glasskey.tui.widgets.demo_panel import DemoPanel
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, ProgressBar, Static
-
-from core.errors import GlasskeyError
-from core.session import Session
-from tui.screens.base import GlasskeyModal
-from tui.widgets.auth_form import AuthForm
-from tui.widgets.demo_panel import DemoPanel
 
 #: progress(done, total), called from the job's thread.
 Progress = Callable[[int, int], None]

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from glasskey.core.errors import GlasskeyError
+from glasskey.core.session import Session
+from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.widgets.alert_banner import AlertBanner
+from glasskey.tui.widgets.auth_form import AuthForm
+from glasskey.tui.widgets.demo_panel import DemoPanel
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
-
-from core.errors import GlasskeyError
-from core.session import Session
-from tui.screens.base import GlasskeyScreen
-from tui.widgets.alert_banner import AlertBanner
-from tui.widgets.auth_form import AuthForm
-from tui.widgets.demo_panel import DemoPanel
 
 
 class UnlockScreen(GlasskeyScreen):

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from glasskey.core.text import printable
 from textual.widgets import Static
-
-from core.text import printable
 
 #: The prefix of the core's alert for an emergency-kit use.
 EMERGENCY_PREFIX = "EMERGENCY KIT USED"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from glasskey.core.errors import GlasskeyError
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,8 +20,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
-
-from core.errors import GlasskeyError
 
 #: action(operator name, passphrase, TOTP code) -> result, run in a thread.
 AuthAction = Callable[[str, str, str], Any]

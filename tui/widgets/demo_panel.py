@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from glasskey.core import totp
 from rich.text import Text
 from textual.widgets import Static
-
-from core import totp
 
 #: (name, roles, passphrase, TOTP seed)
 DemoOperator = tuple[str, tuple[str, ...], str, str]

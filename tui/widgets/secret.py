@@ -9,10 +9,9 @@ never lift it. The widget holds the ``SecretValue`` wrapper, not the text:
 
 from __future__ import annotations
 
+from glasskey.core.secret import SecretValue
 from textual.reactive import reactive
 from textual.widgets import Static
-
-from core.secret import SecretValue
 
 MASK = "\u25cf" * 16
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from core.models import Checkout, CheckoutState, Credential, format_duration
+from glasskey.core.models import Checkout, CheckoutState, Credential, format_duration
 
 S = CheckoutState
 
