@@ -61,7 +61,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def approver(root: str, port_file: str) -> None:
     """The approver's client: unlock once, then approve each request it is told about."""
-    vault = Vault(Path(root))
+    vault = Vault(Path(root), allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
     session = vault.unlock("appr", _phrase("appr"), totp.code_at(SEEDS["appr"], time.time()))
     lock = threading.Lock()
 
@@ -103,7 +103,7 @@ def time_to_credential(args: dict[str, Any]) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="gk-outage-"))
     root = base / "vault"
     os.environ["GLASSKEY_STATE_DIR"] = str(base / "requester-state")
-    vault = Vault(root)
+    vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
     vault.initialise([OperatorSpec(n, r, _phrase(n), SEEDS[n]) for n, r in OPS.items()],
                      kdf_params=FAST)
     now = time.time()

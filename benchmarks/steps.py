@@ -285,7 +285,7 @@ def verify(args: Result) -> Result:
     times = []
     result = None
     for _ in range(runs):
-        vault = Vault(root)
+        vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
         t, result = timed(vault.verify_audit)
         times.append(t)
         log(f"verify: {t:.2f} s ({result.entries} entries, ok={result.ok})")
@@ -362,14 +362,14 @@ def listing(args: Result) -> Result:
     samples = []
     for i in range(runs + 1):
         probe.reset()
-        vault = Vault(root)
+        vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
         t, creds = timed(vault.credentials)
         if i:
             times.append(t)
             samples.append(probe.snapshot())
         count = len(creds)
     probe.close()
-    t_co, _ = timed(lambda: Vault(root).checkouts(open_only=True))
+    t_co, _ = timed(lambda: Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1").checkouts(open_only=True))
     return {"credentials_s": Stats.of(times).to_doc(), "count": count,
             "breakdown": _median_breakdown(samples), "open_checkouts_s": t_co,
             "peak_rss_mib": peak_rss_mib()}
@@ -454,7 +454,7 @@ def ops(args: Result) -> Result:
 def _shard_sizes(root: Path) -> Result:
     from glasskey.core.vault import Vault
 
-    vault = Vault(root)
+    vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
     with vault.store.read() as txn:
         manifest = txn.state.get("manifest", {})
     out: Result = {}
@@ -589,7 +589,7 @@ def cli(args: Result) -> Result:
     out["cred_list_peak_rss_mib"] = max(list_rss)
     # reveal: a different requester/approver pair each time, so every unlock uses a fresh
     # TOTP step of the real clock (in-process: previous step; the CLI: the current one).
-    vault = Vault(root)
+    vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
     names = sorted(o.name for o in vault.operators())
     cred_names = [c.name for c in vault.credentials()]
     rng = random.Random(5)
@@ -664,7 +664,7 @@ def tui(args: Result) -> Result:
     errors: list[str] = []
 
     def make_app() -> Any:
-        vault = Vault(root, world.clock)
+        vault = Vault(root, world.clock, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
         params = list(inspect.signature(cls).parameters)
         if params and params[0] == "vault":
             return cls(vault)
@@ -836,7 +836,7 @@ def report(args: Result) -> Result:
     times, md_times = [], []
     built = None
     for _ in range(runs):
-        fresh = Vault(root)
+        fresh = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
         t, built = timed(lambda v=fresh: rp.build_custody_report(v, since, until))  # type: ignore[misc]
         t_md, _ = timed(lambda b=built: rp.render_markdown(b))  # type: ignore[misc]
         times.append(t)
@@ -845,7 +845,7 @@ def report(args: Result) -> Result:
             f"{len(built.checkouts)} checkouts in the day)")
     assert built is not None
     # The two passes it makes, measured apart: the audit verify, then the stream.
-    vault = Vault(root)
+    vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
     t_verify, _ = timed(lambda: vault.verify_audit(incremental=True))
     t_stream, feeder = timed(lambda: rp._read_log(vault, rp._Collector(), since, until, None))
     log(f"report: verify {t_verify:.2f} s, stream {t_stream:.2f} s "

@@ -106,11 +106,11 @@ class World:
 
 def open_world(root: Path, clock_start: float) -> World:
     clock = FakeClock(clock_start)
-    return World(root, Vault(root, clock), clock)
+    return World(root, Vault(root, clock, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1"), clock)
 
 
 def found(root: Path, operators: int, params: dict[str, int], clock: FakeClock) -> World:
-    vault = Vault(root, clock)
+    vault = Vault(root, clock, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
     specs = [OperatorSpec(op_name(i), op_roles(i), op_passphrase(op_name(i)),
                           op_seed(op_name(i))) for i in range(operators)]
     vault.initialise(specs, label="bench", kdf_params=kdf_params(params))

@@ -8,7 +8,6 @@ tests can count or fix it.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from typing import Protocol
 
@@ -24,30 +23,12 @@ class Clock(Protocol):
 #: sweep's clock may run ahead of the chain before it stops expiring others'
 #: items (SECURITY.md, "Clock rules").
 CLOCK_SKEW = 120.0
-#: Test-only clock shift for whole processes (seconds, may be negative).
-OFFSET_ENV = "GLASSKEY_TEST_CLOCK_OFFSET"
-
-
-def test_offset() -> float:
-    """The process clock shift, honoured only together with GLASSKEY_INSECURE_FAST_KDF=1.
-
-    It exists so tests can run real ``glasskey`` processes with a skewed clock.
-    Gating it on the insecure-KDF switch keeps it out of ordinary use; it
-    grants nothing an operator lacks anyway (anyone can run their client under
-    a shifted clock), which is why the clock rules never trust one client's time.
-    """
-    raw = os.environ.get(OFFSET_ENV)
-    if not raw or os.environ.get("GLASSKEY_INSECURE_FAST_KDF") != "1":
-        return 0.0
-    try:
-        return float(raw)
-    except ValueError:
-        return 0.0
-
-
 class SystemClock:
-    def __init__(self) -> None:
-        self._offset = test_offset()
+    """The computer's clock, shifted by ``offset`` seconds (only tests shift it: the
+    fronts pass a shift from the environment, tui/environment.py)."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self._offset = offset
 
     def now(self) -> float:
         return time.time() + self._offset
@@ -76,9 +57,6 @@ class Random(Protocol):
 class SystemRandom:
     def bytes(self, n: int) -> bytes:
         return os.urandom(n)
-
-    def choice(self, alphabet: str) -> str:
-        return secrets.choice(alphabet)
 
 
 def iso(t: float) -> str:

@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from glasskey.core.base import VaultBase
 from glasskey.core.connectors import registry
+from glasskey.core.context import Service
 from glasskey.core.envelope import seal_version
 from glasskey.core.errors import PolicyError, UsageError
+from glasskey.core.lookups import recipients, require_active, seal
 from glasskey.core.models import KINDS, Credential, Policy, check_name
 from glasskey.core.passwords import alphabet_for, generate
 from glasskey.core.roster import config_digest, sign_config
@@ -35,8 +36,19 @@ class CredentialSpec:
         return f"CredentialSpec({self.name!r}, {self.kind}, {self.connector})"
 
 
-class CredentialOps(VaultBase):
-    def _check_spec(self, spec: CredentialSpec, operators: int) -> None:
+class CredentialService(Service):
+    """Adding and importing credentials, and reading them."""
+
+    def credentials(self) -> list[Credential]:
+        with self.store.read() as txn:
+            docs = list(txn.sharded("credentials").values())
+        return sorted((Credential.from_doc(d) for d in docs), key=lambda c: c.name)
+
+    def credential(self, name: str) -> Credential:
+        with self.store.read() as txn:
+            return Credential.from_doc(self.find_credential(txn, name))
+
+    def check_spec(self, spec: CredentialSpec, operators: int) -> None:
         check_name(spec.name, "credential")
         if spec.kind not in KINDS:
             raise UsageError(f"kind must be one of {', '.join(KINDS)}")
@@ -51,14 +63,14 @@ class CredentialOps(VaultBase):
         if spec.secret is not None and len(spec.secret) == 0:
             raise UsageError(f"the secret given for {spec.name} is empty")
 
-    def _add(self, txn: Transaction, session: Session, spec: CredentialSpec) -> Credential:
-        cred_id = self.cred_id_for(spec.name)
+    def add(self, txn: Transaction, session: Session, spec: CredentialSpec) -> Credential:
+        cred_id = self.ctx.cred_id_for(spec.name)
         if txn.sharded("credentials").get(cred_id) is not None:
             raise UsageError(f"a credential named {spec.name!r} already exists")
         value = spec.secret if spec.secret is not None else generate(spec.policy)
         now = self.now()
-        version = self._seal(txn, session, cred_id, seal_version(
-            self.vault_id, cred_id, 1, value, spec.policy.k, self._recipients(txn), self.rng,
+        version = seal(txn, session, cred_id, seal_version(
+            self.vault_id, cred_id, 1, value, spec.policy.k, recipients(txn), self.ctx.rng,
             now))
         doc: dict[str, Any] = {
             "id": cred_id, "name": spec.name, "kind": spec.kind, "connector": spec.connector,
@@ -83,9 +95,9 @@ class CredentialOps(VaultBase):
 
     def add_credential(self, session: Session, spec: CredentialSpec) -> Credential:
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "admin")
-            self._check_spec(spec, len(self._recipients(txn)))
-            return self._add(txn, session, spec)
+            require_active(txn, session, "admin")
+            self.check_spec(spec, len(recipients(txn)))
+            return self.add(txn, session, spec)
 
     def import_credentials(self, session: Session, specs: Iterable[CredentialSpec],
                            progress: Callable[[int, int], None] | None = None
@@ -99,12 +111,12 @@ class CredentialOps(VaultBase):
             raise UsageError(f"the import names {dupes[0]!r} more than once")
         out = []
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "admin")
-            n_ops = len(self._recipients(txn))
+            require_active(txn, session, "admin")
+            n_ops = len(recipients(txn))
             for spec in items:
-                self._check_spec(spec, n_ops)
+                self.check_spec(spec, n_ops)
             for i, spec in enumerate(items, 1):
-                out.append(self._add(txn, session, spec))
+                out.append(self.add(txn, session, spec))
                 if progress:
                     progress(i, len(items))
         return out

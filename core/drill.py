@@ -36,11 +36,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from glasskey.core.base import VaultBase
 from glasskey.core.canonical import b64d
+from glasskey.core.context import Service
 from glasskey.core.crypto import aead
 from glasskey.core.envelope import open_own_share
 from glasskey.core.errors import DecryptError, GlasskeyError, IntegrityError, PolicyError
+from glasskey.core.lookups import checked, checked_config, require_active
 from glasskey.core.session import Session
 from glasskey.core.store import Refused, Transaction
 
@@ -63,7 +64,9 @@ def normalise_code(code: str) -> str:
     return "".join(c for c in (code or "").lower() if c in "0123456789abcdef")
 
 
-class DrillOps(VaultBase):
+class DrillService(Service):
+    """Share and kit drills: each proves one holder's part, nothing is released."""
+
     def _kit_fingerprint(self, pub: bytes) -> str:
         from glasskey.core.emergency import fingerprint
 
@@ -92,21 +95,21 @@ class DrillOps(VaultBase):
     def drill(self, session: Session, cred_name: str | None = None) -> DrillResult:
         """The share drill (module docstring). Nothing is combined or released."""
         with self.store.transaction() as txn:
-            member = self._require_active(txn, session)
-            cred = self._credential_doc(txn, cred_name) if cred_name else \
+            member = require_active(txn, session)
+            cred = self.find_credential(txn, cred_name) if cred_name else \
                 self._random_credential(txn, session)
             name = str(cred["name"])
             done = ["unlock"]
             version: int | None = None
             try:
-                self._checked_config(txn, cred)
+                checked_config(txn, cred)
                 done.append("config-signature")
                 sdoc = txn.sharded("sealed").get(cred["id"])
                 if sdoc is None or not sdoc.get("current"):
                     raise IntegrityError(f"{name} has no sealed value")
                 vdoc = sdoc["current"]
                 version = int(vdoc["version"])
-                self._checked(txn, cred["id"], vdoc, name)
+                checked(txn, cred["id"], vdoc, name)
                 done.append("share-set-signature")
                 if session.operator_id not in vdoc["shares"]:
                     raise PolicyError(f"{session.name} holds no share of {name} "
@@ -133,7 +136,7 @@ class DrillOps(VaultBase):
     def kit_drill(self, session: Session, check_code: str) -> DrillResult:
         """The kit drill: the code printed with the kit names the active kit."""
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
+            require_active(txn, session)
             kit = txn.roster.active_kit()
             done: list[str] = []
             why = ""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glasskey.core.canonical import b64d, b64e
+from glasskey.core.context import Service, VaultContext
 from glasskey.core.crypto import hpke
 from glasskey.core.envelope import (
     Recipient,
@@ -37,9 +38,25 @@ from glasskey.core.errors import (
     PolicyError,
     UsageError,
 )
-from glasskey.core.models import Checkout, CheckoutState, Policy, format_duration
+from glasskey.core.lookups import (
+    checked,
+    checked_config,
+    extend_shares,
+    require_active,
+    seal,
+)
+from glasskey.core.models import (
+    Checkout,
+    CheckoutKind,
+    CheckoutState,
+    CredentialStatus,
+    Policy,
+    format_duration,
+)
+from glasskey.core.requests import Requests
+from glasskey.core.reviews import ReviewService
 from glasskey.core.roster import Change, change_details
-from glasskey.core.rotation import RotationOps, RotationResult
+from glasskey.core.rotation import RotationResult, RotationService
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.store import Refused, Transaction
@@ -103,7 +120,16 @@ def decode_parts(code: str) -> bytes:
     return kit_key(parts[1], parts[2])
 
 
-class EmergencyOps(RotationOps):
+class KitService(Service):
+    """The emergency kit: issue, print a part, burn, sweep, and the break-glass use."""
+
+    def __init__(self, ctx: VaultContext, requests: Requests, reviews: ReviewService,
+                 rotation: RotationService) -> None:
+        super().__init__(ctx)
+        self.requests = requests
+        self.reviews = reviews
+        self.rotation = rotation
+
     def active_kit(self) -> dict[str, Any] | None:
         """The active kit's record, as the signed roster says (none if it says none)."""
         with self.store.read() as txn:
@@ -125,18 +151,18 @@ class EmergencyOps(RotationOps):
         distinct = list({s.name: s for s in sessions}.values())
         if len(distinct) < 2:
             raise PolicyError("issuing an emergency kit needs two different operators")
-        part1, part2 = self.rng.bytes(PART_LEN), self.rng.bytes(PART_LEN)
+        part1, part2 = self.ctx.rng.bytes(PART_LEN), self.ctx.rng.bytes(PART_LEN)
         priv = kit_key(part1, part2)
         pub = hpke.public_from_private(priv)
         with self.store.transaction() as txn:
-            members = [self._require_active(txn, s) for s in distinct]
+            members = [require_active(txn, s) for s in distinct]
             if not any(m.has("admin") for m in members):
                 raise PolicyError("issuing an emergency kit needs an admin")
             old = txn.roster.active_kit()
             if old is not None:
                 self._burn(txn, distinct[0], old.id, "re-issued")
             meta = txn.meta
-            kit_id = self.new_id("k-")
+            kit_id = self.ctx.new_id("k-")
             x = int(meta["next_x"])
             meta["next_x"] = x + 1
             txn.set_meta(meta)
@@ -150,7 +176,7 @@ class EmergencyOps(RotationOps):
                 {"fingerprint": fp, "countersigned_by": sorted(s.name for s in holders),
                  "part_holders": [s.name for s in holders]})
             txn.roster = roster
-            self._extend_shares(txn, distinct, Recipient(kit_id, x, pub), progress)
+            extend_shares(self.vault_id, txn, distinct, Recipient(kit_id, x, pub), progress)
             parts = {}
             for number, (s, part) in enumerate(zip(holders, (part1, part2), strict=True), 1):
                 parts[s.name] = {"number": number, "blob": b64e(hpke.seal(
@@ -166,7 +192,7 @@ class EmergencyOps(RotationOps):
     def kit_part(self, session: Session) -> str:
         """This operator's part of the active kit, once, for the safe (then erased here)."""
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
+            require_active(txn, session)
             kit = txn.roster.active_kit()
             doc = txn.table("kits").get(kit.id) if kit is not None else None
             if kit is None or doc is None:
@@ -186,7 +212,7 @@ class EmergencyOps(RotationOps):
     def burn_kit(self, session: Session, why: str = "exposed") -> list[str]:
         """Burn the active kit now (suspected exposure); returns what must be rotated."""
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
+            require_active(txn, session)
             kit = txn.roster.active_kit()
             if kit is None:
                 raise PolicyError("no emergency kit is issued")
@@ -203,10 +229,10 @@ class EmergencyOps(RotationOps):
             for slot in ("current", "pending"):
                 vdoc = sdoc.get(slot)
                 if vdoc and kit_id in vdoc["shares"]:
-                    self._checked(txn, sdoc["cred_id"], vdoc, f"credential {sdoc['cred_id']}")
+                    checked(txn, sdoc["cred_id"], vdoc, f"credential {sdoc['cred_id']}")
                     vdoc = dict(vdoc)
                     vdoc["shares"] = {k: v for k, v in vdoc["shares"].items() if k != kit_id}
-                    sdoc[slot] = self._seal(txn, session, sdoc["cred_id"], vdoc)
+                    sdoc[slot] = seal(txn, session, sdoc["cred_id"], vdoc)
                     changed = True
                     if slot == "current":
                         exposed[sdoc["cred_id"]] = int(vdoc["version"])
@@ -244,9 +270,9 @@ class EmergencyOps(RotationOps):
         with self.store.read() as txn:
             for cred_id in sorted(self.kit_exposure()):
                 cred = txn.sharded("credentials").get(cred_id)
-                if cred is not None and cred.get("status") != "revoked":
+                if cred is not None and cred.get("status") != CredentialStatus.REVOKED:
                     names.append(cred["name"])
-        return self.rotate_many(session, names, progress)
+        return self.rotation.rotate_many(session, names, progress)
 
     def emergency_reveal(self, session: Session, cred_name: str, code: str, reason: str,
                          ticket: str, duration: int) -> tuple[Checkout, SecretValue]:
@@ -258,7 +284,7 @@ class EmergencyOps(RotationOps):
         priv = decode_parts(code)
         pub = hpke.public_from_private(priv)
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "requester")
+            require_active(txn, session, "requester")
             found = next((k for k in txn.roster.kits.values() if k.hpke_pub == b64e(pub)),
                          None)
             if found is None or found.status != "active":
@@ -268,14 +294,14 @@ class EmergencyOps(RotationOps):
                 raise Refused(PolicyError(
                     "that emergency kit is not the active one (burned or never issued)"))
             kit = {"id": found.id, "fingerprint": found.fingerprint}
-            cred = self._checked_config(txn, self._credential_doc(txn, cred_name))
+            cred = checked_config(txn, self.find_credential(txn, cred_name))
             policy = Policy.from_doc(cred["policy"])
             if policy.k > 2:
                 raise PolicyError(f"{cred_name} needs {policy.k} people; the kit stands in "
                                   "for one approver only")
             if duration > policy.max_duration:
                 raise UsageError(f"duration exceeds {format_duration(policy.max_duration)}")
-            if cred["status"] in ("rotation-failed", "revoked"):
+            if cred["status"] in (CredentialStatus.ROTATION_FAILED, CredentialStatus.REVOKED):
                 raise PolicyError(f"{cred_name} is {cred['status']}")
             busy = txn.table("active").get(cred["id"])
             if busy is not None:
@@ -284,7 +310,7 @@ class EmergencyOps(RotationOps):
             sealed = txn.sharded("sealed").get(cred["id"])
             if sealed is None:
                 raise IntegrityError(f"{cred_name} has no sealed value")
-            vdoc = self._checked(txn, cred["id"], sealed["current"], cred_name)
+            vdoc = checked(txn, cred["id"], sealed["current"], cred_name)
             try:
                 shares = [
                     open_own_share(self.vault_id, cred["id"], vdoc, session.operator_id,
@@ -297,7 +323,7 @@ class EmergencyOps(RotationOps):
                 raise IntegrityError("the kit's share does not open this credential") from None
             now = txn.entry_time()  # clock rules: the lease starts at the entry's time
             req: dict[str, Any] = {
-                "id": self.new_id("e-"), "kind": "emergency", "cred_id": cred["id"],
+                "id": self.ctx.new_id("e-"), "kind": CheckoutKind.EMERGENCY, "cred_id": cred["id"],
                 "cred_name": cred_name, "requester": session.name,
                 "requester_id": session.operator_id, "reason": reason, "ticket": ticket,
                 "duration": int(duration), "created": now, "state": S.CHECKED_OUT,
@@ -305,45 +331,15 @@ class EmergencyOps(RotationOps):
                 "version": int(vdoc["version"]), "revealed_at": now,
                 "lease_expires": now + duration, "kit": kit["id"],
             }
-            self._save(txn, req)
+            self.requests.save(txn, req)
             txn.record(session.signer, "emergency.used", req["id"], {
                 "credential": cred_name, "kit": kit["id"], "fingerprint": kit["fingerprint"],
                 "reason": reason, "ticket": ticket, "lease_expires": req["lease_expires"],
             })
             self._burn(txn, session, kit["id"], "used")
-            self._queue_review(txn, req["id"], "emergency", cred_name, session.name,
+            self.reviews.queue(txn, req["id"], "emergency", cred_name, session.name,
                                f"EMERGENCY: {session.name} opened {cred_name} with the kit "
                                f"({ticket}: {reason})", required=2)
         # Notified (webhook, command hook, e-mail) by core/notify.py from the signed
         # emergency.used entry, after the lock is released, without holding the secret.
         return Checkout.from_doc(req), secret
-
-    def site_setting(self, section: str, key: str) -> str | None:
-        return None
-
-    def alerts(self) -> list[str]:
-        """What every operator's screen must show until it is dealt with."""
-        now = self.now()
-        out = []
-        for item in self.review_queue():
-            if item.kind == "emergency":
-                out.append(f"EMERGENCY KIT USED: {item.summary} — needs review by "
-                           f"{item.required - len(item.reviews)} more approver(s)")
-            elif item.overdue(now):
-                out.append(f"review overdue: {item.summary}")
-        for flag in self.flagged():
-            if flag["status"] == "rotation-failed":
-                out.append(f"ROTATION-FAILED: {flag['name']}: {flag['failure']}")
-            elif flag["status"] == "apply-pending":
-                out.append(f"APPLY-PENDING: {flag['name']} waits for an operator to apply its "
-                           "new value")
-        for co in self.checkouts(open_only=True):
-            if co.display_state(now) == "overdue":
-                out.append(f"OVERDUE: {co.cred_name} held by {co.requester} ({co.id})")
-        exposed = self.kit_exposure()
-        if exposed:
-            out.append(f"KIT BURNED: {len(exposed)} credential(s) the old kit could open still "
-                       "hold those values; run 'glasskey kit sweep' to rotate them")
-        if self.active_kit() is None:
-            out.append("no emergency kit is issued ('glasskey kit issue')")
-        return out

@@ -13,6 +13,9 @@ from typing import Any
 
 from glasskey.core.errors import UsageError
 
+# The signed roster's statuses (core/roster.py), re-exported beside the other domain enums.
+from glasskey.core.roster import OperatorStatus as OperatorStatus
+
 ROLES = ("requester", "approver", "admin")
 KINDS = ("break-glass", "batch", "onboarding")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -41,10 +44,32 @@ OPEN_STATES = frozenset(
 )
 
 
+class CheckoutKind(StrEnum):
+    """What a request record is: a dual-control checkout, a one-time onboarding
+    secret, or an emergency (kit) use. Read from the record's ``kind`` field,
+    never from its id."""
+
+    CHECKOUT = "checkout"
+    ONBOARDING = "onboarding"
+    EMERGENCY = "emergency"
+
+
 class CredentialStatus(StrEnum):
     ACTIVE = "active"
     ROTATION_FAILED = "rotation-failed"
     APPLY_PENDING = "apply-pending"
+    #: A one-time onboarding secret after use or expiry: never checked out again.
+    REVOKED = "revoked"
+
+
+class RotationOutcome(StrEnum):
+    COMMITTED = "committed"
+    FAILED = "failed"
+    APPLY_PENDING = "apply-pending"
+    ROLLED_BACK = "rolled-back"
+    NOTHING_TO_DO = "nothing-to-do"
+    #: rotate_many: the credential is checked out; its holder's check-in rotates it.
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,7 @@ class Operator:
     id: str
     name: str
     roles: tuple[str, ...]
-    status: str
+    status: OperatorStatus
     x: int
     hpke_pub: str
     sign_pub: str
@@ -94,7 +119,7 @@ class Operator:
 
     @property
     def active(self) -> bool:
-        return self.status == "active"
+        return self.status == OperatorStatus.ACTIVE
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -103,7 +128,8 @@ class Operator:
     def from_doc(cls, doc: dict[str, Any]) -> Operator:
         totp = doc.get("totp", {})
         return cls(
-            id=doc["id"], name=doc["name"], roles=tuple(doc["roles"]), status=doc["status"],
+            id=doc["id"], name=doc["name"], roles=tuple(doc["roles"]),
+            status=OperatorStatus(doc["status"]),
             x=int(doc["x"]), hpke_pub=doc["hpke_pub"], sign_pub=doc["sign_pub"],
             created=float(doc["created"]), failures=int(totp.get("failures", 0)),
             locked_until=float(totp.get("locked_until", 0.0)),
@@ -114,7 +140,8 @@ class Operator:
         """Authority from the signed roster member ``m``; lockout counters from the store."""
         totp = (doc or {}).get("totp", {})
         return cls(
-            id=m.id, name=m.name, roles=tuple(m.roles), status=m.status, x=int(m.x),
+            id=m.id, name=m.name, roles=tuple(m.roles), status=OperatorStatus(m.status),
+            x=int(m.x),
             hpke_pub=m.hpke_pub, sign_pub=m.sign_pub,
             created=float((doc or {}).get("created", 0.0)),
             failures=int(totp.get("failures", 0)),
@@ -136,7 +163,7 @@ class Credential:
     options: dict[str, str]
     policy: Policy
     version: int
-    status: str
+    status: CredentialStatus
     created: float
     rotated_at: float
     rotations: int = 0
@@ -148,7 +175,7 @@ class Credential:
             id=doc["id"], name=doc["name"], kind=doc["kind"], connector=doc["connector"],
             target=doc.get("target"), options=dict(doc.get("options", {})),
             policy=Policy.from_doc(doc.get("policy")), version=int(doc["version"]),
-            status=doc["status"], created=float(doc["created"]),
+            status=CredentialStatus(doc["status"]), created=float(doc["created"]),
             rotated_at=float(doc.get("rotated_at", doc["created"])),
             rotations=int(doc.get("rotations", 0)), failure=str(doc.get("failure", "")),
         )
@@ -186,8 +213,7 @@ class Checkout:
     deny_reason: str = ""
     rotation: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
-    #: checkout | onboarding | emergency
-    kind: str = "checkout"
+    kind: CheckoutKind = CheckoutKind.CHECKOUT
     identity: str = ""
     channel: str = ""
     expires_at: float | None = None
@@ -214,7 +240,8 @@ class Checkout:
             ended_at=doc.get("ended_at"), closed_reason=doc.get("closed_reason", ""),
             denied_by=doc.get("denied_by", ""), deny_reason=doc.get("deny_reason", ""),
             rotation=dict(doc.get("rotation", {})), review=dict(doc.get("review", {})),
-            kind=str(doc.get("kind", "checkout")), identity=str(doc.get("identity", "")),
+            kind=CheckoutKind(doc.get("kind", CheckoutKind.CHECKOUT)),
+            identity=str(doc.get("identity", "")),
             channel=str(doc.get("channel", "")), expires_at=doc.get("expires_at"),
             kit=str(doc.get("kit", "")), released=bool(doc.get("released", False)),
             end_reason=str(doc.get("end_reason", "")),
@@ -245,8 +272,8 @@ class Checkout:
             "rotation": self.rotation, "review": self.review, "kind": self.kind,
             "released": self.released,
             **({"identity": self.identity, "channel": self.channel,
-                "expires_at": self.expires_at} if self.kind == "onboarding" else {}),
-            **({"kit": self.kit} if self.kind == "emergency" else {}),
+                "expires_at": self.expires_at} if self.kind == CheckoutKind.ONBOARDING else {}),
+            **({"kit": self.kit} if self.kind == CheckoutKind.EMERGENCY else {}),
         }
 
 
@@ -279,3 +306,37 @@ def format_duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s}s"
+
+
+class AlertKind(StrEnum):
+    """What an alert is about; the fronts choose where it is dealt with from this."""
+
+    EMERGENCY_KIT_USED = "emergency-kit-used"
+    REVIEW_OVERDUE = "review-overdue"
+    ROTATION_FAILED = "rotation-failed"
+    APPLY_PENDING = "apply-pending"
+    OVERDUE = "overdue"
+    KIT_BURNED = "kit-burned"
+    NO_KIT = "no-kit"
+    RELEASED_NOT_ROTATED = "released-not-rotated"
+    SWEEP_FAILING = "sweep-failing"
+    NOTIFY_FAILING = "notify-failing"
+    NOTIFY_MISCONFIGURED = "notify-misconfigured"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something every operator's screen shows until it is dealt with.
+
+    ``message`` is the sentence people read (the CLI prints it as it is);
+    ``kind``, ``credential`` and ``request_id`` are for a front that wants to
+    act on it, so that nothing ever parses the sentence.
+    """
+
+    kind: AlertKind
+    credential: str | None
+    request_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message

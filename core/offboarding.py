@@ -18,11 +18,13 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from glasskey.core.clock import Random, SystemRandom
+from glasskey.core.context import Service, VaultContext
 from glasskey.core.envelope import Recipient, open_own_share, recover_dek, reseal_for
 from glasskey.core.errors import NotFoundError, PolicyError, UsageError
-from glasskey.core.models import CheckoutState
+from glasskey.core.lookups import checked, recipients, seal, two_people
+from glasskey.core.models import CheckoutState, CredentialStatus, OperatorStatus
+from glasskey.core.requests import Requests
 from glasskey.core.roster import Change, change_details
-from glasskey.core.rotation import RotationOps
 from glasskey.core.session import Session
 
 S = CheckoutState
@@ -66,7 +68,13 @@ def _resplit_chunk(args: tuple[str, list[dict[str, Any]], list[tuple[str, bytes]
     return [resplit_doc(vault_id, d, keys, recipients, leaver_id, rng) for d in docs]
 
 
-class OffboardingOps(RotationOps):
+class OffboardingService(Service):
+    """Removing an operator: a fresh key split without them."""
+
+    def __init__(self, ctx: VaultContext, requests: Requests) -> None:
+        super().__init__(ctx)
+        self.requests = requests
+
     def _resplit_all(self, docs: list[dict[str, Any]], keys: list[tuple[str, bytes]],
                      recipients: list[Recipient], leaver_id: str
                      ) -> Iterator[tuple[str, dict[str, Any], bool]]:
@@ -74,7 +82,7 @@ class OffboardingOps(RotationOps):
         workers = os.cpu_count() or 1
         if len(docs) < PARALLEL_FROM or workers < 2:
             for d in docs:
-                yield resplit_doc(self.vault_id, d, keys, recipients, leaver_id, self.rng)
+                yield resplit_doc(self.vault_id, d, keys, recipients, leaver_id, self.ctx.rng)
             return
         size = max(100, len(docs) // (workers * 8))
         chunks = [(self.vault_id, docs[i:i + size], keys, recipients, leaver_id)
@@ -93,11 +101,11 @@ class OffboardingOps(RotationOps):
             raise PolicyError("removing an operator needs two other unlocked operators")
         reachable: list[str] = []
         with self.store.transaction() as txn:
-            signers = self._two_people(txn, sessions, "removing an operator", exclude=name)
+            signers = two_people(txn, sessions, "removing an operator", exclude=name)
             member = txn.roster.get(name)
             if member is None:
                 raise NotFoundError(f"there is no operator named {name!r}")
-            if member.status == "removed":
+            if member.status == OperatorStatus.REMOVED:
                 raise UsageError(f"operator {name} was already removed")
             left = [m for m in txn.roster.members.values() if m.name != name and m.active]
             if len(left) < 2:
@@ -108,28 +116,28 @@ class OffboardingOps(RotationOps):
             txn.roster = roster  # sealing below goes to the roster without the leaver
             leaver = txn.table("operators").get(name)
             if leaver is not None:
-                leaver["status"] = "removed"
+                leaver["status"] = OperatorStatus.REMOVED
                 leaver["removed_at"] = self.now()
                 txn.table("operators").put(name, leaver)
-            recipients = self._recipients(txn)  # now without the leaver
+            holders = recipients(txn)  # now without the leaver
             sealed = txn.sharded("sealed")
             docs = list(sealed.values())
             for sdoc in docs:
                 for slot in ("current", "pending"):
                     if sdoc.get(slot):
-                        self._checked(txn, sdoc["cred_id"], sdoc[slot],
+                        checked(txn, sdoc["cred_id"], sdoc[slot],
                                       f"credential {sdoc['cred_id']}")
             keys = [(s.operator_id, s.hpke_priv) for s in sessions]
             signer = next(s for s in sessions if s.name == signers[0][0])
             for i, (cred_id, new_doc, touched) in enumerate(self._resplit_all(
-                    docs, keys, recipients, member.id), 1):
+                    docs, keys, holders, member.id), 1):
                 for slot in ("current", "pending"):
                     if new_doc.get(slot):
-                        self._seal(txn, signer, cred_id, new_doc[slot])
+                        seal(txn, signer, cred_id, new_doc[slot])
                 sealed.put(cred_id, new_doc)
                 if touched:
                     cred = txn.sharded("credentials").get(cred_id)
-                    if cred is not None and cred["status"] != "revoked":
+                    if cred is not None and cred["status"] != CredentialStatus.REVOKED:
                         reachable.append(cred["name"])
                 if progress:
                     progress(i, len(docs))
@@ -138,7 +146,7 @@ class OffboardingOps(RotationOps):
                 req = txn.sharded("requests").get(entry["request"])
                 if req and req["requester"] == name and req["state"] in (
                         S.REQUESTED, S.APPROVED):
-                    self._close(txn, req, "requester-removed")
+                    self.requests.close(txn, req, "requester-removed")
             details.update(resplit=len(docs), reachable=len(reachable))
             txn.record_change(signer.signer, "operator.removed", name, details, roster)
         return sorted(reachable)

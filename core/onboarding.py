@@ -22,11 +22,22 @@ from __future__ import annotations
 from typing import Any
 
 from glasskey.core import config
-from glasskey.core.checkout import DEFAULT_OPEN_ONBOARDING
-from glasskey.core.credentials import CredentialOps, CredentialSpec
+from glasskey.core.context import Service, VaultContext
+from glasskey.core.credentials import CredentialService, CredentialSpec
 from glasskey.core.errors import ConnectorError, PolicyError, UsageError
-from glasskey.core.models import Checkout, CheckoutState, Policy, check_name, format_duration
-from glasskey.core.rotation import RotationOps
+from glasskey.core.lookups import recipients, request_doc, require_active
+from glasskey.core.models import (
+    Checkout,
+    CheckoutKind,
+    CheckoutState,
+    CredentialStatus,
+    Policy,
+    check_name,
+    format_duration,
+)
+from glasskey.core.requests import DEFAULT_OPEN_ONBOARDING, Requests
+from glasskey.core.reviews import ReviewService
+from glasskey.core.rotation import RotationService
 from glasskey.core.session import Session
 from glasskey.core.store import Transaction
 from glasskey.core.text import cap_all
@@ -40,7 +51,26 @@ ONBOARDING_POLICY = Policy(k=2, max_duration=MAX_EXPIRY, length=20,
                            classes=("lower", "upper", "digit"), exclude="0O1lI")
 
 
-class OnboardingOps(RotationOps, CredentialOps):
+def clear_sweep_failure(txn: Transaction, item: str) -> None:
+    """Forget the sweep's failure record of ``item`` (kept here: onboarding is the main
+    source of such records, and revoking one by hand ends its retries)."""
+    doc = txn.table("meta").get(SWEEP_FAILURES)
+    if doc and item in doc.get("items", {}):
+        del doc["items"][item]
+        txn.table("meta").put(SWEEP_FAILURES, doc)
+
+
+class OnboardingService(Service):
+    """Issue, deliver (via the checkout), revoke and expire one-time onboarding secrets."""
+
+    def __init__(self, ctx: VaultContext, requests: Requests, credentials: CredentialService,
+                 rotation: RotationService, reviews: ReviewService) -> None:
+        super().__init__(ctx)
+        self.requests = requests
+        self.credentials = credentials
+        self.rotation = rotation
+        self.reviews = reviews
+
     def issue_onboarding(self, session: Session, identity: str, reason: str, ticket: str,
                          channel: str, expires_in: int = DEFAULT_EXPIRY,
                          connector: str = "generated", target: str | None = None,
@@ -65,24 +95,26 @@ class OnboardingOps(RotationOps, CredentialOps):
         if not 0 < expires_in <= MAX_EXPIRY:
             raise UsageError(f"expiry must be between 1 s and {format_duration(MAX_EXPIRY)}")
         with self.store.transaction() as txn:
-            member = self._require_active(txn, session)
+            member = require_active(txn, session)
             if not (member.has("requester") or member.has("admin")):
                 raise PolicyError(f"operator {session.name} does not hold the requester role")
             if custom and not member.has("admin"):
                 raise PolicyError("only an admin chooses where an onboarding secret goes; "
                                   "use a site template (--template) or the vault-only default")
-            self._check_cap(txn, session, "o-", "open_onboarding", DEFAULT_OPEN_ONBOARDING,
+            self.requests.check_cap(txn, session, CheckoutKind.ONBOARDING, "open_onboarding",
+                                    DEFAULT_OPEN_ONBOARDING,
                             "onboarding secrets")
-            onb_id = self.new_id("o-")
+            onb_id = self.ctx.new_id("o-")
             name = f"onboard-{identity}-{onb_id[2:8]}"
             spec = CredentialSpec(name, kind="onboarding", connector=connector, target=target,
                                   options=dict(options or {}), policy=ONBOARDING_POLICY,
                                   template=template)
-            self._check_spec(spec, len(self._recipients(txn)))
-            cred = self._add(txn, session, spec)
+            self.credentials.check_spec(spec, len(recipients(txn)))
+            cred = self.credentials.add(txn, session, spec)
             now = self.now()
             req: dict[str, Any] = {
-                "id": onb_id, "kind": "onboarding", "cred_id": cred.id, "cred_name": name,
+                "id": onb_id, "kind": CheckoutKind.ONBOARDING, "cred_id": cred.id,
+                "cred_name": name,
                 "requester": session.name, "requester_id": session.operator_id,
                 "reason": reason, "ticket": ticket, "duration": int(expires_in),
                 "identity": identity, "channel": channel, "expires_at": now + expires_in,
@@ -90,7 +122,7 @@ class OnboardingOps(RotationOps, CredentialOps):
                 "policy": Policy(request_ttl=expires_in, max_duration=MAX_EXPIRY).to_doc(),
                 "approvals": [], "version": 1,
             }
-            self._save(txn, req)
+            self.requests.save(txn, req)
             txn.record(session.signer, "onboarding.issued", onb_id, {
                 "identity": identity, "reason": reason, "ticket": ticket, "channel": channel,
                 "expires": req["expires_at"], "credential": name,
@@ -98,18 +130,19 @@ class OnboardingOps(RotationOps, CredentialOps):
             return Checkout.from_doc(req)
 
     def onboarding_secrets(self) -> list[Checkout]:
-        return [c for c in self.checkouts() if c.id.startswith("o-")]
+        return [c for c in self.requests.checkouts() if c.kind == CheckoutKind.ONBOARDING]
 
     def activate_onboarding(self, session: Session, onb_id: str) -> Checkout:
         """The recipient proved control (first use): revoke the secret now."""
         return self._revoke_onboarding(session, onb_id, "activated")
 
-    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
-        """A released onboarding secret is revoked (rotated on its target when it can be)."""
+    def rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
+        """End a released request: a checkout is rotated (RotationService.rotate_release);
+        a released onboarding secret is revoked (rotated on its target when it can be)."""
         with self.store.read() as txn:
             req = txn.sharded("requests").get(req_id)
-        if req is None or req.get("kind") != "onboarding":
-            super()._rotate_release(session, req_id, quiet)
+        if req is None or req.get("kind") != CheckoutKind.ONBOARDING:
+            self.rotation.rotate_release(session, req_id, quiet)
             return
         if req["state"] != S.ROTATING or not req.get("released"):
             return
@@ -123,9 +156,9 @@ class OnboardingOps(RotationOps, CredentialOps):
     def _revoke_onboarding(self, session: Session, onb_id: str, why: str,
                            announce: bool = True) -> Checkout:
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
-            req = self._request_doc(txn, onb_id)
-            if req.get("kind") != "onboarding":
+            require_active(txn, session)
+            req = request_doc(txn, onb_id)
+            if req.get("kind") != CheckoutKind.ONBOARDING:
                 raise UsageError(f"{onb_id} is not an onboarding secret")
             if req["state"] == S.CLOSED:
                 raise PolicyError(f"{onb_id} is already {req.get('closed_reason', 'closed')}")
@@ -133,28 +166,28 @@ class OnboardingOps(RotationOps, CredentialOps):
                 raise PolicyError(f"{onb_id} was never delivered (it is {req['state']}); "
                                   "nothing can have been activated")
             cred = txn.sharded("credentials").get(req["cred_id"])
-            connector = self.connector_for(cred, txn.roster) if cred else None
+            connector = self.rotation.connector_for(cred, txn.roster) if cred else None
             automatic = connector is not None and not (
                 connector.vault_is_source_of_truth or connector.needs_person)
             if automatic and cred is not None:
                 self._drop_foreign_pending(txn, session, cred, onb_id)
         how = "connector" if automatic else "recorded"
         if automatic and cred is not None:
-            result = self.rotate(session, cred["id"], None, reason=f"onboarding-{why}")
+            result = self.rotation.rotate(session, cred["id"], None, reason=f"onboarding-{why}")
             if result.outcome != "committed":
                 raise ConnectorError(
                     f"revoking {onb_id} on its target failed: {result.message}")
         with self.store.transaction() as txn:
-            req = self._request_doc(txn, onb_id)
+            req = request_doc(txn, onb_id)
             cred = txn.sharded("credentials").get(req["cred_id"])
             if cred is not None:
-                cred["status"] = "revoked"
+                cred["status"] = CredentialStatus.REVOKED
                 txn.sharded("credentials").put(cred["id"], cred)
-                self._flag(txn, cred)
+                self.rotation.flag(txn, cred)
             for a in req.get("approvals", []):
                 a["grant"] = None
             req["ended_at"] = self.now()
-            self._close(txn, req, why)
+            self.requests.close(txn, req, why)
             if announce:
                 txn.record(session.signer, f"onboarding.{why}", onb_id,
                            {"identity": req["identity"], "credential": req["cred_name"]})
@@ -163,7 +196,7 @@ class OnboardingOps(RotationOps, CredentialOps):
                 "note": "rotated on the target" if automatic else
                         "the target is not automated: the operator records the revocation",
             })
-            self._queue_review(txn, onb_id, "onboarding", req["cred_name"], req["requester"],
+            self.reviews.queue(txn, onb_id, "onboarding", req["cred_name"], req["requester"],
                                f"onboarding secret for {req['identity']} {why} "
                                f"(via {req['channel']})")
             return Checkout.from_doc(req)
@@ -208,9 +241,9 @@ class OnboardingOps(RotationOps, CredentialOps):
         if not note:
             raise UsageError("say how the secret was revoked (--note TEXT)")
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "admin")
-            req = self._request_doc(txn, onb_id)
-            if req.get("kind") != "onboarding":
+            require_active(txn, session, "admin")
+            req = request_doc(txn, onb_id)
+            if req.get("kind") != CheckoutKind.ONBOARDING:
                 raise UsageError(f"{onb_id} is not an onboarding secret")
             if req["state"] == S.CLOSED:
                 raise PolicyError(f"{onb_id} is already {req.get('closed_reason', 'closed')}")
@@ -222,24 +255,18 @@ class OnboardingOps(RotationOps, CredentialOps):
                     dropped = int(sealed["pending"]["version"])
                     sealed["pending"] = None
                     txn.sharded("sealed").put(cred["id"], sealed)
-                cred["status"] = "revoked"
+                cred["status"] = CredentialStatus.REVOKED
                 cred["failure"] = ""
                 txn.sharded("credentials").put(cred["id"], cred)
-                self._flag(txn, cred)
-            self._clear_sweep_failure(txn, onb_id)
-            self._close(txn, req, "revoked")
+                self.rotation.flag(txn, cred)
+            clear_sweep_failure(txn, onb_id)
+            self.requests.close(txn, req, "revoked")
             txn.record(session.signer, "onboarding.revoked", onb_id, {
                 "how": "manual", "identity": req["identity"], "credential": req["cred_name"],
                 "note": note, "by": session.name, "dropped_version": dropped,
             })
-            self._queue_review(txn, onb_id, "onboarding", req["cred_name"], req["requester"],
+            self.reviews.queue(txn, onb_id, "onboarding", req["cred_name"], req["requester"],
                                f"onboarding secret for {req['identity']} revoked by hand by "
                                f"{session.name}: {note}")
             return Checkout.from_doc(req)
 
-    # -- the sweep's failure records (kept here: onboarding is their main source) ------------
-    def _clear_sweep_failure(self, txn: Transaction, item: str) -> None:
-        doc = txn.table("meta").get(SWEEP_FAILURES)
-        if doc and item in doc.get("items", {}):
-            del doc["items"][item]
-            txn.table("meta").put(SWEEP_FAILURES, doc)

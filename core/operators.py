@@ -14,8 +14,8 @@ from typing import Any
 
 from glasskey.core import canonical, totp
 from glasskey.core.audit import SYSTEM_SIGNER
-from glasskey.core.base import VaultBase
 from glasskey.core.canonical import b64d, b64e
+from glasskey.core.context import Service
 from glasskey.core.crypto import aead, hpke, kdf, sign
 from glasskey.core.envelope import Recipient
 from glasskey.core.errors import (
@@ -26,7 +26,8 @@ from glasskey.core.errors import (
     PolicyError,
     UsageError,
 )
-from glasskey.core.models import ROLES, check_name
+from glasskey.core.lookups import extend_shares, require_active, two_people
+from glasskey.core.models import ROLES, Operator, OperatorStatus, check_name
 from glasskey.core.roster import (
     FOUNDED_EVENT,
     Change,
@@ -94,11 +95,6 @@ class Enrolment:
     status: str = "enrolling"
 
 
-def check_operator_spec(spec: OperatorSpec) -> None:
-    """Validate a new operator before anyone else has to authenticate for it."""
-    _check_spec(spec)
-
-
 def _check_spec(spec: OperatorSpec) -> None:
     check_name(spec.name, "operator")
     if spec.name == "system":
@@ -117,13 +113,22 @@ def _check_spec(spec: OperatorSpec) -> None:
             ) from None
 
 
-class OperatorOps(VaultBase):
+class OperatorService(Service):
+    """Founding, enrolment, unlocking, suspension and an operator's own factors."""
+
     kdf_target_seconds = 0.5
+
+    def operators(self) -> list[Operator]:
+        """The operators the signed roster knows (records nobody signed are never listed)."""
+        with self.store.read() as txn:
+            docs = {d["name"]: d for d in txn.table("operators").values()}
+            return [Operator.from_member(m, docs.get(m.name))
+                    for m in txn.roster.members.values()]
 
     # -- keys -------------------------------------------------------------------------
     def _kdf_params(self, meta: dict[str, Any]) -> kdf.KdfParams:
         base = meta.get("kdf")
-        salt = self.rng.bytes(kdf.SALT_MIN)
+        salt = self.ctx.rng.bytes(kdf.SALT_MIN)
         if base is None:
             return kdf.KdfParams(65536, 3, 2, salt)
         return kdf.KdfParams(int(base["memory_kib"]), int(base["iterations"]),
@@ -135,10 +140,10 @@ class OperatorOps(VaultBase):
     def _new_keys(self, spec: OperatorSpec) -> _Keys:
         hpke_priv = hpke.generate_private()
         sign_priv = sign.generate_private()
-        return _Keys(self.new_id("o"), hpke_priv, sign_priv,
+        return _Keys(self.ctx.new_id("o"), hpke_priv, sign_priv,
                      b64e(hpke.public_from_private(hpke_priv)),
                      b64e(sign.public_from_private(sign_priv)),
-                     spec.totp_secret or totp.new_seed(self.rng.bytes(20)))
+                     spec.totp_secret or totp.new_seed(self.ctx.rng.bytes(20)))
 
     @staticmethod
     def _record(keys: _Keys, spec: OperatorSpec, x: int, status: str) -> dict[str, Any]:
@@ -154,7 +159,7 @@ class OperatorOps(VaultBase):
                                    "totp": keys.seed})
         wrapped = kdf.wrap(payload, spec.passphrase, params,
                            self._wrap_aad(keys.op_id, keys.hpke_pub, keys.sign_pub),
-                           allow_weak=self.allow_weak_kdf)
+                           allow_weak=self.ctx.allow_weak_kdf)
         doc = {**record, "kdf": params.to_dict(), "wrapped": b64e(wrapped),
                "created": self.now(),
                "totp": {"last_step": 0, "failures": 0, "locked_until": 0.0}}
@@ -187,7 +192,7 @@ class OperatorOps(VaultBase):
             raise UsageError("at least one founding operator needs the admin role")
         if kdf_params is None:
             kdf_params = kdf.calibrate(self.kdf_target_seconds)
-        kdf.check_params(kdf_params, allow_weak=self.allow_weak_kdf)
+        kdf.check_params(kdf_params, allow_weak=self.ctx.allow_weak_kdf)
         kdf_doc = {k: v for k, v in kdf_params.to_dict().items() if k != "salt"}
         keys = [self._new_keys(spec) for spec in founders]
         records = [self._record(k, spec, x, "active" if spec.totp_secret else "enrolling")
@@ -200,7 +205,7 @@ class OperatorOps(VaultBase):
         self.store.create({"vault_id": vault_id, "label": label,
                            "created": founding["created"], "kdf": kdf_doc,
                            "next_x": len(founders) + 1})
-        self._vault_id = vault_id
+        self.ctx.vault_id = vault_id
         enrolments = []
         with self.store.transaction() as txn:
             meta = txn.meta
@@ -222,7 +227,7 @@ class OperatorOps(VaultBase):
         params = kdf.KdfParams.from_dict(doc["kdf"])
         raw = kdf.unwrap(b64d(doc["wrapped"]), passphrase, params,
                          self._wrap_aad(member.id, member.hpke_pub, member.sign_pub),
-                         allow_weak=self.allow_weak_kdf)
+                         allow_weak=self.ctx.allow_weak_kdf)
         payload = canonical.loads(raw)
         return {"hpke": b64d(payload["hpke"]), "sign": b64d(payload["sign"]),
                 "totp": str(payload["totp"])}
@@ -264,7 +269,7 @@ class OperatorOps(VaultBase):
         #    never lowers the counter (RELIABILITY.md A4).
         with self.store.transaction() as txn:
             member, doc = self._member(txn, name)
-            if member.status in ("suspended", "removed"):
+            if member.status in (OperatorStatus.SUSPENDED, OperatorStatus.REMOVED):
                 raise PolicyError(f"operator {name} is {member.status}")
             state = doc["totp"]
             self._refuse_if_locked(txn, name, state)
@@ -294,12 +299,12 @@ class OperatorOps(VaultBase):
                 state["last_step"] = step
                 state["failures"] = 0
                 state["locked_until"] = 0.0
-                if member.status == "enrolling":
+                if member.status == OperatorStatus.ENROLLING:
                     # The operator's own signature turns their enrolment active.
                     details, roster = change_details(
                         txn.roster, Change.ACTIVATE, name, member.record(),
                         [(name, keys["sign"])], {"totp": "confirmed"})
-                    doc["status"] = "active"
+                    doc["status"] = OperatorStatus.ACTIVE
                     signer = Session(member.id, name, member.roles, keys["hpke"],
                                      keys["sign"]).signer
                     txn.record_change(signer, "operator.activated", name, details, roster)
@@ -321,7 +326,7 @@ class OperatorOps(VaultBase):
             raise AuthError("this session cannot step up; unlock again")
         name = session.name
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
+            require_active(txn, session)
             _, doc = self._member(txn, name)
             state = doc["totp"]
             self._refuse_if_locked(txn, name, state)
@@ -355,7 +360,7 @@ class OperatorOps(VaultBase):
         """
         _check_spec(spec)
         with self.store.transaction() as txn:
-            signers = self._two_people(txn, sessions, "enrolling an operator")
+            signers = two_people(txn, sessions, "enrolling an operator")
             if txn.roster.get(spec.name) is not None or \
                     txn.table("operators").get(spec.name) is not None:
                 raise UsageError(f"an operator named {spec.name!r} already exists")
@@ -370,7 +375,7 @@ class OperatorOps(VaultBase):
                 {"roles": record["roles"], "countersigned_by": sorted(n for n, _ in signers)})
             txn.roster = roster  # the new share sets are signed to the new roster
             recipient = Recipient(keys.op_id, int(record["x"]), b64d(keys.hpke_pub))
-            self._extend_shares(txn, sessions, recipient, progress)
+            extend_shares(self.vault_id, txn, sessions, recipient, progress)
             txn.table("operators").put(spec.name, doc)
             txn.set_meta(meta)
             txn.record_change(sessions[0].signer, "operator.enrolled", spec.name, details,
@@ -382,17 +387,17 @@ class OperatorOps(VaultBase):
         event = {Change.SUSPEND: "operator.suspended",
                  Change.REACTIVATE: "operator.reactivated"}[kind]
         with self.store.transaction() as txn:
-            signers = self._two_people(txn, sessions, f"the {kind} of an operator",
+            signers = two_people(txn, sessions, f"the {kind} of an operator",
                                        exclude=name)
             member, doc = self._member(txn, name)
             if kind == Change.SUSPEND:
-                if member.status == "suspended":
+                if member.status == OperatorStatus.SUSPENDED:
                     raise UsageError(f"operator {name} is already suspended")
                 left = [m for m in txn.roster.members.values()
                         if m.active and m.name != name]
                 if len(left) < 2:
                     raise PolicyError("suspending would leave fewer than two active operators")
-            elif member.status != "suspended":
+            elif member.status != OperatorStatus.SUSPENDED:
                 raise UsageError(f"operator {name} is not suspended")
             details, roster = change_details(
                 txn.roster, kind, name, member.record(), signers,
@@ -422,7 +427,7 @@ class OperatorOps(VaultBase):
         doc["wrapped"] = b64e(kdf.wrap(
             payload, passphrase, params,
             self._wrap_aad(member.id, member.hpke_pub, member.sign_pub),
-            allow_weak=self.allow_weak_kdf))
+            allow_weak=self.ctx.allow_weak_kdf))
 
     def change_passphrase(self, name: str, old: str, code: str, new: str) -> None:
         """``operator passwd``: the operator's own keys under a new passphrase.
@@ -437,7 +442,7 @@ class OperatorOps(VaultBase):
         session = self.unlock(name, old, code)
         with self.store.transaction() as txn:
             member, doc = self._member(txn, name)
-            self._require_active(txn, session)
+            require_active(txn, session)
             keys = {"hpke": session.hpke_priv, "sign": session.sign_priv}
             self._rewrap(txn, doc, member, new, keys, session.totp_seed)
             txn.table("operators").put(name, doc)
@@ -455,8 +460,8 @@ class OperatorOps(VaultBase):
             raise PolicyError("a TOTP reset is countersigned by another operator")
         with self.store.read() as txn:
             member, doc = self._member(txn, name)
-            self._require_active(txn, witness_session)
-            if member.status not in ("active", "enrolling"):
+            require_active(txn, witness_session)
+            if member.status not in (OperatorStatus.ACTIVE, OperatorStatus.ENROLLING):
                 raise PolicyError(f"operator {name} is {member.status}")
             if float(doc["totp"].get("locked_until", 0.0)) > self.now():
                 raise AuthError(f"operator {name} is locked after repeated failures")
@@ -469,10 +474,10 @@ class OperatorOps(VaultBase):
                 txn.table("operators").put(name, fdoc)
             self._record_failure(name, "totp-reset")
             raise AuthError(AUTH_FAILED) from None
-        seed = totp.new_seed(self.rng.bytes(20))
+        seed = totp.new_seed(self.ctx.rng.bytes(20))
         with self.store.transaction() as txn:
             member, doc = self._member(txn, name)
-            self._require_active(txn, witness_session)
+            require_active(txn, witness_session)
             self._rewrap(txn, doc, member, passphrase, keys, seed)
             doc["totp"] = {"last_step": 0, "failures": 0, "locked_until": 0.0}
             txn.table("operators").put(name, doc)

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from glasskey.core.checkout import CheckoutOps
+from glasskey.core.checkout import CheckoutService
+from glasskey.core.context import Service, VaultContext
 from glasskey.core.errors import PolicyError, UsageError
-from glasskey.core.models import Checkout, CheckoutState, format_duration
+from glasskey.core.lookups import request_doc, require_active
+from glasskey.core.models import Checkout, CheckoutKind, CheckoutState, format_duration
+from glasskey.core.requests import Requests
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.store import Transaction
@@ -29,25 +32,33 @@ from glasskey.core.store import Transaction
 S = CheckoutState
 
 
-class HolderOps(CheckoutOps):
+class HolderService(Service):
+    """Re-display and lease extension for the holder of a running checkout."""
+
+    def __init__(self, ctx: VaultContext, requests: Requests,
+                 checkout: CheckoutService) -> None:
+        super().__init__(ctx)
+        self.requests = requests
+        self.checkout = checkout
+
     def _held(self, txn: Transaction, session: Session, req_id: str, what: str
               ) -> dict[str, Any]:
         """The request doc, if ``session`` holds it as a live plain checkout (audited refusal
         otherwise)."""
-        self._require_active(txn, session, "requester")
-        req = self._request_doc(txn, req_id)
+        require_active(txn, session, "requester")
+        req = request_doc(txn, req_id)
         if req["requester"] != session.name:
-            raise self._refuse(txn, session, req_id, f"{what}-not-holder",
+            raise self.requests.refuse(txn, session, req_id, f"{what}-not-holder",
                                f"only the holder can {what} this checkout")
-        if req.get("kind", "checkout") != "checkout":
-            raise self._refuse(txn, session, req_id, f"{what}-kind",
+        if req.get("kind", CheckoutKind.CHECKOUT) != CheckoutKind.CHECKOUT:
+            raise self.requests.refuse(txn, session, req_id, f"{what}-kind",
                                f"a {req.get('kind')} secret cannot be {what}ed: it is shown "
                                "once")
         if req["state"] != S.CHECKED_OUT:
-            raise self._refuse(txn, session, req_id, f"{what}-state",
+            raise self.requests.refuse(txn, session, req_id, f"{what}-state",
                                f"{req_id} is {req['state']}, not a running lease")
         if self.now() >= float(req.get("lease_expires") or 0):
-            raise self._refuse(txn, session, req_id, f"{what}-lease-ended",
+            raise self.requests.refuse(txn, session, req_id, f"{what}-lease-ended",
                                f"the lease on {req_id} has ended; check in")
         return req
 
@@ -55,7 +66,8 @@ class HolderOps(CheckoutOps):
         """The holder's secret again, during their own lease; audited as a re-display."""
         with self.store.transaction() as txn:
             req = self._held(txn, session, req_id, "redisplay")
-            secret = self._combine(txn, session, req, self._verified_policy(txn, req))
+            policy = self.requests.verified_policy(txn, req)
+            secret = self.checkout.combine(txn, session, req, policy)
             txn.record(session.signer, "checkout.redisplayed", req_id, {
                 "credential": req["cred_name"], "version": req["version"],
                 "lease_expires": req["lease_expires"],
@@ -70,7 +82,7 @@ class HolderOps(CheckoutOps):
             raise UsageError("an extension must be positive")
         with self.store.transaction() as txn:
             req = self._held(txn, session, req_id, "extend")
-            policy = self._verified_policy(txn, req)  # as an admin signed it
+            policy = self.requests.verified_policy(txn, req)  # as an admin signed it
             revealed = float(req["revealed_at"])
             old_end = float(req["lease_expires"])
             new_end = old_end + extra
@@ -81,7 +93,7 @@ class HolderOps(CheckoutOps):
                     f"{format_duration(policy.max_duration)}: at most "
                     f"{format_duration(left)} more can be added; beyond that request again")
             req["lease_expires"] = new_end
-            self._save(txn, req)
+            self.requests.save(txn, req)
             txn.record(session.signer, "checkout.extended", req_id, {
                 "credential": req["cred_name"], "lease_expires": new_end,
                 "previous_lease_expires": old_end, "extra": extra,

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from glasskey.core.base import VaultBase
+from glasskey.core.context import Service
 from glasskey.core.errors import PolicyError, UsageError
+from glasskey.core.lookups import require_active
 from glasskey.core.session import Session
 from glasskey.core.store import Refused, Transaction
 from glasskey.core.text import cap_all
@@ -51,8 +52,10 @@ class ReviewItem:
                    tuple(doc.get("reviews", [])), doc.get("summary", ""))
 
 
-class ReviewOps(VaultBase):
-    def _queue_review(self, txn: Transaction, item_id: str, kind: str, subject: str,
+class ReviewService(Service):
+    """The queue of used exceptions waiting for an independent look."""
+
+    def queue(self, txn: Transaction, item_id: str, kind: str, subject: str,
                       holder: str, summary: str, required: int = 1) -> None:
         """Put an item in the queue (idempotent: a re-queued item keeps its reviews)."""
         if txn.table("reviews").get(item_id) is not None:
@@ -84,7 +87,7 @@ class ReviewOps(VaultBase):
         if outcome == "concern" and not note:
             raise UsageError("a concern needs a note saying what is wrong (--note)")
         with self.store.transaction() as txn:
-            self._require_active(txn, session, "approver")
+            require_active(txn, session, "approver")
             doc = txn.table("reviews").get(item_id)
             if doc is None:
                 raise PolicyError(f"{item_id} is not waiting for review")

@@ -33,9 +33,9 @@ from typing import Any
 from glasskey.core import canonical
 from glasskey.core import config as site_config
 from glasskey.core.canonical import b64d, b64e
-from glasskey.core.checkout import CheckoutOps
 from glasskey.core.connectors import registry
 from glasskey.core.connectors.base import Connector, ConnectorSettings
+from glasskey.core.context import Service, VaultContext
 from glasskey.core.crypto import hpke
 from glasskey.core.envelope import (
     decrypt_secret,
@@ -52,15 +52,31 @@ from glasskey.core.errors import (
     IntegrityError,
     PolicyError,
 )
-from glasskey.core.models import CheckoutState, Policy
+from glasskey.core.lookups import (
+    checked,
+    checked_config,
+    recipients,
+    request_doc,
+    require_active,
+    seal,
+)
+from glasskey.core.models import (
+    CheckoutKind,
+    CheckoutState,
+    CredentialStatus,
+    Policy,
+    RotationOutcome,
+)
 from glasskey.core.passwords import generate
-from glasskey.core.reviews import ReviewOps
+from glasskey.core.requests import Requests
+from glasskey.core.reviews import ReviewService
 from glasskey.core.roster import Roster, config_digest, verify_config
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.store import Refused, Transaction
 
 S = CheckoutState
+Outcome = RotationOutcome
 RESUME_LABEL = "glasskey/rotation-resume/v1"
 APPLY_LABEL = "glasskey/rotation-apply/v1"
 
@@ -68,15 +84,18 @@ APPLY_LABEL = "glasskey/rotation-apply/v1"
 @dataclass(frozen=True)
 class RotationResult:
     credential: str
-    #: committed | failed | apply-pending | rolled-back | nothing-to-do
-    outcome: str
+    outcome: RotationOutcome
     version: int
     message: str = ""
 
 
-class RotationOps(CheckoutOps, ReviewOps):
-    def site_config(self, connector: str) -> dict[str, str]:
-        return {}
+class RotationService(Service):
+    """Check-in, rotation, manual application, reconciliation and releases."""
+
+    def __init__(self, ctx: VaultContext, requests: Requests, reviews: ReviewService) -> None:
+        super().__init__(ctx)
+        self.requests = requests
+        self.reviews = reviews
 
     def connector_for(self, cred: dict[str, Any], roster: Roster) -> Connector:
         """The credential's connector, only once its configuration's admin signature
@@ -92,7 +111,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                     "the site policy does not define that way; it will not run")
         settings = ConnectorSettings(
             credential=cred["name"], target=cred.get("target"),
-            options=dict(cred.get("options", {})), site=self.site_config(cred["connector"]),
+            options=dict(cred.get("options", {})), site=self.ctx.site_config(cred["connector"]),
         )
         return registry.make(cred["connector"], settings)
 
@@ -133,7 +152,7 @@ class RotationOps(CheckoutOps, ReviewOps):
         too (nothing outside can fail in between), so a check-in is one write.
         """
         with self.store.read() as txn:
-            req = self._request_doc(txn, req_id)
+            req = request_doc(txn, req_id)
         return self.rotate(session, req["cred_id"], req_id, reason="checkin", checkin=True)
 
     def _check_in(self, txn: Transaction, session: Session, req: dict[str, Any]) -> None:
@@ -146,13 +165,13 @@ class RotationOps(CheckoutOps, ReviewOps):
             raise PolicyError(
                 f"request {req['id']} is {req['state']}; only a revealed checkout is checked "
                 "in (use 'cancel' for one that was never revealed)")
-        if req.get("kind") == "onboarding":
+        if req.get("kind") == CheckoutKind.ONBOARDING:
             raise PolicyError("an onboarding secret ends with 'onboard activate', not check-in")
         if req["state"] == S.CHECKED_OUT:
             req["ended_at"] = self.now()
             req["end_reason"] = "checkin"
             req["checked_in_by"] = session.name
-            self._save(txn, req)
+            self.requests.save(txn, req)
             txn.record(session.signer, "checkout.checked-in", req["id"], {
                 "credential": req["cred_name"], "held_for": int(
                     self.now() - float(req.get("revealed_at") or self.now())),
@@ -177,8 +196,8 @@ class RotationOps(CheckoutOps, ReviewOps):
                    ) -> tuple[Connector, SecretValue | None, SecretValue | None, int,
                               RotationResult | None]:
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
-            req = self._request_doc(txn, req_id) if req_id else None
+            require_active(txn, session)
+            req = request_doc(txn, req_id) if req_id else None
             if checkin and req is not None:
                 self._check_in(txn, session, req)
             cred = txn.sharded("credentials").get(cred_id)
@@ -188,14 +207,14 @@ class RotationOps(CheckoutOps, ReviewOps):
             connector = self.connector_for(cred, txn.roster)
             pending = sealed.get("pending")
             if pending is None:
-                self._checked(txn, cred_id, sealed["current"], cred["name"])
+                checked(txn, cred_id, sealed["current"], cred["name"])
                 old = self._current_value(session, req, sealed["current"])
                 policy = Policy.from_doc(cred["policy"])
                 new = generate(policy)
                 version = int(sealed["current"]["version"]) + 1
-                pending = self._seal(txn, session, cred_id, seal_version(
-                    self.vault_id, cred_id, version, new, policy.k, self._recipients(txn),
-                    self.rng, self.now()))
+                pending = seal(txn, session, cred_id, seal_version(
+                    self.vault_id, cred_id, version, new, policy.k, recipients(txn),
+                    self.ctx.rng, self.now()))
                 pending["intent_by"] = session.name
                 pending["holder"] = req["requester"] if req else None
                 pending["reason"] = reason
@@ -217,9 +236,9 @@ class RotationOps(CheckoutOps, ReviewOps):
                     # Nothing outside the vault to change: commit in the same write.
                     self._promote(txn, session, cred, sealed, {"request": req_id})
                     if req is not None:
-                        self._finish_request(txn, req, "committed", version)
+                        self._finish_request(txn, req, RotationOutcome.COMMITTED, version)
                     return connector, None, None, version, RotationResult(
-                        cred["name"], "committed", version)
+                        cred["name"], RotationOutcome.COMMITTED, version)
             else:
                 version = int(pending["version"])
                 new_value, old = self._open_resume(session, cred_id, pending)
@@ -227,7 +246,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                     old = self._current_value(session, req, sealed["current"])
             if req is not None and req["state"] not in (S.ROTATING, S.CLOSED):
                 req["state"] = S.ROTATING
-                self._save(txn, req)
+                self.requests.save(txn, req)
         return connector, new_value, old, version, None
 
     def _seal_resume(self, session: Session, cred_id: str, version: int, new: SecretValue,
@@ -281,45 +300,45 @@ class RotationOps(CheckoutOps, ReviewOps):
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} vanished during rotation")
             pending = sealed.get("pending")
-            req = self._request_doc(txn, req_id) if req_id else None
+            req = request_doc(txn, req_id) if req_id else None
             if pending is None or int(pending["version"]) != version:
                 # Someone else finished (or rolled back) this rotation meanwhile.
                 if req is not None and req["state"] != S.CLOSED:
-                    self._finish_request(txn, req, "committed", int(cred["version"]))
-                return RotationResult(cred["name"], "nothing-to-do", int(cred["version"]))
+                    self._finish_request(txn, req, Outcome.COMMITTED, int(cred["version"]))
+                return RotationResult(cred["name"], Outcome.NOTHING_TO_DO, int(cred["version"]))
             if error:
-                cred["status"] = "rotation-failed"
+                cred["status"] = CredentialStatus.ROTATION_FAILED
                 cred["failure"] = error
                 cred["failed_at"] = self.now()
                 txn.sharded("credentials").put(cred_id, cred)
-                self._flag(txn, cred)
+                self.flag(txn, cred)
                 if req is not None:
                     req["state"] = S.ROTATION_FAILED
-                    req["rotation"] = {"outcome": "failed", "error": error, "at": self.now()}
-                    self._save(txn, req)
+                    req["rotation"] = {"outcome": Outcome.FAILED, "error": error, "at": self.now()}
+                    self.requests.save(txn, req)
                 txn.record(session.signer, "rotate.failed", cred["name"], {
                     "to_version": version, "error": error, "request": req_id,
                 })
-                self._queue_review(
+                self.reviews.queue(
                     txn, f"rot-{cred['name']}-v{version}", "rotation", cred["name"],
                     req["requester"] if req else "",
                     f"rotation of {cred['name']} to version {version} failed: {error}")
-                return RotationResult(cred["name"], "failed", int(cred["version"]), error)
+                return RotationResult(cred["name"], Outcome.FAILED, int(cred["version"]), error)
             self._promote(txn, session, cred, sealed, {"request": req_id})
             if req is not None:
-                self._finish_request(txn, req, "committed", version)
-            return RotationResult(cred["name"], "committed", version)
+                self._finish_request(txn, req, RotationOutcome.COMMITTED, version)
+            return RotationResult(cred["name"], RotationOutcome.COMMITTED, version)
 
     def _promote(self, txn: Transaction, session: Session, cred: dict[str, Any],
                  sealed: dict[str, Any], details: dict[str, Any]) -> None:
-        pending = dict(self._checked(txn, cred["id"], sealed["pending"], cred["name"]))
+        pending = dict(checked(txn, cred["id"], sealed["pending"], cred["name"]))
         for key in ("resume", "apply", "apply_revealed_to", "intent_by", "holder", "reason"):
             pending.pop(key, None)
         sealed["current"] = pending
         sealed["pending"] = None
         txn.sharded("sealed").put(cred["id"], sealed)
         cred["version"] = int(pending["version"])
-        cred["status"] = "active"
+        cred["status"] = CredentialStatus.ACTIVE
         cred["failure"] = ""
         cred["rotated_at"] = self.now()
         cred["rotations"] = int(cred.get("rotations", 0)) + 1
@@ -328,14 +347,14 @@ class RotationOps(CheckoutOps, ReviewOps):
             if cred["id"] in (kit.get("to_rotate") or {}):
                 del kit["to_rotate"][cred["id"]]  # a burned kit opens nothing current here
                 txn.table("kits").put(kit["id"], kit)
-        self._flag(txn, cred)
+        self.flag(txn, cred)
         txn.record(session.signer, "rotate.commit", cred["name"], {
             "version": cred["version"], "connector": cred["connector"], **details,
         })
 
-    def _flag(self, txn: Transaction, cred: dict[str, Any]) -> None:
+    def flag(self, txn: Transaction, cred: dict[str, Any]) -> None:
         """Keep the small index of credentials that need attention in step."""
-        if cred["status"] in ("rotation-failed", "apply-pending"):
+        if cred["status"] in (CredentialStatus.ROTATION_FAILED, CredentialStatus.APPLY_PENDING):
             txn.table("flags").put(cred["id"], {"name": cred["name"], "status": cred["status"],
                                                 "failure": cred.get("failure", "")})
         elif txn.table("flags").get(cred["id"]) is not None:
@@ -346,19 +365,19 @@ class RotationOps(CheckoutOps, ReviewOps):
         with self.store.read() as txn:
             return [doc for _, doc in txn.table("flags").items()]
 
-    def _finish_request(self, txn: Transaction, req: dict[str, Any], outcome: str,
+    def _finish_request(self, txn: Transaction, req: dict[str, Any], outcome: RotationOutcome,
                         version: int) -> None:
         req["rotation"] = {"outcome": outcome, "version": version, "at": self.now()}
-        kind = req.get("kind", "checkout")
-        if (req.get("revealed_at") or req.get("released")) and kind == "checkout":
+        kind = req.get("kind", CheckoutKind.CHECKOUT)
+        if (req.get("revealed_at") or req.get("released")) and kind == CheckoutKind.CHECKOUT:
             req["review"] = req.get("review") or {"status": "pending"}
             held = "held" if req.get("revealed_at") else \
                 f"was released (approved, then {req.get('end_reason', 'closed')})"
-            self._queue_review(
+            self.reviews.queue(
                 txn, req["id"], "checkout", req["cred_name"], req["requester"],
                 f"{req['requester']} {held} {req['cred_name']} ({req['ticket']}: "
                 f"{req['reason']}); rotation {outcome}")
-        self._close(txn, req, req.get("end_reason") or "returned")
+        self.requests.close(txn, req, req.get("end_reason") or "returned")
 
     # -- releases (an approval is a release) ------------------------------------------------
     def can_rotate_for(self, session: Session, req: dict[str, Any]) -> bool:
@@ -378,7 +397,7 @@ class RotationOps(CheckoutOps, ReviewOps):
             connector = self.connector_for(cred, txn.roster)
         return connector.vault_is_source_of_truth or connector.needs_person
 
-    def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
+    def rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
         """Rotate a released request's credential, as check-in does.
 
         Never raises when ``quiet`` (the command that released it has done its
@@ -422,26 +441,26 @@ class RotationOps(CheckoutOps, ReviewOps):
             cred = txn.sharded("credentials").get(cred_id)
             if cred is None:
                 raise IntegrityError(f"credential {cred_id} vanished during rotation")
-            if cred["status"] != "apply-pending":
-                cred["status"] = "apply-pending"
+            if cred["status"] != CredentialStatus.APPLY_PENDING:
+                cred["status"] = CredentialStatus.APPLY_PENDING
                 cred["apply_since"] = self.now()
                 txn.sharded("credentials").put(cred_id, cred)
-                self._flag(txn, cred)
+                self.flag(txn, cred)
                 txn.record(session.signer, "rotate.apply-pending", cred["name"],
                            {"to_version": version, "request": req_id})
             if req_id:
-                req = self._request_doc(txn, req_id)
+                req = request_doc(txn, req_id)
                 if req["state"] != S.CLOSED:
-                    self._finish_request(txn, req, "apply-pending", version)
-            return RotationResult(cred["name"], "apply-pending", int(cred["version"]),
+                    self._finish_request(txn, req, RotationOutcome.APPLY_PENDING, version)
+            return RotationResult(cred["name"], RotationOutcome.APPLY_PENDING, int(cred["version"]),
                                   "an operator other than the holder must apply it "
                                   f"('glasskey apply {cred['name']}')")
 
     def reveal_apply(self, session: Session, cred_name: str) -> SecretValue:
         """Show a manual credential's pending value to the operator who will apply it."""
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
-            cred = self._credential_doc(txn, cred_name)
+            require_active(txn, session)
+            cred = self.find_credential(txn, cred_name)
             sealed = txn.sharded("sealed").get(cred["id"]) or {}
             pending = sealed.get("pending")
             if not pending or "apply" not in pending:
@@ -464,8 +483,8 @@ class RotationOps(CheckoutOps, ReviewOps):
     def confirm_applied(self, session: Session, cred_name: str) -> RotationResult:
         """The applier confirms the target now has the pending value: promote it."""
         with self.store.transaction() as txn:
-            self._require_active(txn, session)
-            cred = self._credential_doc(txn, cred_name)
+            require_active(txn, session)
+            cred = self.find_credential(txn, cred_name)
             sealed = txn.sharded("sealed").get(cred["id"])
             pending = (sealed or {}).get("pending")
             if not sealed or not pending:
@@ -476,7 +495,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                 raise PolicyError(f"{session.name} has not fetched the value to apply "
                                   f"('glasskey apply {cred_name}')")
             self._promote(txn, session, cred, sealed, {"applied_by": session.name})
-            return RotationResult(cred_name, "committed", int(cred["version"]))
+            return RotationResult(cred_name, RotationOutcome.COMMITTED, int(cred["version"]))
 
     # -- reconciliation -----------------------------------------------------------------
     def pending_rotations(self) -> list[tuple[str, str, int]]:
@@ -499,15 +518,15 @@ class RotationOps(CheckoutOps, ReviewOps):
         pending value may be the one the target has, and discarding it could
         lock everyone out.
         """
-        cred_id = self.cred_id_for(cred_name)
+        cred_id = self.ctx.cred_id_for(cred_name)
         with self.store.read() as txn:
-            cred = self._checked_config(txn, self._credential_doc(txn, cred_name))
+            cred = checked_config(txn, self.find_credential(txn, cred_name))
             active = txn.table("active").get(cred_id)
             sealed = txn.sharded("sealed").get(cred_id)
             roster = txn.roster
         req_id = active["request"] if active else None
         if sealed is None or not sealed.get("pending"):
-            return RotationResult(cred_name, "nothing-to-do", int(cred["version"]))
+            return RotationResult(cred_name, RotationOutcome.NOTHING_TO_DO, int(cred["version"]))
         if fresh:
             self._roll_back(session, cred, sealed, req_id, roster)
         return self.rotate(session, cred_id, req_id, reason="reconcile")
@@ -553,17 +572,17 @@ class RotationOps(CheckoutOps, ReviewOps):
         results = []
         for i, name in enumerate(names, 1):
             try:
-                cred_id = self.cred_id_for(name)
+                cred_id = self.ctx.cred_id_for(name)
                 with self.store.read() as txn:
-                    self._credential_doc(txn, name)
+                    self.find_credential(txn, name)
                     busy = txn.table("active").get(cred_id)
                 if busy:
-                    results.append(RotationResult(name, "skipped", 0,
+                    results.append(RotationResult(name, RotationOutcome.SKIPPED, 0,
                                                   f"open checkout {busy['request']}"))
                 else:
                     results.append(self.rotate(session, cred_id, None, reason="sweep"))
             except GlasskeyError as exc:
-                results.append(RotationResult(name, "failed", 0, str(exc)))
+                results.append(RotationResult(name, RotationOutcome.FAILED, 0, str(exc)))
             if progress:
                 progress(i, len(names))
         return results

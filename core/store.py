@@ -427,8 +427,11 @@ class Transaction:
 class Store:
     """The vault directory's state files."""
 
-    def __init__(self, root: Path, lock_timeout: float = 10.0) -> None:
+    def __init__(self, root: Path, lock_timeout: float = 10.0, *,
+                 state_dir: Path | None = None) -> None:
         self.root = root
+        #: This client's witness state (core/witness.py); None: its default.
+        self.state_dir = state_dir
         self.state_path = root / STATE_FILE
         self.backup_path = root / BACKUP_FILE
         self.tables_dir = root / TABLES_DIR
@@ -622,7 +625,7 @@ class Store:
 
     def _saw(self, txn: Transaction) -> None:
         if txn.roster.founded:
-            witness.save(str(txn.meta["vault_id"]), txn.head, txn.roster)
+            witness.save(str(txn.meta["vault_id"]), txn.head, txn.roster, self.state_dir)
 
     def newest_entry(self, head: Head) -> tuple[float, str] | None:
         """(time, actor) of the entry that ends at ``head``, or None for an empty log."""
@@ -645,8 +648,8 @@ class Store:
         roster verified up to it, or genesis for a client new to this vault.
         """
         vault_id = str(txn.meta["vault_id"])
-        witness.check_pin(self.root, vault_id)
-        loaded = witness.load_checkpoint(vault_id)
+        witness.check_pin(self.root, vault_id, self.state_dir)
+        loaded = witness.load_checkpoint(vault_id, self.state_dir)
         if loaded is None or loaded[0].seq == 0:
             return Checkpoint()
         seen, roster = loaded

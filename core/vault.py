@@ -1,71 +1,180 @@
-"""The vault: one object the CLI and the TUI share, composed of the services.
+"""The vault: the one object the CLI and the TUI share, a thin facade over the services.
 
-``Vault`` = operators (enrol, unlock) + credentials (add, import) + checkout
-(request, approve, deny, cancel, reveal) + rotation (check-in, reconcile),
-over one store, one clock and one source of randomness.
+``Vault`` builds one ``VaultContext`` (store, clock, randomness, site
+settings, the client's switches: core/context.py) and one object per
+service, each holding explicit references to the few others it calls:
+
+    operators   OperatorService     founding, enrolment, unlock, suspension
+    credentials CredentialService   add, import
+    requests    Requests            request records and their ``active`` index
+    reviews     ReviewService       the post-use review queue
+    rotation    RotationService     check-in, rotation, apply, reconcile
+    onboarding  OnboardingService   one-time onboarding secrets (and releases)
+    checkout    CheckoutService     request, approve, deny, cancel, reveal
+    holder      HolderService       re-display, lease extension
+    kit         KitService          the emergency kit
+    offboarding OffboardingService  removing an operator
+    drill       DrillService        readiness drills
+    notify      NotifyService       notifications
+    sweep       SweepService        time-driven work
+    alerts      AlertService        what needs someone now
+
+The methods below keep the names and signatures the fronts, the benchmarks
+and the tests call, and only delegate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glasskey.core import config as site_config
 from glasskey.core import witness
-from glasskey.core.audit import Head
+from glasskey.core.alerts import AlertService
+from glasskey.core.audit import Head, Signer
 from glasskey.core.chain import Checkpoint, Progress, VerifyResult, check_prefix, verify_log
-from glasskey.core.clock import CLOCK_SKEW, Clock, Random, iso
-from glasskey.core.drill import DrillOps
-from glasskey.core.emergency import EmergencyOps
-from glasskey.core.errors import (
-    ClockSkewError,
-    ConnectorError,
-    GlasskeyError,
-    IntegrityError,
-    StorageError,
-)
-from glasskey.core.models import CheckoutState
-from glasskey.core.notify import NotifyOps
-from glasskey.core.offboarding import OffboardingOps
-from glasskey.core.onboarding import SWEEP_FAILURES, OnboardingOps
-from glasskey.core.operators import OperatorOps
-from glasskey.core.redisplay import HolderOps
-from glasskey.core.rotation import RotationResult
+from glasskey.core.checkout import CheckoutService
+from glasskey.core.clock import Clock, Random
+from glasskey.core.config import NotifySettings
+from glasskey.core.connectors.base import Connector
+from glasskey.core.context import VaultContext
+from glasskey.core.credentials import CredentialService, CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.drill import DrillResult, DrillService
+from glasskey.core.emergency import KitIssued, KitService
+from glasskey.core.lookups import require_active
+from glasskey.core.models import Alert, Checkout, Credential, Operator
+from glasskey.core.notify_service import NotifyService
+from glasskey.core.offboarding import OffboardingService
+from glasskey.core.onboarding import DEFAULT_EXPIRY, OnboardingService
+from glasskey.core.operators import Enrolment, OperatorService, OperatorSpec
+from glasskey.core.redisplay import HolderService
+from glasskey.core.requests import Requests
+from glasskey.core.reviews import ReviewItem, ReviewService
+from glasskey.core.roster import Member, Roster
+from glasskey.core.rotation import RotationResult, RotationService
+from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
+from glasskey.core.store import Store, Transaction
+from glasskey.core.sweep import SweepReport, SweepService
 
-S = CheckoutState
+__all__ = ["SweepReport", "Vault", "VaultServices"]
+
+Progress2 = Callable[[int, int], None] | None
 
 
 @dataclass(frozen=True)
-class SweepReport:
-    expired: list[str]
-    overdue: list[str]
-    rotated: list[RotationResult]
-    errors: list[str]
+class VaultServices:
+    """The services of one vault, wired together (see the module docstring)."""
+
+    operators: OperatorService
+    credentials: CredentialService
+    requests: Requests
+    reviews: ReviewService
+    rotation: RotationService
+    onboarding: OnboardingService
+    checkout: CheckoutService
+    holder: HolderService
+    kit: KitService
+    offboarding: OffboardingService
+    drill: DrillService
+    notify: NotifyService
+    sweep: SweepService
+    alerts: AlertService
+
+    @classmethod
+    def build(cls, ctx: VaultContext) -> VaultServices:
+        requests = Requests(ctx)
+        reviews = ReviewService(ctx)
+        credentials = CredentialService(ctx)
+        rotation = RotationService(ctx, requests, reviews)
+        onboarding = OnboardingService(ctx, requests, credentials, rotation, reviews)
+        checkout = CheckoutService(ctx, requests, onboarding.rotate_release)
+        kit = KitService(ctx, requests, reviews, rotation)
+        notify = NotifyService(ctx)
+        sweep = SweepService(ctx, requests=requests, rotation=rotation,
+                             onboarding=onboarding, notify=notify)
+        return cls(
+            operators=OperatorService(ctx), credentials=credentials, requests=requests,
+            reviews=reviews, rotation=rotation, onboarding=onboarding, checkout=checkout,
+            holder=HolderService(ctx, requests, checkout), kit=kit,
+            offboarding=OffboardingService(ctx, requests), drill=DrillService(ctx),
+            notify=notify, sweep=sweep,
+            alerts=AlertService(ctx, requests=requests, reviews=reviews, rotation=rotation,
+                                kit=kit, notify=notify, sweep=sweep))
 
 
-class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps,
-            HolderOps):
+class Vault:
+    """The fronts' entry point: every method delegates to one service."""
+
     def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
-                 *, lock_timeout: float = 10.0) -> None:
-        super().__init__(root, clock, rng, lock_timeout=lock_timeout)
-        self._config: dict[str, object] | None = None
-        self.attach_notifications()  # core/notify.py: after each commit, outside the lock
+                 *, lock_timeout: float = 10.0, store: Store | None = None,
+                 allow_weak_kdf: bool = False, state_dir: Path | None = None) -> None:
+        self.context = VaultContext(root, clock, rng, store=store, lock_timeout=lock_timeout,
+                                    allow_weak_kdf=allow_weak_kdf, state_dir=state_dir)
+        self.services = VaultServices.build(self.context)
+        self.attach_notifications()  # core/notify_service.py: after each commit, unlocked
 
-    def _site(self) -> dict[str, object]:
-        if self._config is None:
-            self._config = site_config.load(self.root)
-        return self._config
+    # -- the context -------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.context.root
+
+    @property
+    def store(self) -> Store:
+        return self.context.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.context.clock
+
+    @property
+    def rng(self) -> Random:
+        return self.context.rng
+
+    @property
+    def allow_weak_kdf(self) -> bool:
+        return self.context.allow_weak_kdf
+
+    @property
+    def vault_id(self) -> str:
+        return self.context.vault_id
+
+    @property
+    def kdf_target_seconds(self) -> float:
+        return self.services.operators.kdf_target_seconds
+
+    @kdf_target_seconds.setter
+    def kdf_target_seconds(self, value: float) -> None:
+        self.services.operators.kdf_target_seconds = value
+
+    def now(self) -> float:
+        return self.context.now()
+
+    def new_id(self, prefix: str) -> str:
+        return self.context.new_id(prefix)
+
+    def cred_id_for(self, name: str) -> str:
+        return self.context.cred_id_for(name)
 
     def site_config(self, connector: str) -> dict[str, str]:
-        return site_config.connector_section(self._site(), connector)
+        return self.context.site_config(connector)
 
     def site_setting(self, section: str, key: str) -> str | None:
-        value = self._site().get(section)
-        if isinstance(value, dict) and key in value:
-            return str(value[key])
-        return None
+        return self.context.site_setting(section, key)
+
+    def seq(self) -> int:
+        return self.store.seq()
+
+    def meta(self) -> dict[str, Any]:
+        with self.store.read() as txn:
+            return dict(txn.meta)
+
+    def _require_active(self, txn: Transaction, session: Session,
+                        role: str | None = None) -> Member:
+        """For core/report.py's attestation until it is a service method of its own."""
+        return require_active(txn, session, role)
 
     # -- read helpers for front ends -------------------------------------------------------------
     @property
@@ -99,7 +208,7 @@ class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, Offbo
         meta = self.store._read_state()["meta"]["vault"]
         head = Head.from_doc(meta.get("audit"))
         vault_id = str(meta["vault_id"])
-        loaded = witness.load_checkpoint(vault_id)
+        loaded = witness.load_checkpoint(vault_id, self.context.state_dir)
         seen = loaded[0] if loaded else None
         start = None
         if incremental and loaded is not None and loaded[1] is not None:
@@ -117,238 +226,225 @@ class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, Offbo
         # whose commit was lost) are adopted, or not, by the next writer.
         if result.ok and result.roster.founded and result.head.seq == head.seq \
                 and result.head.hash == head.hash:
-            witness.check_pin(self.root, vault_id)
-            witness.save(vault_id, result.head, result.roster)
+            witness.check_pin(self.root, vault_id, self.context.state_dir)
+            witness.save(vault_id, result.head, result.roster, self.context.state_dir)
         return result
 
-    # -- time-driven work ---------------------------------------------------------------------
+    # -- operators ---------------------------------------------------------------------------
+    def initialise(self, founders: Sequence[OperatorSpec], *, label: str = "vault",
+                   kdf_params: kdf.KdfParams | None = None) -> list[Enrolment]:
+        return self.services.operators.initialise(founders, label=label, kdf_params=kdf_params)
+
+    def operators(self) -> list[Operator]:
+        return self.services.operators.operators()
+
+    def unlock(self, name: str, passphrase: str, code: str) -> Session:
+        return self.services.operators.unlock(name, passphrase, code)
+
+    def confirm_totp(self, session: Session, code: str) -> None:
+        self.services.operators.confirm_totp(session, code)
+
+    def add_operator(self, sessions: Sequence[Session], spec: OperatorSpec,
+                     progress: Progress2 = None) -> Enrolment:
+        return self.services.operators.add_operator(sessions, spec, progress)
+
+    def suspend_operator(self, sessions: Sequence[Session], name: str,
+                         reason: str = "") -> None:
+        self.services.operators.suspend_operator(sessions, name, reason)
+
+    def reactivate_operator(self, sessions: Sequence[Session], name: str) -> None:
+        self.services.operators.reactivate_operator(sessions, name)
+
+    def change_passphrase(self, name: str, old: str, code: str, new: str) -> None:
+        self.services.operators.change_passphrase(name, old, code, new)
+
+    def reset_totp(self, witness_session: Session, name: str, passphrase: str) -> Enrolment:
+        return self.services.operators.reset_totp(witness_session, name, passphrase)
+
+    def remove_operator(self, sessions: Sequence[Session], name: str,
+                        progress: Progress2 = None) -> list[str]:
+        return self.services.offboarding.remove_operator(sessions, name, progress)
+
+    # -- credentials -------------------------------------------------------------------------
+    def credentials(self) -> list[Credential]:
+        return self.services.credentials.credentials()
+
+    def credential(self, name: str) -> Credential:
+        return self.services.credentials.credential(name)
+
+    def add_credential(self, session: Session, spec: CredentialSpec) -> Credential:
+        return self.services.credentials.add_credential(session, spec)
+
+    def import_credentials(self, session: Session, specs: Iterable[CredentialSpec],
+                           progress: Progress2 = None) -> list[Credential]:
+        return self.services.credentials.import_credentials(session, specs, progress)
+
+    # -- requests and checkouts --------------------------------------------------------------
+    def checkout(self, req_id: str) -> Checkout:
+        return self.services.requests.checkout(req_id)
+
+    def checkouts(self, *, open_only: bool = False) -> list[Checkout]:
+        return self.services.requests.checkouts(open_only=open_only)
+
+    def active_map(self) -> dict[str, dict[str, Any]]:
+        return self.services.requests.active_map()
+
+    @staticmethod
+    def due_at(req: dict[str, Any]) -> float | None:
+        return Requests.due_at(req)
+
+    def request(self, session: Session, cred_name: str, reason: str, ticket: str,
+                duration: int) -> Checkout:
+        return self.services.checkout.request(session, cred_name, reason, ticket, duration)
+
+    def approve(self, session: Session, req_id: str) -> Checkout:
+        return self.services.checkout.approve(session, req_id)
+
+    def deny(self, session: Session, req_id: str, reason: str) -> Checkout:
+        return self.services.checkout.deny(session, req_id, reason)
+
+    def cancel(self, session: Session, req_id: str) -> Checkout:
+        return self.services.checkout.cancel(session, req_id)
+
+    def reveal(self, session: Session, req_id: str) -> SecretValue:
+        return self.services.checkout.reveal(session, req_id)
+
+    def clear_requests(self, session: Session, requester: str, reason: str
+                       ) -> tuple[list[str], list[str]]:
+        return self.services.checkout.clear_requests(session, requester, reason)
+
+    def redisplay(self, session: Session, req_id: str) -> SecretValue:
+        return self.services.holder.redisplay(session, req_id)
+
+    def extend_lease(self, session: Session, req_id: str, extra: int) -> Checkout:
+        return self.services.holder.extend_lease(session, req_id, extra)
+
+    # -- rotation ----------------------------------------------------------------------------
+    def checkin(self, session: Session, req_id: str) -> RotationResult:
+        return self.services.rotation.checkin(session, req_id)
+
+    def rotate(self, session: Session, cred_id: str, req_id: str | None, reason: str, *,
+               checkin: bool = False) -> RotationResult:
+        return self.services.rotation.rotate(session, cred_id, req_id, reason,
+                                             checkin=checkin)
+
+    def rotate_many(self, session: Session, names: Sequence[str],
+                    progress: Progress2 = None) -> list[RotationResult]:
+        return self.services.rotation.rotate_many(session, names, progress)
+
+    def reveal_apply(self, session: Session, cred_name: str) -> SecretValue:
+        return self.services.rotation.reveal_apply(session, cred_name)
+
+    def confirm_applied(self, session: Session, cred_name: str) -> RotationResult:
+        return self.services.rotation.confirm_applied(session, cred_name)
+
+    def reconcile(self, session: Session, cred_name: str, *, fresh: bool = False
+                  ) -> RotationResult:
+        return self.services.rotation.reconcile(session, cred_name, fresh=fresh)
+
+    def pending_rotations(self) -> list[tuple[str, str, int]]:
+        return self.services.rotation.pending_rotations()
+
+    def flagged(self) -> list[dict[str, Any]]:
+        return self.services.rotation.flagged()
+
+    def can_rotate_for(self, session: Session, req: dict[str, Any]) -> bool:
+        return self.services.rotation.can_rotate_for(session, req)
+
+    def connector_for(self, cred: dict[str, Any], roster: Roster) -> Connector:
+        return self.services.rotation.connector_for(cred, roster)
+
+    # -- reviews -----------------------------------------------------------------------------
+    def review_queue(self) -> list[ReviewItem]:
+        return self.services.reviews.review_queue()
+
+    def review(self, session: Session, item_id: str, outcome: str, note: str) -> ReviewItem:
+        return self.services.reviews.review(session, item_id, outcome, note)
+
+    # -- onboarding secrets ------------------------------------------------------------------
+    def issue_onboarding(self, session: Session, identity: str, reason: str, ticket: str,
+                         channel: str, expires_in: int = DEFAULT_EXPIRY,
+                         connector: str = "generated", target: str | None = None,
+                         options: dict[str, str] | None = None,
+                         template: str | None = None) -> Checkout:
+        return self.services.onboarding.issue_onboarding(
+            session, identity, reason, ticket, channel, expires_in, connector, target,
+            options, template)
+
+    def onboarding_secrets(self) -> list[Checkout]:
+        return self.services.onboarding.onboarding_secrets()
+
+    def activate_onboarding(self, session: Session, onb_id: str) -> Checkout:
+        return self.services.onboarding.activate_onboarding(session, onb_id)
+
+    def expire_onboarding(self, session: Session, onb_id: str) -> None:
+        self.services.onboarding.expire_onboarding(session, onb_id)
+
+    def revoke_onboarding_manually(self, session: Session, onb_id: str, note: str
+                                   ) -> Checkout:
+        return self.services.onboarding.revoke_onboarding_manually(session, onb_id, note)
+
+    # -- the emergency kit -------------------------------------------------------------------
+    def active_kit(self) -> dict[str, Any] | None:
+        return self.services.kit.active_kit()
+
+    def issue_kit(self, sessions: Sequence[Session], progress: Progress2 = None) -> KitIssued:
+        return self.services.kit.issue_kit(sessions, progress)
+
+    def kit_part(self, session: Session) -> str:
+        return self.services.kit.kit_part(session)
+
+    def burn_kit(self, session: Session, why: str = "exposed") -> list[str]:
+        return self.services.kit.burn_kit(session, why)
+
+    def kit_exposure(self) -> list[str]:
+        return self.services.kit.kit_exposure()
+
+    def kit_sweep(self, session: Session, progress: Progress2 = None
+                  ) -> list[RotationResult]:
+        return self.services.kit.kit_sweep(session, progress)
+
+    def emergency_reveal(self, session: Session, cred_name: str, code: str, reason: str,
+                         ticket: str, duration: int) -> tuple[Checkout, SecretValue]:
+        return self.services.kit.emergency_reveal(session, cred_name, code, reason, ticket,
+                                                  duration)
+
+    # -- drills ------------------------------------------------------------------------------
+    def drill(self, session: Session, cred_name: str | None = None) -> DrillResult:
+        return self.services.drill.drill(session, cred_name)
+
+    def kit_drill(self, session: Session, check_code: str) -> DrillResult:
+        return self.services.drill.kit_drill(session, check_code)
+
+    # -- notifications -----------------------------------------------------------------------
+    def attach_notifications(self) -> None:
+        self.services.notify.attach_notifications()
+
+    def notify_settings(self) -> NotifySettings | None:
+        return self.services.notify.notify_settings()
+
+    def notify_sweep(self, signer: Signer | None, *, background: bool = True) -> None:
+        self.services.notify.notify_sweep(signer, background=background)
+
+    def notify_test(self, actor: str = "") -> dict[str, str | None]:
+        return self.services.notify.notify_test(actor)
+
+    def notify_alerts(self) -> list[Alert]:
+        return self.services.notify.notify_alerts()
+
+    def queued_notifications(self) -> list[dict[str, Any]]:
+        return self.services.notify.queued_notifications()
+
+    def wait_notifications(self, timeout: float = 30.0) -> None:
+        self.services.notify.wait_notifications(timeout)
+
+    # -- time-driven work and alerts ---------------------------------------------------------
     def sweep(self, session: Session) -> SweepReport:
-        """Expire stale requests, notice overdue leases, rotate what is due.
-
-        Run by every authenticated command and periodically by the TUI, so
-        that expiry happens at the next opportunity even with no process of
-        the holder running. Leases of this session's own checkouts are checked
-        in; other holders' overdue leases are flagged (audited once) and, for
-        credentials the vault can rotate without the holder, rotated.
-
-        Best-effort, item by item (issue 15): one item that cannot be done
-        (a target that is down, a failing script) is recorded as a signed
-        ``sweep.item-failed`` entry, shown by ``alerts`` and retried by a later
-        sweep after a back-off; it never stops the other items, and the sweep
-        never fails the command that ran it.
-
-        Clock rule (SECURITY.md, "Clock rules"): let ``C`` be the time of the
-        newest entry in the chain, ``L`` this client's clock and ``B`` =
-        CLOCK_SKEW. When ``L > C + B``, this sweep does not expire, note or
-        rotate an item of *another* operator unless that item was already due
-        at ``C + B``; it records one ``sweep.clock-ahead`` entry instead, so a
-        later sweep (which sees the newer ``C``) may act. A client whose clock
-        runs hours ahead therefore cannot close others' requests or leases in
-        one command, and its entries make every other client refuse to write
-        (their clocks are then behind the chain), which is loud.
-        """
-        report = SweepReport([], [], [], [])
-        try:
-            self._sweep(session, report)
-        except GlasskeyError as exc:  # the scan itself (never one item)
-            report.errors.append(f"sweep: {exc}")
-        self.notify_sweep(session.signer)  # retries, lease warnings (background, bounded)
-        return report
-
-    def _sweep(self, session: Session, report: SweepReport) -> None:
-        local = self.now()
-        items: list[tuple[str, str, dict[str, Any], float]] = []
-        with self.store.read() as txn:
-            newest = txn.newest_entry()
-            failures = dict((txn.table("meta").get(SWEEP_FAILURES) or {}).get("items", {}))
-            for entry in txn.table("active").values():
-                req = txn.sharded("requests").get(entry["request"])
-                if req is None:
-                    continue
-                if req.get("kind") == "onboarding":
-                    if req["state"] in (S.REQUESTED, S.APPROVED, S.CHECKED_OUT) \
-                            and local >= float(req["expires_at"]):
-                        items.append(("onboarding-expiry", req["id"], req,
-                                      float(req["expires_at"])))
-                    elif req["state"] == S.ROTATING and req.get("released"):
-                        items.append(("release", req["id"], req, float(req["ended_at"])))
-                    continue
-                due = self.due_at(req)
-                if due is not None:
-                    if local >= due:
-                        items.append(("expiry", req["id"], req, due))
-                elif req["state"] == S.CHECKED_OUT and local >= float(req["lease_expires"]):
-                    items.append(("lease", req["id"], req, float(req["lease_expires"])))
-                elif req["state"] == S.ROTATING:
-                    items.append(("release" if req.get("released") else "rotation",
-                                  req["id"], req, float(req.get("ended_at") or 0)))
-        horizon = newest[0] + CLOCK_SKEW if newest is not None else local
-        ahead = local > horizon
-        held_back = 0
-        for what, item, req, due in items:
-            mine = req["requester"] == session.name
-            if not mine and ahead and due > horizon:
-                held_back += 1
-                continue
-            fail = failures.get(item)
-            if fail is not None and local < float(fail.get("next_at", 0)):
-                continue  # backing off: a dead target is not hammered on every command
-            try:
-                self._sweep_item(session, what, req, mine, report)
-            except Exception as exc:  # any failure of one item is that item's, never the sweep's
-                self._sweep_failed(session, item, what, exc, fail, report)
-            else:
-                if fail is not None:
-                    self._sweep_recovered(session, item, what, report)
-        if held_back:
-            self._sweep_note_clock(session, held_back, local, newest, report)
-
-    def _sweep_item(self, session: Session, what: str, req: dict[str, Any], mine: bool,
-                    report: SweepReport) -> None:
-        req_id = req["id"]
-        if what == "onboarding-expiry":
-            self.expire_onboarding(session, req_id)
-            report.expired.append(req_id)
-        elif what == "expiry":
-            with self.store.transaction() as txn:
-                fresh = self._request_doc(txn, req_id)
-                ended = self._expire_if_due(txn, fresh, session)
-            if ended:
-                report.expired.append(req_id)
-                self._rotate_release(session, req_id, quiet=False)
-        elif what == "release":
-            self._rotate_release(session, req_id, quiet=False)
-        elif what == "lease":
-            with self.store.transaction() as txn:
-                fresh = self._request_doc(txn, req_id)
-                if fresh["state"] != S.CHECKED_OUT:
-                    return
-                if not fresh.get("overdue_noted"):
-                    fresh["overdue_noted"] = txn.entry_time()
-                    self._save(txn, fresh)
-                    txn.record(session.signer, "lease.expired", req_id, {
-                        "credential": fresh["cred_name"], "holder": fresh["requester"],
-                        "lease_expires": fresh["lease_expires"],
-                    })
-            report.overdue.append(req_id)
-            if mine:
-                report.rotated.append(self.checkin(session, req_id))
-            elif self.can_rotate_for(session, req):
-                report.rotated.append(self._expire_lease(session, req["cred_id"], req_id))
-        elif what == "rotation":
-            if mine:
-                report.rotated.append(self.checkin(session, req_id))
-            else:
-                report.rotated.append(self._expire_lease(session, req["cred_id"], req_id))
-
-    def _sweep_failed(self, session: Session, item: str, what: str, exc: BaseException,
-                      fail: dict[str, Any] | None, report: SweepReport) -> None:
-        """Record one failed item (signed), with the time of its next attempt."""
-        reason = sweep_reason(exc)
-        report.errors.append(f"{item}: {reason}")
-        attempts = int((fail or {}).get("attempts", 0)) + 1
-        wait = min(SWEEP_BACKOFF_MAX, self._sweep_backoff() * 2 ** (attempts - 1))
-        try:
-            with self.store.transaction() as txn:
-                at = txn.entry_time()
-                doc = txn.table("meta").get(SWEEP_FAILURES) or {"items": {}}
-                doc.setdefault("items", {})[item] = {
-                    "what": what, "reason": reason, "attempts": attempts,
-                    "first": float((fail or {}).get("first", at)), "last": at,
-                    "next_at": at + wait, "by": session.name,
-                }
-                txn.table("meta").put(SWEEP_FAILURES, doc)
-                txn.record(session.signer, "sweep.item-failed", item, {
-                    "what": what, "reason": reason, "attempt": attempts,
-                    "retry_after": int(wait),
-                })
-        except GlasskeyError as rec:
-            report.errors.append(f"{item}: the failure could not be recorded ({rec})")
-
-    def _sweep_recovered(self, session: Session, item: str, what: str,
-                         report: SweepReport) -> None:
-        try:
-            with self.store.transaction() as txn:
-                doc = txn.table("meta").get(SWEEP_FAILURES) or {"items": {}}
-                if item not in doc.get("items", {}):
-                    return
-                self._clear_sweep_failure(txn, item)
-                txn.record(session.signer, "sweep.item-recovered", item, {"what": what})
-        except GlasskeyError as exc:
-            report.errors.append(f"{item}: {exc}")
-
-    def _sweep_note_clock(self, session: Session, held: int, local: float,
-                          newest: tuple[float, str] | None, report: SweepReport) -> None:
-        """Say (signed, once per sweep) that others' due items were left alone."""
-        report.errors.append(
-            f"{held} item(s) of other operators look due by this computer's clock but not "
-            "by the vault's; left for a later sweep")
-        try:
-            with self.store.transaction() as txn:
-                txn.record(session.signer, "sweep.clock-ahead", "sweep", {
-                    "held_back": held, "ahead_by": int(local - newest[0]) if newest else 0,
-                })
-        except GlasskeyError as exc:
-            report.errors.append(f"sweep: {exc}")
-
-    def _sweep_backoff(self) -> float:
-        """First retry wait: ``[sweep] retry_after`` in glasskey.toml, 1 s to 1 h."""
-        raw = self.site_setting("sweep", "retry_after")
-        try:
-            value = float(raw) if raw is not None else SWEEP_BACKOFF_FIRST
-        except ValueError:
-            value = SWEEP_BACKOFF_FIRST
-        return min(SWEEP_BACKOFF_MAX, max(1.0, value)) if value == value else \
-            SWEEP_BACKOFF_FIRST
+        return self.services.sweep.sweep(session)
 
     def sweep_failures(self) -> dict[str, dict[str, Any]]:
-        """Items the sweep could not do: id -> what, reason, attempts, next attempt."""
-        with self.store.read() as txn:
-            return dict((txn.table("meta").get(SWEEP_FAILURES) or {}).get("items", {}))
+        return self.services.sweep.sweep_failures()
 
-    def alerts(self) -> list[str]:
-        """Everything ``EmergencyOps.alerts`` shows, plus releases not yet rotated
-        and items the sweep keeps failing on."""
-        out = super().alerts()
-        out += self.notify_alerts()
-        for co in self.checkouts(open_only=True):
-            if co.released and co.state == S.ROTATING:
-                out.append(f"RELEASED, NOT ROTATED: {co.cred_name} ({co.id}) was approved, "
-                           f"then {co.end_reason}; {co.requester}'s next command or "
-                           f"'glasskey checkin {co.id}' rotates it")
-        for item, fail in sorted(self.sweep_failures().items()):
-            hint = (f"; an admin can record it by hand: 'glasskey onboard revoke {item} "
-                    "--manual --note TEXT'") if fail.get("what") == "onboarding-expiry" else ""
-            out.append(f"SWEEP FAILING: {item} ({fail.get('what')}): {fail.get('reason')}; "
-                       f"{fail.get('attempts')} attempt(s), next after "
-                       f"{iso(float(fail.get('next_at', 0)))}{hint}")
-        return out
-
-    def _expire_lease(self, session: Session, cred_id: str, req_id: str) -> RotationResult:
-        with self.store.transaction() as txn:
-            req = self._request_doc(txn, req_id)
-            if req["state"] == S.CHECKED_OUT:
-                req["ended_at"] = self.now()
-                req["end_reason"] = "lease-expired"
-                self._save(txn, req)
-        return self.rotate(session, cred_id, req_id, reason="lease-expired")
-
-
-#: First wait before a failed sweep item is tried again; doubles to the maximum.
-SWEEP_BACKOFF_FIRST = 60.0
-SWEEP_BACKOFF_MAX = 3600.0
-
-
-def sweep_reason(exc: BaseException) -> str:
-    """A short, fixed reason for a failed item: never a value, never connector output."""
-    if isinstance(exc, ConnectorError):
-        return "the target refused the change or could not be reached"
-    if isinstance(exc, ClockSkewError):
-        return "this client's clock is behind the vault's"
-    if isinstance(exc, StorageError):
-        return "the vault could not be written (busy or full)"
-    if isinstance(exc, IntegrityError):
-        return "an integrity check failed"
-    if isinstance(exc, GlasskeyError):
-        return "refused by policy"
-    return f"internal error ({type(exc).__name__})"
+    def alerts(self) -> list[Alert]:
+        """What every operator's screen must show until it is dealt with."""
+        return self.services.alerts.alerts()

@@ -29,17 +29,24 @@ from glasskey.core.fsutil import atomic_write, ensure_private_dir
 from glasskey.core.roster import Roster
 
 
-def state_dir() -> Path:
+def state_dir(given: Path | None = None) -> Path:
+    """``given`` (the fronts pass it, tui/environment.py); else GLASSKEY_STATE_DIR for
+    callers that pass nothing yet (tests, tools); else the platform's state directory."""
+    if given is not None:
+        return Path(given)
     env = os.environ.get("GLASSKEY_STATE_DIR")
     return Path(env) if env else Path(platformdirs.user_state_dir("glasskey"))
 
 
-def _path(vault_id: str) -> Path:
-    return state_dir() / "checkpoints" / f"{vault_id}.json"
+_resolve = state_dir
 
 
-def _read(vault_id: str) -> dict[str, Any] | None:
-    path = _path(vault_id)
+def _path(vault_id: str, base: Path | None = None) -> Path:
+    return _resolve(base) / "checkpoints" / f"{vault_id}.json"
+
+
+def _read(vault_id: str, base: Path | None = None) -> dict[str, Any] | None:
+    path = _path(vault_id, base)
     try:
         doc = canonical.loads(path.read_bytes())
         if not isinstance(doc, dict):
@@ -54,14 +61,15 @@ def _read(vault_id: str) -> dict[str, Any] | None:
         ) from None
 
 
-def load(vault_id: str) -> Head | None:
+def load(vault_id: str, state_dir: Path | None = None) -> Head | None:
     """The head this client last verified (None: it never used this vault)."""
-    cp = load_checkpoint(vault_id)
+    cp = load_checkpoint(vault_id, state_dir)
     return cp[0] if cp is not None else None
 
 
-def load_checkpoint(vault_id: str) -> tuple[Head, Roster | None] | None:
-    doc = _read(vault_id)
+def load_checkpoint(vault_id: str, state_dir: Path | None = None
+                    ) -> tuple[Head, Roster | None] | None:
+    doc = _read(vault_id, state_dir)
     if doc is None:
         return None
     try:
@@ -71,30 +79,31 @@ def load_checkpoint(vault_id: str) -> tuple[Head, Roster | None] | None:
         roster = Roster.from_doc(roster_doc) if isinstance(roster_doc, dict) else None
     except (KeyError, TypeError, ValueError, IntegrityError):
         raise IntegrityError(
-            f"this client's audit checkpoint {_path(vault_id)} is damaged; move it aside "
-            "to continue") from None
+            f"this client's audit checkpoint {_path(vault_id, state_dir)} is damaged; move it "
+            "aside to continue") from None
     if roster is not None and roster.vault_id != vault_id:
         roster = None
     return head, roster
 
 
-def save(vault_id: str, head: Head, roster: Roster | None = None) -> None:
+def save(vault_id: str, head: Head, roster: Roster | None = None,
+         state_dir: Path | None = None) -> None:
     """Remember ``head`` (and the roster verified up to it); never moves backwards."""
     try:
-        old = load_checkpoint(vault_id)
+        old = load_checkpoint(vault_id, state_dir)
     except IntegrityError:
         old = None
     if old is not None and (old[0].seq > head.seq or (
             old[0].seq == head.seq and (roster is None or old[1] is not None))):
         return
-    path = _path(vault_id)
+    path = _path(vault_id, state_dir)
     doc: dict[str, object] = {"seq": head.seq, "hash": head.hash, "offset": head.offset,
                               "actors": dict(head.actors)}
     if roster is not None:
         doc["roster"] = roster.to_doc()
     try:
         # A new state dir is private too (an existing one is left as it is).
-        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+        _resolve(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         ensure_private_dir(path.parent)
         # No directory fsync: a checkpoint lost in a crash only weakens detection.
         atomic_write(path, canonical.dumps(doc), sync_dir=False)
@@ -102,14 +111,14 @@ def save(vault_id: str, head: Head, roster: Roster | None = None) -> None:
         pass  # a witness that cannot be written weakens detection but blocks no one
 
 
-def _pins_path() -> Path:
-    return state_dir() / "pins.json"
+def _pins_path(base: Path | None = None) -> Path:
+    return _resolve(base) / "pins.json"
 
 
-def check_pin(location: Path, vault_id: str) -> None:
+def check_pin(location: Path, vault_id: str, state_dir: Path | None = None) -> None:
     """Refuse a vault whose identity at ``location`` is not the one first seen there."""
     key = str(Path(os.path.abspath(location)))
-    path = _pins_path()
+    path = _pins_path(state_dir)
     try:
         pins = canonical.loads(path.read_bytes())
         if not isinstance(pins, dict):
@@ -129,7 +138,7 @@ def check_pin(location: Path, vault_id: str) -> None:
             f"{pinned}, now {vault_id}): it was replaced or re-founded")
     pins[key] = vault_id
     try:
-        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+        _resolve(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(path, canonical.dumps(pins), sync_dir=False)
     except (OSError, StorageError):
         pass

@@ -75,7 +75,7 @@ def make_world(tmp_path: Path, names: tuple[str, ...] = ("alice", "bob", "carol"
     os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"
     os.environ["GLASSKEY_STATE_DIR"] = str(tmp_path / "client-state")
     clock = FakeClock(1_800_000_000.0)
-    vault = Vault(tmp_path / "vault", clock)
+    vault = Vault(tmp_path / "vault", clock, allow_weak_kdf=True)
     vault.initialise([OperatorSpec(n, ROLES[n], passphrase(n), SEEDS[n]) for n in names],
                      kdf_params=FAST_KDF)
     return World(tmp_path / "vault", clock, vault)

@@ -115,7 +115,7 @@ class VaultEnv:
 
     def reopen(self, clock: FakeClock | None = None, **kw: Any) -> Vault:
         """A second view of the same vault (as another process would have)."""
-        return Vault(self.root, clock or self.clock, **kw)
+        return Vault(self.root, clock or self.clock, **kw, allow_weak_kdf=True)
 
     def operator_doc(self, name: str) -> dict[str, Any]:
         with Store(self.root).read() as txn:
@@ -146,7 +146,7 @@ def make_vault(tmp_path: Path, operators: int = 2, *,
     sds = {**SEEDS, **(seeds or {})}
     clock = FakeClock(start)
     root = tmp_path / subdir
-    vault = Vault(root, clock)
+    vault = Vault(root, clock, allow_weak_kdf=True)
     vault.initialise([OperatorSpec(n, ROLES[n], phr[n], sds[n]) for n in names],
                      kdf_params=FAST_KDF)
     return VaultEnv(root, clock, vault, names, phr, sds)
@@ -314,7 +314,7 @@ def worker_unlock(root: str, state_dir: str, name: str, passphrase: str,
     os.environ["GLASSKEY_STATE_DIR"] = state_dir
     os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"
     clock = FakeClock(START)
-    vault = Vault(Path(root), clock, lock_timeout=30.0)
+    vault = Vault(Path(root), clock, lock_timeout=30.0, allow_weak_kdf=True)
     while True:
         job = jobs.get()
         if job is None:

@@ -55,7 +55,7 @@ def w(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 def client(w: World, monkeypatch: pytest.MonkeyPatch, name: str) -> Vault:
     """``name``'s own client: its own checkpoint and pins, a fresh view of the files."""
     monkeypatch.setenv("GLASSKEY_STATE_DIR", str(w.root.parent / "clients" / name))
-    return Vault(w.root, w.clock)
+    return Vault(w.root, w.clock, allow_weak_kdf=True)
 
 
 def forge(w: World, monkeypatch: pytest.MonkeyPatch, signer: Signer, event: str,

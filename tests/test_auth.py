@@ -304,12 +304,12 @@ def _failed_unlock_hanging_in_kdf(root: Path, name: str, t: float, ready_fd: int
         raise AssertionError("not killed")
 
     kdf.derive_key = hang  # type: ignore[assignment]  # this process only
-    Vault(root, FakeClock(t)).unlock(name, "a wrong passphrase here", "000000")
+    Vault(root, FakeClock(t), allow_weak_kdf=True).unlock(name, "a wrong passphrase here", "000000")
 
 
 def _failed_unlock_loop(root: Path, name: str, t: float, ready_fd: int) -> None:
     clock = FakeClock(t)
-    vault = Vault(root, clock)
+    vault = Vault(root, clock, allow_weak_kdf=True)
     os.write(ready_fd, b"s")
     while True:
         clock.advance(4000)  # never inside a lockout

@@ -365,7 +365,7 @@ def test_a_totp_key_is_never_read_from_argv(cli: Cli) -> None:
     from glasskey.core.vault import Vault
 
     # the key read from stdin is carol's: her authenticator's code unlocks
-    Vault(cli.root / "vault").unlock("carol", "carol cli passphrase", pyotp.TOTP(seed).now())
+    Vault(cli.root / "vault", allow_weak_kdf=True).unlock("carol", "carol cli passphrase", pyotp.TOTP(seed).now())
 
 
 def test_an_internal_error_is_typed_and_exits_4(cli: Cli, monkeypatch: pytest.MonkeyPatch,
@@ -407,7 +407,7 @@ def test_no_control_character_reaches_the_terminal_from_the_cli(cli: Cli) -> Non
     from glasskey.core.credentials import CredentialSpec
     from glasskey.core.vault import Vault
 
-    vault = Vault(cli.root / "vault", FakeClock(time.time()))
+    vault = Vault(cli.root / "vault", FakeClock(time.time()), allow_weak_kdf=True)
     fresh_step()
     bob = vault.unlock("bob", "bob cli passphrase", pyotp.TOTP(SEEDS["bob"]).at(time.time()))
     alice = vault.unlock("alice", "alice cli passphrase",

@@ -57,7 +57,7 @@ def skewed(w: World, name: str, offset: float) -> tuple[Vault, Session]:
     """
     w.clock.advance(30)
     clock = FakeClock(w.clock.now())
-    vault = Vault(w.root, clock)
+    vault = Vault(w.root, clock, allow_weak_kdf=True)
     session = vault.unlock(name, passphrase(name), pyotp.TOTP(WORLD_SEEDS[name]).at(
         clock.now()))
     clock.advance(offset)

@@ -112,7 +112,7 @@ def test_drill_cli_and_check_code_printed_with_the_kit_part(tmp_path: Path) -> N
     os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"
     os.environ["GLASSKEY_STATE_DIR"] = str(tmp_path / "client-state")
     clock = FakeClock(time.time() - 900)
-    vault = Vault(tmp_path / "vault", clock)
+    vault = Vault(tmp_path / "vault", clock, allow_weak_kdf=True)
     names = ("alice", "bob", "carol")
     vault.initialise([OperatorSpec(n, ROLES[n], passphrase(n), SEEDS[n]) for n in names],
                      kdf_params=FAST_KDF)

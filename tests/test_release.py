@@ -229,7 +229,7 @@ def test_cli_offline_redemption_then_cancel_is_a_release(cli: Cli) -> None:  # n
     r = cli("approve", req, "--json", *cli.as_("bob", 0))
     assert r.code == 0 and json.loads(r.out)["state"] == "approved", r.err
     # alice, offline, with her own key and the files: no glasskey command involved
-    vault = Vault(cli.root / "vault")
+    vault = Vault(cli.root / "vault", allow_weak_kdf=True)
     alice = vault.unlock("alice", "alice cli passphrase",
                          pyotp.TOTP(SEEDS["alice"]).at(time.time()))
     with vault.store.read() as txn:

@@ -518,7 +518,7 @@ class TestRealDemoLayout:
         clock = FakeClock(1_800_000_000.0)
         info = make_demo_vault(tmp_path / "vault", clock)
         for size in ((80, 24), (100, 30)):
-            app = GlasskeyApp(Vault(tmp_path / "vault", clock), info, clock)
+            app = GlasskeyApp(Vault(tmp_path / "vault", clock, allow_weak_kdf=True), info, clock)
             async with app.run_test(size=size) as pilot:
                 await settle(pilot)
                 text = screen_text(app)

@@ -89,7 +89,7 @@ class World:
 
     def new_vault(self) -> Vault:
         """A second Vault object on the same files (a second process's view)."""
-        return Vault(self.root, self.clock, CountingRandom(b"second"))
+        return Vault(self.root, self.clock, CountingRandom(b"second"), allow_weak_kdf=True)
 
     def app(self, *, demo: bool = False, **kwargs: object) -> GlasskeyApp:
         # The DEMO panel shows the vault's path: a fixed one keeps snapshots stable.
@@ -113,7 +113,7 @@ def make_world(root: Path, *, credentials: tuple[tuple[str, str, str], ...] = ()
                ) -> World:
     """A vault with the test operators and (name, kind, value) credentials."""
     clock = FakeClock(START)
-    vault = Vault(root, clock, CountingRandom())
+    vault = Vault(root, clock, CountingRandom(), allow_weak_kdf=True)
     vault.initialise([OperatorSpec(n, r, p, s) for n, r, p, s in operators], label="test",
                      kdf_params=FLOOR_PARAMS)
     name, _roles, passphrase, seed = SECURITY

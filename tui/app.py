@@ -26,12 +26,13 @@ from typing import Any, ClassVar
 
 from glasskey.core.clock import Clock
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Checkout, CheckoutState, format_duration
+from glasskey.core.models import Alert, Checkout, CheckoutState, format_duration
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.text import printable
 from glasskey.core.vault import SweepReport, Vault
 from glasskey.tui.demo import DemoInfo
+from glasskey.tui.environment import ClientSettings
 from glasskey.tui.hardening import TmuxBuffers
 from glasskey.tui.safety import ControlEscapeFilter
 from glasskey.tui.screens.alerts import AlertsScreen
@@ -158,7 +159,7 @@ class GlasskeyApp(App[None]):
         self.sweep_interval = sweep_interval
         self.alerts_interval = alerts_interval
         #: The last ``vault.alerts()`` (read in a worker; the banner and the count).
-        self.alerts: list[str] = []
+        self.alerts: list[Alert] = []
         self._alerts_reading = False
         self._alerts_again = False
         self.local_clipboard = local_clipboard
@@ -534,7 +535,7 @@ class GlasskeyApp(App[None]):
     @work(thread=True, group="alerts")
     def _read_alerts(self) -> None:
         try:
-            alerts: list[str] | None = self.vault.alerts()
+            alerts: list[Alert] | None = self.vault.alerts()
         except GlasskeyError:
             alerts = None
         if not self.is_running:
@@ -544,7 +545,7 @@ class GlasskeyApp(App[None]):
         except RuntimeError:
             pass  # the app stopped meanwhile
 
-    def _got_alerts(self, alerts: list[str] | None) -> None:
+    def _got_alerts(self, alerts: list[Alert] | None) -> None:
         self._alerts_reading = False
         if alerts is not None and alerts != self.alerts:
             self.alerts = alerts
@@ -735,7 +736,7 @@ def help_sections() -> list[tuple[str, list[Binding]]]:
 def run(vault_dir: Path, demo: DemoInfo | None = None, open_request: str | None = None
         ) -> None:
     """Open the TUI on the vault in ``vault_dir`` (the CLI's default command)."""
-    vault = Vault(Path(vault_dir))
+    vault = ClientSettings.from_env().open_vault(Path(vault_dir))
     app = GlasskeyApp(vault, demo, local_clipboard=True)
     app.start_request = open_request
     app.run()

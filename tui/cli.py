@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from glasskey.core import fsutil
-from glasskey.core.base import default_vault_dir
 from glasskey.core.clock import iso
 from glasskey.core.connectors import registry
 from glasskey.core.credentials import CredentialSpec
@@ -51,6 +50,7 @@ from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.text import cap, cap_all, printable
 from glasskey.core.vault import Vault
+from glasskey.tui.environment import ClientSettings, default_vault_dir
 from glasskey.tui.hardening import harden_process
 
 EXIT_INTERNAL = InternalError.exit_code
@@ -988,10 +988,10 @@ def cmd_kit(vault: Vault, args: argparse.Namespace) -> int:
 def cmd_alerts(vault: Vault, args: argparse.Namespace) -> int:
     alerts = vault.alerts()
     if args.json:
-        out_json(alerts)
+        out_json([a.message for a in alerts])
     else:
         for a in alerts:
-            emit(a)
+            emit(a.message)
         if not alerts:
             emit("no alerts")
     return 0
@@ -1577,7 +1577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fsutil.set_lock_identity(  # names only: never an argument that could be a secret
             command=" ".join(x for x in (args.command, action) if isinstance(x, str)),
             operator=getattr(args, "as_", None))
-        vault = Vault(root, lock_timeout=lock_wait(getattr(args, "wait", None)))
+        vault = ClientSettings.from_env().open_vault(
+            root, lock_timeout=lock_wait(getattr(args, "wait", None)))
         return int(args.func(vault, args))
     except GlasskeyError as exc:
         return fail(str(exc) if isinstance(exc, UsageError) and str(exc).startswith("glasskey")

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glasskey.core import totp
-from glasskey.core.clock import Clock, SystemClock
+from glasskey.core.clock import Clock
 from glasskey.core.credentials import CredentialSpec
 from glasskey.core.crypto import kdf
 from glasskey.core.models import Policy
 from glasskey.core.operators import OperatorSpec
 from glasskey.core.vault import Vault
+from glasskey.tui.environment import ClientSettings
 
 #: The demo's operators: (name, roles, passphrase, base32 TOTP seed).
 DEMO_OPERATORS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
@@ -74,8 +75,10 @@ class DemoInfo:
 
 def make_demo_vault(root: Path, clock: Clock | None = None) -> DemoInfo:
     """Create the demo vault in ``root`` (a fresh directory) and describe it."""
-    clock = clock or SystemClock()
-    vault = Vault(Path(root), clock)
+    settings = ClientSettings.from_env()
+    clock = clock or settings.clock()
+    vault = Vault(Path(root), clock, allow_weak_kdf=settings.allow_weak_kdf,
+                  state_dir=settings.state_dir)
     founders = [OperatorSpec(name, roles, passphrase, seed)
                 for name, roles, passphrase, seed in DEMO_OPERATORS]
     params = kdf.KdfParams(kdf.FLOOR.memory_kib, kdf.FLOOR.iterations, kdf.FLOOR.lanes,

@@ -7,9 +7,9 @@ emergency kit. ``enter`` goes where the alert is dealt with.
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
+from glasskey.core.api import Alert, AlertKind
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
@@ -23,36 +23,31 @@ COLUMNS = [
     Column("Alert", None, min_width=20),
 ]
 
-#: (prefix of the core's sentence, kind shown, row style)
-KINDS = (
-    ("EMERGENCY KIT USED", "EMERGENCY", "alert"),
-    ("ROTATION-FAILED", "ROTATION-FAILED", "alert"),
-    ("OVERDUE", "OVERDUE", "alert"),
-    ("APPLY-PENDING", "APPLY-PENDING", "warn"),
-    ("review overdue", "review overdue", "warn"),
-    ("no emergency kit", "no kit", "warn"),
-)
+#: The alert's kind -> (kind shown, row style); any other kind is ("alert", "warn").
+KINDS = {
+    AlertKind.EMERGENCY_KIT_USED: ("EMERGENCY", "alert"),
+    AlertKind.ROTATION_FAILED: ("ROTATION-FAILED", "alert"),
+    AlertKind.OVERDUE: ("OVERDUE", "alert"),
+    AlertKind.APPLY_PENDING: ("APPLY-PENDING", "warn"),
+    AlertKind.REVIEW_OVERDUE: ("review overdue", "warn"),
+    AlertKind.NO_KIT: ("no kit", "warn"),
+}
 
 
-def alert_kind(alert: str) -> tuple[str, str]:
-    for prefix, kind, style in KINDS:
-        if alert.startswith(prefix):
-            return kind, style
-    return "alert", "warn"
+def alert_kind(alert: Alert) -> tuple[str, str]:
+    return KINDS.get(alert.kind, ("alert", "warn"))
 
 
-def alert_target(alert: str) -> tuple[str, str]:
+def alert_target(alert: Alert) -> tuple[str, str]:
     """Where an alert is dealt with: (screen, argument)."""
-    kind, _style = alert_kind(alert)
-    if kind in ("EMERGENCY", "review overdue"):
+    kind = alert.kind
+    if kind in (AlertKind.EMERGENCY_KIT_USED, AlertKind.REVIEW_OVERDUE):
         return "reviews", ""
-    if kind == "OVERDUE":
-        m = re.search(r"\(([^()]+)\)$", alert)
-        return ("checkout", m.group(1)) if m else ("dashboard", "")
-    if kind in ("ROTATION-FAILED", "APPLY-PENDING"):
-        m = re.match(r"[A-Z-]+: (\S+?)(:| waits)", alert)
-        return "dashboard", m.group(1) if m else ""
-    if kind == "no kit":
+    if kind == AlertKind.OVERDUE:
+        return ("checkout", alert.request_id) if alert.request_id else ("dashboard", "")
+    if kind in (AlertKind.ROTATION_FAILED, AlertKind.APPLY_PENDING):
+        return "dashboard", alert.credential or ""
+    if kind == AlertKind.NO_KIT:
         return "operators", ""
     return "dashboard", ""
 
@@ -86,7 +81,7 @@ class AlertsScreen(GlasskeyScreen):
         rows = []
         for n, alert in enumerate(alerts):
             kind, style = alert_kind(alert)
-            rows.append(Row(str(n), (kind, alert), style))
+            rows.append(Row(str(n), (kind, alert.message), style))
         self.query_one(VirtualTable).set_rows(rows)
         self.query_one("#alerts-summary", Static).update(
             f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}  ·  enter: go and deal "

@@ -2,7 +2,7 @@
 
 The app keeps the current ``vault.alerts()`` (read in a worker when the vault
 changes) and paints every banner in the screen stack; a banner shows the
-``EMERGENCY KIT USED`` alerts only and hides itself when there are none. Its
+``EMERGENCY_KIT_USED`` alerts only and hides itself when there are none. Its
 text is the core's sentence (which carries a person's reason and ticket), so
 it is drawn with ``markup=False``.
 """
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from glasskey.core.api import Alert, AlertKind
 from glasskey.core.text import printable
 from textual.widgets import Static
 
-#: The prefix of the core's alert for an emergency-kit use.
+#: The opening of the core's sentence for an emergency-kit use (said once on the banner).
 EMERGENCY_PREFIX = "EMERGENCY KIT USED"
 
 
-def emergency_alerts(alerts: Sequence[str]) -> list[str]:
-    return [a for a in alerts if a.startswith(EMERGENCY_PREFIX)]
+def emergency_alerts(alerts: Sequence[Alert]) -> list[str]:
+    return [a.message for a in alerts if a.kind == AlertKind.EMERGENCY_KIT_USED]
 
 
 class AlertBanner(Static):
@@ -33,7 +34,7 @@ class AlertBanner(Static):
         alerts = getattr(self.app, "alerts", [])
         self.show_alerts(alerts)
 
-    def show_alerts(self, alerts: Sequence[str]) -> None:
+    def show_alerts(self, alerts: Sequence[Alert]) -> None:
         lines = emergency_alerts(alerts)
         self.display = bool(lines)
         if not lines:

@@ -1,0 +1,97 @@
+"""Everything the fronts (tui/: the CLI and the TUI) may use from core, in one place.
+
+The fronts import from here and from nowhere else in ``glasskey.core`` (an
+import-linter contract in pyproject.toml says so): the facade ``Vault``,
+the typed results it returns, the errors it raises, and the few helpers a
+front needs to parse input and print output safely. What is not listed here
+is core's own business and may change without the fronts noticing.
+
+``report`` and ``siem`` are loaded on first use (they are large and only a
+few commands need them), so importing this module stays cheap for the TUI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from glasskey.core import canonical, fsutil, totp
+from glasskey.core.chain import VerifyResult
+from glasskey.core.clock import Clock, FakeClock, Random, SystemClock, SystemRandom, iso
+from glasskey.core.connectors import registry
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.crypto import kdf
+from glasskey.core.drill import DrillResult
+from glasskey.core.emergency import KitIssued, decode_parts
+from glasskey.core.errors import (
+    AuthError,
+    ClockSkewError,
+    ConnectorError,
+    DecryptError,
+    GlasskeyError,
+    IntegrityError,
+    InternalError,
+    NotFoundError,
+    PolicyError,
+    StorageError,
+    UsageError,
+)
+from glasskey.core.exports import export
+from glasskey.core.models import (
+    ROLES,
+    Alert,
+    AlertKind,
+    Checkout,
+    CheckoutKind,
+    CheckoutState,
+    Credential,
+    CredentialStatus,
+    Operator,
+    OperatorStatus,
+    Policy,
+    RotationOutcome,
+    check_name,
+    format_duration,
+    parse_duration,
+)
+from glasskey.core.onboarding import DEFAULT_EXPIRY, MAX_EXPIRY
+from glasskey.core.operators import Enrolment, OperatorSpec
+from glasskey.core.reviews import ReviewItem
+from glasskey.core.rotation import RotationResult
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.core.sweep import SweepReport
+from glasskey.core.text import cap, cap_all, has_controls, printable
+from glasskey.core.vault import Vault
+
+if TYPE_CHECKING:
+    from glasskey.core import report as report
+    from glasskey.core import siem as siem
+
+_LAZY = ("report", "siem")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``report`` and ``siem`` on first use (PEP 562)."""
+    if name in _LAZY:
+        module = importlib.import_module(f"glasskey.core.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_EXPIRY", "MAX_EXPIRY", "ROLES",
+    "Alert", "AlertKind", "AuthError", "Checkout", "CheckoutKind", "CheckoutState",
+    "Clock", "ClockSkewError", "ConnectorError", "Credential", "CredentialSpec",
+    "CredentialStatus", "DecryptError", "DrillResult", "Enrolment", "FakeClock",
+    "GlasskeyError", "IntegrityError", "InternalError", "KitIssued", "NotFoundError",
+    "Operator", "OperatorSpec", "OperatorStatus", "Policy", "PolicyError", "Random",
+    "ReviewItem", "RotationOutcome", "RotationResult", "SecretValue", "Session",
+    "StorageError", "SweepReport", "SystemClock", "SystemRandom", "UsageError", "Vault",
+    "VerifyResult",
+    "canonical", "cap", "cap_all", "check_name", "decode_parts", "export",
+    "format_duration", "fsutil", "has_controls", "iso", "kdf", "parse_duration",
+    "printable", "registry", "report", "siem", "totp",
+]
