@@ -419,7 +419,7 @@ def test_no_control_character_reaches_the_terminal_from_the_cli(cli: Cli) -> Non
     vault.deny(bob, denied.id, "no " + EVIL)
     vault.issue_onboarding(alice, "dave", "hire " + EVIL, "HR" + EVIL, "chan " + EVIL, 3600)
     with vault.store.transaction() as txn:
-        vault._queue_review(txn, "v-evil", "emergency", "db", "alice", "used " + EVIL,
+        vault.services.reviews.queue(txn, "v-evil", "emergency", "db", "alice", "used " + EVIL,
                             required=2)
     runs = [cli("request", "list"), cli("request", "list", "--all"), cli("review", "list"),
             cli("alerts"), cli("onboard", "list"), cli("operator", "list"), cli("cred", "list"),

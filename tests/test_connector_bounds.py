@@ -207,7 +207,7 @@ def connector_texts(w: World, result_message: str) -> dict[str, str]:
         "audit": json.dumps([e for e in entries if "rotate" in json.dumps(e)]),
         "message": result_message,
         "reviews": json.dumps([item.summary for item in w.vault.review_queue()]),
-        "alerts": "\n".join(w.vault.alerts()),
+        "alerts": "\n".join(x.message for x in w.vault.alerts()),
         "flags": json.dumps(w.vault.flagged()),
     }
 

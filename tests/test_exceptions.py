@@ -63,7 +63,7 @@ def test_unreviewed_items_become_overdue(w: World) -> None:
     w.clock.advance(8 * 24 * 3600)
     item = w.vault.review_queue()[0]
     assert item.id == req and item.overdue(w.clock.now())
-    assert any("review overdue" in a for a in w.vault.alerts())
+    assert any("review overdue" in a for a in [x.message for x in w.vault.alerts()])
 
 
 # -- onboarding secrets ---------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_emergency_kit_opens_once_is_burned_and_stays_loud(w: World, tmp_path: P
     assert code.startswith("GK2-1-") and " GK2-2-" in code
     with pytest.raises(PolicyError, match="no unprinted part"):
         w.vault.kit_part(w.s("bob"))  # each part is printed once, then erased
-    assert not any("no emergency kit" in a for a in w.vault.alerts())
+    assert not any("no emergency kit" in a for a in [x.message for x in w.vault.alerts()])
     co, value = w.vault.emergency_reveal(w.s("alice"), "db-root", code, "no approver "
                                          "reachable, site down", "INC-999", 1800)
     assert value.reveal() == "v1-value"
@@ -148,23 +148,23 @@ def test_emergency_kit_opens_once_is_burned_and_stays_loud(w: World, tmp_path: P
         for sdoc in txn.sharded("sealed").values():
             assert kit.id not in sdoc["current"]["shares"]
     # loud until two approvers have reviewed
-    assert any("EMERGENCY" in a for a in w.vault.alerts())
+    assert any("EMERGENCY" in a for a in [x.message for x in w.vault.alerts()])
     # old sealed copies + the parts would still open what the kit held: loud until rotated
     assert w.vault.kit_exposure()
-    assert any("KIT BURNED" in a for a in w.vault.alerts())
+    assert any("KIT BURNED" in a for a in [x.message for x in w.vault.alerts()])
     w.vault.checkin(w.s("alice"), co.id)
     assert decrypt_version(w, "db-root") != "v1-value"  # everything it opened is rotated
     w.vault.kit_sweep(w.s("bob"))
     assert w.vault.kit_exposure() == []
-    assert not any("KIT BURNED" in a for a in w.vault.alerts())
+    assert not any("KIT BURNED" in a for a in [x.message for x in w.vault.alerts()])
     with pytest.raises(PolicyError, match="approver role"):
         w.vault.review(w.s("alice"), co.id, "ok", "")  # the holder (and not an approver)
     w.vault.review(w.s("bob"), co.id, "concern", "why was no approver reachable?")
     with pytest.raises(PolicyError, match="already reviewed"):
         w.vault.review(w.s("bob"), co.id, "ok", "")  # the same approver counts once
-    assert any("EMERGENCY" in a for a in w.vault.alerts())  # one review is not enough
+    assert any("EMERGENCY" in a for a in [x.message for x in w.vault.alerts()])  # one review is not enough
     w.vault.review(w.s("carol"), co.id, "ok", "confirmed with the on-call lead")
-    assert not any("EMERGENCY" in a for a in w.vault.alerts())
+    assert not any("EMERGENCY" in a for a in [x.message for x in w.vault.alerts()])
 
 
 def test_a_typo_in_the_recovery_code_is_caught(w: World) -> None:

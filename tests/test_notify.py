@@ -61,7 +61,7 @@ def configure(w: World, tmp_path: Path, *, webhook: str | None = None, fmt: str 
                         f'username = "{smtp.username}"\npassword_file = "{pfile}"\n')
         os.environ["GLASSKEY_SITE_CONFIG"] = str(site)
     (w.root / "glasskey.toml").write_text("\n".join(lines) + "\n")
-    w.vault._notify_cache = None
+    w.vault.services.notify.settings_cache = None
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_receiver_answering_500_is_queued_audited_alerted_and_retried_once_back(
     assert "HTTP 500" in queued["reason"]
     [failed] = events_of(w, "notify.failed")
     assert failed["actor"] == "alice" and failed["sig"]  # signed by the committing operator
-    assert any("NOTIFY FAILING" in a and req.id in a for a in w.vault.alerts())
+    assert any("NOTIFY FAILING" in a and req.id in a for a in [x.message for x in w.vault.alerts()])
     # a later command before the back-off does not hammer the receiver
     w.vault.sweep(w.s("bob"))
     w.vault.wait_notifications()
@@ -165,7 +165,7 @@ def test_receiver_answering_500_is_queued_audited_alerted_and_retried_once_back(
     [got] = http.wait_for(1)
     assert json.loads(got.body)["delivery_id"] == queued["id"]
     assert not w.vault.queued_notifications()
-    assert not any("NOTIFY FAILING" in a for a in w.vault.alerts())
+    assert not any("NOTIFY FAILING" in a for a in [x.message for x in w.vault.alerts()])
     assert events_of(w, "notify.delivered")
     # delivered once: more sweeps send nothing more
     w.clock.advance(3600)
@@ -434,10 +434,10 @@ def test_a_failed_rotation_tells_every_approver(world: World, tmp_path: Path,
 def test_a_misconfigured_notify_section_is_an_alert_not_silence(world: World) -> None:
     w = world
     (w.root / "glasskey.toml").write_text('[notify]\nwebhook = "file:///etc/passwd"\n')
-    w.vault._notify_cache = None
+    w.vault.services.notify.settings_cache = None
     w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)  # still works
     assert any(a.startswith("NOTIFY MISCONFIGURED") and "http(s) URL" in a
-               for a in w.vault.alerts())
+               for a in [x.message for x in w.vault.alerts()])
 
 
 def test_deliveries_are_queued_in_the_commit_so_a_crash_before_delivery_loses_none(
@@ -451,7 +451,7 @@ def test_deliveries_are_queued_in_the_commit_so_a_crash_before_delivery_loses_no
     req = w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)
     [rec] = w.vault.queued_notifications()
     assert rec["attempts"] == 0 and rec["payload"]["request"] == req.id
-    assert not any("NOTIFY FAILING" in a for a in w.vault.alerts())  # still in flight
+    assert not any("NOTIFY FAILING" in a for a in [x.message for x in w.vault.alerts()])  # still in flight
     w.vault.attach_notifications()
     w.vault.sweep(w.s("bob"))  # within the grace period: left to its process
     w.vault.wait_notifications()

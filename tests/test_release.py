@@ -186,7 +186,7 @@ def test_release_a_non_holder_cannot_rotate_stays_loud_until_the_holder_does(
     w.vault.cancel(w.s("dave"), req)  # an admin, who cannot give the target the old value
     co = w.vault.checkout(req)
     assert co.released and co.state == "rotating"
-    assert any("RELEASED, NOT ROTATED" in a and req in a for a in w.vault.alerts())
+    assert any("RELEASED, NOT ROTATED" in a and req in a for a in [x.message for x in w.vault.alerts()])
     with pytest.raises(PolicyError, match="app already has an open checkout"):
         w.vault.request(w.s("carol"), "app", "r", "t", 60)
     w.vault.sweep(w.s("carol"))  # others leave it alone
@@ -195,7 +195,7 @@ def test_release_a_non_holder_cannot_rotate_stays_loud_until_the_holder_does(
     co = w.vault.checkout(req)
     assert co.state == "closed" and co.rotation["outcome"] == "committed"
     assert (site / "password").read_text() != "app-initial"
-    assert not any("RELEASED" in a for a in w.vault.alerts())
+    assert not any("RELEASED" in a for a in [x.message for x in w.vault.alerts()])
     assert req in [i.id for i in w.vault.review_queue()]
 
 
@@ -268,7 +268,7 @@ def test_cli_offline_redemption_then_cancel_is_a_release(cli: Cli) -> None:  # n
 # -- flood caps and clearing a flood (issue 15, "Flooding") --------------------------------
 def set_limits(w: World, text: str) -> None:
     (w.root / "glasskey.toml").write_text(text)
-    w.vault._config = None  # re-read the site settings
+    w.vault.context.forget_site()  # re-read the site settings
 
 
 def test_open_requests_are_capped_per_requester(w: World) -> None:
@@ -289,7 +289,7 @@ def test_open_requests_are_capped_per_requester(w: World) -> None:
     with pytest.raises(PolicyError, match="onboarding secrets"):
         w.vault.issue_onboarding(w.s("bob"), "hire9", "r", "t", "email")
     set_limits(w, "[limits]\nopen_requests = 99999999\n")
-    assert w.vault._limit("open_requests", 5) == 1000  # a ceiling the file cannot lift
+    assert w.vault.services.requests.limit("open_requests", 5) == 1000  # a ceiling the file cannot lift
 
 
 def test_an_admin_clears_a_flood_in_one_step(w: World) -> None:

@@ -290,7 +290,7 @@ def test_flagged_credentials_index_follows_the_status(flaky: tuple[World, Path])
     w.vault.checkin(w.s("alice"), req)
     assert [(f["name"], f["status"]) for f in w.vault.flagged()] == [
         ("app-admin", "rotation-failed")]
-    assert any(a.startswith("ROTATION-FAILED: app-admin") for a in w.vault.alerts())
+    assert any(a.startswith("ROTATION-FAILED: app-admin") for a in [x.message for x in w.vault.alerts()])
     (site / "mode").write_text("ok")
     w.vault.reconcile(w.s("alice"), "app-admin")
     assert w.vault.flagged() == []

@@ -83,7 +83,7 @@ def test_a_failing_revocation_is_recorded_alerted_and_retried_with_backoff(
         "the target refused the change or could not be reached"
     # (the pre-existing ROTATION-FAILED alert and rotate.failed entry keep the
     # connector's scrubbed first stderr line; the sweep's own records never do)
-    sweep_alerts = [a for a in w.vault.alerts() if a.startswith("SWEEP FAILING")]
+    sweep_alerts = [a for a in [x.message for x in w.vault.alerts()] if a.startswith("SWEEP FAILING")]
     assert STDERR_CANARY not in json.dumps(failed) + json.dumps(sweep_alerts)
     assert STDERR_CANARY not in json.dumps(w.vault.sweep_failures())
     assert [a.split(":")[1].split()[0] for a in sweep_alerts] == [onb.id]
@@ -109,7 +109,7 @@ def test_a_failing_revocation_is_recorded_alerted_and_retried_with_backoff(
     co = w.vault.checkout(onb.id)
     assert co.state == "closed" and co.closed_reason == "expired"
     assert events(w, "sweep.item-recovered")
-    assert not any("SWEEP FAILING" in a for a in w.vault.alerts())
+    assert not any("SWEEP FAILING" in a for a in [x.message for x in w.vault.alerts()])
     assert w.vault.sweep_failures() == {}
 
 
@@ -140,7 +140,7 @@ def test_an_admin_records_a_revocation_by_hand(w: World, tmp_path: Path) -> None
     ev = events(w, "onboarding.revoked")[-1]
     assert ev["actor"] == "dave" and ev["details"]["how"] == "manual"
     assert ev["details"]["note"] == "disabled in AD by hand"
-    assert not any(onb.id in a or onb.cred_name in a for a in w.vault.alerts())
+    assert not any(onb.id in a or onb.cred_name in a for a in [x.message for x in w.vault.alerts()])
     n = calls(site)
     w.clock.advance(7200)
     w.vault.sweep(w.s("bob"))
@@ -165,7 +165,7 @@ def test_a_postgres_target_that_is_down_stops_nobody(w: World) -> None:
     req = w.vault.request(w.s("carol"), "db-root", "r", "t", 600)
     w.vault.approve(w.s("bob"), req.id)
     assert w.vault.reveal(w.s("carol"), req.id).reveal() == "v1"
-    assert any(a.startswith(f"SWEEP FAILING: {onb.id}") for a in w.vault.alerts())
+    assert any(a.startswith(f"SWEEP FAILING: {onb.id}") for a in [x.message for x in w.vault.alerts()])
     w.vault.revoke_onboarding_manually(w.s("dave"), onb.id, "role dropped by the DBA")
     assert w.vault.sweep_failures() == {}
 

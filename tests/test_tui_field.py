@@ -32,7 +32,7 @@ def plant(world: World) -> str:
     world.vault.request(oncall, "prod-db-root", "why " + EVIL, "INC-" + EVIL, 600)
     other = world.vault.request(oncall, "aws-root", "r " + EVIL, "T" + EVIL, 600)
     with world.vault.store.transaction() as txn:
-        world.vault._queue_review(txn, "v-evil", "emergency", "aws-root", "security",
+        world.vault.services.reviews.queue(txn, "v-evil", "emergency", "aws-root", "security",
                                   "used " + EVIL, required=2)
     return other.id
 

@@ -15,7 +15,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Checkout, CheckoutState, format_duration, parse_duration
+from glasskey.core.models import (
+    Checkout,
+    CheckoutKind,
+    CheckoutState,
+    format_duration,
+    parse_duration,
+)
 from glasskey.core.rotation import RotationResult
 from glasskey.core.text import printable
 from glasskey.tui.screens.base import GlasskeyScreen
@@ -36,15 +42,6 @@ from textual.widgets import Footer, Header, Static
 S = CheckoutState
 
 STYLE_CLASSES = ("-ok", "-dim", "-info", "-warn", "-alert")
-
-
-def release_kind(request_id: str) -> str:
-    """checkout, onboarding or emergency (the core's id prefixes)."""
-    if request_id.startswith("o-"):
-        return "onboarding"
-    if request_id.startswith("e-"):
-        return "emergency"
-    return "checkout"
 
 
 def onboarding_identity(cred_name: str) -> str:
@@ -81,7 +78,8 @@ class RevealScreen(GlasskeyScreen):
     def __init__(self, request_id: str) -> None:
         super().__init__()
         self.request_id = request_id
-        self.kind = release_kind(request_id)
+        #: checkout, onboarding or emergency: the record's kind, known once it is read.
+        self.kind: str = CheckoutKind.CHECKOUT
         self.checkout: Checkout | None = None
         self._busy = False
         self._keys_sig: tuple[str, bool, str] = ("", False, "")
@@ -123,6 +121,7 @@ class RevealScreen(GlasskeyScreen):
             self.query_one("#reveal-title", Static).update(str(exc))
             return
         c = self.checkout
+        self.kind = c.kind
         if c.state != S.CHECKED_OUT:
             # Checked in, expired, rotated: the value in memory is worthless now; drop it.
             self.gk.forget_secret(c.id)

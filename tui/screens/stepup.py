@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from glasskey.core import totp
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Checkout, format_duration
+from glasskey.core.models import Checkout, CheckoutKind, format_duration
 from glasskey.core.text import printable
 from glasskey.tui.screens.base import GlasskeyModal
 from glasskey.tui.widgets.demo_panel import DemoPanel
@@ -42,7 +42,7 @@ class StepUpModal(GlasskeyModal):
     def compose(self) -> ComposeResult:
         c = self.checkout
         me = self.gk.session.name if self.gk.session else ""
-        what = "an onboarding secret" if c.id.startswith("o-") else c.cred_name
+        what = "an onboarding secret" if c.kind == CheckoutKind.ONBOARDING else c.cred_name
         with Vertical(id="stepup-box", classes="dialog"):
             yield Static(f"Approve as {me}", classes="dialog-title", markup=False)
             yield Static(

@@ -9,7 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from glasskey.core.models import Checkout, CheckoutState, Credential, format_duration
+from glasskey.core.models import (
+    Checkout,
+    CheckoutKind,
+    CheckoutState,
+    Credential,
+    format_duration,
+)
 
 S = CheckoutState
 
@@ -41,7 +47,7 @@ def credential_state(cred: Credential, checkout: Checkout | None, now: float) ->
             return CredState("OVERDUE", "alert", holder,
                              "+" + format_duration(now - checkout.lease_expires), rid)
         if shown == S.CHECKED_OUT and checkout.lease_expires is not None \
-                and rid.startswith("e-"):
+                and checkout.kind == CheckoutKind.EMERGENCY:
             return CredState("EMERGENCY use", "alert", holder,
                              format_duration(checkout.lease_expires - now), rid)
         if shown == S.CHECKED_OUT and checkout.lease_expires is not None:
