@@ -67,7 +67,7 @@ class CredentialService(Service):
         cred_id = self.ctx.cred_id_for(spec.name)
         if txn.sharded("credentials").get(cred_id) is not None:
             raise UsageError(f"a credential named {spec.name!r} already exists")
-        value = spec.secret if spec.secret is not None else generate(spec.policy)
+        value = spec.secret if spec.secret is not None else generate(spec.policy, self.ctx.rng)
         now = self.now()
         version = seal(txn, session, cred_id, seal_version(
             self.vault_id, cred_id, 1, value, spec.policy.k, recipients(txn), self.ctx.rng,

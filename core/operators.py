@@ -126,7 +126,7 @@ class OperatorService(Service):
                     for m in txn.roster.members.values()]
 
     # -- keys -------------------------------------------------------------------------
-    def _kdf_params(self, meta: dict[str, Any]) -> kdf.KdfParams:
+    def kdf_params(self, meta: dict[str, Any]) -> kdf.KdfParams:
         base = meta.get("kdf")
         salt = self.ctx.rng.bytes(kdf.SALT_MIN)
         if base is None:
@@ -134,12 +134,12 @@ class OperatorService(Service):
         return kdf.KdfParams(int(base["memory_kib"]), int(base["iterations"]),
                              int(base["lanes"]), salt)
 
-    def _wrap_aad(self, op_id: str, hpke_pub: str, sign_pub: str) -> bytes:
+    def wrap_aad(self, op_id: str, hpke_pub: str, sign_pub: str) -> bytes:
         return aead.aad_for(WRAP_LABEL, self.vault_id, op_id, hpke_pub, sign_pub)
 
     def _new_keys(self, spec: OperatorSpec) -> _Keys:
-        hpke_priv = hpke.generate_private()
-        sign_priv = sign.generate_private()
+        hpke_priv = hpke.generate_private(self.ctx.rng)
+        sign_priv = sign.generate_private(self.ctx.rng)
         return _Keys(self.ctx.new_id("o"), hpke_priv, sign_priv,
                      b64e(hpke.public_from_private(hpke_priv)),
                      b64e(sign.public_from_private(sign_priv)),
@@ -154,11 +154,11 @@ class OperatorService(Service):
 
     def _wrapped_doc(self, keys: _Keys, spec: OperatorSpec, record: dict[str, Any],
                      meta: dict[str, Any]) -> tuple[dict[str, Any], Enrolment, Session]:
-        params = self._kdf_params(meta)
+        params = self.kdf_params(meta)
         payload = canonical.dumps({"hpke": b64e(keys.hpke_priv), "sign": b64e(keys.sign_priv),
                                    "totp": keys.seed})
         wrapped = kdf.wrap(payload, spec.passphrase, params,
-                           self._wrap_aad(keys.op_id, keys.hpke_pub, keys.sign_pub),
+                           self.wrap_aad(keys.op_id, keys.hpke_pub, keys.sign_pub),
                            allow_weak=self.ctx.allow_weak_kdf)
         doc = {**record, "kdf": params.to_dict(), "wrapped": b64e(wrapped),
                "created": self.now(),
@@ -222,17 +222,17 @@ class OperatorService(Service):
         return enrolments
 
     # -- unlocking -------------------------------------------------------------------
-    def _unwrap(self, doc: dict[str, Any], member: Member, passphrase: str) -> dict[str, Any]:
+    def unwrap(self, doc: dict[str, Any], member: Member, passphrase: str) -> dict[str, Any]:
         """Open the key wrap; its associated data binds the *roster's* keys for this id."""
         params = kdf.KdfParams.from_dict(doc["kdf"])
         raw = kdf.unwrap(b64d(doc["wrapped"]), passphrase, params,
-                         self._wrap_aad(member.id, member.hpke_pub, member.sign_pub),
+                         self.wrap_aad(member.id, member.hpke_pub, member.sign_pub),
                          allow_weak=self.ctx.allow_weak_kdf)
         payload = canonical.loads(raw)
         return {"hpke": b64d(payload["hpke"]), "sign": b64d(payload["sign"]),
                 "totp": str(payload["totp"])}
 
-    def _member(self, txn: Transaction, name: str) -> tuple[Member, dict[str, Any]]:
+    def member(self, txn: Transaction, name: str) -> tuple[Member, dict[str, Any]]:
         """The signed roster's member ``name`` and their record (wrapped keys, counters)."""
         member = txn.roster.get(name)
         doc = txn.table("operators").get(name)
@@ -240,7 +240,7 @@ class OperatorService(Service):
             raise NotFoundError(f"there is no operator named {name!r}")
         return member, doc
 
-    def _record_failure(self, name: str, why: str) -> None:
+    def record_failure(self, name: str, why: str) -> None:
         """Log a failed attempt and apply the back-off; the count was already raised."""
         with self.store.transaction() as txn:
             doc = txn.table("operators").get(name)
@@ -266,9 +266,9 @@ class OperatorService(Service):
     def unlock(self, name: str, passphrase: str, code: str) -> Session:
         """Passphrase + TOTP -> a session. Failures are counted before the answer."""
         # 1. Count the attempt durably first: a kill during a failed attempt
-        #    never lowers the counter (RELIABILITY.md A4).
+        #    never lowers the counter.
         with self.store.transaction() as txn:
-            member, doc = self._member(txn, name)
+            member, doc = self.member(txn, name)
             if member.status in (OperatorStatus.SUSPENDED, OperatorStatus.REMOVED):
                 raise PolicyError(f"operator {name} is {member.status}")
             state = doc["totp"]
@@ -282,17 +282,17 @@ class OperatorService(Service):
             txn.table("operators").put(name, doc)
         # 2. The slow part (Argon2id) runs outside the lock.
         try:
-            keys = self._unwrap(doc, member, passphrase)
+            keys = self.unwrap(doc, member, passphrase)
         except (DecryptError, IntegrityError):
-            self._record_failure(name, "credentials")
+            self.record_failure(name, "credentials")
             raise AuthError(AUTH_FAILED) from None
         step = totp.matching_step(keys["totp"], code, self.now())
         if step is None:
-            self._record_failure(name, "credentials")
+            self.record_failure(name, "credentials")
             raise AuthError(AUTH_FAILED)
         # 3. Accept the step at most once, under the lock (replay across processes).
         with self.store.transaction() as txn:
-            member, doc = self._member(txn, name)
+            member, doc = self.member(txn, name)
             state = doc["totp"]
             replay = step <= int(state["last_step"])
             if not replay:
@@ -311,7 +311,7 @@ class OperatorService(Service):
                     member = roster.members[name]
                 txn.table("operators").put(name, doc)
         if replay:
-            self._record_failure(name, "replay")
+            self.record_failure(name, "replay")
             raise AuthError(AUTH_FAILED)
         return Session(member.id, name, member.roles, keys["hpke"], keys["sign"],
                        keys["totp"])
@@ -327,7 +327,7 @@ class OperatorService(Service):
         name = session.name
         with self.store.transaction() as txn:
             require_active(txn, session)
-            _, doc = self._member(txn, name)
+            _, doc = self.member(txn, name)
             state = doc["totp"]
             self._refuse_if_locked(txn, name, state)
             step = totp.matching_step(session.totp_seed, code, self.now())
@@ -389,7 +389,7 @@ class OperatorService(Service):
         with self.store.transaction() as txn:
             signers = two_people(txn, sessions, f"the {kind} of an operator",
                                        exclude=name)
-            member, doc = self._member(txn, name)
+            member, doc = self.member(txn, name)
             if kind == Change.SUSPEND:
                 if member.status == OperatorStatus.SUSPENDED:
                     raise UsageError(f"operator {name} is already suspended")
@@ -415,75 +415,3 @@ class OperatorService(Service):
     def reactivate_operator(self, sessions: Sequence[Session], name: str) -> None:
         """Reactivate ``name``: signed by two other active operators, one an admin."""
         self._set_status(sessions, name, Change.REACTIVATE, {})
-
-    # -- an operator's own factors -----------------------------------------------------------
-    def _rewrap(self, txn: Transaction, doc: dict[str, Any], member: Member, passphrase: str,
-                keys: dict[str, Any], seed: str) -> None:
-        """Wrap the same private keys (and ``seed``) under ``passphrase`` with a fresh salt."""
-        params = self._kdf_params(txn.meta)
-        payload = canonical.dumps({"hpke": b64e(keys["hpke"]), "sign": b64e(keys["sign"]),
-                                   "totp": seed})
-        doc["kdf"] = params.to_dict()
-        doc["wrapped"] = b64e(kdf.wrap(
-            payload, passphrase, params,
-            self._wrap_aad(member.id, member.hpke_pub, member.sign_pub),
-            allow_weak=self.ctx.allow_weak_kdf))
-
-    def change_passphrase(self, name: str, old: str, code: str, new: str) -> None:
-        """``operator passwd``: the operator's own keys under a new passphrase.
-
-        A full unlock first (passphrase + TOTP, counted like any attempt); the
-        keys and TOTP seed do not change, so nothing is re-sealed and the roster
-        is untouched.
-        """
-        kdf.check_passphrase_policy(new)
-        if new == old:
-            raise UsageError("the new passphrase is the same as the old one")
-        session = self.unlock(name, old, code)
-        with self.store.transaction() as txn:
-            member, doc = self._member(txn, name)
-            require_active(txn, session)
-            keys = {"hpke": session.hpke_priv, "sign": session.sign_priv}
-            self._rewrap(txn, doc, member, new, keys, session.totp_seed)
-            txn.table("operators").put(name, doc)
-            txn.record(session.signer, "operator.passphrase-changed", name, {})
-
-    def reset_totp(self, witness_session: Session, name: str, passphrase: str) -> Enrolment:
-        """``operator totp-reset``: a new TOTP key for ``name`` (a lost authenticator).
-
-        ``name`` proves their passphrase; a second, different active operator,
-        unlocked with their own passphrase and TOTP, countersigns. The new key is
-        shown once (QR); the old one stops working at once. Failed passphrases
-        count towards ``name``'s lockout like any other attempt.
-        """
-        if witness_session.name == name:
-            raise PolicyError("a TOTP reset is countersigned by another operator")
-        with self.store.read() as txn:
-            member, doc = self._member(txn, name)
-            require_active(txn, witness_session)
-            if member.status not in (OperatorStatus.ACTIVE, OperatorStatus.ENROLLING):
-                raise PolicyError(f"operator {name} is {member.status}")
-            if float(doc["totp"].get("locked_until", 0.0)) > self.now():
-                raise AuthError(f"operator {name} is locked after repeated failures")
-        try:
-            keys = self._unwrap(doc, member, passphrase)
-        except (DecryptError, IntegrityError):
-            with self.store.transaction() as txn:
-                _, fdoc = self._member(txn, name)
-                fdoc["totp"]["failures"] = int(fdoc["totp"]["failures"]) + 1
-                txn.table("operators").put(name, fdoc)
-            self._record_failure(name, "totp-reset")
-            raise AuthError(AUTH_FAILED) from None
-        seed = totp.new_seed(self.ctx.rng.bytes(20))
-        with self.store.transaction() as txn:
-            member, doc = self._member(txn, name)
-            require_active(txn, witness_session)
-            self._rewrap(txn, doc, member, passphrase, keys, seed)
-            doc["totp"] = {"last_step": 0, "failures": 0, "locked_until": 0.0}
-            txn.table("operators").put(name, doc)
-            own = Session(member.id, name, member.roles, keys["hpke"], keys["sign"])
-            txn.record(own.signer, "operator.totp-reset", name,
-                       {"countersigned_by": [witness_session.name]})
-            txn.record(witness_session.signer, "operator.totp-reset-witnessed", name, {})
-            label = str(txn.meta.get("label", "vault"))
-        return Enrolment(name, seed, totp.provisioning_uri(seed, name, label), member.status)

@@ -54,7 +54,6 @@ from glasskey.core.errors import (
 )
 from glasskey.core.lookups import (
     checked,
-    checked_config,
     recipients,
     request_doc,
     require_active,
@@ -73,7 +72,7 @@ from glasskey.core.reviews import ReviewService
 from glasskey.core.roster import Roster, config_digest, verify_config
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.store import Transaction
 
 S = CheckoutState
 Outcome = RotationOutcome
@@ -115,10 +114,10 @@ class RotationService(Service):
         )
         return registry.make(cred["connector"], settings)
 
-    def _info(self, label: str, cred_id: str, version: int, operator_id: str) -> bytes:
+    def info(self, label: str, cred_id: str, version: int, operator_id: str) -> bytes:
         return hpke.info_for(label, self.vault_id, cred_id, version, operator_id)
 
-    def _current_value(self, session: Session, req: dict[str, Any] | None,
+    def current_value(self, session: Session, req: dict[str, Any] | None,
                        vdoc: dict[str, Any]) -> SecretValue | None:
         """The value the target has now, if this session is its holder (for self-rotation).
 
@@ -208,9 +207,9 @@ class RotationService(Service):
             pending = sealed.get("pending")
             if pending is None:
                 checked(txn, cred_id, sealed["current"], cred["name"])
-                old = self._current_value(session, req, sealed["current"])
+                old = self.current_value(session, req, sealed["current"])
                 policy = Policy.from_doc(cred["policy"])
-                new = generate(policy)
+                new = generate(policy, self.ctx.rng)
                 version = int(sealed["current"]["version"]) + 1
                 pending = seal(txn, session, cred_id, seal_version(
                     self.vault_id, cred_id, version, new, policy.k, recipients(txn),
@@ -234,16 +233,16 @@ class RotationService(Service):
                 new_value: SecretValue | None = new
                 if connector.vault_is_source_of_truth:
                     # Nothing outside the vault to change: commit in the same write.
-                    self._promote(txn, session, cred, sealed, {"request": req_id})
+                    self.promote(txn, session, cred, sealed, {"request": req_id})
                     if req is not None:
                         self._finish_request(txn, req, RotationOutcome.COMMITTED, version)
                     return connector, None, None, version, RotationResult(
                         cred["name"], RotationOutcome.COMMITTED, version)
             else:
                 version = int(pending["version"])
-                new_value, old = self._open_resume(session, cred_id, pending)
+                new_value, old = self.open_resume(session, cred_id, pending)
                 if old is None:
-                    old = self._current_value(session, req, sealed["current"])
+                    old = self.current_value(session, req, sealed["current"])
             if req is not None and req["state"] not in (S.ROTATING, S.CLOSED):
                 req["state"] = S.ROTATING
                 self.requests.save(txn, req)
@@ -254,17 +253,17 @@ class RotationService(Service):
         payload = canonical.dumps({"new": new.reveal(),
                                    "old": old.reveal() if old is not None else None})
         blob = hpke.seal(hpke.public_from_private(session.hpke_priv), payload,
-                         self._info(RESUME_LABEL, cred_id, version, session.operator_id))
+                         self.info(RESUME_LABEL, cred_id, version, session.operator_id))
         return {"operator": session.operator_id, "blob": b64e(blob)}
 
-    def _open_resume(self, session: Session, cred_id: str, pending: dict[str, Any]
+    def open_resume(self, session: Session, cred_id: str, pending: dict[str, Any]
                      ) -> tuple[SecretValue | None, SecretValue | None]:
         resume = pending.get("resume")
         if not resume or resume.get("operator") != session.operator_id:
             return None, None
         try:
             raw = hpke.open_(session.hpke_priv, b64d(resume["blob"]),
-                             self._info(RESUME_LABEL, cred_id, int(pending["version"]),
+                             self.info(RESUME_LABEL, cred_id, int(pending["version"]),
                                         session.operator_id))
         except DecryptError:
             return None, None
@@ -324,12 +323,12 @@ class RotationService(Service):
                     req["requester"] if req else "",
                     f"rotation of {cred['name']} to version {version} failed: {error}")
                 return RotationResult(cred["name"], Outcome.FAILED, int(cred["version"]), error)
-            self._promote(txn, session, cred, sealed, {"request": req_id})
+            self.promote(txn, session, cred, sealed, {"request": req_id})
             if req is not None:
                 self._finish_request(txn, req, RotationOutcome.COMMITTED, version)
             return RotationResult(cred["name"], RotationOutcome.COMMITTED, version)
 
-    def _promote(self, txn: Transaction, session: Session, cred: dict[str, Any],
+    def promote(self, txn: Transaction, session: Session, cred: dict[str, Any],
                  sealed: dict[str, Any], details: dict[str, Any]) -> None:
         pending = dict(checked(txn, cred["id"], sealed["pending"], cred["name"]))
         for key in ("resume", "apply", "apply_revealed_to", "intent_by", "holder", "reason"):
@@ -430,7 +429,7 @@ class RotationService(Service):
             if not m.active or m.name == holder:
                 continue
             copies[m.id] = b64e(hpke.seal(b64d(m.hpke_pub), new.encode(),
-                                          self._info(APPLY_LABEL, cred_id, version, m.id)))
+                                          self.info(APPLY_LABEL, cred_id, version, m.id)))
         if not copies:
             raise PolicyError("no operator other than the holder can apply the new value")
         return copies
@@ -455,111 +454,6 @@ class RotationService(Service):
             return RotationResult(cred["name"], RotationOutcome.APPLY_PENDING, int(cred["version"]),
                                   "an operator other than the holder must apply it "
                                   f"('glasskey apply {cred['name']}')")
-
-    def reveal_apply(self, session: Session, cred_name: str) -> SecretValue:
-        """Show a manual credential's pending value to the operator who will apply it."""
-        with self.store.transaction() as txn:
-            require_active(txn, session)
-            cred = self.find_credential(txn, cred_name)
-            sealed = txn.sharded("sealed").get(cred["id"]) or {}
-            pending = sealed.get("pending")
-            if not pending or "apply" not in pending:
-                raise PolicyError(f"{cred_name} has no value waiting to be applied")
-            if pending.get("holder") == session.name:
-                raise Refused(PolicyError("the holder of the last checkout cannot apply its "
-                                          "rotation; another operator must"))
-            blob = pending["apply"].get(session.operator_id)
-            if blob is None:
-                raise PolicyError(f"{session.name} holds no copy of the value to apply")
-            value = SecretValue(hpke.open_(session.hpke_priv, b64d(blob), self._info(
-                APPLY_LABEL, cred["id"], int(pending["version"]), session.operator_id)))
-            if session.name not in pending.setdefault("apply_revealed_to", []):
-                pending["apply_revealed_to"].append(session.name)
-                txn.sharded("sealed").put(cred["id"], sealed)
-            txn.record(session.signer, "rotate.apply-revealed", cred_name,
-                       {"version": int(pending["version"])})
-        return value
-
-    def confirm_applied(self, session: Session, cred_name: str) -> RotationResult:
-        """The applier confirms the target now has the pending value: promote it."""
-        with self.store.transaction() as txn:
-            require_active(txn, session)
-            cred = self.find_credential(txn, cred_name)
-            sealed = txn.sharded("sealed").get(cred["id"])
-            pending = (sealed or {}).get("pending")
-            if not sealed or not pending:
-                raise PolicyError(f"{cred_name} has no rotation waiting to be confirmed")
-            if pending.get("holder") == session.name:
-                raise PolicyError("the holder of the last checkout cannot confirm its rotation")
-            if "apply" in pending and session.name not in pending.get("apply_revealed_to", []):
-                raise PolicyError(f"{session.name} has not fetched the value to apply "
-                                  f"('glasskey apply {cred_name}')")
-            self._promote(txn, session, cred, sealed, {"applied_by": session.name})
-            return RotationResult(cred_name, RotationOutcome.COMMITTED, int(cred["version"]))
-
-    # -- reconciliation -----------------------------------------------------------------
-    def pending_rotations(self) -> list[tuple[str, str, int]]:
-        """(credential name, id, pending version) of every unfinished intent."""
-        with self.store.read() as txn:
-            out = []
-            for sdoc in txn.sharded("sealed").values():
-                if sdoc.get("pending"):
-                    cred = txn.sharded("credentials").get(sdoc["cred_id"])
-                    name = cred["name"] if cred else sdoc["cred_id"]
-                    out.append((name, sdoc["cred_id"], int(sdoc["pending"]["version"])))
-            return sorted(out)
-
-    def reconcile(self, session: Session, cred_name: str, *, fresh: bool = False
-                  ) -> RotationResult:
-        """Finish an unfinished rotation; with ``fresh``, roll it back and start anew.
-
-        Rolling back is safe only when the target provably still accepts the
-        current value (or the vault is the source of truth): otherwise the
-        pending value may be the one the target has, and discarding it could
-        lock everyone out.
-        """
-        cred_id = self.ctx.cred_id_for(cred_name)
-        with self.store.read() as txn:
-            cred = checked_config(txn, self.find_credential(txn, cred_name))
-            active = txn.table("active").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
-            roster = txn.roster
-        req_id = active["request"] if active else None
-        if sealed is None or not sealed.get("pending"):
-            return RotationResult(cred_name, RotationOutcome.NOTHING_TO_DO, int(cred["version"]))
-        if fresh:
-            self._roll_back(session, cred, sealed, req_id, roster)
-        return self.rotate(session, cred_id, req_id, reason="reconcile")
-
-    def _roll_back(self, session: Session, cred: dict[str, Any], sealed: dict[str, Any],
-                   req_id: str | None, roster: Roster) -> None:
-        connector = self.connector_for(cred, roster)
-        if not connector.vault_is_source_of_truth:
-            req = None
-            if req_id:
-                with self.store.read() as txn:
-                    req = txn.sharded("requests").get(req_id)
-            pending = sealed["pending"]
-            new, old = self._open_resume(session, cred["id"], pending)
-            old = old or self._current_value(session, req, sealed["current"])
-            try:
-                if new is not None and connector.verify(new):
-                    raise PolicyError("the target already accepts the pending value; "
-                                      "reconcile without --fresh to commit it")
-                if old is None or not connector.verify(old):
-                    raise PolicyError("cannot prove the target still accepts the current "
-                                      "value, so the pending one must not be discarded")
-            except ConnectorError as exc:
-                raise PolicyError(f"cannot reach the target to check: {exc}") from None
-        with self.store.transaction() as txn:
-            fresh_sealed = txn.sharded("sealed").get(cred["id"])
-            if not fresh_sealed or not fresh_sealed.get("pending"):
-                return
-            dropped = int(fresh_sealed["pending"]["version"])
-            fresh_sealed["pending"] = None
-            txn.sharded("sealed").put(cred["id"], fresh_sealed)
-            txn.record(session.signer, "rotate.rollback", cred["name"],
-                       {"dropped_version": dropped, "request": req_id})
 
     def rotate_many(self, session: Session, names: Sequence[str],
                     progress: Callable[[int, int], None] | None = None

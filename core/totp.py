@@ -5,7 +5,7 @@ same passphrase as the operator's keys, so someone holding both the files and
 the passphrase can compute codes. It still stops a passphrase alone (shoulder
 surfing, a reused password) and it paces guessing. SECURITY.md says so.
 
-Rules (DESIGN.md, NIST SP 800-63B): the previous, current and next 30-second
+Rules (after NIST SP 800-63B): the previous, current and next 30-second
 step are accepted; a step is accepted at most once per operator and only if
 later than the last accepted one (persisted under the vault lock, so two
 processes with the same code cannot both succeed, and setting the clock back

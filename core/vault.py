@@ -5,10 +5,12 @@ settings, the client's switches: core/context.py) and one object per
 service, each holding explicit references to the few others it calls:
 
     operators   OperatorService     founding, enrolment, unlock, suspension
+    factors     FactorService       an operator's own passphrase and TOTP key
     credentials CredentialService   add, import
     requests    Requests            request records and their ``active`` index
     reviews     ReviewService       the post-use review queue
-    rotation    RotationService     check-in, rotation, apply, reconcile
+    rotation    RotationService     check-in, rotation, releases
+    finishing   RotationFinisher    manual apply, reconcile
     onboarding  OnboardingService   one-time onboarding secrets (and releases)
     checkout    CheckoutService     request, approve, deny, cancel, reveal
     holder      HolderService       re-display, lease extension
@@ -43,6 +45,8 @@ from glasskey.core.credentials import CredentialService, CredentialSpec
 from glasskey.core.crypto import kdf
 from glasskey.core.drill import DrillResult, DrillService
 from glasskey.core.emergency import KitIssued, KitService
+from glasskey.core.factors import FactorService
+from glasskey.core.finishing import RotationFinisher
 from glasskey.core.lookups import require_active
 from glasskey.core.models import Alert, Checkout, Credential, Operator
 from glasskey.core.notify_service import NotifyService
@@ -69,10 +73,12 @@ class VaultServices:
     """The services of one vault, wired together (see the module docstring)."""
 
     operators: OperatorService
+    factors: FactorService
     credentials: CredentialService
     requests: Requests
     reviews: ReviewService
     rotation: RotationService
+    finishing: RotationFinisher
     onboarding: OnboardingService
     checkout: CheckoutService
     holder: HolderService
@@ -95,9 +101,11 @@ class VaultServices:
         notify = NotifyService(ctx)
         sweep = SweepService(ctx, requests=requests, rotation=rotation,
                              onboarding=onboarding, notify=notify)
+        operators = OperatorService(ctx)
         return cls(
-            operators=OperatorService(ctx), credentials=credentials, requests=requests,
-            reviews=reviews, rotation=rotation, onboarding=onboarding, checkout=checkout,
+            operators=operators, factors=FactorService(ctx, operators),
+            credentials=credentials, requests=requests, reviews=reviews, rotation=rotation,
+            finishing=RotationFinisher(ctx, rotation), onboarding=onboarding, checkout=checkout,
             holder=HolderService(ctx, requests, checkout), kit=kit,
             offboarding=OffboardingService(ctx, requests), drill=DrillService(ctx),
             notify=notify, sweep=sweep,
@@ -256,10 +264,10 @@ class Vault:
         self.services.operators.reactivate_operator(sessions, name)
 
     def change_passphrase(self, name: str, old: str, code: str, new: str) -> None:
-        self.services.operators.change_passphrase(name, old, code, new)
+        self.services.factors.change_passphrase(name, old, code, new)
 
     def reset_totp(self, witness_session: Session, name: str, passphrase: str) -> Enrolment:
-        return self.services.operators.reset_totp(witness_session, name, passphrase)
+        return self.services.factors.reset_totp(witness_session, name, passphrase)
 
     def remove_operator(self, sessions: Sequence[Session], name: str,
                         progress: Progress2 = None) -> list[str]:
@@ -333,17 +341,17 @@ class Vault:
         return self.services.rotation.rotate_many(session, names, progress)
 
     def reveal_apply(self, session: Session, cred_name: str) -> SecretValue:
-        return self.services.rotation.reveal_apply(session, cred_name)
+        return self.services.finishing.reveal_apply(session, cred_name)
 
     def confirm_applied(self, session: Session, cred_name: str) -> RotationResult:
-        return self.services.rotation.confirm_applied(session, cred_name)
+        return self.services.finishing.confirm_applied(session, cred_name)
 
     def reconcile(self, session: Session, cred_name: str, *, fresh: bool = False
                   ) -> RotationResult:
-        return self.services.rotation.reconcile(session, cred_name, fresh=fresh)
+        return self.services.finishing.reconcile(session, cred_name, fresh=fresh)
 
     def pending_rotations(self) -> list[tuple[str, str, int]]:
-        return self.services.rotation.pending_rotations()
+        return self.services.finishing.pending_rotations()
 
     def flagged(self) -> list[dict[str, Any]]:
         return self.services.rotation.flagged()

@@ -48,7 +48,7 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Counted operator keys and a cursor that never blinks."""
     counter = itertools.count()
 
-    def key() -> bytes:
+    def key(rng: object = None) -> bytes:  # the vault's randomness is not drawn on
         return hashlib.sha256(b"tui-snapshot-key-%d" % next(counter)).digest()
 
     monkeypatch.setattr("glasskey.core.crypto.sign.generate_private", key)

@@ -24,6 +24,7 @@ import hashlib
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke as _hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from glasskey.core.clock import Random
 from glasskey.core.crypto.aead import aad_for
 from glasskey.core.errors import DecryptError, IntegrityError, UsageError
 
@@ -47,9 +48,13 @@ _PROBE = X25519PrivateKey.from_private_bytes(
 )
 
 
-def generate_private() -> bytes:
-    """A fresh X25519 private key as 32 raw bytes (from the OS CSPRNG)."""
-    return X25519PrivateKey.generate().private_bytes_raw()
+def generate_private(rng: Random | None = None) -> bytes:
+    """A fresh X25519 private key as 32 raw bytes: from ``rng`` (the vault's injected
+    randomness) when given, else from the OS CSPRNG. Any 32 bytes are a key (RFC 7748
+    clamps them when used)."""
+    if rng is None:
+        return X25519PrivateKey.generate().private_bytes_raw()
+    return X25519PrivateKey.from_private_bytes(rng.bytes(KEY_LEN)).private_bytes_raw()
 
 
 def public_from_private(priv: bytes) -> bytes:

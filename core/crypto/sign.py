@@ -18,15 +18,19 @@ import functools
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from glasskey.core.clock import Random
 from glasskey.core.errors import IntegrityError
 
 KEY_LEN = 32
 SIG_LEN = 64
 
 
-def generate_private() -> bytes:
-    """A fresh Ed25519 private key (the 32-byte seed) from the OS CSPRNG."""
-    return Ed25519PrivateKey.generate().private_bytes_raw()
+def generate_private(rng: Random | None = None) -> bytes:
+    """A fresh Ed25519 private key (the 32-byte seed, RFC 8032): from ``rng`` (the
+    vault's injected randomness) when given, else from the OS CSPRNG."""
+    if rng is None:
+        return Ed25519PrivateKey.generate().private_bytes_raw()
+    return Ed25519PrivateKey.from_private_bytes(rng.bytes(KEY_LEN)).private_bytes_raw()
 
 
 def _load_private(priv: bytes) -> Ed25519PrivateKey:
