@@ -49,7 +49,7 @@ SMALL_CREDENTIALS = 10
 #: KDF for quick runs (needs GLASSKEY_INSECURE_FAST_KDF=1); never a real vault.
 FAST_KDF = {"memory_kib": 1024, "iterations": 1, "lanes": 1}
 #: The vault's defaults: Argon2id with 64 MiB and 2 lanes, passes calibrated to 0.5 s
-#: (core.operators.OperatorOps.kdf_target_seconds, core.crypto.kdf.calibrate).
+#: (core.operators.OperatorService.kdf_target_seconds, core.crypto.kdf.calibrate).
 KDF_TARGET_SECONDS = 0.5
 ALPHABET_DEFAULT = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789-_.+"
 

@@ -50,7 +50,7 @@ from glasskey.core.text import cap_all
 S = CheckoutState
 
 #: Rotates (or, for an onboarding secret, revokes) a released request:
-#: (session, request id, quiet). ``Releases.rotate_release`` in core/onboarding.py.
+#: (session, request id, quiet): ``OnboardingService.rotate_release`` (core/onboarding.py).
 ReleaseHandler = Callable[[Session, str, bool], None]
 
 

@@ -157,8 +157,8 @@ class Requests(Service):
         A request that reached its approvals is *released*: it is recorded with
         ``"released": true`` and left ROTATING (the credential stays taken, the
         grants stay so that the holder's client can hand the old value to the
-        connector) until the release is rotated (``Releases``) and its review
-        queued. Returns True for a release.
+        connector) until the release is rotated and its review queued
+        (``OnboardingService.rotate_release``). Returns True for a release.
         """
         event = event_for(req, "expired" if how == "expired" else how)
         if is_release(req):

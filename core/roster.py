@@ -441,7 +441,7 @@ def verify_config(roster: Roster, cred: Mapping[str, Any]) -> None:
     # A requester may issue a one-time onboarding secret whose value lives only in
     # the vault (or is applied by hand); only an admin says where values go.
     # A site template (checked against the site policy before it runs, see
-    # RotationOps.connector_for) also vouches for an onboarding secret's target.
+    # RotationService.connector_for) also vouches for an onboarding secret's target.
     onboarding = cred.get("kind") == "onboarding"
     harmless = onboarding and cred.get("connector") in (
         "generated", "manual") and cred.get("target") is None

@@ -321,10 +321,12 @@ class ForwardResult:
     state_path: Path
 
 
-def default_state_path(vault_id: str, host: str, port: int, protocol: str) -> Path:
+def default_state_path(vault_id: str, host: str, port: int, protocol: str,
+                       state_dir: Path | None = None) -> Path:
     """Beside the witness checkpoints, in this client's state dir (not the vault dir)."""
     safe_host = "".join(c if c.isalnum() or c in ".-" else "_" for c in host)
-    return witness.state_dir() / "siem" / f"{vault_id}-{safe_host}-{port}-{protocol}.json"
+    return witness.state_dir(state_dir) / "siem" / \
+        f"{vault_id}-{safe_host}-{port}-{protocol}.json"
 
 
 def load_state(path: Path, vault_id: str) -> ForwardState:
@@ -372,7 +374,8 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
     after it.
     """
     vault_id = vault.vault_id
-    path = state_path or default_state_path(vault_id, host, port, protocol)
+    path = state_path or default_state_path(vault_id, host, port, protocol,
+                                            vault.context.state_dir)
     state = load_state(path, vault_id)
     head_doc = vault.meta().get("audit") or {}
     head_seq = int(head_doc.get("seq", 0))
