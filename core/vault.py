@@ -2,7 +2,8 @@
 
 ``Vault`` builds one ``VaultContext`` (store, clock, randomness, site
 settings, the client's switches: core/context.py) and one object per
-service, each holding explicit references to the few others it calls:
+service (wired in core/services.py), each holding explicit references to the
+few others it calls:
 
     operators   OperatorService     founding, enrolment, unlock, suspension
     factors     FactorService       an operator's own passphrase and TOTP key
@@ -28,89 +29,38 @@ and the tests call, and only delegate.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from glasskey.core import witness
-from glasskey.core.alerts import AlertService
 from glasskey.core.audit import Head, Signer
 from glasskey.core.chain import Checkpoint, Progress, VerifyResult, check_prefix, verify_log
-from glasskey.core.checkout import CheckoutService
 from glasskey.core.clock import Clock, Random
 from glasskey.core.config import NotifySettings
 from glasskey.core.connectors.base import Connector
 from glasskey.core.context import VaultContext
-from glasskey.core.credentials import CredentialService, CredentialSpec
+from glasskey.core.credentials import CredentialSpec
 from glasskey.core.crypto import kdf
-from glasskey.core.drill import DrillResult, DrillService
-from glasskey.core.emergency import KitIssued, KitService
-from glasskey.core.factors import FactorService
-from glasskey.core.finishing import RotationFinisher
+from glasskey.core.drill import DrillResult
+from glasskey.core.emergency import KitIssued
 from glasskey.core.lookups import require_active
 from glasskey.core.models import Alert, Checkout, Credential, Operator
-from glasskey.core.notify_service import NotifyService
-from glasskey.core.offboarding import OffboardingService
-from glasskey.core.onboarding import DEFAULT_EXPIRY, OnboardingService
-from glasskey.core.operators import Enrolment, OperatorService, OperatorSpec
-from glasskey.core.redisplay import HolderService
+from glasskey.core.onboarding import DEFAULT_EXPIRY
+from glasskey.core.operators import Enrolment, OperatorSpec
 from glasskey.core.requests import Requests
-from glasskey.core.reviews import ReviewItem, ReviewService
+from glasskey.core.reviews import ReviewItem
 from glasskey.core.roster import Member, Roster
-from glasskey.core.rotation import RotationResult, RotationService
+from glasskey.core.rotation import RotationResult
 from glasskey.core.secret import SecretValue
+from glasskey.core.services import VaultServices
 from glasskey.core.session import Session
 from glasskey.core.store import Store, Transaction
-from glasskey.core.sweep import SweepReport, SweepService
+from glasskey.core.sweep import SweepReport
 
-__all__ = ["SweepReport", "Vault", "VaultServices"]
+__all__ = ["SweepReport", "Vault", "VaultServices"]  # VaultServices: core/services.py
 
-Progress2 = Callable[[int, int], None] | None
-
-
-@dataclass(frozen=True)
-class VaultServices:
-    """The services of one vault, wired together (see the module docstring)."""
-
-    operators: OperatorService
-    factors: FactorService
-    credentials: CredentialService
-    requests: Requests
-    reviews: ReviewService
-    rotation: RotationService
-    finishing: RotationFinisher
-    onboarding: OnboardingService
-    checkout: CheckoutService
-    holder: HolderService
-    kit: KitService
-    offboarding: OffboardingService
-    drill: DrillService
-    notify: NotifyService
-    sweep: SweepService
-    alerts: AlertService
-
-    @classmethod
-    def build(cls, ctx: VaultContext) -> VaultServices:
-        requests = Requests(ctx)
-        reviews = ReviewService(ctx)
-        credentials = CredentialService(ctx)
-        rotation = RotationService(ctx, requests, reviews)
-        onboarding = OnboardingService(ctx, requests, credentials, rotation, reviews)
-        checkout = CheckoutService(ctx, requests, onboarding.rotate_release)
-        kit = KitService(ctx, requests, reviews, rotation)
-        notify = NotifyService(ctx)
-        sweep = SweepService(ctx, requests=requests, rotation=rotation,
-                             onboarding=onboarding, notify=notify)
-        operators = OperatorService(ctx)
-        return cls(
-            operators=operators, factors=FactorService(ctx, operators),
-            credentials=credentials, requests=requests, reviews=reviews, rotation=rotation,
-            finishing=RotationFinisher(ctx, rotation), onboarding=onboarding, checkout=checkout,
-            holder=HolderService(ctx, requests, checkout), kit=kit,
-            offboarding=OffboardingService(ctx, requests), drill=DrillService(ctx),
-            notify=notify, sweep=sweep,
-            alerts=AlertService(ctx, requests=requests, reviews=reviews, rotation=rotation,
-                                kit=kit, notify=notify, sweep=sweep))
+#: A progress callback (done, total), or None.
+OnProgress = Callable[[int, int], None] | None
 
 
 class Vault:
@@ -253,7 +203,7 @@ class Vault:
         self.services.operators.confirm_totp(session, code)
 
     def add_operator(self, sessions: Sequence[Session], spec: OperatorSpec,
-                     progress: Progress2 = None) -> Enrolment:
+                     progress: OnProgress = None) -> Enrolment:
         return self.services.operators.add_operator(sessions, spec, progress)
 
     def suspend_operator(self, sessions: Sequence[Session], name: str,
@@ -270,7 +220,7 @@ class Vault:
         return self.services.factors.reset_totp(witness_session, name, passphrase)
 
     def remove_operator(self, sessions: Sequence[Session], name: str,
-                        progress: Progress2 = None) -> list[str]:
+                        progress: OnProgress = None) -> list[str]:
         return self.services.offboarding.remove_operator(sessions, name, progress)
 
     # -- credentials -------------------------------------------------------------------------
@@ -284,7 +234,7 @@ class Vault:
         return self.services.credentials.add_credential(session, spec)
 
     def import_credentials(self, session: Session, specs: Iterable[CredentialSpec],
-                           progress: Progress2 = None) -> list[Credential]:
+                           progress: OnProgress = None) -> list[Credential]:
         return self.services.credentials.import_credentials(session, specs, progress)
 
     # -- requests and checkouts --------------------------------------------------------------
@@ -337,7 +287,7 @@ class Vault:
                                              checkin=checkin)
 
     def rotate_many(self, session: Session, names: Sequence[str],
-                    progress: Progress2 = None) -> list[RotationResult]:
+                    progress: OnProgress = None) -> list[RotationResult]:
         return self.services.rotation.rotate_many(session, names, progress)
 
     def reveal_apply(self, session: Session, cred_name: str) -> SecretValue:
@@ -396,7 +346,7 @@ class Vault:
     def active_kit(self) -> dict[str, Any] | None:
         return self.services.kit.active_kit()
 
-    def issue_kit(self, sessions: Sequence[Session], progress: Progress2 = None) -> KitIssued:
+    def issue_kit(self, sessions: Sequence[Session], progress: OnProgress = None) -> KitIssued:
         return self.services.kit.issue_kit(sessions, progress)
 
     def kit_part(self, session: Session) -> str:
@@ -408,7 +358,7 @@ class Vault:
     def kit_exposure(self) -> list[str]:
         return self.services.kit.kit_exposure()
 
-    def kit_sweep(self, session: Session, progress: Progress2 = None
+    def kit_sweep(self, session: Session, progress: OnProgress = None
                   ) -> list[RotationResult]:
         return self.services.kit.kit_sweep(session, progress)
 
