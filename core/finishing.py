@@ -19,7 +19,8 @@ from glasskey.core.errors import ConnectorError, PolicyError
 from glasskey.core.lookups import checked_config, require_active
 from glasskey.core.models import RotationOutcome
 from glasskey.core.roster import Roster
-from glasskey.core.rotation import APPLY_LABEL, RotationResult, RotationService
+from glasskey.core.rotation import RotationResult, RotationService
+from glasskey.core.rotation_values import apply_info, current_value, open_resume
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.store import Refused
@@ -48,8 +49,8 @@ class RotationFinisher(Service):
             blob = pending["apply"].get(session.operator_id)
             if blob is None:
                 raise PolicyError(f"{session.name} holds no copy of the value to apply")
-            value = SecretValue(hpke.open_(session.hpke_priv, b64d(blob), self.rotation.info(
-                APPLY_LABEL, cred["id"], int(pending["version"]), session.operator_id)))
+            value = SecretValue(hpke.open_(session.hpke_priv, b64d(blob), apply_info(
+                self.vault_id, cred["id"], int(pending["version"]), session.operator_id)))
             if session.name not in pending.setdefault("apply_revealed_to", []):
                 pending["apply_revealed_to"].append(session.name)
                 txn.sharded("sealed").put(cred["id"], sealed)
@@ -117,8 +118,8 @@ class RotationFinisher(Service):
                 with self.store.read() as txn:
                     req = txn.sharded("requests").get(req_id)
             pending = sealed["pending"]
-            new, old = self.rotation.open_resume(session, cred["id"], pending)
-            old = old or self.rotation.current_value(session, req, sealed["current"])
+            new, old = open_resume(self.vault_id, session, cred["id"], pending)
+            old = old or current_value(self.vault_id, session, req, sealed["current"])
             try:
                 if new is not None and connector.verify(new):
                     raise PolicyError("the target already accepts the pending value; "

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from glasskey.core import canonical
 from glasskey.core import config as site_config
 from glasskey.core.canonical import b64d, b64e
 from glasskey.core.connectors import registry
@@ -38,16 +37,10 @@ from glasskey.core.connectors.base import Connector, ConnectorSettings
 from glasskey.core.context import Service, VaultContext
 from glasskey.core.crypto import hpke
 from glasskey.core.envelope import (
-    decrypt_secret,
-    grant_info,
-    open_grant,
-    open_own_share,
-    recover_dek,
     seal_version,
 )
 from glasskey.core.errors import (
     ConnectorError,
-    DecryptError,
     GlasskeyError,
     IntegrityError,
     PolicyError,
@@ -70,14 +63,18 @@ from glasskey.core.passwords import generate
 from glasskey.core.requests import Requests
 from glasskey.core.reviews import ReviewService
 from glasskey.core.roster import Roster, config_digest, verify_config
+from glasskey.core.rotation_values import (
+    apply_info,
+    current_value,
+    open_resume,
+    seal_resume,
+)
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.store import Transaction
 
 S = CheckoutState
 Outcome = RotationOutcome
-RESUME_LABEL = "glasskey/rotation-resume/v1"
-APPLY_LABEL = "glasskey/rotation-apply/v1"
 
 
 @dataclass(frozen=True)
@@ -113,34 +110,6 @@ class RotationService(Service):
             options=dict(cred.get("options", {})), site=self.ctx.site_config(cred["connector"]),
         )
         return registry.make(cred["connector"], settings)
-
-    def info(self, label: str, cred_id: str, version: int, operator_id: str) -> bytes:
-        return hpke.info_for(label, self.vault_id, cred_id, version, operator_id)
-
-    def current_value(self, session: Session, req: dict[str, Any] | None,
-                       vdoc: dict[str, Any]) -> SecretValue | None:
-        """The value the target has now, if this session is its holder (for self-rotation).
-
-        Uses the holder's grants, kept until the checkout closes; the value is
-        never shown, only handed to the connector.
-        """
-        if req is None or req.get("requester") != session.name:
-            return None
-        if int(req.get("version", -1)) != int(vdoc["version"]):
-            return None
-        try:
-            shares = [open_own_share(self.vault_id, req["cred_id"], vdoc, session.operator_id,
-                                     session.hpke_priv)]
-            for a in req.get("approvals", []):
-                if a.get("grant") is None:
-                    return None
-                info = grant_info(self.vault_id, req["id"], req["cred_id"], int(req["version"]),
-                                  session.operator_id, a["approver_id"], float(a["expires"]))
-                shares.append(open_grant(a["grant"], session.hpke_priv, info))
-            dek = recover_dek(self.vault_id, req["cred_id"], vdoc, shares)
-            return decrypt_secret(self.vault_id, req["cred_id"], vdoc, dek)
-        except (DecryptError, IntegrityError):
-            return None
 
     # -- check-in -------------------------------------------------------------------------
     def checkin(self, session: Session, req_id: str) -> RotationResult:
@@ -207,7 +176,7 @@ class RotationService(Service):
             pending = sealed.get("pending")
             if pending is None:
                 checked(txn, cred_id, sealed["current"], cred["name"])
-                old = self.current_value(session, req, sealed["current"])
+                old = current_value(self.vault_id, session, req, sealed["current"])
                 policy = Policy.from_doc(cred["policy"])
                 new = generate(policy, self.ctx.rng)
                 version = int(sealed["current"]["version"]) + 1
@@ -221,7 +190,8 @@ class RotationService(Service):
                     pending["apply"] = self._apply_copies(txn, cred_id, version, new,
                                                           pending["holder"])
                 elif not connector.vault_is_source_of_truth:
-                    pending["resume"] = self._seal_resume(session, cred_id, version, new, old)
+                    pending["resume"] = seal_resume(self.vault_id, session, cred_id, version, new,
+                                                         old)
                 sealed["pending"] = pending
                 txn.sharded("sealed").put(cred_id, sealed)
                 txn.record(session.signer, "rotate.intent", cred["name"], {
@@ -240,36 +210,13 @@ class RotationService(Service):
                         cred["name"], RotationOutcome.COMMITTED, version)
             else:
                 version = int(pending["version"])
-                new_value, old = self.open_resume(session, cred_id, pending)
+                new_value, old = open_resume(self.vault_id, session, cred_id, pending)
                 if old is None:
-                    old = self.current_value(session, req, sealed["current"])
+                    old = current_value(self.vault_id, session, req, sealed["current"])
             if req is not None and req["state"] not in (S.ROTATING, S.CLOSED):
                 req["state"] = S.ROTATING
                 self.requests.save(txn, req)
         return connector, new_value, old, version, None
-
-    def _seal_resume(self, session: Session, cred_id: str, version: int, new: SecretValue,
-                     old: SecretValue | None) -> dict[str, Any]:
-        payload = canonical.dumps({"new": new.reveal(),
-                                   "old": old.reveal() if old is not None else None})
-        blob = hpke.seal(hpke.public_from_private(session.hpke_priv), payload,
-                         self.info(RESUME_LABEL, cred_id, version, session.operator_id))
-        return {"operator": session.operator_id, "blob": b64e(blob)}
-
-    def open_resume(self, session: Session, cred_id: str, pending: dict[str, Any]
-                     ) -> tuple[SecretValue | None, SecretValue | None]:
-        resume = pending.get("resume")
-        if not resume or resume.get("operator") != session.operator_id:
-            return None, None
-        try:
-            raw = hpke.open_(session.hpke_priv, b64d(resume["blob"]),
-                             self.info(RESUME_LABEL, cred_id, int(pending["version"]),
-                                        session.operator_id))
-        except DecryptError:
-            return None, None
-        doc = canonical.loads(raw)
-        old = doc.get("old")
-        return SecretValue(doc["new"]), SecretValue(old) if old is not None else None
 
     def _apply(self, connector: Connector, new: SecretValue | None,
                old: SecretValue | None) -> str:
@@ -429,7 +376,7 @@ class RotationService(Service):
             if not m.active or m.name == holder:
                 continue
             copies[m.id] = b64e(hpke.seal(b64d(m.hpke_pub), new.encode(),
-                                          self.info(APPLY_LABEL, cred_id, version, m.id)))
+                                          apply_info(self.vault_id, cred_id, version, m.id)))
         if not copies:
             raise PolicyError("no operator other than the holder can apply the new value")
         return copies
