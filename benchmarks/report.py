@@ -122,7 +122,7 @@ def build_rows(res: dict[str, Any], scale: dict[str, Any]) -> list[Row]:
         v, sp = _scaled(st.get("python_s"), 1e3)
         rows.append(Row(g, "python -c pass (interpreter start)", v, "ms", sp))
         v, sp = _scaled(st.get("import_cli_s"), 1e3)
-        rows.append(Row(g, "python -c 'import tui.cli' (CLI import cost)", v, "ms", sp))
+        rows.append(Row(g, "python -c 'import glasskey.tui.cli' (CLI import cost)", v, "ms", sp))
         if st.get("textual_hello_s"):
             v, sp = _scaled(st["textual_hello_s"], 1e3)
             rows.append(Row(g, "Textual hello-world cold start to exit (headless)", v, "ms", sp))

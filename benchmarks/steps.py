@@ -173,7 +173,7 @@ def startup(args: Result) -> Result:
     out: Result = {}
     out["python_s"] = Stats.of(_spawn_times([str(PYTHON), "-c", "pass"], runs)).to_doc()
     out["import_cli_s"] = Stats.of(_spawn_times(
-        [str(PYTHON), "-c", "import tui.cli"], runs)).to_doc()
+        [str(PYTHON), "-c", "import glasskey.tui.cli"], runs)).to_doc()
     try:
         import textual  # noqa: F401
 
@@ -642,7 +642,7 @@ def tui(args: Result) -> Result:
     try:
         from glasskey.tui import app as tui_app
     except Exception as exc:  # not written yet, or broken: say so
-        return {"present": False, "why": f"tui.app does not import ({type(exc).__name__}: "
+        return {"present": False, "why": f"glasskey.tui.app does not import ({type(exc).__name__}: "
                 f"{exc})"[:200]}
     cls = getattr(tui_app, "GlasskeyApp", None)
     if cls is None:
@@ -825,7 +825,7 @@ def report(args: Result) -> Result:
     # first full verification (every signature) runs in a child process, timed
     # apart, so that this process's peak memory is the report's own.
     t_first, first = timed(lambda: subprocess.run(
-        [str(PYTHON), "-c", "import sys; from core.vault import Vault; "
+        [str(PYTHON), "-c", "import sys; from glasskey.core.vault import Vault; "
          "sys.exit(0 if Vault(sys.argv[1]).verify_audit().ok else 1)", str(root)],
         cwd=REPO, check=False))
     if first.returncode != 0:

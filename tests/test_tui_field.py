@@ -90,7 +90,7 @@ def test_the_line_filter_replaces_any_control_left_over() -> None:
 
 def test_the_process_is_not_dumpable_and_writes_no_core(tmp_path: Path) -> None:
     code = ("import ctypes, resource\n"
-            "from tui import cli\n"
+            "from glasskey.tui import cli\n"
             "before = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"
             "cli.main(['completion', 'bash'])\n"
             "print('RESULT', before, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),"
