@@ -116,6 +116,7 @@ def _drills(vault: Vault, col: _Collector, since: float, until: float
 
 
 def _bucket(age_days: float) -> str:
+    """The rotation-age bucket label for an age in days."""
     for label, limit in AGE_BUCKETS:
         if age_days < limit:
             return label
@@ -171,6 +172,8 @@ def _state_kit(vault: Vault) -> str | None:
 
 
 def _pairs(col: _Collector, since: float, until: float) -> list[PairRecord]:
+    """Approver-requester pairs of the period's approvals, flagged for segregation of
+    duties (dominant, reciprocal, self-approval); flagged pairs first."""
     counts: Counter[tuple[str, str]] = Counter()
     for rec in col.checkouts.values():
         for a in rec.approvals:
@@ -199,6 +202,7 @@ def _pairs(col: _Collector, since: float, until: float) -> list[PairRecord]:
 def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
                 onboarding: list[OnboardingRecord], failures: list[RotationFailure],
                 now: float, due: float) -> list[UnreviewedItem]:
+    """Everything still waiting for its review(s), overdue items first."""
     items: list[UnreviewedItem] = []
 
     def add(kind: str, item_id: str, subject: str, holder: str, finished: float | None,
@@ -213,8 +217,7 @@ def _unreviewed(checkouts: list[CheckoutRecord], emergency: list[EmergencyUse],
         if c.emergency and c.id in emergency_ids:
             continue  # listed as an emergency use below
         if c.review_status in ("pending", "overdue"):
-            add("checkout", c.id, c.credential, c.requester,
-                c.held_to if c.revealed else c.ended_at,
+            add("checkout", c.id, c.credential, c.requester, c.closed_at,
                 len({r.reviewer for r in c.reviews}), c.reviews_needed)
     for u in emergency:
         if u.review_status in ("pending", "overdue"):

@@ -130,8 +130,8 @@ def _checkouts(col: _Collector, since: float, until: float, now: float, due: flo
         rec.reviews = [r for r in col.reviews.get(rec.id, [])
                        if r.kind in ("checkout", "emergency", "")]
         if rec.finished or (rec.emergency and rec.revealed):
-            end = rec.held_to if rec.revealed else rec.ended_at
-            rec.review_status = _review_status(rec.reviews, rec.reviews_needed, end, now, due)
+            rec.review_status = _review_status(rec.reviews, rec.reviews_needed, rec.closed_at,
+                                               now, due)
         elif rec.reviews:
             rec.review_status = _review_status(rec.reviews, 1, None, now, due)
         rec.refusals = sorted(rec.refusals, key=lambda r: r.at)

@@ -111,6 +111,11 @@ class CheckoutRecord:
         return [a.approver for a in self.approvals]
 
     @property
+    def closed_at(self) -> float | None:
+        """When the review clock starts: custody's end if revealed, else the request's."""
+        return self.held_to if self.revealed else self.ended_at
+
+    @property
     def reviews_needed(self) -> int:
         """Distinct reviewers the checkout needs: an emergency-kit use needs two."""
         return EMERGENCY_REVIEWS if self.emergency else 1

@@ -23,6 +23,7 @@ from glasskey.core.report.values import _s
 
 
 def _plain(value: Any) -> str:
+    """A detail value as one cell: lists joined with +, booleans as yes/no."""
     if isinstance(value, list | tuple):
         return "+".join(_plain(v) for v in value)
     if isinstance(value, bool):
@@ -31,10 +32,12 @@ def _plain(value: Any) -> str:
 
 
 def _t(value: float | None) -> str:
+    """An instant as RFC 3339 UTC, or - for none."""
     return iso(value) if value is not None else "-"
 
 
 def _held(c: CheckoutRecord) -> str:
+    """How long the secret was held (or that it still is)."""
     if c.held_seconds is not None:
         return format_duration(c.held_seconds)
     if c.held_from is not None:
@@ -43,6 +46,7 @@ def _held(c: CheckoutRecord) -> str:
 
 
 def _outcome(c: CheckoutRecord) -> str:
+    """How a checkout ended, in words a reviewer reads."""
     if c.outcome in ("lease-expired", "returned") and (
             c.outcome == "lease-expired" or c.lease_rotation):
         # Closed by time and the sweep, never "checked in by the holder".
@@ -60,6 +64,7 @@ def _outcome(c: CheckoutRecord) -> str:
 
 
 def _review_text(status: str, reviews: list[ReviewRecord]) -> str:
+    """The reviews as outcome-by-reviewer, with the status while incomplete."""
     if not reviews:
         return status
     parts = [f"{r.outcome} by {r.reviewer}" + (f" ({r.note})" if r.note else "")
@@ -68,6 +73,7 @@ def _review_text(status: str, reviews: list[ReviewRecord]) -> str:
 
 
 def _approvers(c: CheckoutRecord) -> str:
+    """Who approved, or the emergency kit that stood in for approvals."""
     if c.emergency and not c.approvals:
         return f"EMERGENCY KIT {c.kit}"
     names = ", ".join(c.approvers) or "-"
@@ -75,6 +81,7 @@ def _approvers(c: CheckoutRecord) -> str:
 
 
 def _rows_limited(rows: list[Any]) -> tuple[list[Any], int]:
+    """The first MAX_ROWS rows and how many were left out."""
     return rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
 
 
@@ -241,6 +248,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
 
 
 def _summary_items(r: CustodyReport) -> list[tuple[str, Any]]:
+    """The summary as (label, value) in the order both renderings show it."""
     s = r.summary
     return [
         ("Checkouts", s.checkouts), ("Releases (approved or kit)", s.released),
@@ -269,6 +277,7 @@ def _matrix_table(r: CustodyReport) -> tuple[list[str], list[list[Any]]]:
 
 
 def _audit_line(r: CustodyReport) -> str:
+    """The audit log's state in one line (its head is what ``report verify`` reads)."""
     a = r.audit
     if a.ok:
         return (f"VERIFIED: {a.entries} entries, hash chain and signatures intact; "
