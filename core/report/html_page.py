@@ -21,6 +21,7 @@ from glasskey.core.report.rows import (
 from glasskey.core.report.rules import DAY, MAX_ROWS
 from glasskey.core.report.values import _s
 
+#: Holders' colours in the timeline (Okabe-Ito first); emergency-kit use is always red.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#6B4C9A",
            "#8C6D31", "#117733", "#882255", "#44AA99", "#999933")
 EMERGENCY_COLOUR = "#C00000"

@@ -47,12 +47,14 @@ def _md(value: Any) -> str:
 
 
 def _md_table(head: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    """A Markdown table; the head is ours, every body cell is escaped."""
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out.extend("| " + " | ".join(_md(c) for c in row) + " |" for row in rows)
     return out
 
 
 def render_markdown(report: CustodyReport) -> str:
+    """The report as GitHub-flavoured Markdown: every cell literal text (see _md)."""
     r = report
     out = [
         "# glasskey custody review report", "",
@@ -85,7 +87,6 @@ def render_markdown(report: CustodyReport) -> str:
     return "\n".join(out)
 
 
-# ==== JSON =======================================================================================
 def render_json(report: CustodyReport) -> str:
     """Machine-readable report: sorted keys, instants as RFC 3339 UTC."""
     return escape_json_text(json.dumps(report.to_doc(), sort_keys=True, indent=2,
