@@ -761,7 +761,7 @@ def test_streaming_gives_the_report_a_full_parse_gives(month: Month, days: tuple
     def parse_everything(vault: Any, col: Any, _s: float, _u: float, limit: Any) -> Any:
         return original(vault, col, 0.0, 4e9, limit)
 
-    monkeypatch.setattr(rp, "_read_log", parse_everything)
+    monkeypatch.setattr("glasskey.core.report.build._read_log", parse_everything)
     full = rp.build_custody_report(month.w.vault, since, until)
     assert streamed.checkouts or streamed.auth_events or days == (27, 29)
     assert rp.render_json(streamed) == rp.render_json(full)

@@ -264,7 +264,7 @@ def test_items_open_across_the_period_start_are_streamed_in_full(
     assert by_id[approved].released_at is not None and by_id[approved].released_at < since
     assert [r.reviewer for r in by_id[approved].reviews] == ["bob"]
     original = rp._read_log
-    monkeypatch.setattr(rp, "_read_log", lambda vault, col, _s, _u, limit: original(
+    monkeypatch.setattr("glasskey.core.report.build._read_log", lambda vault, col, _s, _u, limit: original(
         vault, col, 0.0, 4e9, limit))
     full = rp.build_custody_report(w.vault, since, until)
     assert rp.render_json(streamed) == rp.render_json(full)
