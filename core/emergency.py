@@ -50,6 +50,8 @@ CODE_PREFIX = "GK2"
 KEY_LABEL = b"glasskey/kit-key/v2"
 PART_LABEL = "glasskey/kit-part/v2"
 PART_LEN = 32
+#: Base32 letters of one part's body: its number, the part and a 3-byte checksum.
+BODY_LEN = len(base64.b32encode(bytes(1 + PART_LEN + 3)).rstrip(b"="))
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,14 @@ def decode_parts(code: str) -> bytes:
     if not compact.startswith(CODE_PREFIX):
         raise UsageError("that is not a glasskey kit part (they start with GK2-1- and GK2-2-)")
     parts: dict[int, bytes] = {}
-    for chunk in compact.split(CODE_PREFIX)[1:]:
+    # Parts have a fixed length, so the code is cut by length, not at each "GK2": a part's
+    # base32 body can itself contain "GK2" (one in ~600 parts does).
+    step = len(CODE_PREFIX) + 1 + BODY_LEN
+    for at in range(0, len(compact), step):
+        if not compact.startswith(CODE_PREFIX, at):
+            raise UsageError("a kit part has a typo (each part is GK2-, its number, then "
+                             f"{BODY_LEN} letters and digits)")
+        chunk = compact[at + len(CODE_PREFIX):at + step]
         body = chunk[1:]
         try:
             raw = base64.b32decode(body + "=" * (-len(body) % 8))
