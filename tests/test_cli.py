@@ -258,7 +258,7 @@ def test_a_credential_named_list_can_be_requested(cli: Cli) -> None:
     r = cli("request", "list", "--json")  # still the list command
     assert r.code == 0 and [c["credential"] for c in json.loads(r.out)] == ["list"]
     r = cli("request", "list", "--cred", "list")
-    assert r.code == 2 and "once" in r.err
+    assert r.code == 2 and "--cred does not apply to 'request list'" in r.err
 
 
 def test_version_help_and_completion(cli: Cli) -> None:
