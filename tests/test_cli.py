@@ -371,11 +371,12 @@ def test_a_totp_key_is_never_read_from_argv(cli: Cli) -> None:
 def test_an_internal_error_is_typed_and_exits_4(cli: Cli, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from glasskey.tui import cli as cli_mod
+    from glasskey.tui.cli import audit
 
-    def boom(vault: object, args: object) -> int:
+    def boom(ctx: object) -> int:
         raise KeyError("x")
 
-    monkeypatch.setattr(cli_mod, "cmd_alerts", boom)
+    monkeypatch.setattr(audit, "alerts", boom)
     monkeypatch.delenv("GLASSKEY_DEBUG", raising=False)
     code = cli_mod.main(["alerts", "--json", "--vault", str(cli.root / "vault")])
     out, err = capsys.readouterr()

@@ -13,7 +13,7 @@ control character someone typed into a reason or ticket reaches the terminal
 as a visible escape, never as a control sequence. Names are checked before
 anyone is asked for a passphrase or TOTP code, so a typo does not burn a code.
 
-The package: ``main`` (dispatch), ``parser`` (one parser per command and action, the
+The package: ``dispatch`` (main), ``parser`` (one parser per command and action, the
 shared option groups), ``build`` (the command tree), ``prompts`` and ``actor`` (what is
 read from a person; authentication), ``output`` and ``render`` (what is written), and
 one module per command group.
@@ -21,7 +21,7 @@ one module per command group.
 
 from glasskey.tui.cli.build import build_parser
 from glasskey.tui.cli.completion import completion_script
+from glasskey.tui.cli.dispatch import main, run
 from glasskey.tui.cli.docs import DOCS
-from glasskey.tui.cli.main import main, run
 
 __all__ = ["DOCS", "build_parser", "completion_script", "main", "run"]

@@ -1,5 +1,5 @@
 """``python -m glasskey.tui.cli``: the same as the ``glasskey`` console script."""
 
-from glasskey.tui.cli.main import run
+from glasskey.tui.cli.dispatch import run
 
 run()

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from glasskey.core.errors import UsageError
 
 #: A command handler: typed keyword parameters, bound by name from the parsed options
-#: (see glasskey.tui.cli.main.call); ``ctx`` is the command's :class:`Ctx`.
+#: (see glasskey.tui.cli.dispatch.call); ``ctx`` is the command's :class:`Ctx`.
 Handler = Callable[..., int]
 
 
