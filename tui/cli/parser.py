@@ -39,6 +39,9 @@ class CliUsage(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are exceptions (main prints one sentence, exit 2),
+    without abbreviations, and able to route ``request list`` to its own parser."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # No abbreviations: '--totp-secret' must never silently mean '--totp-secret-file',
         # and a prefix that is valid today may become ambiguous tomorrow.
