@@ -261,7 +261,8 @@ class SlowConnector(MemoryConnector):
     delay = 1.0
 
 
-def memory_contract(cls: type[MemoryConnector], **kwargs: float) -> ConnectorContract:
+def memory_contract(cls: type[MemoryConnector], timeout: float = 1.0,
+                    slack: float = 5.0) -> ConnectorContract:
     def account(initial: SecretValue) -> LiveAccount:
         key = f"account-{next(_n)}"
         MEMORY[key] = MemoryTarget(initial)
@@ -276,7 +277,8 @@ def memory_contract(cls: type[MemoryConnector], **kwargs: float) -> ConnectorCon
     def down() -> Connector:
         return cls(ConnectorSettings(credential="mem", target="nowhere"))
 
-    return ConnectorContract(account, unreachable=down, hung=hung, **kwargs)
+    return ConnectorContract(account, unreachable=down, hung=hung, timeout=timeout,
+                             slack=slack)
 
 
 BROKEN: list[tuple[type[MemoryConnector], str, str]] = [
