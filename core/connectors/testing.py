@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from glasskey.core.connectors.base import Connector, scrub_fragments
 from glasskey.core.errors import ConnectorError, UsageError
@@ -156,6 +156,7 @@ def _within(limit: float, call: Callable[[], object]) -> float | None:
     return result
 
 
+@dataclass(frozen=True)
 class ConnectorContract:
     """The checks, each a method ``check_<name>``; ``run(name)`` runs one.
 
@@ -167,16 +168,13 @@ class ConnectorContract:
     machine adds more). ``new_value`` makes values the target's policy allows.
     """
 
-    def __init__(self, account: AccountFactory, *, unreachable: Callable[[], Connector],
-                 hung: Callable[[float], Connector], timeout: float = 1.0,
-                 slack: float = 5.0,
-                 new_value: Callable[[], SecretValue] = random_value) -> None:
-        self.account = account
-        self.unreachable = unreachable
-        self.hung = hung
-        self.timeout = timeout
-        self.slack = slack
-        self.new_value = new_value
+    account: AccountFactory
+    _: KW_ONLY
+    unreachable: Callable[[], Connector]
+    hung: Callable[[float], Connector]
+    timeout: float = 1.0
+    slack: float = 5.0
+    new_value: Callable[[], SecretValue] = random_value
 
     def run(self, name: str) -> None:
         """Run the check ``name`` (one of ``CHECKS``)."""
@@ -355,7 +353,7 @@ def check_connector(account: AccountFactory, *, unreachable: Callable[[], Connec
                     hung: Callable[[float], Connector], timeout: float = 1.0,
                     slack: float = 5.0,
                     new_value: Callable[[], SecretValue] = random_value) -> None:
-    """Run every check; the first failure raises ContractViolation."""
+    """Run every check in order; the first failure raises ContractViolation."""
     contract = ConnectorContract(account, unreachable=unreachable, hung=hung,
                                  timeout=timeout, slack=slack, new_value=new_value)
     for name in CHECKS:
