@@ -1,5 +1,8 @@
 """Shared test factory: small vaults with known operators, seeds and a fake clock.
 
+The vault itself is built by tests/worlds.py (one builder for every test family);
+this module keeps the storage/auth family's names and adds bare stores.
+
 Import from any test module::
 
     from helpers import make_vault, make_store
