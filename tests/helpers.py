@@ -1,5 +1,8 @@
 """Shared test factory: small vaults with known operators, seeds and a fake clock.
 
+The vault itself is built by tests/worlds.py (one builder for every test family);
+this module keeps the storage/auth family's names and adds bare stores.
+
 Import from any test module::
 
     from helpers import make_vault, make_store
@@ -29,48 +32,37 @@ sets ``GLASSKEY_INSECURE_FAST_KDF=1`` for every test):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glasskey.core import canonical, totp
+import worlds
+from glasskey.core import canonical
 from glasskey.core.audit import Signer
 from glasskey.core.clock import FakeClock
-from glasskey.core.crypto import kdf, sign
+from glasskey.core.crypto import sign
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.operators import OperatorSpec
 from glasskey.core.session import Session
 from glasskey.core.store import Store
 from glasskey.core.vault import Vault
 
 #: Argon2id parameters small enough for tests (needs GLASSKEY_INSECURE_FAST_KDF=1).
-FAST_KDF = kdf.KdfParams(1024, 1, 1, b"s" * 16)
+FAST_KDF = worlds.FAST_KDF
 #: Where every FakeClock starts (2027-01-15T08:00:00Z; TOTP step 60_000_000).
-START = 1_800_000_000.0
-STEP = totp.PERIOD
+START = worlds.START
+STEP = worlds.STEP
 
-SEEDS: dict[str, str] = {
-    "alice": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
-    "bob": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU",
-    "carol": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
-}
-PASSPHRASES: dict[str, str] = {
-    "alice": "correct horse battery staple",
-    "bob": "bob's long passphrase, really",
-    "carol": "carol keeps the safe key 42",
-}
-ROLES: dict[str, tuple[str, ...]] = {
-    "alice": ("requester", "admin"),
-    "bob": ("approver", "admin", "requester"),
-    "carol": ("approver", "requester"),
-}
-NAMES = ("alice", "bob", "carol")
+SEEDS: dict[str, str] = {op.name: op.seed for op in worlds.FOUNDATION_ROSTER}
+PASSPHRASES: dict[str, str] = {op.name: op.passphrase for op in worlds.FOUNDATION_ROSTER}
+ROLES: dict[str, tuple[str, ...]] = {op.name: op.roles for op in worlds.FOUNDATION_ROSTER}
+NAMES = tuple(op.name for op in worlds.FOUNDATION_ROSTER)
 
 
 def require_test_env() -> None:
@@ -83,39 +75,29 @@ def require_test_env() -> None:
 
 
 @dataclass
-class VaultEnv:
-    """A vault with known operators. ``vault`` is the first process's view."""
+class VaultEnv(worlds.VaultWorld):
+    """A vault with known operators (tests/worlds.py). ``vault`` is the first
+    process's view; ``unlock`` moves the clock only when it must."""
 
-    root: Path
-    clock: FakeClock
-    vault: Vault
-    names: tuple[str, ...]
-    passphrases: dict[str, str]
-    seeds: dict[str, str]
-    used_step: dict[str, int] = field(default_factory=dict)
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.founders
 
-    def step(self) -> int:
-        return int(self.clock.now()) // STEP
+    @property
+    def passphrases(self) -> dict[str, str]:
+        return {name: op.passphrase for name, op in self.roster.items()}
+
+    @property
+    def seeds(self) -> dict[str, str]:
+        return {name: op.seed for name, op in self.roster.items()}
 
     def code(self, name: str, steps: int = 0) -> str:
         """``name``'s TOTP code for the current step + ``steps``."""
-        return totp.code_at(self.seeds[name], self.clock.now() + steps * STEP)
-
-    def next_step(self) -> None:
-        """Move the clock to the start of the next TOTP step."""
-        self.clock.set(float((self.step() + 1) * STEP))
+        return self.totp(name, steps * STEP)
 
     def unlock(self, name: str, vault: Vault | None = None) -> Session:
         """Unlock ``name`` with the right passphrase and a fresh TOTP step."""
-        if self.used_step.get(name, -1) >= self.step():
-            self.next_step()
-        session = (vault or self.vault).unlock(name, self.passphrases[name], self.code(name))
-        self.used_step[name] = self.step()
-        return session
-
-    def reopen(self, clock: FakeClock | None = None, **kw: Any) -> Vault:
-        """A second view of the same vault (as another process would have)."""
-        return Vault(self.root, clock or self.clock, **kw)
+        return self.fresh_session(name, vault)
 
     def operator_doc(self, name: str) -> dict[str, Any]:
         with Store(self.root).read() as txn:
@@ -141,15 +123,12 @@ def make_vault(tmp_path: Path, operators: int = 2, *,
     require_test_env()
     if not 2 <= operators <= len(NAMES):
         raise ValueError("operators must be 2 or 3")
-    names = NAMES[:operators]
-    phr = {**PASSPHRASES, **(passphrases or {})}
-    sds = {**SEEDS, **(seeds or {})}
-    clock = FakeClock(start)
-    root = tmp_path / subdir
-    vault = Vault(root, clock)
-    vault.initialise([OperatorSpec(n, ROLES[n], phr[n], sds[n]) for n in names],
-                     kdf_params=FAST_KDF)
-    return VaultEnv(root, clock, vault, names, phr, sds)
+    roster = [dataclasses.replace(op,
+                                  passphrase=(passphrases or {}).get(op.name, op.passphrase),
+                                  seed=(seeds or {}).get(op.name, op.seed))
+              for op in worlds.FOUNDATION_ROSTER]
+    return worlds.build_world(VaultEnv, tmp_path / subdir, roster, founders=NAMES[:operators],
+                              start=start)
 
 
 def tamper_state(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -431,8 +432,8 @@ def test_l4_sigkill_during_appends(tmp_path: Path) -> None:
         assert small == shard
     assert acked, "the child never acknowledged anything; the test proved nothing"
     lines = (env.root / "audit.jsonl").read_bytes().splitlines()
-    for seq, digest in acked.items():
-        assert line_hash(lines[seq - 1]) == digest, f"acknowledged entry {seq} lost"
+    for number, digest in acked.items():
+        assert line_hash(lines[number - 1]) == digest, f"acknowledged entry {number} lost"
     quarantined = list((env.root / QUARANTINE_DIR).glob("*")) if (
         env.root / QUARANTINE_DIR).exists() else []
     events = [json.loads(x) for x in lines]
@@ -496,7 +497,7 @@ def test_parallel_signature_check_names_the_first_bad_entry(
     monkeypatch.setattr(chain.SignatureChecker, "CHUNK", 64)
     pools: list[int] = []
 
-    class CountingPool(chain.ProcessPoolExecutor):
+    class CountingPool(ProcessPoolExecutor):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             pools.append(1)
             super().__init__(*args, **kwargs)

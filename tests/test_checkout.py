@@ -28,7 +28,7 @@ def test_happy_path_reveals_once_then_rotates(w: World) -> None:
     value = w.vault.reveal(w.s("alice"), req)
     assert value.reveal() == "initial-value-1"
     co = w.vault.checkout(req)
-    assert co.state == "checked-out"
+    assert co.state == "checked-out" and co.revealed_at is not None
     assert co.lease_expires == pytest.approx(co.revealed_at + 1800)  # lease starts at reveal
     result = w.vault.checkin(w.s("alice"), req)
     assert result.outcome == "committed" and result.version == 2

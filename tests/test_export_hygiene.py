@@ -76,17 +76,17 @@ def strict_5424(msg: str) -> dict[str, Any]:
         name = rest[i + 1:eq]
         assert SD_NAME.fullmatch(name) and not set(name) & set('= ]"'), name
         assert rest[eq + 1] == '"'
-        k, value = eq + 2, []
+        k, chars = eq + 2, list[str]()
         while rest[k] != '"':
             if rest[k] == "\\" and rest[k + 1] in '"\\]':
-                value.append(rest[k + 1])
+                chars.append(rest[k + 1])
                 k += 2
             else:
                 assert rest[k] != "]", "an unescaped ] inside a PARAM-VALUE"
-                value.append(rest[k])
+                chars.append(rest[k])
                 k += 1
         assert name not in params, f"duplicate PARAM-NAME {name}"
-        params[name] = "".join(value)
+        params[name] = "".join(chars)
         i = k + 1
     assert rest[i] == "]", "SD-ELEMENT not closed"
     body = rest[i + 1:]

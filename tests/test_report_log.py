@@ -260,8 +260,9 @@ def test_items_open_across_the_period_start_are_streamed_in_full(
     ids = {c.id for c in streamed.checkouts}
     assert ids == {held, approved}
     by_id = {c.id: c for c in streamed.checkouts}
-    assert by_id[held].held_from is not None and by_id[held].held_from < since
-    assert by_id[approved].released_at is not None and by_id[approved].released_at < since
+    held_from, released_at = by_id[held].held_from, by_id[approved].released_at
+    assert held_from is not None and held_from < since
+    assert released_at is not None and released_at < since
     assert [r.reviewer for r in by_id[approved].reviews] == ["bob"]
     original = rp._read_log
     monkeypatch.setattr("glasskey.core.report.build._read_log", lambda vault, col, _s, _u, limit: original(

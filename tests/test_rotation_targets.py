@@ -258,6 +258,7 @@ def test_sigkill_during_postgres_rotation_never_locks_out(tmp_path: Path,
         child = ctx.Process(target=_checkin_child,
                             args=(str(w.root), w.s("alice"), req, w.clock.now()))
         child.start()
+        assert child.pid is not None
         time.sleep(rng.uniform(0, span))
         os.kill(child.pid, signal.SIGKILL)
         child.join()

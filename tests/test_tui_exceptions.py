@@ -6,6 +6,7 @@ from __future__ import annotations
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from glasskey.core import totp
@@ -57,7 +58,7 @@ def world3_fixture(tmp_path: Path) -> World:
     return make_world(tmp_path / "vault", credentials=STANDARD_CREDS, operators=THREE)
 
 
-def events(world: World, name: str) -> list[dict[str, object]]:
+def events(world: World, name: str) -> list[dict[str, Any]]:
     return [e for e in world.vault.store.audit.entries() if e["event"] == name]
 
 

@@ -23,6 +23,7 @@ from glasskey.tui.screens.unlock import UnlockScreen
 from glasskey.tui.widgets.auth_form import AuthForm
 from glasskey.tui.widgets.secret import MASK, SecretView
 from glasskey.tui.widgets.vtable import VirtualTable
+from textual.pilot import Pilot
 from tui_helpers import (
     SHOWN_VALUE,
     World,
@@ -51,23 +52,24 @@ def audit_events(world: World) -> list[str]:
     return [e["event"] for e in world.vault.store.audit.entries()]
 
 
-async def open_request_form(pilot: object, app: GlasskeyApp, cred: str) -> None:
+async def open_request_form(pilot: Pilot[None], app: GlasskeyApp, cred: str) -> None:
     dash = app.screen
     assert isinstance(dash, DashboardScreen)
-    await pilot.press("slash")  # type: ignore[attr-defined]
-    await type_text(pilot, cred)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]
-    await pilot.pause()  # type: ignore[attr-defined]
+    await pilot.press("slash")
+    await type_text(pilot, cred)
+    await pilot.press("enter")
+    await pilot.pause()
     assert isinstance(app.screen, RequestModal)
 
 
-async def fill_request(pilot: object, reason: str = "db down", ticket: str = "INC-1") -> None:
-    await type_text(pilot, reason)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]
-    await type_text(pilot, ticket)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]  (to the duration field)
-    await pilot.press("enter")  # type: ignore[attr-defined]  (Enter there submits)
-    await settle(pilot)  # type: ignore[arg-type]
+async def fill_request(pilot: Pilot[None], reason: str = "db down", ticket: str = "INC-1"
+                       ) -> None:
+    await type_text(pilot, reason)
+    await pilot.press("enter")
+    await type_text(pilot, ticket)
+    await pilot.press("enter")  # to the duration field
+    await pilot.press("enter")  # Enter there submits
+    await settle(pilot)
 
 
 class TestUnlock:
