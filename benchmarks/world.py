@@ -244,7 +244,7 @@ def fill_history(world: World, target_entries: int,
         if chunk:
             log_.append(chunk, chunk_start)
         log(f"history: {head.seq} entries, {len(requests)} closed requests; writing tables")
-        table = txn.sharded("requests")
+        table = txn.table("requests")
         for req in requests:
             table.put(req["id"], req)
         txn.head = head

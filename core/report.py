@@ -1106,35 +1106,20 @@ def _read_log(vault: Vault, col: _Collector, since: float, until: float,
     since_b = feeder.since_b
     fast, slow = feeder._before_fast, feeder._feed_slow
     budget = limit if limit is not None else -1
-    try:
-        fh = open(vault.store.audit.path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        feeder.finish()
-        return feeder
-    with fh:
-        rest = b""
-        while budget != 0:
-            block = fh.read(1 << 22)
-            if not block:
-                break
-            block = rest + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                rest = block
-                continue
-            rest = block[cut + 1:]
-            lines = block[:cut].split(b"\n")
-            if 0 < budget < len(lines):
-                lines = lines[:budget]
-            budget = max(budget - len(lines), 0) if budget > 0 else budget
-            feeder.read += len(lines)
-            for raw in lines:
-                if feeder.phase == 0:
-                    t = raw.rfind(b',"time":"')
-                    if t > 0 and raw[t + 9:-2] < since_b and raw.endswith(b'"}') \
-                            and fast(raw, t):
-                        continue
-                slow(raw)
+    for lines in vault.audit_batches():
+        if budget == 0:
+            break
+        if 0 < budget < len(lines):
+            lines = lines[:budget]
+        budget = max(budget - len(lines), 0) if budget > 0 else budget
+        feeder.read += len(lines)
+        for raw in lines:
+            if feeder.phase == 0:
+                t = raw.rfind(b',"time":"')
+                if t > 0 and raw[t + 9:-2] < since_b and raw.endswith(b'"}') \
+                        and fast(raw, t):
+                    continue
+            slow(raw)
     feeder.finish()
     return feeder
 
@@ -1357,7 +1342,7 @@ def build_custody_report(vault: Vault, since: float, until: float | None = None,
     try:
         vault_id = vault.vault_id
     except IntegrityError:
-        vault_id = str(vault.store._read_state()["meta"]["vault"]["vault_id"])
+        vault_id = str(vault.store.unverified_meta()["vault_id"])
     report = CustodyReport(
         vault_id=vault_id, since=since, until=until, generated_at=now,
         review_due_days=review_due / DAY, audit=audit, summary=summary, findings=[],
@@ -2399,12 +2384,13 @@ def attest(vault: Vault, session: Session, report_text: str, fmt: str, since: fl
     att_id = vault.new_id("att")
     with vault.store.transaction() as txn:
         vault._require_active(txn, session, "approver")
-        seq = int(head_seq) if head_seq is not None else txn.head.seq
+        head = txn.audit_head
+        seq = int(head_seq) if head_seq is not None else head.seq
         bound = head_hash if head_hash is not None else (
-            txn.head.hash if head_seq is None else "")
-        if head_seq is not None and seq > txn.head.seq:
+            head.hash if head_seq is None else "")
+        if head_seq is not None and seq > head.seq:
             raise UsageError(f"the report names audit entry {seq} but the log ends at "
-                             f"{txn.head.seq}")
+                             f"{head.seq}")
         txn.record(session.signer, "report.attested", att_id, {
             "since": iso(since), "until": iso(until), "sha256": digest, "format": fmt,
             "entries": seq, "head_seq": seq, "head_hash": bound,
@@ -2420,7 +2406,7 @@ def find_attestations(vault: Vault, report_text: str) -> list[AttestationRecord]
 
 def _all_attestations(vault: Vault) -> list[AttestationRecord]:
     out = []
-    for _, raw in vault.store.audit.lines():
+    for raw in vault.audit_lines():
         if b'"report.attested"' not in raw:
             continue  # cheap skip: the event name is in the line verbatim
         entry = json.loads(raw)
@@ -2512,7 +2498,7 @@ def verify_report(vault: Vault, report_text: str, name: str = "the report") -> R
 
 def _line_hash_at(vault: Vault, seq: int) -> str:
     """SHA-256 of the ``seq``-th line of the log ('' if the log is shorter)."""
-    for n, (_, raw) in enumerate(vault.store.audit.lines(), 1):
+    for n, raw in enumerate(vault.audit_lines(), 1):
         if n == seq:
             return hashlib.sha256(raw).hexdigest()
     return ""

@@ -254,7 +254,7 @@ def increment(store: Store, signer: Signer, key: str = "counter") -> int:
         doc = txn.table("meta").get(key) or {"n": 0}
         n = int(doc["n"]) + 1
         txn.table("meta").put(key, {"n": n})
-        txn.sharded("requests").put(key, {"n": n})
+        txn.table("requests").put(key, {"n": n})
         txn.record(signer, "test.increment", key, {"n": n})
     return n
 
@@ -263,7 +263,7 @@ def counters(store: Store, key: str = "counter") -> tuple[int, int]:
     """(value in vault.json, value in its shard) as a fresh reader sees them."""
     with store.read() as txn:
         small = txn.table("meta").get(key) or {"n": 0}
-        shard = txn.sharded("requests").get(key) or {"n": 0}
+        shard = txn.table("requests").get(key) or {"n": 0}
     return int(small["n"]), int(shard["n"])
 
 

@@ -404,7 +404,7 @@ def _append_loop(root: Path, key_hex: str, ack_fd: int) -> None:
         with store.transaction() as txn:
             doc = txn.table("meta").get("counter") or {"n": 0}
             txn.table("meta").put("counter", {"n": doc["n"] + 1})
-            txn.sharded("requests").put("counter", {"n": doc["n"] + 1})
+            txn.table("requests").put("counter", {"n": doc["n"] + 1})
             for _ in range(1 + doc["n"] % 3):
                 txn.record(signer, "test.increment", "counter", {"n": doc["n"] + 1,
                                                                  "pad": "p" * (doc["n"] % 500)})

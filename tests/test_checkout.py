@@ -135,10 +135,10 @@ def test_deny_and_cancel_release_nothing(w: World) -> None:
 def _tamper_request(w: World, req_id: str, **changes: object) -> None:
     """What an attacker with write access to the files can do: anything the store can."""
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("requests").get(req_id)
+        doc = txn.table("requests").get(req_id)
         assert doc is not None
         doc.update(changes)
-        txn.sharded("requests").put(req_id, doc)
+        txn.table("requests").put(req_id, doc)
 
 
 def test_marking_a_request_approved_in_the_file_releases_nothing(w: World) -> None:
@@ -157,7 +157,7 @@ def test_a_grant_moved_to_another_request_does_not_open(w: World) -> None:
     real = w.checkout("other")
     grant = w.vault.store  # read the real grant through the store
     with grant.read() as txn:
-        approval = txn.sharded("requests").get(real)["approvals"][0]  # type: ignore[index]
+        approval = txn.table("requests").get(real)["approvals"][0]  # type: ignore[index]
     target = w.vault.request(w.s("alice"), "db-root", "r", "t", 60)
     _tamper_request(w, target.id, state="approved", approvals=[approval])
     with pytest.raises(IntegrityError, match="forged"):
@@ -167,7 +167,7 @@ def test_a_grant_moved_to_another_request_does_not_open(w: World) -> None:
 def test_extending_an_approval_expiry_in_the_file_breaks_the_grant(w: World) -> None:
     req = w.checkout("db-root")
     with w.vault.store.read() as txn:
-        approvals = txn.sharded("requests").get(req)["approvals"]  # type: ignore[index]
+        approvals = txn.table("requests").get(req)["approvals"]  # type: ignore[index]
     approvals[0]["expires"] += 3600
     _tamper_request(w, req, approvals=approvals)
     w.clock.advance(15 * 60 + 10)  # past the real window, inside the forged one

@@ -127,10 +127,10 @@ def test_a_window_longer_than_the_policy_is_refused_at_reveal(w: World) -> None:
     req = w.vault.request(w.s("alice"), "db-root", "r", "t", 600)
     w.vault.approve(w.s("bob"), req.id)
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("requests").get(req.id)
+        doc = txn.table("requests").get(req.id)
         assert doc is not None
         doc["approvals"][0]["at"] -= HOUR  # the approval now claims a 75-minute window
-        txn.sharded("requests").put(req.id, doc)
+        txn.table("requests").put(req.id, doc)
     with pytest.raises(IntegrityError, match="policy"):
         w.vault.reveal(w.s("alice"), req.id)
     refused = [e["details"]["why"] for e in entries(w) if e["event"] == "checkout.refused"]
@@ -141,10 +141,10 @@ def test_a_lease_longer_than_the_policy_is_refused_at_reveal(w: World) -> None:
     req = w.vault.request(w.s("alice"), "db-root", "r", "t", 600)
     w.vault.approve(w.s("bob"), req.id)
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("requests").get(req.id)
+        doc = txn.table("requests").get(req.id)
         assert doc is not None
         doc["duration"] = 9 * 3600
-        txn.sharded("requests").put(req.id, doc)
+        txn.table("requests").put(req.id, doc)
     with pytest.raises(IntegrityError, match="lease"):
         w.vault.reveal(w.s("alice"), req.id)
     assert w.vault.checkout(req.id).state == "approved"

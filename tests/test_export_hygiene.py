@@ -128,7 +128,7 @@ def _entries(w: World) -> list[dict[str, Any]]:
 # ==== syslog export ================================================================================
 def test_forged_record_in_a_subject_stays_inside_its_own_record(attacked: World) -> None:
     out = io.StringIO()
-    count = siem.export_syslog(attacked.vault.store.audit, out, "gk-host")
+    count = siem.export_syslog(attacked.vault.audit_lines(), out, "gk-host")
     entries = _entries(attacked)
     lines = out.getvalue().splitlines()
     assert count == len(entries) == len(lines)
@@ -297,7 +297,7 @@ def test_truncation_fits_every_limit() -> None:
 # ==== JSONL and CSV ================================================================================
 def test_jsonl_splits_into_exactly_one_line_per_entry(attacked: World) -> None:
     out = io.StringIO()
-    n = export(attacked.vault.store.audit, "jsonl", out)
+    n = export(attacked.vault.audit_lines(), "jsonl", out)
     stored = [raw for _, raw in attacked.vault.store.audit.lines()]
     text = out.getvalue()
     assert n == len(stored) == len(text.splitlines())
@@ -315,7 +315,7 @@ def test_jsonl_splits_into_exactly_one_line_per_entry(attacked: World) -> None:
 
 def test_csv_cells_are_inert_and_one_row_per_entry(attacked: World) -> None:
     out = io.StringIO()
-    n = export(attacked.vault.store.audit, "csv", out)
+    n = export(attacked.vault.audit_lines(), "csv", out)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert n == len(rows) - 1 == len(_entries(attacked))
     assert len(out.getvalue().splitlines()) == len(rows)

@@ -215,12 +215,12 @@ def _refused(root: Path) -> None:
 
 def _open_read(root: Path) -> None:
     with Store(root).read() as txn:
-        list(txn.sharded("requests").values())
+        list(txn.table("requests").values())
 
 
 def _open_write(root: Path) -> None:
     with Store(root).transaction() as txn:
-        list(txn.sharded("requests").values())
+        list(txn.table("requests").values())
         txn.table("meta").put("touched", {"x": 1})
 
 
@@ -405,6 +405,6 @@ def test_p2_reader_outpaced_by_two_commits_gets_a_typed_error(small_vault: Store
     with pytest.raises(GlasskeyError) as info, Store(small_vault.root).read() as txn:
         increment(store, small_vault.signer)
         increment(store, small_vault.signer)
-        txn.sharded("requests").get("counter")
+        txn.table("requests").get("counter")
     assert not isinstance(info.value, IntegrityError)
     assert "try again" in str(info.value)

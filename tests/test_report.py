@@ -734,7 +734,7 @@ def test_a_rolled_back_log_still_gives_a_report(tmp_path: Path) -> None:
     assert rep.audit.state_error
     assert [(c.name, c.status, c.in_vault) for c in rep.credentials] == [("x", "unknown", False)]
     assert {f.kind for f in rep.findings[:2]} == {"audit-chain", "vault-state"}
-    assert rep.vault_id == w.vault.store._read_state()["meta"]["vault"]["vault_id"]
+    assert rep.vault_id == w.vault.store.unverified_meta()["vault_id"]
     ET.fromstring(rp.render_html(rep))
 
 

@@ -81,11 +81,11 @@ def _state_edit(w: World, name: str, status: str) -> None:
     """A state-only edit: no audit entry (what an operator with file access can do)."""
     cred_id = w.vault.credential(name).id
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("credentials").get(cred_id)
+        doc = txn.table("credentials").get(cred_id)
         assert doc is not None
         doc["status"] = status
         doc.pop("failure", None)
-        txn.sharded("credentials").put(cred_id, doc)
+        txn.table("credentials").put(cred_id, doc)
 
 
 def test_a_state_edit_does_not_hide_a_failed_rotation(w: World, tmp_path: Path) -> None:

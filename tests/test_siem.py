@@ -153,7 +153,7 @@ def world(tmp_path: Path) -> World:
 
 def test_export_syslog_writes_every_entry(world: World) -> None:
     out = io.StringIO()
-    count = siem.export_syslog(world.vault.store.audit, out, "gk-host", facility=4)
+    count = siem.export_syslog(world.vault.audit_lines(), out, "gk-host", facility=4)
     entries = list(world.vault.store.audit.entries())
     lines = out.getvalue().splitlines()
     assert count == len(entries) == len(lines) and count >= 8
@@ -350,10 +350,10 @@ def test_a_rewritten_log_is_refused(world: World, tmp_path: Path,
     state.write_text(json.dumps(doc))
     with pytest.raises(IntegrityError, match="truncated or rolled back"):
         siem.forward_new(world.vault, "127.0.0.1", port, "udp", state)
-    # A state whose seq and offset disagree (the log ends where more was expected).
+    # A state whose seq and hash disagree (the entry it names is not the one forwarded).
     doc["last_seq"] -= 101
     state.write_text(json.dumps(doc))
-    with pytest.raises(IntegrityError, match="ends before entry"):
+    with pytest.raises(IntegrityError, match="does not continue the chain"):
         siem.forward_new(world.vault, "127.0.0.1", port, "udp", state)
     # A state whose chain does not continue into the next entry.
     doc["last_seq"] += 1

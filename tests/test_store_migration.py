@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 from checkout_world import make_world
 from glasskey.core import store as store_mod
+from glasskey.core.storage import manifest as manifest_mod
 
 
 def test_schema_2_requests_are_resharded_into_schema_3(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # Build a vault laid out as schema 2 did: requests in 64 shards.
     monkeypatch.setitem(store_mod.TABLE_SHARDS, "requests", 64)
-    monkeypatch.setattr(store_mod, "_SHARD_KEYS",
-                        {n: store_mod._shard_keys(n) for n in store_mod.SHARDED_TABLES})
+    monkeypatch.setattr(manifest_mod, "_SHARD_KEYS",
+                        {n: frozenset(f"{i:02x}" for i in range(store_mod.TABLE_SHARDS[n]))
+                         for n in store_mod.SHARDED_TABLES})
     w = make_world(tmp_path)
     w.add("db-root", "value-1")
     ids = [w.vault.request(w.s("alice"), "db-root", "r", "t", 60).id]

@@ -1023,8 +1023,8 @@ def cmd_audit(vault: Vault, args: argparse.Namespace) -> int:
 
         def write(out: TextIO) -> int:
             if fmt == "syslog":
-                return siem.export_syslog(vault.store.audit, out)
-            return export(vault.store.audit, fmt, out)
+                return siem.export_syslog(vault.audit_lines(), out)
+            return export(vault.audit_lines(), fmt, out)
 
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as fh:
