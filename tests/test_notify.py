@@ -32,7 +32,7 @@ APPROVERS = "sec-team@example.test"
 
 def events_of(w: World, name: str) -> list[dict[str, object]]:
     out = []
-    for line in (w.root / "audit.jsonl").read_text().splitlines():
+    for line in w.vault.audit_lines():  # complete lines: a delivery thread may be appending
         entry = json.loads(line)
         if entry["event"] == name:
             out.append(entry)

@@ -223,9 +223,20 @@ class FileStore:
         is being read, the reader gets a StorageError asking to try again (a
         context manager cannot re-run its body); a shard the *current* state
         still names but that does not exist is an IntegrityError.
+
+        The witness check compares this snapshot with the newest head this
+        client saw; another thread or process of the same client may commit
+        (and remember a newer head) between our read of vault.json and that
+        check. Such a snapshot is merely stale, not rolled back: it is re-read.
         """
-        txn = FileTransaction(self, self._read_state(), write=False)
-        start = guard.check_witness(self, txn)
+        for attempt in range(3):
+            txn = FileTransaction(self, self._read_state(), write=False)
+            try:
+                start = guard.check_witness(self, txn)
+                break
+            except IntegrityError:
+                if attempt == 2 or self.seq() == int(txn.meta.get("seq", 0)):
+                    raise  # the state did not move under us: the alarm is real
         guard.verify_to_head(self, txn, start)
         self._saw(txn)  # every reader is a witness
         try:
