@@ -296,6 +296,7 @@ def drop_requests(world: World) -> None:
     """Variant: the same vault with an empty requests table (no checkout history)."""
     with world.vault.store.transaction() as txn:
         txn.state.get("manifest", {}).pop("requests", None)
+        txn.state.get("groups", {}).pop("requests", None)  # schema 6: its group files
         txn.set_meta(txn.meta)
 
 

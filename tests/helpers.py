@@ -161,13 +161,42 @@ def tamper_state(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     path.write_bytes(canonical.dumps(state))
 
 
+def shard_digests(root: Path, table: str) -> dict[str, str]:
+    """{shard index: digest} of ``table`` as vault.json names it (through its group
+    files for a table with a two-level manifest, schema 6)."""
+    state = json.loads((root / "vault.json").read_bytes())
+    if table in state["manifest"]:
+        return dict(state["manifest"][table])
+    out: dict[str, str] = {}
+    for key, digest in state.get("groups", {}).get(table, {}).items():
+        group = json.loads((root / "tables" / f"{table}.g{key}.{digest}.json").read_bytes())
+        out.update(group["shards"])
+    return out
+
+
+def _repoint(root: Path, table: str, idx: str, new: str) -> None:
+    """Make vault.json name shard file ``new`` for shard ``idx`` (rewriting its group)."""
+    state_path = root / "vault.json"
+    state = json.loads(state_path.read_bytes())
+    if table in state["manifest"]:
+        state["manifest"][table][idx] = new
+    else:
+        key = f"{int(idx, 16) // 32:02x}"
+        old = state["groups"][table][key]
+        group = json.loads((root / "tables" / f"{table}.g{key}.{old}.json").read_bytes())
+        group["shards"][idx] = new
+        data = canonical.dumps(group)
+        digest = hashlib.sha256(data).hexdigest()
+        (root / "tables" / f"{table}.g{key}.{digest}.json").write_bytes(data)
+        state["groups"][table][key] = digest
+    state_path.write_bytes(canonical.dumps(state))
+
+
 def tamper_shard(root: Path, table: str, key: str,
                  edit: Callable[[dict[str, Any]], None]) -> None:
     """Edit one document of a sharded table (credentials, sealed, requests) in place:
     rewrite its shard file and re-point vault.json's manifest at the new digest."""
-    state_path = root / "vault.json"
-    state = json.loads(state_path.read_bytes())
-    for idx, digest in state["manifest"].get(table, {}).items():
+    for idx, digest in shard_digests(root, table).items():
         fpath = root / "tables" / f"{table}.{idx}.{digest}.json"
         shard = json.loads(fpath.read_bytes())
         if key in shard["docs"]:
@@ -175,8 +204,7 @@ def tamper_shard(root: Path, table: str, key: str,
             data = canonical.dumps(shard)
             new = hashlib.sha256(data).hexdigest()
             (root / "tables" / f"{table}.{idx}.{new}.json").write_bytes(data)
-            state["manifest"][table][idx] = new
-            state_path.write_bytes(canonical.dumps(state))
+            _repoint(root, table, idx, new)
             return
     raise KeyError(f"{table}/{key} not found")
 

@@ -68,12 +68,17 @@ from glasskey.core.storage.interface import (
 from glasskey.core.storage.manifest import (
     BACKUP_FILE,
     FORMAT,
+    GROUP_SIZE,
+    GROUPS_KEY,
     LOCK_FILE,
     SCHEMA_VERSION,
+    SHARDS,
     SMALL_TABLES,
     STATE_FILE,
     TABLE_SHARDS,
     TABLES_DIR,
+    check_group,
+    group_file,
     manifest_files,
     parse_state,
     refuse_constant,
@@ -93,6 +98,7 @@ class FileStore:
         self.tables_dir = root / TABLES_DIR
         self.lock = VaultLock(root / LOCK_FILE, timeout=lock_timeout)
         self._shard_cache: dict[str, dict[str, Doc]] = {}
+        self._group_cache: dict[str, dict[str, str]] = {}
         self._cursors: dict[AuditCursor, int] = {}
         self._thread_lock = threading.RLock()
         self.audit = AuditLog(root)
@@ -170,13 +176,42 @@ class FileStore:
             self._shard_cache.clear()
         return docs
 
+    def _read_group(self, name: str, group: int, digest: str) -> dict[str, str]:
+        """A schema-6 group file: the digests of GROUP_SIZE shards (hash-checked)."""
+        fname = group_file(name, group, digest)
+        cached = self._group_cache.get(fname)
+        if cached is not None:
+            return cached
+        try:
+            raw = read_file(self.tables_dir / fname)
+        except FileNotFoundError:
+            raise ShardGone(fname) from None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise IntegrityError(f"table file {fname} does not match its recorded hash")
+        try:
+            doc = json.loads(raw, parse_constant=refuse_constant)
+        except (ValueError, RecursionError):
+            raise IntegrityError(f"table file {fname} is not valid JSON") from None
+        shards = check_group(name, group, doc, fname)
+        if len(self._group_cache) > 256:
+            self._group_cache.clear()
+        self._group_cache[fname] = shards
+        return shards
+
+    def _write_group(self, name: str, group: int, digest: str, data: bytes) -> None:
+        if self.fault:
+            self.fault("shard")
+        write_new(self.tables_dir / group_file(name, group, digest), data)
+
     def _write_shard(self, name: str, index: int, digest: str, data: bytes) -> None:
         if self.fault:
             self.fault("shard")
         write_new(self.tables_dir / shard_file(name, index, digest), data)
 
-    def _replace_state(self, data: bytes, keep: set[str]) -> None:
-        """Commit ``data`` (backup first); then drop shard files not in ``keep``."""
+    def _replace_state(self, data: bytes, keep: set[str],
+                       groups: set[tuple[str, int]] | None = None) -> None:
+        """Commit ``data`` (backup first); then drop shard files not in ``keep`` (of
+        grouped tables, only files of the ``groups`` this commit rewrote)."""
         if self.fault:
             self.fault("backup")
         try:
@@ -190,11 +225,14 @@ class FileStore:
         atomic_write(self.state_path, data)
         if self.fault:
             self.fault("committed")
-        self._collect_garbage(keep)
+        self._collect_garbage(keep, groups or set())
 
-    def _collect_garbage(self, keep: set[str]) -> None:
+    def _collect_garbage(self, keep: set[str], groups: set[tuple[str, int]]) -> None:
         """Remove shard files referenced by neither generation (the backup's and
-        the new one's; ``keep`` comes from the manifests already in memory)."""
+        the new one's; ``keep`` comes from the manifests already in memory).
+
+        Of a grouped table only the files of ``groups`` are considered: the
+        others' manifests were not read, and their files did not change."""
         for fname in os.listdir(self.root):
             # temp files of atomic writes killed mid-way (we hold the lock)
             if fname.startswith((f".{STATE_FILE}.", f".{BACKUP_FILE}.")) and fname.endswith(
@@ -208,6 +246,8 @@ class FileStore:
         except FileNotFoundError:
             return
         for fname in entries:
+            if fname.endswith(".json") and fname not in keep and _outside(fname, groups):
+                continue
             if (fname.endswith(".json") and fname not in keep) or fname.endswith(".tmp"):
                 try:
                     os.unlink(self.tables_dir / fname)
@@ -244,12 +284,24 @@ class FileStore:
         except ShardGone as gone:
             raise self._gone_error(gone.args[0]) from None
 
+    def _all_files(self, state: dict[str, Any]) -> set[str]:
+        """Every table file ``state`` references, the shards inside its groups too."""
+        files = manifest_files(state)
+        for name, digests in state.get(GROUPS_KEY, {}).items():
+            for key, digest in digests.items():
+                try:
+                    shards = self._read_group(name, int(key, 16), digest)
+                except ShardGone:
+                    continue
+                files |= {shard_file(name, int(i, 16), d) for i, d in shards.items()}
+        return files
+
     def _gone_error(self, fname: str) -> GlasskeyError:
         try:
             current = self._read_state()
         except GlasskeyError as exc:
             return exc
-        if fname in manifest_files(current):
+        if fname in self._all_files(current):
             return IntegrityError(f"table file {fname} is missing")
         return StorageError("the vault changed while it was being read; try again")
 
@@ -370,3 +422,16 @@ class FileStore:
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
         return guard.verify_audit(self, incremental=incremental, progress=progress)
+
+
+def _outside(fname: str, groups: set[tuple[str, int]]) -> bool:
+    """Whether ``fname`` is a file of a grouped table outside the rewritten ``groups``."""
+    parts = fname.split(".")
+    if len(parts) != 4 or TABLE_SHARDS.get(parts[0], SHARDS) <= SHARDS:
+        return False
+    tag = parts[1]
+    try:
+        group = int(tag[1:], 16) if tag.startswith("g") else int(tag, 16) // GROUP_SIZE
+    except ValueError:
+        return False
+    return (parts[0], group) not in groups

@@ -15,7 +15,7 @@ from typing import Any
 from glasskey.core import canonical
 from glasskey.core.errors import IntegrityError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 FORMAT = "glasskey-vault"
 SHARDS = 64
 #: Shards per large table. Checkout history grows without bound (about 170,000
@@ -30,6 +30,13 @@ REQUIRED_TABLES = ("meta", "operators", "active", "manifest")
 #: never scan 10,000 credentials.
 SMALL_TABLES = (*REQUIRED_TABLES, "reviews", "kits", "flags")
 SHARDED_TABLES = ("credentials", "sealed", "requests")
+#: Schema 6: a table with more shards than SHARDS keeps its shard manifest in
+#: content-addressed *group* files of GROUP_SIZE entries; vault.json's ``groups``
+#: names only the groups' digests (32 for requests instead of 1,024 shard
+#: digests), so every transaction parses, and every commit writes twice, a
+#: small vault.json (BENCHMARKS.md, "analysis", change 1).
+GROUP_SIZE = 32
+GROUPS_KEY = "groups"
 STATE_FILE = "vault.json"
 BACKUP_FILE = "vault.json.bak"
 LOCK_FILE = ".lock"
@@ -38,6 +45,7 @@ TABLES_DIR = "tables"
 _SHARD_KEYS = {name: frozenset(f"{i:02x}" for i in range(TABLE_SHARDS.get(name, SHARDS)))
                for name in SHARDED_TABLES}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX2 = re.compile(r"[0-9a-f]{2}")
 
 
 def shard_of(key: str, shards: int = SHARDS) -> int:
@@ -49,6 +57,35 @@ def shard_of(key: str, shards: int = SHARDS) -> int:
 
 def shard_file(name: str, index: int, digest: str) -> str:
     return f"{name}.{index:02x}.{digest}.json"
+
+
+def group_file(name: str, group: int, digest: str) -> str:
+    return f"{name}.g{group:02x}.{digest}.json"
+
+
+def grouped(state: dict[str, Any], name: str) -> bool:
+    """Whether ``name``'s shard manifest lives in group files (schema 6) in ``state``
+    (a schema-5 state, not yet migrated, still names its shards in vault.json)."""
+    return TABLE_SHARDS.get(name, SHARDS) > SHARDS and name not in state.get("manifest", {})
+
+
+def group_digests(state: dict[str, Any], name: str) -> dict[str, str]:
+    groups = state.get(GROUPS_KEY, {}).get(name)
+    return groups if isinstance(groups, dict) else {}
+
+
+def check_group(name: str, group: int, doc: Any, fname: str) -> dict[str, str]:
+    """A parsed group file's shard digests (IntegrityError if malformed)."""
+    if (not isinstance(doc, dict) or doc.get("table") != name or doc.get("group") != group
+            or not isinstance(doc.get("shards"), dict)):
+        raise IntegrityError(f"table file {fname} is malformed")
+    shards: dict[str, str] = doc["shards"]
+    keys = _SHARD_KEYS.get(name, frozenset())
+    for idx, digest in shards.items():
+        if (idx not in keys or int(idx, 16) // GROUP_SIZE != group
+                or not isinstance(digest, str) or not _HEX64.fullmatch(digest)):
+            raise IntegrityError(f"table file {fname} is malformed")
+    return shards
 
 
 def refuse_constant(name: str) -> Any:
@@ -112,6 +149,19 @@ def manifest_files(state: dict[str, Any]) -> set[str]:
                     or idx not in _SHARD_KEYS[name]):
                 raise IntegrityError("vault.json manifest is malformed")
             files.add(f"{name}.{idx}.{digest}.json")
+    groups = state.get(GROUPS_KEY, {})
+    if not isinstance(groups, dict):
+        raise IntegrityError("vault.json group manifest is malformed")
+    for name, digests in groups.items():
+        if name not in SHARDED_TABLES or not isinstance(digests, dict):
+            raise IntegrityError("vault.json group manifest is malformed")
+        count = -(-TABLE_SHARDS.get(name, SHARDS) // GROUP_SIZE)
+        for key, digest in digests.items():
+            if (not isinstance(digest, str) or not _HEX64.fullmatch(digest)
+                    or not isinstance(key, str) or not _HEX2.fullmatch(key)
+                    or int(key, 16) >= count):
+                raise IntegrityError("vault.json group manifest is malformed")
+            files.add(group_file(name, int(key, 16), digest))
     return files
 
 
@@ -131,7 +181,8 @@ def manifest_entry(state: dict[str, Any], name: str, index: int) -> str | None:
 def table_version(state: dict[str, Any], name: str) -> str:
     """The manifest's digests of ``name``: they change exactly when its contents do."""
     if name in SHARDED_TABLES:
-        shards = state.get("manifest", {}).get(name) or {}
+        shards = group_digests(state, name) if grouped(state, name) \
+            else state.get("manifest", {}).get(name) or {}
         return ",".join(f"{k}={v}" for k, v in sorted(shards.items()))
     table = state.get(name) or {}
     return hashlib.sha256(canonical.dumps(table)).hexdigest()

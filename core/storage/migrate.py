@@ -10,7 +10,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from glasskey.core.storage.interface import Doc
-from glasskey.core.storage.manifest import SCHEMA_VERSION, SHARDS
+from glasskey.core.storage.manifest import (
+    GROUP_SIZE,
+    GROUPS_KEY,
+    SCHEMA_VERSION,
+    SHARDS,
+    TABLE_SHARDS,
+)
 
 if TYPE_CHECKING:
     from glasskey.core.storage.transaction import FileTransaction
@@ -66,6 +72,25 @@ def _signed_roster(txn: FileTransaction) -> None:
 
 
 MIGRATIONS[4] = _signed_roster
+
+
+def _group_manifests(txn: FileTransaction) -> None:
+    """Schema 5 -> 6: move the shard manifest of every table with more than SHARDS
+    shards (requests: 1,024 digests) out of vault.json into group files."""
+    manifest = txn.state.get("manifest", {})
+    for name in list(manifest):
+        if TABLE_SHARDS.get(name, SHARDS) <= SHARDS:
+            continue
+        for idx, digest in manifest.pop(name).items():
+            key = (name, int(idx, 16) // GROUP_SIZE)
+            txn._groups.setdefault(key, {})[idx] = digest
+            txn._start_group_files.setdefault(key, set())
+            txn.dirty_groups.add(key)
+        txn.state.setdefault(GROUPS_KEY, {}).setdefault(name, {})
+    txn.dirty_small = True
+
+
+MIGRATIONS[5] = _group_manifests
 
 
 def migrate(txn: FileTransaction) -> None:

@@ -14,10 +14,15 @@ from glasskey.core.fsutil import fsync_dir
 from glasskey.core.roster import Roster
 from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
 from glasskey.core.storage.manifest import (
+    GROUP_SIZE,
+    GROUPS_KEY,
     SHARDED_TABLES,
     SMALL_TABLES,
+    group_digests,
+    grouped,
     manifest_entry,
     manifest_files,
+    shard_file,
 )
 from glasskey.core.storage.tables import KeyedTable, ShardedTable, SmallTable, TxnStorage
 from tinydb import TinyDB
@@ -47,6 +52,11 @@ class FileTransaction:
         #: Shard files of the generation this write started from: with the new
         #: generation's, what garbage collection must keep (no re-parsing).
         self._start_files = manifest_files(state) if write else set()
+        #: Schema 6 group manifests loaded so far ((table, group) -> {shard: digest}),
+        #: the shard files each named when this write started, and those to rewrite.
+        self._groups: dict[tuple[str, int], dict[str, str]] = {}
+        self._start_group_files: dict[tuple[str, int], set[str]] = {}
+        self.dirty_groups: set[tuple[str, int]] = set()
         self.head = Head.from_doc(self.meta.get("audit"))
         self._start_offset = self.head.offset
         #: The signed roster as verified up to ``head`` (core/chain.py): the only
@@ -144,7 +154,27 @@ class FileTransaction:
         self._small("meta").put("vault", doc)
 
     def _manifest_entry(self, name: str, index: int) -> str | None:
+        if grouped(self.state, name):
+            return self._group(name, index // GROUP_SIZE).get(f"{index:02x}")
         return manifest_entry(self.state, name, index)
+
+    def _group(self, name: str, group: int) -> dict[str, str]:
+        key = (name, group)
+        doc = self._groups.get(key)
+        if doc is None:
+            digest = group_digests(self.state, name).get(f"{group:02x}")
+            try:
+                doc = {} if digest is None else self.store._read_group(name, group, digest)
+            except ShardGone as gone:
+                if self.write:
+                    raise IntegrityError(f"table file {gone.args[0]} is missing") from None
+                raise
+            if self.write:
+                doc = dict(doc)
+                self._start_group_files[key] = {
+                    shard_file(name, int(i, 16), d) for i, d in doc.items()}
+            self._groups[key] = doc
+        return doc
 
     def _load_shard(self, name: str, index: int) -> dict[str, Doc]:
         key = (name, index)
@@ -176,12 +206,27 @@ class FileTransaction:
             data = canonical.dumps({"table": name, "shard": index, "docs": docs})
             digest = hashlib.sha256(data).hexdigest()
             self.store._write_shard(name, index, digest, data)
-            manifest.setdefault(name, {})[f"{index:02x}"] = digest
-        if self.dirty_shards:
+            if grouped(self.state, name):
+                self._group(name, index // GROUP_SIZE)[f"{index:02x}"] = digest
+                self.dirty_groups.add((name, index // GROUP_SIZE))
+            else:
+                manifest.setdefault(name, {})[f"{index:02x}"] = digest
+        for name, group in sorted(self.dirty_groups):
+            doc = self._groups[(name, group)]
+            data = canonical.dumps({"table": name, "group": group, "shards": doc})
+            digest = hashlib.sha256(data).hexdigest()
+            self.store._write_group(name, group, digest, data)
+            self.state.setdefault(GROUPS_KEY, {}).setdefault(name, {})[f"{group:02x}"] = digest
+        if self.dirty_shards or self.dirty_groups:
             fsync_dir(self.store.tables_dir)
         meta = self.meta
         meta["seq"] = int(meta.get("seq", 0)) + 1
         meta["audit"] = self.head.to_doc()
         self.state["meta"]["vault"] = meta
-        self.store._replace_state(canonical.dumps(self.state),
-                                  self._start_files | manifest_files(self.state))
+        # What garbage collection keeps: both generations' files. Inside the groups
+        # this write did not touch nothing changed, and nothing there is collected.
+        keep = self._start_files | manifest_files(self.state)
+        for key in self.dirty_groups:
+            keep |= self._start_group_files.get(key, set())
+            keep |= {shard_file(key[0], int(i, 16), d) for i, d in self._groups[key].items()}
+        self.store._replace_state(canonical.dumps(self.state), keep, self.dirty_groups)
