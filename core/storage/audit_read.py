@@ -71,7 +71,13 @@ def _tail_block(log: AuditLog, count: int) -> tuple[list[bytes], int]:
 
 def tail(log: AuditLog, count: int) -> AuditPage:
     lines, _ = _tail_block(log, max(count, 1))
-    cursor = cursor_of(lines[-1]) if lines else AuditCursor()
+    cursor = AuditCursor()
+    for raw in reversed(lines):  # an unreadable last line is shown, not a cursor
+        try:
+            cursor = cursor_of(raw)
+            break
+        except IntegrityError:
+            continue
     return AuditPage(parse_lines(lines[-count:] if count > 0 else []), cursor)
 
 

@@ -209,9 +209,9 @@ class FileStore:
         write_new(self.tables_dir / shard_file(name, index, digest), data)
 
     def _replace_state(self, data: bytes, keep: set[str],
-                       groups: set[tuple[str, int]] | None = None) -> None:
-        """Commit ``data`` (backup first); then drop shard files not in ``keep`` (of
-        grouped tables, only files of the ``groups`` this commit rewrote)."""
+                       unread: set[tuple[str, int]] | None = None) -> None:
+        """Commit ``data`` (backup first); then drop table files not in ``keep``
+        (except the shards of the ``unread`` groups: see _collect_garbage)."""
         if self.fault:
             self.fault("backup")
         try:
@@ -225,14 +225,16 @@ class FileStore:
         atomic_write(self.state_path, data)
         if self.fault:
             self.fault("committed")
-        self._collect_garbage(keep, groups or set())
+        self._collect_garbage(keep, unread or set())
 
-    def _collect_garbage(self, keep: set[str], groups: set[tuple[str, int]]) -> None:
-        """Remove shard files referenced by neither generation (the backup's and
+    def _collect_garbage(self, keep: set[str], unread: set[tuple[str, int]]) -> None:
+        """Remove table files referenced by neither generation (the backup's and
         the new one's; ``keep`` comes from the manifests already in memory).
 
-        Of a grouped table only the files of ``groups`` are considered: the
-        others' manifests were not read, and their files did not change."""
+        The shards of ``unread`` groups (named by either generation, not
+        rewritten by this commit) are left alone: their manifests were not
+        read, and nothing in them changed. A shard an earlier commit replaced
+        there is collected when its group is next rewritten."""
         for fname in os.listdir(self.root):
             # temp files of atomic writes killed mid-way (we hold the lock)
             if fname.startswith((f".{STATE_FILE}.", f".{BACKUP_FILE}.")) and fname.endswith(
@@ -246,7 +248,7 @@ class FileStore:
         except FileNotFoundError:
             return
         for fname in entries:
-            if fname.endswith(".json") and fname not in keep and _outside(fname, groups):
+            if fname.endswith(".json") and fname not in keep and _in_unread(fname, unread):
                 continue
             if (fname.endswith(".json") and fname not in keep) or fname.endswith(".tmp"):
                 try:
@@ -424,14 +426,13 @@ class FileStore:
         return guard.verify_audit(self, incremental=incremental, progress=progress)
 
 
-def _outside(fname: str, groups: set[tuple[str, int]]) -> bool:
-    """Whether ``fname`` is a file of a grouped table outside the rewritten ``groups``."""
+def _in_unread(fname: str, unread: set[tuple[str, int]]) -> bool:
+    """Whether ``fname`` is a shard file of one of the ``unread`` groups."""
     parts = fname.split(".")
     if len(parts) != 4 or TABLE_SHARDS.get(parts[0], SHARDS) <= SHARDS:
         return False
-    tag = parts[1]
     try:
-        group = int(tag[1:], 16) if tag.startswith("g") else int(tag, 16) // GROUP_SIZE
+        group = int(parts[1], 16) // GROUP_SIZE  # a group file ("g05") never matches
     except ValueError:
         return False
-    return (parts[0], group) not in groups
+    return (parts[0], group) in unread

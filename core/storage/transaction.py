@@ -57,6 +57,7 @@ class FileTransaction:
         self._groups: dict[tuple[str, int], dict[str, str]] = {}
         self._start_group_files: dict[tuple[str, int], set[str]] = {}
         self.dirty_groups: set[tuple[str, int]] = set()
+        self._start_groups = _group_keys(state)
         self.head = Head.from_doc(self.meta.get("audit"))
         self._start_offset = self.head.offset
         #: The signed roster as verified up to ``head`` (core/chain.py): the only
@@ -229,4 +230,11 @@ class FileTransaction:
         for key in self.dirty_groups:
             keep |= self._start_group_files.get(key, set())
             keep |= {shard_file(key[0], int(i, 16), d) for i, d in self._groups[key].items()}
-        self.store._replace_state(canonical.dumps(self.state), keep, self.dirty_groups)
+        unread = (self._start_groups | _group_keys(self.state)) - self.dirty_groups
+        self.store._replace_state(canonical.dumps(self.state), keep, unread)
+
+
+def _group_keys(state: dict[str, Any]) -> set[tuple[str, int]]:
+    """(table, group) of every group ``state`` names."""
+    return {(name, int(key, 16)) for name, digests in state.get(GROUPS_KEY, {}).items()
+            for key in digests}
