@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from glasskey.core import canonical
-from glasskey.core.audit import AuditLog, line_hash, line_length_before
+from glasskey.core.audit import AuditLog, Head, line_hash, line_length_before
 from glasskey.core.errors import IntegrityError
 from glasskey.core.storage.interface import AuditCursor, AuditPage, Doc
 
@@ -186,3 +186,52 @@ def line_before(log: AuditLog, offset: int) -> str | None:
         return None
     raw = log.line_at(offset - line_length_before(log, offset))
     return line_hash(raw) if raw is not None else None
+
+
+class CursorReader:
+    """The file backend's ``AuditReader`` methods: cursors in, offsets kept inside.
+
+    Mixed into FileStore, which provides ``audit`` (the AuditLog) and
+    ``unverified_meta``; ``_cursors`` remembers where recent cursors end, so a
+    viewer polling ``audit_since`` does not locate its cursor every time.
+    """
+
+    audit: AuditLog
+    _cursors: dict[AuditCursor, int]
+
+    def unverified_meta(self) -> Doc:
+        raise NotImplementedError
+
+    def audit_head(self) -> AuditCursor:
+        head = Head.from_doc(self.unverified_meta().get("audit"))
+        return AuditCursor(head.seq, head.hash)
+
+    def audit_tail(self, count: int) -> AuditPage:
+        return tail(self.audit, count)
+
+    def _offset_after(self, cursor: AuditCursor) -> int:
+        offset = self._cursors.get(cursor)
+        if offset is None or line_before(self.audit, offset) != cursor.hash:
+            offset = locate(self.audit, cursor)
+        return offset
+
+    def audit_since(self, cursor: AuditCursor) -> AuditPage:
+        offset = self._offset_after(cursor)
+        lines: list[bytes] = []
+        for end, raw in self.audit.lines_from(offset):
+            lines.append(raw)
+            offset = end
+        if not lines:
+            return AuditPage([], cursor)
+        after = cursor_of(lines[-1])
+        if len(self._cursors) > 64:
+            self._cursors.clear()
+        self._cursors[after] = offset
+        return AuditPage(parse_lines(lines), after)
+
+    def audit_lines(self, since: AuditCursor | None = None) -> Iterator[bytes]:
+        offset = self._offset_after(since) if since is not None else 0
+        return lines_after(self.audit, offset)
+
+    def audit_batches(self) -> Iterator[list[bytes]]:
+        return batches(self.audit)

@@ -14,11 +14,8 @@ Layout (see docs/storage.md):
   replacing ``vault.json``: one rename is the commit point for the whole
   transaction, so a crash leaves the before or the after state.
 * ``vault.json.bak`` is the previous generation; shard files referenced by
-  neither generation are removed after commit.
-
-At 10,000 credentials x 25 operators a write costs a few shard files and one
-small ``vault.json`` instead of rewriting tens of megabytes (measured in
-BENCHMARKS.md).
+  neither generation are removed after commit. (A write thus costs a few shard
+  files and one small ``vault.json``, not tens of megabytes: BENCHMARKS.md.)
 
 Concurrency: writers hold the exclusive ``flock`` for the whole
 read-modify-write and re-read the state inside it, so a writer with a stale
@@ -57,10 +54,10 @@ from glasskey.core.fsutil import (
     read_file,
     write_new,
 )
-from glasskey.core.storage import audit_read, guard, manifest
+from glasskey.core.storage import guard, manifest
+from glasskey.core.storage.audit_read import CursorReader
 from glasskey.core.storage.interface import (
     AuditCursor,
-    AuditPage,
     Doc,
     Refused,
     Transaction,
@@ -88,7 +85,7 @@ from glasskey.core.storage.migrate import migrate
 from glasskey.core.storage.transaction import FileTransaction, ShardGone
 
 
-class FileStore:
+class FileStore(CursorReader):
     """A vault directory: vault.json, its shards and audit.jsonl (``Store`` Protocol)."""
 
     def __init__(self, root: Path, lock_timeout: float = 10.0) -> None:
@@ -385,41 +382,6 @@ class FileStore:
     def newest_entry(self, head: Head) -> tuple[float, str] | None:
         """(time, actor) of the entry that ends at ``head``, or None for an empty log."""
         return guard.newest_entry(self, head)
-
-    # -- the audit log, by cursor (AuditReader) -------------------------------------
-    def audit_head(self) -> AuditCursor:
-        head = Head.from_doc(self.unverified_meta().get("audit"))
-        return AuditCursor(head.seq, head.hash)
-
-    def audit_tail(self, count: int) -> AuditPage:
-        return audit_read.tail(self.audit, count)
-
-    def _offset_after(self, cursor: AuditCursor) -> int:
-        offset = self._cursors.get(cursor)
-        if offset is None or audit_read.line_before(self.audit, offset) != cursor.hash:
-            offset = audit_read.locate(self.audit, cursor)
-        return offset
-
-    def audit_since(self, cursor: AuditCursor) -> AuditPage:
-        offset = self._offset_after(cursor)
-        lines: list[bytes] = []
-        for end, raw in self.audit.lines_from(offset):
-            lines.append(raw)
-            offset = end
-        if not lines:
-            return AuditPage([], cursor)
-        after = audit_read.cursor_of(lines[-1])
-        if len(self._cursors) > 64:
-            self._cursors.clear()
-        self._cursors[after] = offset
-        return AuditPage(audit_read.parse_lines(lines), after)
-
-    def audit_lines(self, since: AuditCursor | None = None) -> Iterator[bytes]:
-        offset = self._offset_after(since) if since is not None else 0
-        return audit_read.lines_after(self.audit, offset)
-
-    def audit_batches(self) -> Iterator[list[bytes]]:
-        return audit_read.batches(self.audit)
 
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
