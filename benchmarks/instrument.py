@@ -31,6 +31,8 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("glasskey.core.storage.guard", "recover_audit", "audit.recover"),
     ("glasskey.core.storage.files", "FileStore._read_shard", "shard.read+parse"),
     ("glasskey.core.storage.files", "FileStore._write_shard", "shard.write+fsync"),
+    ("glasskey.core.storage.files", "FileStore._write_group", "shard.write+fsync"),
+    ("glasskey.core.storage.files", "FileStore._read_group", "shard.read+parse"),
     ("glasskey.core.storage.files", "FileStore._replace_state", "state.replace"),
     ("glasskey.core.storage.files", "FileStore._collect_garbage", "state.gc"),
     ("glasskey.core.storage.transaction", "FileTransaction._commit", "commit"),
@@ -89,7 +91,7 @@ class Probe:
                 continue
             self._patch(owner, name, original, comp)
         self._alias("glasskey.core.fsutil", "atomic_write", "fs.atomic_write",
-                    ("glasskey.core.store", "glasskey.core.witness"))
+                    ("glasskey.core.storage.files", "glasskey.core.witness"))
 
     def _wrap(self, fn: Callable[..., Any], comp: str) -> Callable[..., Any]:
         totals, calls = self.totals, self.calls
