@@ -454,9 +454,10 @@ def ops(args: Result) -> Result:
 def _shard_sizes(root: Path) -> Result:
     from glasskey.core.vault import Vault
 
-    vault = Vault(root)
-    with vault.store.read() as txn:
-        manifest = txn.state.get("manifest", {})
+    from benchmarks.common import shard_manifest
+
+    Vault(root).vault_id  # noqa: B018 - opens (and verifies) the vault first
+    manifest = shard_manifest(root)
     out: Result = {}
     for table, shards in manifest.items():
         sizes = []

@@ -16,7 +16,8 @@ from glasskey.core.errors import NotFoundError, PolicyError
 from glasskey.core.models import Checkout, Credential, Operator
 from glasskey.core.roster import Member, sign_seal, verify_config, verify_seal
 from glasskey.core.session import Session
-from glasskey.core.store import Store, Transaction
+from glasskey.core.storage.files import FileStore
+from glasskey.core.storage.interface import Store, Transaction
 
 
 def default_vault_dir() -> Path:
@@ -34,12 +35,15 @@ def weak_kdf_allowed() -> bool:
 class VaultBase:
     """State and helpers shared by the operator, credential, checkout and rotation services."""
 
-    def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
-                 *, lock_timeout: float = 10.0) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | Store, clock: Clock | None = None,
+                 rng: Random | None = None, *, lock_timeout: float = 10.0) -> None:
+        """``root`` is a vault directory (opened with the file backend) or any
+        ``Store`` (core/storage/interface.py): the services never build one."""
+        self.store: Store = root if not isinstance(root, (str, Path)) \
+            else FileStore(Path(root), lock_timeout=lock_timeout)
+        self.root = Path(self.store.root)
         self.clock: Clock = clock or SystemClock()
         self.rng: Random = rng or SystemRandom()
-        self.store = Store(self.root, lock_timeout=lock_timeout)
         self.store.now = self.clock.now
         self.allow_weak_kdf = weak_kdf_allowed()
         self._vault_id: str | None = None
@@ -71,13 +75,13 @@ class VaultBase:
         return doc
 
     def _credential_doc(self, txn: Transaction, name: str) -> dict[str, Any]:
-        doc = txn.sharded("credentials").get(self.cred_id_for(name))
+        doc = txn.table("credentials").get(self.cred_id_for(name))
         if doc is None or doc.get("name") != name:
             raise NotFoundError(f"there is no credential named {name!r}")
         return doc
 
     def _request_doc(self, txn: Transaction, req_id: str) -> dict[str, Any]:
-        doc = txn.sharded("requests").get(req_id)
+        doc = txn.table("requests").get(req_id)
         if doc is None:
             raise NotFoundError(f"there is no request {req_id!r}")
         return doc
@@ -145,7 +149,7 @@ class VaultBase:
         first; the new share is a new point on the existing polynomial, so no
         other holder's share changes (operator enrolment, emergency kits).
         """
-        sealed = txn.sharded("sealed")
+        sealed = txn.table("sealed")
         docs = list(sealed.values())
         for i, sdoc in enumerate(docs, 1):
             cred_id = sdoc["cred_id"]
@@ -180,7 +184,7 @@ class VaultBase:
 
     def credentials(self) -> list[Credential]:
         with self.store.read() as txn:
-            docs = list(txn.sharded("credentials").values())
+            docs = list(txn.table("credentials").values())
         return sorted((Credential.from_doc(d) for d in docs), key=lambda c: c.name)
 
     def credential(self, name: str) -> Credential:
@@ -195,10 +199,10 @@ class VaultBase:
         with self.store.read() as txn:
             if open_only:
                 ids = [a["request"] for _, a in txn.table("active").items()]
-                docs = [txn.sharded("requests").get(i) for i in ids]
+                docs = [txn.table("requests").get(i) for i in ids]
                 out = [Checkout.from_doc(d) for d in docs if d is not None]
             else:
-                out = [Checkout.from_doc(d) for d in txn.sharded("requests").values()]
+                out = [Checkout.from_doc(d) for d in txn.table("requests").values()]
         return sorted(out, key=lambda c: (c.created, c.id))
 
     def active_map(self) -> dict[str, dict[str, Any]]:

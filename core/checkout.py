@@ -94,7 +94,7 @@ class CheckoutOps(VaultBase):
             for entry in list(txn.table("active").values()):
                 if entry.get("requester") != requester:
                     continue
-                req = txn.sharded("requests").get(entry["request"])
+                req = txn.table("requests").get(entry["request"])
                 if req is None:
                     continue
                 if req["state"] not in (S.REQUESTED, S.APPROVED):
@@ -126,7 +126,7 @@ class CheckoutOps(VaultBase):
                 txn.table("active").delete(req["cred_id"])
 
     def _save(self, txn: Transaction, req: dict[str, Any]) -> None:
-        txn.sharded("requests").put(req["id"], req)
+        txn.table("requests").put(req["id"], req)
         self._set_active(txn, req)
 
     def _close(self, txn: Transaction, req: dict[str, Any], reason: str) -> None:
@@ -140,7 +140,7 @@ class CheckoutOps(VaultBase):
     def _verified_policy(self, txn: Transaction, req: dict[str, Any]) -> Policy:
         """The policy an admin signed for the request's credential (never the copy in the
         request record, which any writer of the store could stretch)."""
-        cred = txn.sharded("credentials").get(req["cred_id"])
+        cred = txn.table("credentials").get(req["cred_id"])
         if cred is None:
             raise IntegrityError(f"credential {req['cred_name']} is missing from the vault")
         return Policy.from_doc(self._checked_config(txn, cred)["policy"])
@@ -283,7 +283,7 @@ class CheckoutOps(VaultBase):
             if req["state"] != S.REQUESTED:
                 raise self._refuse(txn, session, req_id, f"state-{req['state']}",
                                    f"request {req_id} is {req['state']}, not awaiting approval")
-            sealed = txn.sharded("sealed").get(req["cred_id"])
+            sealed = txn.table("sealed").get(req["cred_id"])
             if sealed is None or int(sealed["current"]["version"]) != int(req["version"]):
                 raise self._refuse(txn, session, req_id, "version-changed",
                                    "the credential changed since the request; request again")
@@ -365,7 +365,7 @@ class CheckoutOps(VaultBase):
             return self._reveal(session, req_id)
         except PolicyError:
             with self.store.read() as txn:
-                req = txn.sharded("requests").get(req_id)
+                req = txn.table("requests").get(req_id)
             if req is not None and req.get("released") and req["state"] == S.ROTATING:
                 self._rotate_release(session, req_id)
             raise
@@ -453,7 +453,7 @@ class CheckoutOps(VaultBase):
             if a.get("grant") is None:
                 raise self._refuse(txn, session, req_id, "grant-consumed",
                                    "this approval has already been used")
-        sealed = txn.sharded("sealed").get(req["cred_id"])
+        sealed = txn.table("sealed").get(req["cred_id"])
         if sealed is None or int(sealed["current"]["version"]) != int(req["version"]):
             raise self._refuse(txn, session, req_id, "version-changed",
                                "the credential changed since the approval; request again")

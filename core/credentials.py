@@ -53,7 +53,7 @@ class CredentialOps(VaultBase):
 
     def _add(self, txn: Transaction, session: Session, spec: CredentialSpec) -> Credential:
         cred_id = self.cred_id_for(spec.name)
-        if txn.sharded("credentials").get(cred_id) is not None:
+        if txn.table("credentials").get(cred_id) is not None:
             raise UsageError(f"a credential named {spec.name!r} already exists")
         value = spec.secret if spec.secret is not None else generate(spec.policy)
         now = self.now()
@@ -71,8 +71,8 @@ class CredentialOps(VaultBase):
             doc["template"] = spec.template
         # Where values go and who must agree: believed only under an admin's signature.
         doc["config_sig"] = sign_config(self.vault_id, doc, session.name, session.sign_priv)
-        txn.sharded("credentials").put(cred_id, doc)
-        txn.sharded("sealed").put(cred_id, {"cred_id": cred_id, "current": version,
+        txn.table("credentials").put(cred_id, doc)
+        txn.table("sealed").put(cred_id, {"cred_id": cred_id, "current": version,
                                             "pending": None})
         txn.record(session.signer, "credential.added", spec.name, {
             "id": cred_id, "kind": spec.kind, "connector": spec.connector,

@@ -206,7 +206,7 @@ class EmergencyOps(RotationOps):
         and remember every credential whose value it could open until each is rotated:
         copies of old sealed files plus both parts would still open those values."""
         exposed: dict[str, int] = {}
-        sealed = txn.sharded("sealed")
+        sealed = txn.table("sealed")
         for sdoc in list(sealed.values()):
             changed = False
             for slot in ("current", "pending"):
@@ -233,7 +233,7 @@ class EmergencyOps(RotationOps):
         txn.record_change(session.signer, "emergency.kit-burned", kit_id, details, roster)
         names = []
         for cred_id in exposed:
-            cred = txn.sharded("credentials").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
             if cred is not None:
                 names.append(cred["name"])
         return sorted(names)
@@ -252,7 +252,7 @@ class EmergencyOps(RotationOps):
         names = []
         with self.store.read() as txn:
             for cred_id in sorted(self.kit_exposure()):
-                cred = txn.sharded("credentials").get(cred_id)
+                cred = txn.table("credentials").get(cred_id)
                 if cred is not None and cred.get("status") != "revoked":
                     names.append(cred["name"])
         return self.rotate_many(session, names, progress)
@@ -290,7 +290,7 @@ class EmergencyOps(RotationOps):
             if busy is not None:
                 raise PolicyError(f"{cred_name} already has an open checkout "
                                   f"{busy['request']}; one holder at a time")
-            sealed = txn.sharded("sealed").get(cred["id"])
+            sealed = txn.table("sealed").get(cred["id"])
             if sealed is None:
                 raise IntegrityError(f"{cred_name} has no sealed value")
             vdoc = self._checked(txn, cred["id"], sealed["current"], cred_name)

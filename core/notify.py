@@ -65,7 +65,7 @@ from glasskey.core.audit import Signer
 from glasskey.core.base import VaultBase
 from glasskey.core.clock import iso
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.store import Store, Transaction
+from glasskey.core.storage.interface import Store, Transaction
 
 #: The meta-table document holding the delivery queue and the lease warnings sent.
 OUTBOX = "notify_outbox"
@@ -185,7 +185,7 @@ def payload_from_entry(txn: Transaction, vault_id: str, event: str, subject: str
         credential = str(details.get("credential", ""))
     if request:
         try:
-            req = txn.sharded("requests").get(request) or {}
+            req = txn.table("requests").get(request) or {}
         except GlasskeyError:
             req = {}
     requester = str(req.get("requester") or details.get("requester") or
@@ -555,7 +555,7 @@ class NotifyOps(VaultBase):
     def _side_store(self) -> Store:
         """A store of its own for the delivery thread: its own lock handle, so the
         thread waits for the vault lock like another process would."""
-        store = Store(self.root, lock_timeout=self.store.lock.timeout)
+        store = self.store.twin()
         store.now = self.clock.now
         return store
 
@@ -641,7 +641,7 @@ class NotifyOps(VaultBase):
                 if entry.get("state") == "checked-out" and lease is not None \
                         and float(lease) - LEASE_WARNING <= local < float(lease) \
                         and entry["request"] not in warned:
-                    req = txn.sharded("requests").get(entry["request"]) or {}
+                    req = txn.table("requests").get(entry["request"]) or {}
                     ending.append((entry["request"], float(lease), req))
         due = [r for r in queue.values() if float(r.get("next_at", 0)) <= local]
         unaudited = signer is not None and any(not r.get("audited") for r in queue.values())

@@ -107,7 +107,7 @@ class OnboardingOps(RotationOps, CredentialOps):
     def _rotate_release(self, session: Session, req_id: str, quiet: bool = True) -> None:
         """A released onboarding secret is revoked (rotated on its target when it can be)."""
         with self.store.read() as txn:
-            req = txn.sharded("requests").get(req_id)
+            req = txn.table("requests").get(req_id)
         if req is None or req.get("kind") != "onboarding":
             super()._rotate_release(session, req_id, quiet)
             return
@@ -132,7 +132,7 @@ class OnboardingOps(RotationOps, CredentialOps):
             if why == "activated" and req["state"] != S.CHECKED_OUT:
                 raise PolicyError(f"{onb_id} was never delivered (it is {req['state']}); "
                                   "nothing can have been activated")
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             connector = self.connector_for(cred, txn.roster) if cred else None
             automatic = connector is not None and not (
                 connector.vault_is_source_of_truth or connector.needs_person)
@@ -146,10 +146,10 @@ class OnboardingOps(RotationOps, CredentialOps):
                     f"revoking {onb_id} on its target failed: {result.message}")
         with self.store.transaction() as txn:
             req = self._request_doc(txn, onb_id)
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             if cred is not None:
                 cred["status"] = "revoked"
-                txn.sharded("credentials").put(cred["id"], cred)
+                txn.table("credentials").put(cred["id"], cred)
                 self._flag(txn, cred)
             for a in req.get("approvals", []):
                 a["grant"] = None
@@ -178,14 +178,14 @@ class OnboardingOps(RotationOps, CredentialOps):
         the secret is never used again), so a sweep's retry is not tied to the
         one operator whose sweep failed first.
         """
-        sealed = txn.sharded("sealed").get(cred["id"])
+        sealed = txn.table("sealed").get(cred["id"])
         pending = (sealed or {}).get("pending")
         if sealed is None or not pending:
             return
         if (pending.get("resume") or {}).get("operator") == session.operator_id:
             return
         sealed["pending"] = None
-        txn.sharded("sealed").put(cred["id"], sealed)
+        txn.table("sealed").put(cred["id"], sealed)
         txn.record(session.signer, "rotate.rollback", cred["name"], {
             "dropped_version": int(pending["version"]), "request": onb_id,
             "why": "onboarding revocation retried by another operator",
@@ -214,17 +214,17 @@ class OnboardingOps(RotationOps, CredentialOps):
                 raise UsageError(f"{onb_id} is not an onboarding secret")
             if req["state"] == S.CLOSED:
                 raise PolicyError(f"{onb_id} is already {req.get('closed_reason', 'closed')}")
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             dropped = None
             if cred is not None:
-                sealed = txn.sharded("sealed").get(cred["id"])
+                sealed = txn.table("sealed").get(cred["id"])
                 if sealed is not None and sealed.get("pending"):
                     dropped = int(sealed["pending"]["version"])
                     sealed["pending"] = None
-                    txn.sharded("sealed").put(cred["id"], sealed)
+                    txn.table("sealed").put(cred["id"], sealed)
                 cred["status"] = "revoked"
                 cred["failure"] = ""
-                txn.sharded("credentials").put(cred["id"], cred)
+                txn.table("credentials").put(cred["id"], cred)
                 self._flag(txn, cred)
             self._clear_sweep_failure(txn, onb_id)
             self._close(txn, req, "revoked")

@@ -181,8 +181,8 @@ class RotationOps(CheckoutOps, ReviewOps):
             req = self._request_doc(txn, req_id) if req_id else None
             if checkin and req is not None:
                 self._check_in(txn, session, req)
-            cred = txn.sharded("credentials").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
+            sealed = txn.table("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} has no sealed versions")
             connector = self.connector_for(cred, txn.roster)
@@ -205,7 +205,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                 elif not connector.vault_is_source_of_truth:
                     pending["resume"] = self._seal_resume(session, cred_id, version, new, old)
                 sealed["pending"] = pending
-                txn.sharded("sealed").put(cred_id, sealed)
+                txn.table("sealed").put(cred_id, sealed)
                 txn.record(session.signer, "rotate.intent", cred["name"], {
                     "from_version": int(sealed["current"]["version"]), "to_version": version,
                     "connector": cred["connector"], "reason": reason, "request": req_id,
@@ -276,8 +276,8 @@ class RotationOps(CheckoutOps, ReviewOps):
     def _phase_two(self, session: Session, cred_id: str, req_id: str | None, version: int,
                    error: str) -> RotationResult:
         with self.store.transaction() as txn:
-            cred = txn.sharded("credentials").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
+            sealed = txn.table("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} vanished during rotation")
             pending = sealed.get("pending")
@@ -291,7 +291,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                 cred["status"] = "rotation-failed"
                 cred["failure"] = error
                 cred["failed_at"] = self.now()
-                txn.sharded("credentials").put(cred_id, cred)
+                txn.table("credentials").put(cred_id, cred)
                 self._flag(txn, cred)
                 if req is not None:
                     req["state"] = S.ROTATION_FAILED
@@ -317,13 +317,13 @@ class RotationOps(CheckoutOps, ReviewOps):
             pending.pop(key, None)
         sealed["current"] = pending
         sealed["pending"] = None
-        txn.sharded("sealed").put(cred["id"], sealed)
+        txn.table("sealed").put(cred["id"], sealed)
         cred["version"] = int(pending["version"])
         cred["status"] = "active"
         cred["failure"] = ""
         cred["rotated_at"] = self.now()
         cred["rotations"] = int(cred.get("rotations", 0)) + 1
-        txn.sharded("credentials").put(cred["id"], cred)
+        txn.table("credentials").put(cred["id"], cred)
         for kit in txn.table("kits").values():
             if cred["id"] in (kit.get("to_rotate") or {}):
                 del kit["to_rotate"][cred["id"]]  # a burned kit opens nothing current here
@@ -372,7 +372,7 @@ class RotationOps(CheckoutOps, ReviewOps):
         if req["requester"] == session.name:
             return True
         with self.store.read() as txn:
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             if cred is None:
                 return False
             connector = self.connector_for(cred, txn.roster)
@@ -390,7 +390,7 @@ class RotationOps(CheckoutOps, ReviewOps):
         it. A failure to rotate is recorded by the rotation itself.
         """
         with self.store.read() as txn:
-            req = txn.sharded("requests").get(req_id)
+            req = txn.table("requests").get(req_id)
         if req is None or req["state"] != S.ROTATING or not req.get("released"):
             return
         if not self.can_rotate_for(session, req):
@@ -419,13 +419,13 @@ class RotationOps(CheckoutOps, ReviewOps):
     def _await_person(self, session: Session, cred_id: str, req_id: str | None,
                       version: int) -> RotationResult:
         with self.store.transaction() as txn:
-            cred = txn.sharded("credentials").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
             if cred is None:
                 raise IntegrityError(f"credential {cred_id} vanished during rotation")
             if cred["status"] != "apply-pending":
                 cred["status"] = "apply-pending"
                 cred["apply_since"] = self.now()
-                txn.sharded("credentials").put(cred_id, cred)
+                txn.table("credentials").put(cred_id, cred)
                 self._flag(txn, cred)
                 txn.record(session.signer, "rotate.apply-pending", cred["name"],
                            {"to_version": version, "request": req_id})
@@ -442,7 +442,7 @@ class RotationOps(CheckoutOps, ReviewOps):
         with self.store.transaction() as txn:
             self._require_active(txn, session)
             cred = self._credential_doc(txn, cred_name)
-            sealed = txn.sharded("sealed").get(cred["id"]) or {}
+            sealed = txn.table("sealed").get(cred["id"]) or {}
             pending = sealed.get("pending")
             if not pending or "apply" not in pending:
                 raise PolicyError(f"{cred_name} has no value waiting to be applied")
@@ -456,7 +456,7 @@ class RotationOps(CheckoutOps, ReviewOps):
                 APPLY_LABEL, cred["id"], int(pending["version"]), session.operator_id)))
             if session.name not in pending.setdefault("apply_revealed_to", []):
                 pending["apply_revealed_to"].append(session.name)
-                txn.sharded("sealed").put(cred["id"], sealed)
+                txn.table("sealed").put(cred["id"], sealed)
             txn.record(session.signer, "rotate.apply-revealed", cred_name,
                        {"version": int(pending["version"])})
         return value
@@ -466,7 +466,7 @@ class RotationOps(CheckoutOps, ReviewOps):
         with self.store.transaction() as txn:
             self._require_active(txn, session)
             cred = self._credential_doc(txn, cred_name)
-            sealed = txn.sharded("sealed").get(cred["id"])
+            sealed = txn.table("sealed").get(cred["id"])
             pending = (sealed or {}).get("pending")
             if not sealed or not pending:
                 raise PolicyError(f"{cred_name} has no rotation waiting to be confirmed")
@@ -483,9 +483,9 @@ class RotationOps(CheckoutOps, ReviewOps):
         """(credential name, id, pending version) of every unfinished intent."""
         with self.store.read() as txn:
             out = []
-            for sdoc in txn.sharded("sealed").values():
+            for sdoc in txn.table("sealed").values():
                 if sdoc.get("pending"):
-                    cred = txn.sharded("credentials").get(sdoc["cred_id"])
+                    cred = txn.table("credentials").get(sdoc["cred_id"])
                     name = cred["name"] if cred else sdoc["cred_id"]
                     out.append((name, sdoc["cred_id"], int(sdoc["pending"]["version"])))
             return sorted(out)
@@ -503,7 +503,7 @@ class RotationOps(CheckoutOps, ReviewOps):
         with self.store.read() as txn:
             cred = self._checked_config(txn, self._credential_doc(txn, cred_name))
             active = txn.table("active").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
+            sealed = txn.table("sealed").get(cred_id)
             roster = txn.roster
         req_id = active["request"] if active else None
         if sealed is None or not sealed.get("pending"):
@@ -519,7 +519,7 @@ class RotationOps(CheckoutOps, ReviewOps):
             req = None
             if req_id:
                 with self.store.read() as txn:
-                    req = txn.sharded("requests").get(req_id)
+                    req = txn.table("requests").get(req_id)
             pending = sealed["pending"]
             new, old = self._open_resume(session, cred["id"], pending)
             old = old or self._current_value(session, req, sealed["current"])
@@ -533,12 +533,12 @@ class RotationOps(CheckoutOps, ReviewOps):
             except ConnectorError as exc:
                 raise PolicyError(f"cannot reach the target to check: {exc}") from None
         with self.store.transaction() as txn:
-            fresh_sealed = txn.sharded("sealed").get(cred["id"])
+            fresh_sealed = txn.table("sealed").get(cred["id"])
             if not fresh_sealed or not fresh_sealed.get("pending"):
                 return
             dropped = int(fresh_sealed["pending"]["version"])
             fresh_sealed["pending"] = None
-            txn.sharded("sealed").put(cred["id"], fresh_sealed)
+            txn.table("sealed").put(cred["id"], fresh_sealed)
             txn.record(session.signer, "rotate.rollback", cred["name"],
                        {"dropped_version": dropped, "request": req_id})
 

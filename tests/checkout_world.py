@@ -66,7 +66,7 @@ def decrypt_version(w: World, cred_name: str, slot: str = "current") -> str | No
 
     cred_id = w.vault.cred_id_for(cred_name)
     with w.vault.store.read() as txn:
-        sealed = txn.sharded("sealed").get(cred_id)
+        sealed = txn.table("sealed").get(cred_id)
     assert sealed is not None
     vdoc = sealed.get(slot)
     if not vdoc:

@@ -50,6 +50,8 @@ from glasskey.core.clock import FakeClock
 from glasskey.core.crypto import sign
 from glasskey.core.errors import GlasskeyError
 from glasskey.core.session import Session
+from glasskey.core.storage import interface
+from glasskey.core.storage.files import FileStore
 from glasskey.core.store import Store
 from glasskey.core.vault import Vault
 
@@ -140,13 +142,42 @@ def tamper_state(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     path.write_bytes(canonical.dumps(state))
 
 
+def shard_digests(root: Path, table: str) -> dict[str, str]:
+    """{shard index: digest} of ``table`` as vault.json names it (through its group
+    files for a table with a two-level manifest, schema 6)."""
+    state = json.loads((root / "vault.json").read_bytes())
+    if table in state["manifest"]:
+        return dict(state["manifest"][table])
+    out: dict[str, str] = {}
+    for key, digest in state.get("groups", {}).get(table, {}).items():
+        group = json.loads((root / "tables" / f"{table}.g{key}.{digest}.json").read_bytes())
+        out.update(group["shards"])
+    return out
+
+
+def _repoint(root: Path, table: str, idx: str, new: str) -> None:
+    """Make vault.json name shard file ``new`` for shard ``idx`` (rewriting its group)."""
+    state_path = root / "vault.json"
+    state = json.loads(state_path.read_bytes())
+    if table in state["manifest"]:
+        state["manifest"][table][idx] = new
+    else:
+        key = f"{int(idx, 16) // 32:02x}"
+        old = state["groups"][table][key]
+        group = json.loads((root / "tables" / f"{table}.g{key}.{old}.json").read_bytes())
+        group["shards"][idx] = new
+        data = canonical.dumps(group)
+        digest = hashlib.sha256(data).hexdigest()
+        (root / "tables" / f"{table}.g{key}.{digest}.json").write_bytes(data)
+        state["groups"][table][key] = digest
+    state_path.write_bytes(canonical.dumps(state))
+
+
 def tamper_shard(root: Path, table: str, key: str,
                  edit: Callable[[dict[str, Any]], None]) -> None:
     """Edit one document of a sharded table (credentials, sealed, requests) in place:
     rewrite its shard file and re-point vault.json's manifest at the new digest."""
-    state_path = root / "vault.json"
-    state = json.loads(state_path.read_bytes())
-    for idx, digest in state["manifest"].get(table, {}).items():
+    for idx, digest in shard_digests(root, table).items():
         fpath = root / "tables" / f"{table}.{idx}.{digest}.json"
         shard = json.loads(fpath.read_bytes())
         if key in shard["docs"]:
@@ -154,8 +185,7 @@ def tamper_shard(root: Path, table: str, key: str,
             data = canonical.dumps(shard)
             new = hashlib.sha256(data).hexdigest()
             (root / "tables" / f"{table}.{idx}.{new}.json").write_bytes(data)
-            state["manifest"][table][idx] = new
-            state_path.write_bytes(canonical.dumps(state))
+            _repoint(root, table, idx, new)
             return
     raise KeyError(f"{table}/{key} not found")
 
@@ -223,7 +253,7 @@ def open_store(root: Path, **kw: Any) -> Store:
     return Store(root, **kw)
 
 
-def increment(store: Store, signer: Signer, key: str = "counter") -> int:
+def increment(store: interface.Store, signer: Signer, key: str = "counter") -> int:
     """One transaction: bump a counter in vault.json *and* in a shard, audit it.
 
     Both copies always move together, so a state where they differ is a torn
@@ -233,16 +263,16 @@ def increment(store: Store, signer: Signer, key: str = "counter") -> int:
         doc = txn.table("meta").get(key) or {"n": 0}
         n = int(doc["n"]) + 1
         txn.table("meta").put(key, {"n": n})
-        txn.sharded("requests").put(key, {"n": n})
+        txn.table("requests").put(key, {"n": n})
         txn.record(signer, "test.increment", key, {"n": n})
     return n
 
 
-def counters(store: Store, key: str = "counter") -> tuple[int, int]:
+def counters(store: interface.Store, key: str = "counter") -> tuple[int, int]:
     """(value in vault.json, value in its shard) as a fresh reader sees them."""
     with store.read() as txn:
         small = txn.table("meta").get(key) or {"n": 0}
-        shard = txn.sharded("requests").get(key) or {"n": 0}
+        shard = txn.table("requests").get(key) or {"n": 0}
     return int(small["n"]), int(shard["n"])
 
 
@@ -341,3 +371,11 @@ def fork_and_kill(target: Callable[..., None], args: tuple[Any, ...], delay: flo
     if not os.WIFSIGNALED(status):
         raise AssertionError(f"the child ended on its own (status {status})")
     return b"".join(chunks)
+
+
+def file_store(vault: Vault) -> FileStore:
+    """The vault's store as the file backend, for tests of file-level behaviour (the log
+    file, fault injection); fails loudly if the vault runs on another backend."""
+    store = vault.store
+    assert isinstance(store, FileStore), type(store)
+    return store

@@ -42,7 +42,7 @@ def hook_inputs(out: Path) -> list[dict[str, object]]:
 
 def events_of(w: World, name: str) -> list[dict[str, object]]:
     out = []
-    for line in w.vault.audit_path.read_text().splitlines():
+    for line in w.vault.audit_lines():  # complete lines: a delivery thread may be appending
         entry = json.loads(line)
         if entry["event"] == name:
             out.append(entry)

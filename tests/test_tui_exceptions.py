@@ -30,6 +30,7 @@ from glasskey.tui.screens.unlock import UnlockScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.secret import MASK, SecretView
 from glasskey.tui.widgets.vtable import VirtualTable
+from helpers import file_store
 from tui_helpers import (
     AUDITOR,
     ONCALL,
@@ -59,7 +60,7 @@ def world3_fixture(tmp_path: Path) -> World:
 
 
 def events(world: World, name: str) -> list[dict[str, Any]]:
-    return [e for e in world.vault.store.audit.entries() if e["event"] == name]
+    return [e for e in file_store(world.vault).audit.entries() if e["event"] == name]
 
 
 def top(app: GlasskeyApp) -> object:

@@ -23,6 +23,7 @@ from glasskey.tui.screens.unlock import UnlockScreen
 from glasskey.tui.widgets.auth_form import AuthForm
 from glasskey.tui.widgets.secret import MASK, SecretView
 from glasskey.tui.widgets.vtable import VirtualTable
+from helpers import file_store
 from textual.pilot import Pilot
 from tui_helpers import (
     SHOWN_VALUE,
@@ -49,7 +50,7 @@ def top(app: GlasskeyApp) -> object:
 
 
 def audit_events(world: World) -> list[str]:
-    return [e["event"] for e in world.vault.store.audit.entries()]
+    return [e["event"] for e in file_store(world.vault).audit.entries()]
 
 
 async def open_request_form(pilot: Pilot[None], app: GlasskeyApp, cred: str) -> None:
@@ -551,7 +552,7 @@ class TestAudit:
 
     @run_async
     async def test_broken_chain_names_the_first_bad_entry(self, world: World) -> None:
-        path = world.vault.store.audit.path
+        path = file_store(world.vault).audit.path
         lines = path.read_bytes().splitlines(keepends=True)
         assert json.loads(lines[3])["time"] == "2027-01-15T08:00:00Z"
         # Same length, so only the chain (not the byte offsets) tells.

@@ -28,8 +28,8 @@ The package, in reading order: ``records`` and ``model`` (the dataclasses),
 (reading the log fast), ``analyse`` and ``findings``, ``controls``, ``build``
 (assembling a report), ``rows`` (cells shared by the renderings), ``render``
 (Markdown, JSON), ``html_page`` (HTML and the SVG timeline), ``attest`` and
-``verify``; ``storage`` holds every touch of the storage layer below the
-vault's public API.
+``verify``. The report reads the vault only through its public API
+(``audit_batches``, ``audit_lines``, the store's ``unverified_meta``).
 """
 
 from glasskey.core.report.analyse import _pairs, _rotation_for

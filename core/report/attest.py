@@ -17,12 +17,11 @@ from glasskey.core.clock import iso
 from glasskey.core.errors import UsageError
 from glasskey.core.report.collect import attestation_of
 from glasskey.core.report.records import AttestationRecord
-from glasskey.core.report.storage import _audit_lines
 from glasskey.core.report.values import _s, _ts
 
 if TYPE_CHECKING:
     from glasskey.core.session import Session
-    from glasskey.core.store import Store
+    from glasskey.core.storage.interface import Store
     from glasskey.core.vault import Vault
 
 #: The formats a report is rendered in, hence may be attested in.
@@ -66,12 +65,13 @@ class ReportService:
         att_id = self._new_id("att")
         with self._store.transaction() as txn:
             txn.roster.require(session.name, session.operator_id, "approver")
-            seq = int(head_seq) if head_seq is not None else txn.head.seq
+            head = txn.audit_head
+            seq = int(head_seq) if head_seq is not None else head.seq
             bound = head_hash if head_hash is not None else (
-                txn.head.hash if head_seq is None else "")
-            if head_seq is not None and seq > txn.head.seq:
+                head.hash if head_seq is None else "")
+            if head_seq is not None and seq > head.seq:
                 raise UsageError(f"the report names audit entry {seq} but the log ends at "
-                                 f"{txn.head.seq}")
+                                 f"{head.seq}")
             txn.record(session.signer, "report.attested", att_id, {
                 "since": iso(since), "until": iso(until), "sha256": digest, "format": fmt,
                 "entries": seq, "head_seq": seq, "head_hash": bound,
@@ -95,7 +95,7 @@ def find_attestations(vault: Vault, report_text: str) -> list[AttestationRecord]
 def _all_attestations(vault: Vault) -> list[AttestationRecord]:
     """Every signed ``report.attested`` entry in the log, in log order."""
     out = []
-    for raw in _audit_lines(vault):
+    for raw in vault.audit_lines():
         if b'"report.attested"' not in raw:
             continue  # cheap skip: the event name is in the line verbatim
         entry = json.loads(raw)

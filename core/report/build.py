@@ -34,7 +34,6 @@ from glasskey.core.report.records import (
     RotationFailure,
 )
 from glasskey.core.report.rules import AGE_BUCKETS, DAY, EMERGENCY_REVIEWS, REVIEW_DUE
-from glasskey.core.report.storage import _stored_vault_id
 from glasskey.core.report.stream import _read_log
 from glasskey.core.report.values import _in, _ts
 
@@ -108,7 +107,7 @@ def _vault_id(vault: Vault) -> str:
     try:
         return vault.vault_id
     except IntegrityError:
-        return _stored_vault_id(vault)
+        return str(vault.store.unverified_meta()["vault_id"])
 
 
 def _checkouts(col: _Collector, since: float, until: float, now: float, due: float

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from glasskey.core.clock import iso
 from glasskey.core.report.collect import _Collector
-from glasskey.core.report.storage import _audit_file
 from glasskey.core.report.values import _s
 
 if TYPE_CHECKING:
@@ -234,41 +233,27 @@ def _read_log(vault: Vault, col: _Collector, since: float, until: float,
               limit: int | None) -> _Feeder:
     """Feed at most ``limit`` lines of the log (the verified ones) into ``col``.
 
-    Reads 4 MiB blocks and splits them in C: at a million lines the per-line
-    Python work is the cost, so the common line before the period is handled
+    Reads the log in the store's batches (the file backend splits 4 MiB blocks in
+    C): at a million lines the per-line Python work is the cost, so the common line before the period is handled
     inline here (see _Feeder._before_fast). A torn last line is not read.
     """
     feeder = _Feeder(col, since, until)
     since_b = feeder.since_b
     fast, slow = feeder._before_fast, feeder._feed_slow
     budget = limit if limit is not None else -1
-    fh = _audit_file(vault)
-    if fh is None:
-        feeder.finish()
-        return feeder
-    with fh:
-        rest = b""
-        while budget != 0:
-            block = fh.read(1 << 22)
-            if not block:
-                break
-            block = rest + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                rest = block
-                continue
-            rest = block[cut + 1:]
-            lines = block[:cut].split(b"\n")
-            if 0 < budget < len(lines):
-                lines = lines[:budget]
-            budget = max(budget - len(lines), 0) if budget > 0 else budget
-            feeder.read += len(lines)
-            for raw in lines:
-                if feeder.phase == 0:
-                    t = raw.rfind(b',"time":"')
-                    if t > 0 and raw[t + 9:-2] < since_b and raw.endswith(b'"}') \
-                            and fast(raw, t):
-                        continue
-                slow(raw)
+    for lines in vault.audit_batches():
+        if budget == 0:
+            break
+        if 0 < budget < len(lines):
+            lines = lines[:budget]
+        budget = max(budget - len(lines), 0) if budget > 0 else budget
+        feeder.read += len(lines)
+        for raw in lines:
+            if feeder.phase == 0:
+                t = raw.rfind(b',"time":"')
+                if t > 0 and raw[t + 9:-2] < since_b and raw.endswith(b'"}') \
+                        and fast(raw, t):
+                    continue
+            slow(raw)
     feeder.finish()
     return feeder

@@ -12,7 +12,6 @@ from glasskey.core.clock import iso
 from glasskey.core.errors import IntegrityError
 from glasskey.core.report.attest import _all_attestations, report_sha256
 from glasskey.core.report.records import AttestationRecord
-from glasskey.core.report.storage import _audit_lines
 from glasskey.core.report.values import _i, _s
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ def verify_report(vault: Vault, report_text: str, name: str = "the report") -> R
 
 def _line_hash_at(vault: Vault, seq: int) -> str:
     """SHA-256 of the ``seq``-th line of the log ('' if the log is shorter)."""
-    for n, raw in enumerate(_audit_lines(vault), 1):
+    for n, raw in enumerate(vault.audit_lines(), 1):
         if n == seq:
             return hashlib.sha256(raw).hexdigest()
     return ""

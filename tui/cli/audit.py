@@ -7,8 +7,9 @@ None of these needs an operator, except signing a report off (``report custody
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from glasskey.core.clock import iso
 from glasskey.core.errors import UsageError
@@ -37,10 +38,9 @@ def audit_verify(ctx: Ctx, *, incremental: bool) -> int:
     return 0
 
 
-def audit_log(vault: Vault) -> Any:
-    """The audit log the exporters read. The command line's one reach into the storage
-    layer: when the vault offers an audit reader, this is the line to change."""
-    return vault.store.audit
+def audit_log(vault: Vault) -> Iterator[bytes]:
+    """The audit log's raw lines, streamed, for the exporters."""
+    return vault.audit_lines()
 
 
 def audit_export(ctx: Ctx, *, format: str | None, output: str | None) -> int:
