@@ -235,7 +235,8 @@ def _read_log(vault: Vault, col: _Collector, since: float, until: float,
 
     Reads the log in the store's batches (the file backend splits 4 MiB blocks in
     C): at a million lines the per-line Python work is the cost, so the common
-    line before the period is handled inline here (see _Feeder._before_fast). A torn last line is not read.
+    line before the period is handled inline here (see _Feeder._before_fast). A
+    torn last line is not read.
     """
     feeder = _Feeder(col, since, until)
     since_b = feeder.since_b
