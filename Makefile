@@ -32,6 +32,7 @@ lint: links
 
 typecheck: links
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 
 test: sysdeps lint typecheck
 	$(BIN)/pytest -q

@@ -188,3 +188,16 @@ def cache_key() -> str:
 
     h = hashlib.sha256((REPO / "benchmarks" / "world.py").read_bytes())
     return f"schema{SCHEMA_VERSION}-{h.hexdigest()[:12]}"
+
+
+def shard_manifest(root: Path) -> dict[str, dict[str, str]]:
+    """{table: {shard index: digest}} of a vault directory, read through the group
+    files of tables with a two-level manifest (schema 6)."""
+    state = json.loads((root / "vault.json").read_bytes())
+    out = {table: dict(shards) for table, shards in state.get("manifest", {}).items()}
+    for table, groups in state.get("groups", {}).items():
+        shards = out.setdefault(table, {})
+        for key, digest in groups.items():
+            group = json.loads((root / "tables" / f"{table}.g{key}.{digest}.json").read_bytes())
+            shards.update(group["shards"])
+    return out

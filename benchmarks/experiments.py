@@ -143,9 +143,10 @@ def parse_experiment(root: Path) -> dict[str, Any]:
     from glasskey.core import canonical
     from glasskey.core.vault import Vault
 
-    vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
-    with vault.store.read() as txn:
-        manifest = txn.state.get("manifest", {})
+    from benchmarks.common import shard_manifest
+
+    Vault(root).vault_id  # noqa: B018 - opens (and verifies) the vault first
+    manifest = shard_manifest(root)
     out: dict[str, Any] = {}
     for table in ("requests", "sealed", "credentials"):
         shards = manifest.get(table, {})

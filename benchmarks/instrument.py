@@ -21,21 +21,23 @@ from typing import Any
 
 #: (module path, attribute path, component name)
 TARGETS: tuple[tuple[str, str, str], ...] = (
-    ("glasskey.core.store", "Store._read_state", "state.read"),
-    ("glasskey.core.store", "Store._check_witness", "witness.check"),
-    ("glasskey.core.store", "Store._verify_to_head", "chain.catch-up+roster"),
-    ("glasskey.core.base", "verify_seal", "share-set.verify"),
-    ("glasskey.core.base", "sign_seal", "share-set.sign"),
-    ("glasskey.core.base", "verify_config", "config.verify"),
+    ("glasskey.core.storage.files", "FileStore._read_state", "state.read"),
+    ("glasskey.core.storage.guard", "check_witness", "witness.check"),
+    ("glasskey.core.storage.guard", "verify_to_head", "chain.catch-up+roster"),
+    ("glasskey.core.lookups", "verify_seal", "share-set.verify"),
+    ("glasskey.core.lookups", "sign_seal", "share-set.sign"),
+    ("glasskey.core.lookups", "verify_config", "config.verify"),
     ("glasskey.core.rotation", "verify_config", "config.verify"),
-    ("glasskey.core.store", "Store._recover_audit", "audit.recover"),
-    ("glasskey.core.store", "Store._read_shard", "shard.read+parse"),
-    ("glasskey.core.store", "Store._write_shard", "shard.write+fsync"),
-    ("glasskey.core.store", "Store._replace_state", "state.replace"),
-    ("glasskey.core.store", "Store._collect_garbage", "state.gc"),
-    ("glasskey.core.store", "Transaction._commit", "commit"),
-    ("glasskey.core.store", "fsync_dir", "fs.fsync_dir"),
-    ("glasskey.core.store", "build_entry", "audit.sign"),
+    ("glasskey.core.storage.guard", "recover_audit", "audit.recover"),
+    ("glasskey.core.storage.files", "FileStore._read_shard", "shard.read+parse"),
+    ("glasskey.core.storage.files", "FileStore._write_shard", "shard.write+fsync"),
+    ("glasskey.core.storage.files", "FileStore._write_group", "shard.write+fsync"),
+    ("glasskey.core.storage.files", "FileStore._read_group", "shard.read+parse"),
+    ("glasskey.core.storage.files", "FileStore._replace_state", "state.replace"),
+    ("glasskey.core.storage.files", "FileStore._collect_garbage", "state.gc"),
+    ("glasskey.core.storage.transaction", "FileTransaction._commit", "commit"),
+    ("glasskey.core.storage.transaction", "fsync_dir", "fs.fsync_dir"),
+    ("glasskey.core.storage.transaction", "build_entry", "audit.sign"),
     ("glasskey.core.audit.AuditLog", "append", "audit.append+fsync"),
     ("glasskey.core.crypto.hpke", "seal", "hpke.seal"),
     ("glasskey.core.crypto.hpke", "open_", "hpke.open"),
@@ -89,7 +91,7 @@ class Probe:
                 continue
             self._patch(owner, name, original, comp)
         self._alias("glasskey.core.fsutil", "atomic_write", "fs.atomic_write",
-                    ("glasskey.core.store", "glasskey.core.witness"))
+                    ("glasskey.core.storage.files", "glasskey.core.witness"))
 
     def _wrap(self, fn: Callable[..., Any], comp: str) -> Callable[..., Any]:
         totals, calls = self.totals, self.calls

@@ -122,7 +122,7 @@ def build_rows(res: dict[str, Any], scale: dict[str, Any]) -> list[Row]:
         v, sp = _scaled(st.get("python_s"), 1e3)
         rows.append(Row(g, "python -c pass (interpreter start)", v, "ms", sp))
         v, sp = _scaled(st.get("import_cli_s"), 1e3)
-        rows.append(Row(g, "python -c 'import tui.cli' (CLI import cost)", v, "ms", sp))
+        rows.append(Row(g, "python -c 'import glasskey.tui.cli' (CLI import cost)", v, "ms", sp))
         if st.get("textual_hello_s"):
             v, sp = _scaled(st["textual_hello_s"], 1e3)
             rows.append(Row(g, "Textual hello-world cold start to exit (headless)", v, "ms", sp))
@@ -565,7 +565,7 @@ def _experiments(res: dict[str, Any]) -> list[str]:
                   f"without fsync {fs['write_rename_no_fsync_ms']:.2f} ms.")
     for label, d in (ex.get("state") or {}).items():
         md.append(f"- **state reads, {label} vault** (vault.json {d['vault_json_bytes'] / 1e3:.0f} "
-                  f"kB): `Store._read_state` {d['read_state_ms']:.2f} ms, `Store.seq()` (the "
+                  f"kB): `FileStore._read_state` {d['read_state_ms']:.2f} ms, `Store.seq()` (the "
                   f"TUI polls it every 0.5 s) {d['seq_ms']:.2f} ms, `os.stat` of vault.json "
                   f"{d['stat_us']:.0f} µs"
                   + (f"; `vault.alerts()` on a new Vault object (cold shard cache) "

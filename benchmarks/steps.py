@@ -173,7 +173,7 @@ def startup(args: Result) -> Result:
     out: Result = {}
     out["python_s"] = Stats.of(_spawn_times([str(PYTHON), "-c", "pass"], runs)).to_doc()
     out["import_cli_s"] = Stats.of(_spawn_times(
-        [str(PYTHON), "-c", "import tui.cli"], runs)).to_doc()
+        [str(PYTHON), "-c", "import glasskey.tui.cli"], runs)).to_doc()
     try:
         import textual  # noqa: F401
 
@@ -454,9 +454,10 @@ def ops(args: Result) -> Result:
 def _shard_sizes(root: Path) -> Result:
     from glasskey.core.vault import Vault
 
-    vault = Vault(root, allow_weak_kdf=os.environ.get("GLASSKEY_INSECURE_FAST_KDF") == "1")
-    with vault.store.read() as txn:
-        manifest = txn.state.get("manifest", {})
+    from benchmarks.common import shard_manifest
+
+    Vault(root).vault_id  # noqa: B018 - opens (and verifies) the vault first
+    manifest = shard_manifest(root)
     out: Result = {}
     for table, shards in manifest.items():
         sizes = []
@@ -642,7 +643,7 @@ def tui(args: Result) -> Result:
     try:
         from glasskey.tui import app as tui_app
     except Exception as exc:  # not written yet, or broken: say so
-        return {"present": False, "why": f"tui.app does not import ({type(exc).__name__}: "
+        return {"present": False, "why": f"glasskey.tui.app does not import ({type(exc).__name__}: "
                 f"{exc})"[:200]}
     cls = getattr(tui_app, "GlasskeyApp", None)
     if cls is None:
@@ -825,7 +826,7 @@ def report(args: Result) -> Result:
     # first full verification (every signature) runs in a child process, timed
     # apart, so that this process's peak memory is the report's own.
     t_first, first = timed(lambda: subprocess.run(
-        [str(PYTHON), "-c", "import sys; from core.vault import Vault; "
+        [str(PYTHON), "-c", "import sys; from glasskey.core.vault import Vault; "
          "sys.exit(0 if Vault(sys.argv[1]).verify_audit().ok else 1)", str(root)],
         cwd=REPO, check=False))
     if first.returncode != 0:

@@ -244,7 +244,7 @@ def fill_history(world: World, target_entries: int,
         if chunk:
             log_.append(chunk, chunk_start)
         log(f"history: {head.seq} entries, {len(requests)} closed requests; writing tables")
-        table = txn.sharded("requests")
+        table = txn.table("requests")
         for req in requests:
             table.put(req["id"], req)
         txn.head = head
@@ -296,6 +296,7 @@ def drop_requests(world: World) -> None:
     """Variant: the same vault with an empty requests table (no checkout history)."""
     with world.vault.store.transaction() as txn:
         txn.state.get("manifest", {}).pop("requests", None)
+        txn.state.get("groups", {}).pop("requests", None)  # schema 6: its group files
         txn.set_meta(txn.meta)
 
 

@@ -61,6 +61,7 @@ from glasskey.core.reviews import ReviewItem
 from glasskey.core.rotation import RotationResult
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
+from glasskey.core.storage.interface import AuditCursor, AuditPage
 from glasskey.core.sweep import SweepReport
 from glasskey.core.text import cap, cap_all, has_controls, printable
 from glasskey.core.vault import Vault
@@ -83,7 +84,8 @@ def __getattr__(name: str) -> ModuleType:
 
 __all__ = [
     "DEFAULT_EXPIRY", "MAX_EXPIRY", "ROLES",
-    "Alert", "AlertKind", "AuthError", "Checkout", "CheckoutKind", "CheckoutState",
+    "Alert", "AlertKind", "AuditCursor", "AuditPage", "AuthError", "Checkout", "CheckoutKind",
+    "CheckoutState",
     "Clock", "ClockSkewError", "ConnectorError", "Credential", "CredentialSpec",
     "CredentialStatus", "DecryptError", "DrillResult", "Enrolment", "FakeClock",
     "GlasskeyError", "IntegrityError", "InternalError", "KitIssued", "NotFoundError",

@@ -44,7 +44,7 @@ from glasskey.core.models import (
 from glasskey.core.requests import DEFAULT_OPEN_REQUESTS, Requests, event_for
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.storage.interface import Refused, Transaction
 from glasskey.core.text import cap_all
 
 S = CheckoutState
@@ -86,7 +86,7 @@ class CheckoutService(Service):
             for entry in list(txn.table("active").values()):
                 if entry.get("requester") != requester:
                     continue
-                req = txn.sharded("requests").get(entry["request"])
+                req = txn.table("requests").get(entry["request"])
                 if req is None:
                     continue
                 if req["state"] not in (S.REQUESTED, S.APPROVED):
@@ -176,7 +176,7 @@ class CheckoutService(Service):
             if req["state"] != S.REQUESTED:
                 raise self.requests.refuse(txn, session, req_id, f"state-{req['state']}",
                                    f"request {req_id} is {req['state']}, not awaiting approval")
-            sealed = txn.sharded("sealed").get(req["cred_id"])
+            sealed = txn.table("sealed").get(req["cred_id"])
             if sealed is None or int(sealed["current"]["version"]) != int(req["version"]):
                 raise self.requests.refuse(txn, session, req_id, "version-changed",
                                    "the credential changed since the request; request again")
@@ -258,7 +258,7 @@ class CheckoutService(Service):
             return self._reveal(session, req_id)
         except PolicyError:
             with self.store.read() as txn:
-                req = txn.sharded("requests").get(req_id)
+                req = txn.table("requests").get(req_id)
             if req is not None and req.get("released") and req["state"] == S.ROTATING:
                 self._rotate_release(session, req_id)
             raise
@@ -346,7 +346,7 @@ class CheckoutService(Service):
             if a.get("grant") is None:
                 raise self.requests.refuse(txn, session, req_id, "grant-consumed",
                                    "this approval has already been used")
-        sealed = txn.sharded("sealed").get(req["cred_id"])
+        sealed = txn.table("sealed").get(req["cred_id"])
         if sealed is None or int(sealed["current"]["version"]) != int(req["version"]):
             raise self.requests.refuse(txn, session, req_id, "version-changed",
                                "the credential changed since the approval; request again")

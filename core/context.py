@@ -18,7 +18,8 @@ from typing import Any
 from glasskey.core import config as site_config
 from glasskey.core.clock import Clock, Random, SystemClock, SystemRandom
 from glasskey.core.lookups import credential_doc
-from glasskey.core.store import Store, Transaction
+from glasskey.core.storage.files import FileStore
+from glasskey.core.storage.interface import Store, Transaction
 
 #: Letters of generated ids: no 0/o, 1/l/i look-alikes.
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -27,14 +28,15 @@ ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 class VaultContext:
     """The store and the injected time, randomness and settings of one vault client."""
 
-    def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
-                 *, store: Store | None = None, lock_timeout: float = 10.0,
+    def __init__(self, root: Path | Store, clock: Clock | None = None,
+                 rng: Random | None = None, *, lock_timeout: float = 10.0,
                  allow_weak_kdf: bool = False, state_dir: Path | None = None) -> None:
-        self.root = Path(root)
+        """``root``: a vault directory (the file backend opens it) or any ``Store``."""
+        self.store: Store = root if not isinstance(root, (str, Path)) \
+            else FileStore(Path(root), lock_timeout=lock_timeout)
+        self.root = Path(self.store.root)
         self.clock: Clock = clock or SystemClock()
         self.rng: Random = rng or SystemRandom()
-        self.store = store if store is not None else Store(
-            self.root, lock_timeout=lock_timeout, state_dir=state_dir)
         self.store.now = self.clock.now
         #: Tests and benchmarks may use tiny Argon2id parameters; never a real vault.
         self.allow_weak_kdf = allow_weak_kdf

@@ -16,7 +16,7 @@ from glasskey.core.passwords import alphabet_for, generate
 from glasskey.core.roster import config_digest, sign_config
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 
 
 @dataclass(frozen=True, repr=False)
@@ -41,7 +41,7 @@ class CredentialService(Service):
 
     def credentials(self) -> list[Credential]:
         with self.store.read() as txn:
-            docs = list(txn.sharded("credentials").values())
+            docs = list(txn.table("credentials").values())
         return sorted((Credential.from_doc(d) for d in docs), key=lambda c: c.name)
 
     def credential(self, name: str) -> Credential:
@@ -65,7 +65,7 @@ class CredentialService(Service):
 
     def add(self, txn: Transaction, session: Session, spec: CredentialSpec) -> Credential:
         cred_id = self.ctx.cred_id_for(spec.name)
-        if txn.sharded("credentials").get(cred_id) is not None:
+        if txn.table("credentials").get(cred_id) is not None:
             raise UsageError(f"a credential named {spec.name!r} already exists")
         value = spec.secret if spec.secret is not None else generate(spec.policy, self.ctx.rng)
         now = self.now()
@@ -83,8 +83,8 @@ class CredentialService(Service):
             doc["template"] = spec.template
         # Where values go and who must agree: believed only under an admin's signature.
         doc["config_sig"] = sign_config(self.vault_id, doc, session.name, session.sign_priv)
-        txn.sharded("credentials").put(cred_id, doc)
-        txn.sharded("sealed").put(cred_id, {"cred_id": cred_id, "current": version,
+        txn.table("credentials").put(cred_id, doc)
+        txn.table("sealed").put(cred_id, {"cred_id": cred_id, "current": version,
                                             "pending": None})
         txn.record(session.signer, "credential.added", spec.name, {
             "id": cred_id, "kind": spec.kind, "connector": spec.connector,

@@ -43,7 +43,7 @@ from glasskey.core.envelope import open_own_share
 from glasskey.core.errors import DecryptError, GlasskeyError, IntegrityError, PolicyError
 from glasskey.core.lookups import checked, checked_config, require_active
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.storage.interface import Refused, Transaction
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,13 @@ class DrillService(Service):
     def _random_credential(self, txn: Transaction, session: Session) -> dict[str, Any]:
         """A random credential whose current version holds a share for this operator
         (reads shards in a random order and stops at the first that has one)."""
-        from glasskey.core.store import TABLE_SHARDS
-
         rand = secrets.SystemRandom()
-        order = list(range(TABLE_SHARDS["sealed"]))
+        sealed = txn.table("sealed")
+        order = list(range(sealed.partitions()))
         rand.shuffle(order)
-        creds = txn.sharded("credentials")
-        for index in order:  # one shard at a time: 10,000 credentials are not all read
-            docs = list(txn._load_shard("sealed", index).values())
+        creds = txn.table("credentials")
+        for index in order:  # one partition at a time: 10,000 credentials are not all read
+            docs = sealed.partition(index)
             rand.shuffle(docs)
             for sdoc in docs:
                 cur = sdoc.get("current") or {}
@@ -104,7 +103,7 @@ class DrillService(Service):
             try:
                 checked_config(txn, cred)
                 done.append("config-signature")
-                sdoc = txn.sharded("sealed").get(cred["id"])
+                sdoc = txn.table("sealed").get(cred["id"])
                 if sdoc is None or not sdoc.get("current"):
                     raise IntegrityError(f"{name} has no sealed value")
                 vdoc = sdoc["current"]

@@ -59,7 +59,7 @@ from glasskey.core.roster import Change, change_details
 from glasskey.core.rotation import RotationResult, RotationService
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.storage.interface import Refused, Transaction
 from glasskey.core.text import cap_all
 
 S = CheckoutState
@@ -67,6 +67,8 @@ CODE_PREFIX = "GK2"
 KEY_LABEL = b"glasskey/kit-key/v2"
 PART_LABEL = "glasskey/kit-part/v2"
 PART_LEN = 32
+#: Base32 letters of one part's body: its number, the part and a 3-byte checksum.
+BODY_LEN = len(base64.b32encode(bytes(1 + PART_LEN + 3)).rstrip(b"="))
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,14 @@ def decode_parts(code: str) -> bytes:
     if not compact.startswith(CODE_PREFIX):
         raise UsageError("that is not a glasskey kit part (they start with GK2-1- and GK2-2-)")
     parts: dict[int, bytes] = {}
-    for chunk in compact.split(CODE_PREFIX)[1:]:
+    # Parts have a fixed length, so the code is cut by length, not at each "GK2": a part's
+    # base32 body can itself contain "GK2" (one in ~600 parts does).
+    step = len(CODE_PREFIX) + 1 + BODY_LEN
+    for at in range(0, len(compact), step):
+        if not compact.startswith(CODE_PREFIX, at):
+            raise UsageError("a kit part has a typo (each part is GK2-, its number, then "
+                             f"{BODY_LEN} letters and digits)")
+        chunk = compact[at + len(CODE_PREFIX):at + step]
         body = chunk[1:]
         try:
             raw = base64.b32decode(body + "=" * (-len(body) % 8))
@@ -223,7 +232,7 @@ class KitService(Service):
         and remember every credential whose value it could open until each is rotated:
         copies of old sealed files plus both parts would still open those values."""
         exposed: dict[str, int] = {}
-        sealed = txn.sharded("sealed")
+        sealed = txn.table("sealed")
         for sdoc in list(sealed.values()):
             changed = False
             for slot in ("current", "pending"):
@@ -250,7 +259,7 @@ class KitService(Service):
         txn.record_change(session.signer, "emergency.kit-burned", kit_id, details, roster)
         names = []
         for cred_id in exposed:
-            cred = txn.sharded("credentials").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
             if cred is not None:
                 names.append(cred["name"])
         return sorted(names)
@@ -269,7 +278,7 @@ class KitService(Service):
         names = []
         with self.store.read() as txn:
             for cred_id in sorted(self.kit_exposure()):
-                cred = txn.sharded("credentials").get(cred_id)
+                cred = txn.table("credentials").get(cred_id)
                 if cred is not None and cred.get("status") != CredentialStatus.REVOKED:
                     names.append(cred["name"])
         return self.rotation.rotate_many(session, names, progress)
@@ -307,7 +316,7 @@ class KitService(Service):
             if busy is not None:
                 raise PolicyError(f"{cred_name} already has an open checkout "
                                   f"{busy['request']}; one holder at a time")
-            sealed = txn.sharded("sealed").get(cred["id"])
+            sealed = txn.table("sealed").get(cred["id"])
             if sealed is None:
                 raise IntegrityError(f"{cred_name} has no sealed value")
             vdoc = checked(txn, cred["id"], sealed["current"], cred_name)

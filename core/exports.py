@@ -23,9 +23,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from glasskey.core.audit import AuditLog
+from glasskey.core import canonical
 
 #: C0, DEL, C1 (U+0085 NEL included), line/paragraph separators, bidi controls.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -75,17 +76,18 @@ class _Writer(Protocol):
     def write(self, text: str, /) -> Any: ...
 
 
-def export(log: AuditLog, fmt: str, out: _Writer) -> int:
-    """Write the log as jsonl (the stored lines, separators escaped) or csv; returns the count."""
+def export(lines: Iterable[bytes], fmt: str, out: _Writer) -> int:
+    """Write the log's raw ``lines`` (``vault.audit_lines()``) as jsonl (the stored lines,
+    separators escaped) or csv; returns the count."""
     count = 0
     if fmt == "jsonl":
-        for _, raw in log.lines():
+        for raw in lines:
             out.write(jsonl_line(raw) + "\n")
             count += 1
     elif fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(["seq", "time", "actor", "event", "subject", "details", "hash"])
-        for entry in log.entries():
+        for entry in map(canonical.loads, lines):
             writer.writerow([csv_cell(v) for v in (
                 entry["seq"], entry["time"], entry["actor"], entry["event"],
                 entry["subject"], json.dumps(entry["details"], sort_keys=True), entry["hash"])])

@@ -19,7 +19,7 @@ from glasskey.core.models import OperatorStatus
 from glasskey.core.operators import AUTH_FAILED, Enrolment, OperatorService
 from glasskey.core.roster import Member
 from glasskey.core.session import Session
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 
 
 class FactorService(Service):

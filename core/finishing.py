@@ -23,7 +23,7 @@ from glasskey.core.rotation import RotationResult, RotationService
 from glasskey.core.rotation_values import apply_info, current_value, open_resume
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Refused
+from glasskey.core.storage.interface import Refused
 
 
 class RotationFinisher(Service):
@@ -39,7 +39,7 @@ class RotationFinisher(Service):
         with self.store.transaction() as txn:
             require_active(txn, session)
             cred = self.find_credential(txn, cred_name)
-            sealed = txn.sharded("sealed").get(cred["id"]) or {}
+            sealed = txn.table("sealed").get(cred["id"]) or {}
             pending = sealed.get("pending")
             if not pending or "apply" not in pending:
                 raise PolicyError(f"{cred_name} has no value waiting to be applied")
@@ -53,7 +53,7 @@ class RotationFinisher(Service):
                 self.vault_id, cred["id"], int(pending["version"]), session.operator_id)))
             if session.name not in pending.setdefault("apply_revealed_to", []):
                 pending["apply_revealed_to"].append(session.name)
-                txn.sharded("sealed").put(cred["id"], sealed)
+                txn.table("sealed").put(cred["id"], sealed)
             txn.record(session.signer, "rotate.apply-revealed", cred_name,
                        {"version": int(pending["version"])})
         return value
@@ -63,7 +63,7 @@ class RotationFinisher(Service):
         with self.store.transaction() as txn:
             require_active(txn, session)
             cred = self.find_credential(txn, cred_name)
-            sealed = txn.sharded("sealed").get(cred["id"])
+            sealed = txn.table("sealed").get(cred["id"])
             pending = (sealed or {}).get("pending")
             if not sealed or not pending:
                 raise PolicyError(f"{cred_name} has no rotation waiting to be confirmed")
@@ -80,9 +80,9 @@ class RotationFinisher(Service):
         """(credential name, id, pending version) of every unfinished intent."""
         with self.store.read() as txn:
             out = []
-            for sdoc in txn.sharded("sealed").values():
+            for sdoc in txn.table("sealed").values():
                 if sdoc.get("pending"):
-                    cred = txn.sharded("credentials").get(sdoc["cred_id"])
+                    cred = txn.table("credentials").get(sdoc["cred_id"])
                     name = cred["name"] if cred else sdoc["cred_id"]
                     out.append((name, sdoc["cred_id"], int(sdoc["pending"]["version"])))
             return sorted(out)
@@ -100,7 +100,7 @@ class RotationFinisher(Service):
         with self.store.read() as txn:
             cred = checked_config(txn, self.find_credential(txn, cred_name))
             active = txn.table("active").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
+            sealed = txn.table("sealed").get(cred_id)
             roster = txn.roster
         req_id = active["request"] if active else None
         if sealed is None or not sealed.get("pending"):
@@ -116,7 +116,7 @@ class RotationFinisher(Service):
             req = None
             if req_id:
                 with self.store.read() as txn:
-                    req = txn.sharded("requests").get(req_id)
+                    req = txn.table("requests").get(req_id)
             pending = sealed["pending"]
             new, old = open_resume(self.vault_id, session, cred["id"], pending)
             old = old or current_value(self.vault_id, session, req, sealed["current"])
@@ -130,11 +130,11 @@ class RotationFinisher(Service):
             except ConnectorError as exc:
                 raise PolicyError(f"cannot reach the target to check: {exc}") from None
         with self.store.transaction() as txn:
-            fresh_sealed = txn.sharded("sealed").get(cred["id"])
+            fresh_sealed = txn.table("sealed").get(cred["id"])
             if not fresh_sealed or not fresh_sealed.get("pending"):
                 return
             dropped = int(fresh_sealed["pending"]["version"])
             fresh_sealed["pending"] = None
-            txn.sharded("sealed").put(cred["id"], fresh_sealed)
+            txn.table("sealed").put(cred["id"], fresh_sealed)
             txn.record(session.signer, "rotate.rollback", cred["name"],
                        {"dropped_version": dropped, "request": req_id})

@@ -15,7 +15,7 @@ from glasskey.core.envelope import Recipient, add_share, open_own_share, recover
 from glasskey.core.errors import NotFoundError, PolicyError
 from glasskey.core.roster import Member, sign_seal, verify_config, verify_seal
 from glasskey.core.session import Session
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 
 
 def operator_doc(txn: Transaction, name: str) -> dict[str, Any]:
@@ -27,14 +27,14 @@ def operator_doc(txn: Transaction, name: str) -> dict[str, Any]:
 
 def credential_doc(txn: Transaction, cred_id: str, name: str) -> dict[str, Any]:
     """The credential ``name`` (whose id is ``cred_id``, see VaultContext.cred_id_for)."""
-    doc = txn.sharded("credentials").get(cred_id)
+    doc = txn.table("credentials").get(cred_id)
     if doc is None or doc.get("name") != name:
         raise NotFoundError(f"there is no credential named {name!r}")
     return doc
 
 
 def request_doc(txn: Transaction, req_id: str) -> dict[str, Any]:
-    doc = txn.sharded("requests").get(req_id)
+    doc = txn.table("requests").get(req_id)
     if doc is None:
         raise NotFoundError(f"there is no request {req_id!r}")
     return doc
@@ -107,7 +107,7 @@ def extend_shares(vault_id: str, txn: Transaction, sessions: Sequence[Session],
     first; the new share is a new point on the existing polynomial, so no
     other holder's share changes (operator enrolment, emergency kits).
     """
-    sealed = txn.sharded("sealed")
+    sealed = txn.table("sealed")
     docs = list(sealed.values())
     for i, sdoc in enumerate(docs, 1):
         cred_id = sdoc["cred_id"]

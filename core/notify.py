@@ -63,7 +63,7 @@ from typing import Any
 from glasskey.core import config, hooks
 from glasskey.core.clock import iso
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 
 #: The meta-table document holding the delivery queue and the lease warnings sent.
 OUTBOX = "notify_outbox"
@@ -183,7 +183,7 @@ def payload_from_entry(txn: Transaction, vault_id: str, event: str, subject: str
         credential = str(details.get("credential", ""))
     if request:
         try:
-            req = txn.sharded("requests").get(request) or {}
+            req = txn.table("requests").get(request) or {}
         except GlasskeyError:
             req = {}
     requester = str(req.get("requester") or details.get("requester") or

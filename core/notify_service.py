@@ -34,7 +34,7 @@ from glasskey.core.notify import (
     payload_from_entry,
     plain,
 )
-from glasskey.core.store import Store, Transaction
+from glasskey.core.storage.interface import Store, Transaction
 
 #: Seconds (beyond the delivery budget) a committing process has to deliver what
 #: it queued before a sweep or the relay may deliver it instead.
@@ -148,8 +148,7 @@ class NotifyService(Service):
     def _side_store(self) -> Store:
         """A store of its own for the delivery thread: its own lock handle, so the
         thread waits for the vault lock like another process would."""
-        store = Store(self.ctx.root, lock_timeout=self.store.lock.timeout,
-                      state_dir=self.ctx.state_dir)
+        store = self.store.twin()
         store.now = self.ctx.clock.now
         return store
 
@@ -235,7 +234,7 @@ class NotifyService(Service):
                 if entry.get("state") == "checked-out" and lease is not None \
                         and float(lease) - LEASE_WARNING <= local < float(lease) \
                         and entry["request"] not in warned:
-                    req = txn.sharded("requests").get(entry["request"]) or {}
+                    req = txn.table("requests").get(entry["request"]) or {}
                     ending.append((entry["request"], float(lease), req))
         due = [r for r in queue.values() if float(r.get("next_at", 0)) <= local]
         unaudited = signer is not None and any(not r.get("audited") for r in queue.values())

@@ -120,7 +120,7 @@ class OffboardingService(Service):
                 leaver["removed_at"] = self.now()
                 txn.table("operators").put(name, leaver)
             holders = recipients(txn)  # now without the leaver
-            sealed = txn.sharded("sealed")
+            sealed = txn.table("sealed")
             docs = list(sealed.values())
             for sdoc in docs:
                 for slot in ("current", "pending"):
@@ -136,14 +136,14 @@ class OffboardingService(Service):
                         seal(txn, signer, cred_id, new_doc[slot])
                 sealed.put(cred_id, new_doc)
                 if touched:
-                    cred = txn.sharded("credentials").get(cred_id)
+                    cred = txn.table("credentials").get(cred_id)
                     if cred is not None and cred["status"] != CredentialStatus.REVOKED:
                         reachable.append(cred["name"])
                 if progress:
                     progress(i, len(docs))
             # the leaver's open requests end; their approvals stop counting by status
             for _cred, entry in txn.table("active").items():
-                req = txn.sharded("requests").get(entry["request"])
+                req = txn.table("requests").get(entry["request"])
                 if req and req["requester"] == name and req["state"] in (
                         S.REQUESTED, S.APPROVED):
                     self.requests.close(txn, req, "requester-removed")

@@ -39,7 +39,7 @@ from glasskey.core.requests import DEFAULT_OPEN_ONBOARDING, Requests
 from glasskey.core.reviews import ReviewService
 from glasskey.core.rotation import RotationService
 from glasskey.core.session import Session
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 from glasskey.core.text import cap_all
 
 S = CheckoutState
@@ -140,7 +140,7 @@ class OnboardingService(Service):
         """End a released request: a checkout is rotated (RotationService.rotate_release);
         a released onboarding secret is revoked (rotated on its target when it can be)."""
         with self.store.read() as txn:
-            req = txn.sharded("requests").get(req_id)
+            req = txn.table("requests").get(req_id)
         if req is None or req.get("kind") != CheckoutKind.ONBOARDING:
             self.rotation.rotate_release(session, req_id, quiet)
             return
@@ -165,7 +165,7 @@ class OnboardingService(Service):
             if why == "activated" and req["state"] != S.CHECKED_OUT:
                 raise PolicyError(f"{onb_id} was never delivered (it is {req['state']}); "
                                   "nothing can have been activated")
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             connector = self.rotation.connector_for(cred, txn.roster) if cred else None
             automatic = connector is not None and not (
                 connector.vault_is_source_of_truth or connector.needs_person)
@@ -179,10 +179,10 @@ class OnboardingService(Service):
                     f"revoking {onb_id} on its target failed: {result.message}")
         with self.store.transaction() as txn:
             req = request_doc(txn, onb_id)
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             if cred is not None:
                 cred["status"] = CredentialStatus.REVOKED
-                txn.sharded("credentials").put(cred["id"], cred)
+                txn.table("credentials").put(cred["id"], cred)
                 self.rotation.flag(txn, cred)
             for a in req.get("approvals", []):
                 a["grant"] = None
@@ -211,14 +211,14 @@ class OnboardingService(Service):
         the secret is never used again), so a sweep's retry is not tied to the
         one operator whose sweep failed first.
         """
-        sealed = txn.sharded("sealed").get(cred["id"])
+        sealed = txn.table("sealed").get(cred["id"])
         pending = (sealed or {}).get("pending")
         if sealed is None or not pending:
             return
         if (pending.get("resume") or {}).get("operator") == session.operator_id:
             return
         sealed["pending"] = None
-        txn.sharded("sealed").put(cred["id"], sealed)
+        txn.table("sealed").put(cred["id"], sealed)
         txn.record(session.signer, "rotate.rollback", cred["name"], {
             "dropped_version": int(pending["version"]), "request": onb_id,
             "why": "onboarding revocation retried by another operator",
@@ -247,17 +247,17 @@ class OnboardingService(Service):
                 raise UsageError(f"{onb_id} is not an onboarding secret")
             if req["state"] == S.CLOSED:
                 raise PolicyError(f"{onb_id} is already {req.get('closed_reason', 'closed')}")
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             dropped = None
             if cred is not None:
-                sealed = txn.sharded("sealed").get(cred["id"])
+                sealed = txn.table("sealed").get(cred["id"])
                 if sealed is not None and sealed.get("pending"):
                     dropped = int(sealed["pending"]["version"])
                     sealed["pending"] = None
-                    txn.sharded("sealed").put(cred["id"], sealed)
+                    txn.table("sealed").put(cred["id"], sealed)
                 cred["status"] = CredentialStatus.REVOKED
                 cred["failure"] = ""
-                txn.sharded("credentials").put(cred["id"], cred)
+                txn.table("credentials").put(cred["id"], cred)
                 self.rotation.flag(txn, cred)
             clear_sweep_failure(txn, onb_id)
             self.requests.close(txn, req, "revoked")

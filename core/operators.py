@@ -38,7 +38,7 @@ from glasskey.core.roster import (
     vault_id_for,
 )
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.storage.interface import Refused, Transaction
 
 WRAP_LABEL = "glasskey/operator-keys/v1"
 AUTH_FAILED = "passphrase or TOTP code is wrong (or that code was already used)"

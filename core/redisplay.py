@@ -27,7 +27,7 @@ from glasskey.core.models import Checkout, CheckoutKind, CheckoutState, format_d
 from glasskey.core.requests import Requests
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 
 S = CheckoutState
 

@@ -22,7 +22,7 @@ from glasskey.core.models import (
     Policy,
 )
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.storage.interface import Refused, Transaction
 
 S = CheckoutState
 
@@ -70,10 +70,10 @@ class Requests(Service):
         with self.store.read() as txn:
             if open_only:
                 ids = [a["request"] for _, a in txn.table("active").items()]
-                docs = [txn.sharded("requests").get(i) for i in ids]
+                docs = [txn.table("requests").get(i) for i in ids]
                 out = [Checkout.from_doc(d) for d in docs if d is not None]
             else:
-                out = [Checkout.from_doc(d) for d in txn.sharded("requests").values()]
+                out = [Checkout.from_doc(d) for d in txn.table("requests").values()]
         return sorted(out, key=lambda c: (c.created, c.id))
 
     def active_map(self) -> dict[str, dict[str, Any]]:
@@ -94,7 +94,7 @@ class Requests(Service):
                   default: int, what: str) -> None:
         """Refuse (audited) a requester's request beyond their cap of open ones of ``kind``."""
         cap = self.limit(key, default)
-        requests = txn.sharded("requests")
+        requests = txn.table("requests")
         mine = 0
         for entry in txn.table("active").values():
             if entry.get("requester") != session.name:
@@ -124,7 +124,7 @@ class Requests(Service):
                 txn.table("active").delete(req["cred_id"])
 
     def save(self, txn: Transaction, req: dict[str, Any]) -> None:
-        txn.sharded("requests").put(req["id"], req)
+        txn.table("requests").put(req["id"], req)
         self.set_active(txn, req)
 
     def close(self, txn: Transaction, req: dict[str, Any], reason: str) -> None:
@@ -138,7 +138,7 @@ class Requests(Service):
     def verified_policy(self, txn: Transaction, req: dict[str, Any]) -> Policy:
         """The policy an admin signed for the request's credential (never the copy in the
         request record, which any writer of the store could stretch)."""
-        cred = txn.sharded("credentials").get(req["cred_id"])
+        cred = txn.table("credentials").get(req["cred_id"])
         if cred is None:
             raise IntegrityError(f"credential {req['cred_name']} is missing from the vault")
         return Policy.from_doc(checked_config(txn, cred)["policy"])

@@ -18,7 +18,7 @@ from glasskey.core.context import Service
 from glasskey.core.errors import PolicyError, UsageError
 from glasskey.core.lookups import require_active
 from glasskey.core.session import Session
-from glasskey.core.store import Refused, Transaction
+from glasskey.core.storage.interface import Refused, Transaction
 from glasskey.core.text import cap_all
 
 REVIEW_MAX_AGE = 7 * 24 * 3600
@@ -68,7 +68,7 @@ class ReviewService(Service):
     @staticmethod
     def _approvers_of(txn: Transaction, doc: dict[str, Any]) -> set[str]:
         """Who approved the request a review item is named after (none for a rotation)."""
-        req = txn.sharded("requests").get(str(doc["id"]))
+        req = txn.table("requests").get(str(doc["id"]))
         names = {str(a.get("approver", "")) for a in (req or {}).get("approvals", [])}
         names.discard("")
         return names
@@ -109,12 +109,12 @@ class ReviewService(Service):
             else:
                 txn.table("reviews").put(item_id, doc)
             if doc["kind"] in ("checkout", "onboarding", "emergency"):
-                req = txn.sharded("requests").get(item_id)
+                req = txn.table("requests").get(item_id)
                 if req is not None:
                     req["review"] = {"status": ("concern" if any(
                         r["outcome"] == "concern" for r in doc["reviews"]) else "ok")
                         if done else "partial", "reviews": doc["reviews"]}
-                    txn.sharded("requests").put(item_id, req)
+                    txn.table("requests").put(item_id, req)
             txn.record(session.signer, "review.recorded", item_id, {
                 "kind": doc["kind"], "outcome": outcome, "note": note,
                 "holder": doc.get("holder", ""), "subject": doc["subject"],

@@ -71,7 +71,7 @@ from glasskey.core.rotation_values import (
 )
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.store import Transaction
+from glasskey.core.storage.interface import Transaction
 
 S = CheckoutState
 Outcome = RotationOutcome
@@ -168,8 +168,8 @@ class RotationService(Service):
             req = request_doc(txn, req_id) if req_id else None
             if checkin and req is not None:
                 self._check_in(txn, session, req)
-            cred = txn.sharded("credentials").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
+            sealed = txn.table("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} has no sealed versions")
             connector = self.connector_for(cred, txn.roster)
@@ -193,7 +193,7 @@ class RotationService(Service):
                     pending["resume"] = seal_resume(self.vault_id, session, cred_id, version, new,
                                                          old)
                 sealed["pending"] = pending
-                txn.sharded("sealed").put(cred_id, sealed)
+                txn.table("sealed").put(cred_id, sealed)
                 txn.record(session.signer, "rotate.intent", cred["name"], {
                     "from_version": int(sealed["current"]["version"]), "to_version": version,
                     "connector": cred["connector"], "reason": reason, "request": req_id,
@@ -241,8 +241,8 @@ class RotationService(Service):
     def _phase_two(self, session: Session, cred_id: str, req_id: str | None, version: int,
                    error: str) -> RotationResult:
         with self.store.transaction() as txn:
-            cred = txn.sharded("credentials").get(cred_id)
-            sealed = txn.sharded("sealed").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
+            sealed = txn.table("sealed").get(cred_id)
             if cred is None or sealed is None:
                 raise IntegrityError(f"credential {cred_id} vanished during rotation")
             pending = sealed.get("pending")
@@ -256,7 +256,7 @@ class RotationService(Service):
                 cred["status"] = CredentialStatus.ROTATION_FAILED
                 cred["failure"] = error
                 cred["failed_at"] = self.now()
-                txn.sharded("credentials").put(cred_id, cred)
+                txn.table("credentials").put(cred_id, cred)
                 self.flag(txn, cred)
                 if req is not None:
                     req["state"] = S.ROTATION_FAILED
@@ -282,13 +282,13 @@ class RotationService(Service):
             pending.pop(key, None)
         sealed["current"] = pending
         sealed["pending"] = None
-        txn.sharded("sealed").put(cred["id"], sealed)
+        txn.table("sealed").put(cred["id"], sealed)
         cred["version"] = int(pending["version"])
         cred["status"] = CredentialStatus.ACTIVE
         cred["failure"] = ""
         cred["rotated_at"] = self.now()
         cred["rotations"] = int(cred.get("rotations", 0)) + 1
-        txn.sharded("credentials").put(cred["id"], cred)
+        txn.table("credentials").put(cred["id"], cred)
         for kit in txn.table("kits").values():
             if cred["id"] in (kit.get("to_rotate") or {}):
                 del kit["to_rotate"][cred["id"]]  # a burned kit opens nothing current here
@@ -337,7 +337,7 @@ class RotationService(Service):
         if req["requester"] == session.name:
             return True
         with self.store.read() as txn:
-            cred = txn.sharded("credentials").get(req["cred_id"])
+            cred = txn.table("credentials").get(req["cred_id"])
             if cred is None:
                 return False
             connector = self.connector_for(cred, txn.roster)
@@ -355,7 +355,7 @@ class RotationService(Service):
         it. A failure to rotate is recorded by the rotation itself.
         """
         with self.store.read() as txn:
-            req = txn.sharded("requests").get(req_id)
+            req = txn.table("requests").get(req_id)
         if req is None or req["state"] != S.ROTATING or not req.get("released"):
             return
         if not self.can_rotate_for(session, req):
@@ -384,13 +384,13 @@ class RotationService(Service):
     def _await_person(self, session: Session, cred_id: str, req_id: str | None,
                       version: int) -> RotationResult:
         with self.store.transaction() as txn:
-            cred = txn.sharded("credentials").get(cred_id)
+            cred = txn.table("credentials").get(cred_id)
             if cred is None:
                 raise IntegrityError(f"credential {cred_id} vanished during rotation")
             if cred["status"] != CredentialStatus.APPLY_PENDING:
                 cred["status"] = CredentialStatus.APPLY_PENDING
                 cred["apply_since"] = self.now()
-                txn.sharded("credentials").put(cred_id, cred)
+                txn.table("credentials").put(cred_id, cred)
                 self.flag(txn, cred)
                 txn.record(session.signer, "rotate.apply-pending", cred["name"],
                            {"to_version": version, "request": req_id})

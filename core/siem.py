@@ -39,15 +39,17 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from glasskey.core import canonical, witness
-from glasskey.core.audit import GENESIS, AuditLog, line_hash, line_length_before
+from glasskey.core.audit import GENESIS, line_hash
 from glasskey.core.errors import IntegrityError, StorageError, UsageError
 from glasskey.core.exports import escape_controls
 from glasskey.core.fsutil import atomic_write, ensure_private_dir
+from glasskey.core.storage.interface import AuditCursor
 
 if TYPE_CHECKING:
     from glasskey.core.vault import Vault
@@ -213,12 +215,13 @@ class _Writer(Protocol):
     def write(self, text: str, /) -> Any: ...
 
 
-def export_syslog(log: AuditLog, out: _Writer, hostname: str | None = None, *,
+def export_syslog(lines: Iterable[bytes], out: _Writer, hostname: str | None = None, *,
                   app: str = APP, facility: int = FACILITY_AUTHPRIV) -> int:
-    """Write every entry as one syslog line (LF-terminated); returns the count."""
+    """Write every entry of ``lines`` (``vault.audit_lines()``) as one syslog line
+    (LF-terminated); returns the count."""
     host = hostname or socket.gethostname()
     count = 0
-    for entry in log.entries():
+    for entry in map(canonical.loads, lines):
         out.write(format_syslog(entry, host, app, facility=facility) + "\n")
         count += 1
     return count
@@ -306,11 +309,14 @@ class ForwardState:
     vault_id: str
     last_seq: int = 0
     last_hash: str = GENESIS  # SHA-256 of the last forwarded *line* (the next entry's prev)
-    offset: int = 0  # byte offset just after the last forwarded line
+
+    @property
+    def cursor(self) -> AuditCursor:
+        return AuditCursor(self.last_seq, self.last_hash)
 
     def to_doc(self) -> dict[str, Any]:
         return {"vault_id": self.vault_id, "last_seq": self.last_seq,
-                "last_hash": self.last_hash, "offset": self.offset}
+                "last_hash": self.last_hash}
 
 
 @dataclass(frozen=True)
@@ -338,8 +344,9 @@ def load_state(path: Path, vault_id: str) -> ForwardState:
         raise IntegrityError(f"the forwarding state {path} is unreadable ({exc}); "
                              "move it aside to start over") from None
     try:
+        # (states written before 0.3 also carry a byte offset: no longer needed)
         state = ForwardState(str(doc["vault_id"]), int(doc["last_seq"]),
-                             str(doc["last_hash"]), int(doc["offset"]))
+                             str(doc["last_hash"]))
     except (KeyError, TypeError, ValueError):
         raise IntegrityError(f"the forwarding state {path} is malformed; move it aside to "
                              "start over") from None
@@ -377,21 +384,19 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
     path = state_path or default_state_path(vault_id, host, port, protocol,
                                             vault.context.state_dir)
     state = load_state(path, vault_id)
-    head_doc = vault.meta().get("audit") or {}
-    head_seq = int(head_doc.get("seq", 0))
-    log = vault.store.audit
+    with vault.store.read() as txn:  # verified up to the head: only that is forwarded
+        head = txn.audit_head
+    head_seq = head.seq
     if state.last_seq > head_seq:
         raise IntegrityError(
             f"the audit log ends at entry {head_seq} but entry {state.last_seq} was already "
             "forwarded: it was truncated or rolled back")
     if state.last_seq == 0 and not backfill:
-        state.last_seq = head_seq
-        state.last_hash = str(head_doc.get("hash", GENESIS))
-        state.offset = int(head_doc.get("offset", 0))
+        state.last_seq, state.last_hash = head.seq, head.hash
         save_state(path, state)
         return ForwardResult(0, None, state.last_seq, path)
+    lines = _lines_after(vault, state)
     if state.last_seq == head_seq:
-        _check_last(log, state)
         return ForwardResult(0, None, state.last_seq, path)
     host_name = hostname or socket.gethostname()
     limit = max_bytes if max_bytes is not None else MAX_BYTES.get(protocol, MAX_BYTES["udp"])
@@ -401,7 +406,7 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
     try:
         if own:
             fwd.open()
-        for end, raw in log.lines_from(state.offset):
+        for raw in lines:
             try:
                 entry = canonical.loads(raw)
             except IntegrityError:
@@ -418,7 +423,7 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
             fwd.send(format_syslog(entry, host_name, app, facility=facility, max_bytes=limit))
             sent += 1
             first = first if first is not None else seq
-            state.last_seq, state.last_hash, state.offset = seq, line_hash(raw), end
+            state.last_seq, state.last_hash = seq, line_hash(raw)
             if sent % save_every == 0:
                 save_state(path, state)
             if seq == head_seq:
@@ -436,16 +441,15 @@ def forward_new(vault: Vault, host: str, port: int, protocol: str = "udp",
     return ForwardResult(sent, first, state.last_seq, path)
 
 
-def _check_last(log: AuditLog, state: ForwardState) -> None:
-    """The last forwarded line is still where and what it was."""
-    if state.last_seq == 0:
-        return
-    start = state.offset - line_length_before(log, state.offset)
-    raw = log.line_at(start)
-    if raw is None or line_hash(raw) != state.last_hash:
+def _lines_after(vault: Vault, state: ForwardState) -> Iterator[bytes]:
+    """The log after the last forwarded entry, which must still be what it was."""
+    try:
+        return vault.audit_lines(state.cursor)
+    except IntegrityError:
         raise IntegrityError(
-            f"audit entry {state.last_seq} differs from the one already forwarded: the log "
-            "was rewritten or rolled back; run 'glasskey audit verify'")
+            f"the audit log does not continue the chain already forwarded (entry "
+            f"{state.last_seq} differs from the one forwarded): it was rewritten or rolled "
+            "back; run 'glasskey audit verify'") from None
 
 
 __all__ = [

@@ -87,7 +87,7 @@ class SweepService(Service):
             newest = txn.newest_entry()
             failures = dict((txn.table("meta").get(SWEEP_FAILURES) or {}).get("items", {}))
             for entry in txn.table("active").values():
-                req = txn.sharded("requests").get(entry["request"])
+                req = txn.table("requests").get(entry["request"])
                 if req is None:
                     continue
                 if req.get("kind") == CheckoutKind.ONBOARDING:

@@ -28,13 +28,12 @@ and the tests call, and only delegate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from glasskey.core import witness
-from glasskey.core.audit import Head, Signer
-from glasskey.core.chain import Checkpoint, Progress, VerifyResult, check_prefix, verify_log
+from glasskey.core.audit import Signer
+from glasskey.core.chain import Progress, VerifyResult
 from glasskey.core.clock import Clock, Random
 from glasskey.core.config import NotifySettings
 from glasskey.core.connectors.base import Connector
@@ -54,7 +53,7 @@ from glasskey.core.rotation import RotationResult
 from glasskey.core.secret import SecretValue
 from glasskey.core.services import VaultServices
 from glasskey.core.session import Session
-from glasskey.core.store import Store, Transaction
+from glasskey.core.storage.interface import AuditCursor, AuditPage, Store, Transaction
 from glasskey.core.sweep import SweepReport
 
 __all__ = ["SweepReport", "Vault", "VaultServices"]  # VaultServices: core/services.py
@@ -66,10 +65,12 @@ OnProgress = Callable[[int, int], None] | None
 class Vault:
     """The fronts' entry point: every method delegates to one service."""
 
-    def __init__(self, root: Path, clock: Clock | None = None, rng: Random | None = None,
-                 *, lock_timeout: float = 10.0, store: Store | None = None,
+    def __init__(self, root: Path | Store, clock: Clock | None = None,
+                 rng: Random | None = None, *, lock_timeout: float = 10.0,
                  allow_weak_kdf: bool = False, state_dir: Path | None = None) -> None:
-        self.context = VaultContext(root, clock, rng, store=store, lock_timeout=lock_timeout,
+        """``root`` is a vault directory (opened with the file backend) or any ``Store``
+        (core/storage/interface.py): the services never build one."""
+        self.context = VaultContext(root, clock, rng, lock_timeout=lock_timeout,
                                     allow_weak_kdf=allow_weak_kdf, state_dir=state_dir)
         self.services = VaultServices.build(self.context)
         self.attach_notifications()  # core/notify_service.py: after each commit, unlocked
@@ -135,58 +136,39 @@ class Vault:
         return require_active(txn, session, role)
 
     # -- read helpers for front ends -------------------------------------------------------------
-    @property
-    def audit_path(self) -> Path:
-        return self.store.audit.path
-
     def table_version(self, table: str) -> str:
-        """An opaque token that changes exactly when ``table``'s contents change.
-
-        The large tables are content-addressed shards, so the manifest's digests
-        are such a token; a screen can skip re-reading 10,000 rows when it is
-        unchanged.
-        """
-        with self.store.read() as txn:
-            manifest = txn.state.get("manifest", {}).get(table) or {}
-        return ",".join(f"{k}={v}" for k, v in sorted(manifest.items()))
+        """An opaque token that changes exactly when ``table``'s contents change: a
+        screen can skip re-reading 10,000 rows when it is unchanged."""
+        return self.store.table_version(table)
 
     # -- audit ------------------------------------------------------------------------------
+    def audit_head(self) -> AuditCursor:
+        """The newest committed audit entry (not verified: cheap to poll)."""
+        return self.store.audit_head()
+
+    def audit_tail(self, count: int) -> AuditPage:
+        """The last ``count`` entries, parsed, and the cursor after them."""
+        return self.store.audit_tail(count)
+
+    def audit_since(self, cursor: AuditCursor) -> AuditPage:
+        """Entries after ``cursor`` and the new cursor (IntegrityError if the entry
+        the cursor names was rewritten)."""
+        return self.store.audit_since(cursor)
+
+    def audit_lines(self, since: AuditCursor | None = None) -> Iterator[bytes]:
+        """The log's raw lines, streamed (exports, reports, SIEM forwarding)."""
+        return self.store.audit_lines(since)
+
+    def audit_batches(self) -> Iterator[list[bytes]]:
+        """The log's raw lines in large batches (the one-day report's fast path)."""
+        return self.store.audit_batches()
+
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
         """Every link and every signature of the log. A verified head is remembered:
-        a reader is a witness too.
-
-        ``incremental``: signatures only after this client's last verified
-        checkpoint, and for the lines before it a hash-only check that they are
-        still the bytes it verified (core/chain.check_prefix) — sound, and a
-        fraction of the full cost; a client without a checkpoint verifies all.
-        """
-        # Read the state without the open-time witness check: verification must
-        # report *where* the log went wrong, not just refuse to look at it.
-        meta = self.store._read_state()["meta"]["vault"]
-        head = Head.from_doc(meta.get("audit"))
-        vault_id = str(meta["vault_id"])
-        loaded = witness.load_checkpoint(vault_id, self.context.state_dir)
-        seen = loaded[0] if loaded else None
-        start = None
-        if incremental and loaded is not None and loaded[1] is not None:
-            start = Checkpoint(loaded[0], loaded[1])
-            altered = check_prefix(self.store.audit, start.head)
-            if altered is not None:
-                # Something changed: the full pass names the first bad entry exactly.
-                full = verify_log(self.store.audit, vault_id=vault_id, state_head=head,
-                                  witness=seen, progress=progress)
-                return full if not full.ok else altered
-        result = verify_log(self.store.audit, vault_id=vault_id, state_head=head,
-                            witness=seen, progress=progress, start=start)
-        result.mode = "incremental" if start is not None else "full"
-        # Remember only what the state committed: lines past its head (an append
-        # whose commit was lost) are adopted, or not, by the next writer.
-        if result.ok and result.roster.founded and result.head.seq == head.seq \
-                and result.head.hash == head.hash:
-            witness.check_pin(self.root, vault_id, self.context.state_dir)
-            witness.save(vault_id, result.head, result.roster, self.context.state_dir)
-        return result
+        a reader is a witness too. ``incremental``: signatures only after this
+        client's last verified checkpoint, a hash-only check of the lines before it."""
+        return self.store.verify_audit(incremental=incremental, progress=progress)
 
     # -- operators ---------------------------------------------------------------------------
     def initialise(self, founders: Sequence[OperatorSpec], *, label: str = "vault",

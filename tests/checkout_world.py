@@ -10,50 +10,32 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glasskey.core import totp
-from glasskey.core.clock import FakeClock
+import worlds
 from glasskey.core.credentials import CredentialSpec
-from glasskey.core.crypto import kdf
 from glasskey.core.models import Policy
-from glasskey.core.operators import OperatorSpec
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.vault import Vault
 
-FAST_KDF = kdf.KdfParams(1024, 1, 1, b"glasskey-tests-salt!")
-SEEDS = {
-    "alice": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
-    "bob": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU",
-    "carol": "MFRGGZDFMZTWQ2LKMFRGGZDFMZTWQ2LK",
-    "dave": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
-}
-ROLES = {
-    "alice": ("requester",),
-    "bob": ("approver", "admin", "requester"),
-    "carol": ("approver", "requester"),
-    "dave": ("approver", "admin"),
-}
-
-
-def passphrase(name: str) -> str:
-    return f"{name} has a long passphrase"
+FAST_KDF = worlds.FAST_KDF
+SEEDS = {op.name: op.seed for op in worlds.CHECKOUT_ROSTER}
+ROLES = {op.name: op.roles for op in worlds.CHECKOUT_ROSTER}
+passphrase = worlds.checkout_passphrase
 
 
 @dataclass
-class World:
-    root: Path
-    clock: FakeClock
-    vault: Vault
-    sessions: dict[str, Session] = field(default_factory=dict)
+class World(worlds.VaultWorld):
+    """The checkout family's world (tests/worlds.py): every ``unlock`` moves the
+    clock 30 s, and ``s(name)`` reuses the operator's last session."""
+
+    roster: dict[str, worlds.Operator] = field(
+        default_factory=lambda: worlds.roster_map(worlds.CHECKOUT_ROSTER))
 
     def code(self, name: str, offset: float = 0) -> str:
-        return totp.code_at(SEEDS[name], self.clock.now() + offset)
+        return self.totp(name, offset)
 
     def unlock(self, name: str) -> Session:
         self.clock.advance(30)
-        session = self.vault.unlock(name, passphrase(name), self.code(name))
-        self.sessions[name] = session
-        return session
+        return self._unlock(name)
 
     def s(self, name: str) -> Session:
         return self.sessions.get(name) or self.unlock(name)
@@ -74,11 +56,8 @@ class World:
 def make_world(tmp_path: Path, names: tuple[str, ...] = ("alice", "bob", "carol")) -> World:
     os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"
     os.environ["GLASSKEY_STATE_DIR"] = str(tmp_path / "client-state")
-    clock = FakeClock(1_800_000_000.0)
-    vault = Vault(tmp_path / "vault", clock, allow_weak_kdf=True)
-    vault.initialise([OperatorSpec(n, ROLES[n], passphrase(n), SEEDS[n]) for n in names],
-                     kdf_params=FAST_KDF)
-    return World(tmp_path / "vault", clock, vault)
+    return worlds.build_world(World, tmp_path / "vault", worlds.CHECKOUT_ROSTER,
+                              founders=names)
 
 
 def decrypt_version(w: World, cred_name: str, slot: str = "current") -> str | None:
@@ -87,7 +66,7 @@ def decrypt_version(w: World, cred_name: str, slot: str = "current") -> str | No
 
     cred_id = w.vault.cred_id_for(cred_name)
     with w.vault.store.read() as txn:
-        sealed = txn.sharded("sealed").get(cred_id)
+        sealed = txn.table("sealed").get(cred_id)
     assert sealed is not None
     vdoc = sealed.get(slot)
     if not vdoc:

@@ -1,5 +1,8 @@
 """Shared test factory: small vaults with known operators, seeds and a fake clock.
 
+The vault itself is built by tests/worlds.py (one builder for every test family);
+this module keeps the storage/auth family's names and adds bare stores.
+
 Import from any test module::
 
     from helpers import make_vault, make_store
@@ -29,48 +32,39 @@ sets ``GLASSKEY_INSECURE_FAST_KDF=1`` for every test):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glasskey.core import canonical, totp
+import worlds
+from glasskey.core import canonical
 from glasskey.core.audit import Signer
 from glasskey.core.clock import FakeClock
-from glasskey.core.crypto import kdf, sign
+from glasskey.core.crypto import sign
 from glasskey.core.errors import GlasskeyError
-from glasskey.core.operators import OperatorSpec
 from glasskey.core.session import Session
+from glasskey.core.storage import interface
+from glasskey.core.storage.files import FileStore
 from glasskey.core.store import Store
 from glasskey.core.vault import Vault
 
 #: Argon2id parameters small enough for tests (needs GLASSKEY_INSECURE_FAST_KDF=1).
-FAST_KDF = kdf.KdfParams(1024, 1, 1, b"s" * 16)
+FAST_KDF = worlds.FAST_KDF
 #: Where every FakeClock starts (2027-01-15T08:00:00Z; TOTP step 60_000_000).
-START = 1_800_000_000.0
-STEP = totp.PERIOD
+START = worlds.START
+STEP = worlds.STEP
 
-SEEDS: dict[str, str] = {
-    "alice": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
-    "bob": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU",
-    "carol": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
-}
-PASSPHRASES: dict[str, str] = {
-    "alice": "correct horse battery staple",
-    "bob": "bob's long passphrase, really",
-    "carol": "carol keeps the safe key 42",
-}
-ROLES: dict[str, tuple[str, ...]] = {
-    "alice": ("requester", "admin"),
-    "bob": ("approver", "admin", "requester"),
-    "carol": ("approver", "requester"),
-}
-NAMES = ("alice", "bob", "carol")
+SEEDS: dict[str, str] = {op.name: op.seed for op in worlds.FOUNDATION_ROSTER}
+PASSPHRASES: dict[str, str] = {op.name: op.passphrase for op in worlds.FOUNDATION_ROSTER}
+ROLES: dict[str, tuple[str, ...]] = {op.name: op.roles for op in worlds.FOUNDATION_ROSTER}
+NAMES = tuple(op.name for op in worlds.FOUNDATION_ROSTER)
 
 
 def require_test_env() -> None:
@@ -83,39 +77,29 @@ def require_test_env() -> None:
 
 
 @dataclass
-class VaultEnv:
-    """A vault with known operators. ``vault`` is the first process's view."""
+class VaultEnv(worlds.VaultWorld):
+    """A vault with known operators (tests/worlds.py). ``vault`` is the first
+    process's view; ``unlock`` moves the clock only when it must."""
 
-    root: Path
-    clock: FakeClock
-    vault: Vault
-    names: tuple[str, ...]
-    passphrases: dict[str, str]
-    seeds: dict[str, str]
-    used_step: dict[str, int] = field(default_factory=dict)
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.founders
 
-    def step(self) -> int:
-        return int(self.clock.now()) // STEP
+    @property
+    def passphrases(self) -> dict[str, str]:
+        return {name: op.passphrase for name, op in self.roster.items()}
+
+    @property
+    def seeds(self) -> dict[str, str]:
+        return {name: op.seed for name, op in self.roster.items()}
 
     def code(self, name: str, steps: int = 0) -> str:
         """``name``'s TOTP code for the current step + ``steps``."""
-        return totp.code_at(self.seeds[name], self.clock.now() + steps * STEP)
-
-    def next_step(self) -> None:
-        """Move the clock to the start of the next TOTP step."""
-        self.clock.set(float((self.step() + 1) * STEP))
+        return self.totp(name, steps * STEP)
 
     def unlock(self, name: str, vault: Vault | None = None) -> Session:
         """Unlock ``name`` with the right passphrase and a fresh TOTP step."""
-        if self.used_step.get(name, -1) >= self.step():
-            self.next_step()
-        session = (vault or self.vault).unlock(name, self.passphrases[name], self.code(name))
-        self.used_step[name] = self.step()
-        return session
-
-    def reopen(self, clock: FakeClock | None = None, **kw: Any) -> Vault:
-        """A second view of the same vault (as another process would have)."""
-        return Vault(self.root, clock or self.clock, **kw, allow_weak_kdf=True)
+        return self.fresh_session(name, vault)
 
     def operator_doc(self, name: str) -> dict[str, Any]:
         with Store(self.root).read() as txn:
@@ -141,15 +125,12 @@ def make_vault(tmp_path: Path, operators: int = 2, *,
     require_test_env()
     if not 2 <= operators <= len(NAMES):
         raise ValueError("operators must be 2 or 3")
-    names = NAMES[:operators]
-    phr = {**PASSPHRASES, **(passphrases or {})}
-    sds = {**SEEDS, **(seeds or {})}
-    clock = FakeClock(start)
-    root = tmp_path / subdir
-    vault = Vault(root, clock, allow_weak_kdf=True)
-    vault.initialise([OperatorSpec(n, ROLES[n], phr[n], sds[n]) for n in names],
-                     kdf_params=FAST_KDF)
-    return VaultEnv(root, clock, vault, names, phr, sds)
+    roster = [dataclasses.replace(op,
+                                  passphrase=(passphrases or {}).get(op.name, op.passphrase),
+                                  seed=(seeds or {}).get(op.name, op.seed))
+              for op in worlds.FOUNDATION_ROSTER]
+    return worlds.build_world(VaultEnv, tmp_path / subdir, roster, founders=NAMES[:operators],
+                              start=start)
 
 
 def tamper_state(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -161,13 +142,42 @@ def tamper_state(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     path.write_bytes(canonical.dumps(state))
 
 
+def shard_digests(root: Path, table: str) -> dict[str, str]:
+    """{shard index: digest} of ``table`` as vault.json names it (through its group
+    files for a table with a two-level manifest, schema 6)."""
+    state = json.loads((root / "vault.json").read_bytes())
+    if table in state["manifest"]:
+        return dict(state["manifest"][table])
+    out: dict[str, str] = {}
+    for key, digest in state.get("groups", {}).get(table, {}).items():
+        group = json.loads((root / "tables" / f"{table}.g{key}.{digest}.json").read_bytes())
+        out.update(group["shards"])
+    return out
+
+
+def _repoint(root: Path, table: str, idx: str, new: str) -> None:
+    """Make vault.json name shard file ``new`` for shard ``idx`` (rewriting its group)."""
+    state_path = root / "vault.json"
+    state = json.loads(state_path.read_bytes())
+    if table in state["manifest"]:
+        state["manifest"][table][idx] = new
+    else:
+        key = f"{int(idx, 16) // 32:02x}"
+        old = state["groups"][table][key]
+        group = json.loads((root / "tables" / f"{table}.g{key}.{old}.json").read_bytes())
+        group["shards"][idx] = new
+        data = canonical.dumps(group)
+        digest = hashlib.sha256(data).hexdigest()
+        (root / "tables" / f"{table}.g{key}.{digest}.json").write_bytes(data)
+        state["groups"][table][key] = digest
+    state_path.write_bytes(canonical.dumps(state))
+
+
 def tamper_shard(root: Path, table: str, key: str,
                  edit: Callable[[dict[str, Any]], None]) -> None:
     """Edit one document of a sharded table (credentials, sealed, requests) in place:
     rewrite its shard file and re-point vault.json's manifest at the new digest."""
-    state_path = root / "vault.json"
-    state = json.loads(state_path.read_bytes())
-    for idx, digest in state["manifest"].get(table, {}).items():
+    for idx, digest in shard_digests(root, table).items():
         fpath = root / "tables" / f"{table}.{idx}.{digest}.json"
         shard = json.loads(fpath.read_bytes())
         if key in shard["docs"]:
@@ -175,8 +185,7 @@ def tamper_shard(root: Path, table: str, key: str,
             data = canonical.dumps(shard)
             new = hashlib.sha256(data).hexdigest()
             (root / "tables" / f"{table}.{idx}.{new}.json").write_bytes(data)
-            state["manifest"][table][idx] = new
-            state_path.write_bytes(canonical.dumps(state))
+            _repoint(root, table, idx, new)
             return
     raise KeyError(f"{table}/{key} not found")
 
@@ -244,7 +253,7 @@ def open_store(root: Path, **kw: Any) -> Store:
     return Store(root, **kw)
 
 
-def increment(store: Store, signer: Signer, key: str = "counter") -> int:
+def increment(store: interface.Store, signer: Signer, key: str = "counter") -> int:
     """One transaction: bump a counter in vault.json *and* in a shard, audit it.
 
     Both copies always move together, so a state where they differ is a torn
@@ -254,16 +263,16 @@ def increment(store: Store, signer: Signer, key: str = "counter") -> int:
         doc = txn.table("meta").get(key) or {"n": 0}
         n = int(doc["n"]) + 1
         txn.table("meta").put(key, {"n": n})
-        txn.sharded("requests").put(key, {"n": n})
+        txn.table("requests").put(key, {"n": n})
         txn.record(signer, "test.increment", key, {"n": n})
     return n
 
 
-def counters(store: Store, key: str = "counter") -> tuple[int, int]:
+def counters(store: interface.Store, key: str = "counter") -> tuple[int, int]:
     """(value in vault.json, value in its shard) as a fresh reader sees them."""
     with store.read() as txn:
         small = txn.table("meta").get(key) or {"n": 0}
-        shard = txn.sharded("requests").get(key) or {"n": 0}
+        shard = txn.table("requests").get(key) or {"n": 0}
     return int(small["n"]), int(shard["n"])
 
 
@@ -362,3 +371,11 @@ def fork_and_kill(target: Callable[..., None], args: tuple[Any, ...], delay: flo
     if not os.WIFSIGNALED(status):
         raise AssertionError(f"the child ended on its own (status {status})")
     return b"".join(chunks)
+
+
+def file_store(vault: Vault) -> FileStore:
+    """The vault's store as the file backend, for tests of file-level behaviour (the log
+    file, fault injection); fails loudly if the vault runs on another backend."""
+    store = vault.store
+    assert isinstance(store, FileStore), type(store)
+    return store

@@ -57,10 +57,13 @@ def test_no_source_imports_a_bare_core_or_tui() -> None:
     for folder in ("core", "tui", "tests", "benchmarks"):
         for path in (ROOT / folder).rglob("*.py"):
             for n, line in enumerate(path.read_text().splitlines(), 1):
-                words = line.split()
-                if words[:1] in (["from"], ["import"]) and len(words) > 1 and \
-                        words[1].split(".")[0] in ("core", "tui"):
-                    bad.append(f"{path.relative_to(ROOT)}:{n}")
+                # statements, and code strings run by child processes (a child importing the bare name)
+                for part in line.replace('"', ";").replace("'", ";").split(";"):
+                    words = part.split()
+                    if words[:1] in (["from"], ["import"]) and len(words) > 1 and \
+                            words[1].split(".")[0] in ("core", "tui") and \
+                            "ModuleNotFoundError" not in line:
+                        bad.append(f"{path.relative_to(ROOT)}:{n}")
     assert bad == []
 
 

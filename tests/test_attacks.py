@@ -230,7 +230,7 @@ def test_h4_rotation_intent_records_the_target_digest(w: World) -> None:
     (intent,) = [json.loads(x) for x in (w.root / "audit.jsonl").read_text().splitlines()
                  if '"rotate.intent"' in x]
     with w.vault.store.read() as txn:
-        cred = txn.sharded("credentials").get(w.vault.cred_id_for("db-root"))
+        cred = txn.table("credentials").get(w.vault.cred_id_for("db-root"))
     assert cred is not None
     assert intent["details"]["config"] == config_digest(w.vault.vault_id, cred)
 
@@ -240,7 +240,7 @@ def test_sealed_share_set_swapped_is_named(w: World, monkeypatch: pytest.MonkeyP
     req = w.vault.request(w.s("alice"), "db-root", "primary down", "INC-3", 600)
     cred_id = w.vault.cred_id_for("db-root")
     with w.vault.store.read() as txn:
-        sdoc = txn.sharded("sealed").get(cred_id)
+        sdoc = txn.table("sealed").get(cred_id)
     assert sdoc is not None
     bob_id = next(o.id for o in w.vault.operators() if o.name == "bob")
     carol_id = next(o.id for o in w.vault.operators() if o.name == "carol")
@@ -272,8 +272,8 @@ def test_h6_a_grant_opened_offline_then_cancelled_is_rotated_and_reviewed(w: Wor
     alice = w.s("alice")
     cred_id = w.vault.cred_id_for("db-root")
     with w.vault.store.read() as txn:  # the files alone, with her own key
-        vdoc = (txn.sharded("sealed").get(cred_id) or {})["current"]
-        rdoc = txn.sharded("requests").get(req.id) or {}
+        vdoc = (txn.table("sealed").get(cred_id) or {})["current"]
+        rdoc = txn.table("requests").get(req.id) or {}
     (a,) = rdoc["approvals"]
     info = grant_info(w.vault.vault_id, req.id, cred_id, int(rdoc["version"]),
                       alice.operator_id, a["approver_id"], float(a["expires"]))

@@ -456,7 +456,11 @@ def test_a5_wrong_passphrase_and_corrupt_wrap_look_the_same(vault2: VaultEnv) ->
         vault2.clock.advance(4000)
         error = _refused(vault2, "alice", vault2.code("alice"))  # the right passphrase
         messages[name] = (type(error), str(error), error.exit_code)
-    vault2.edit_operator("alice", lambda doc: (doc.clear(), doc.update(original)))
+    def restore(doc: dict[str, Any]) -> None:
+        doc.clear()
+        doc.update(original)
+
+    vault2.edit_operator("alice", restore)
     assert set(messages.values()) == {(AuthError, AUTH_FAILED, 1)}, messages
     vault2.clock.advance(4000)
     vault2.unlock("alice")  # and the intact wrap still opens

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from checkout_world import World, make_world
 from glasskey.core.errors import IntegrityError, PolicyError, StorageError, UsageError
+from helpers import file_store
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def w(tmp_path: Path) -> World:
 
 
 def events(w: World) -> list[tuple[str, str, dict[str, object]]]:
-    return [(e["actor"], e["event"], e["details"]) for e in w.vault.store.audit.entries()]
+    return [(e["actor"], e["event"], e["details"]) for e in file_store(w.vault).audit.entries()]
 
 
 def test_happy_path_reveals_once_then_rotates(w: World) -> None:
@@ -28,7 +29,7 @@ def test_happy_path_reveals_once_then_rotates(w: World) -> None:
     value = w.vault.reveal(w.s("alice"), req)
     assert value.reveal() == "initial-value-1"
     co = w.vault.checkout(req)
-    assert co.state == "checked-out"
+    assert co.state == "checked-out" and co.revealed_at is not None
     assert co.lease_expires == pytest.approx(co.revealed_at + 1800)  # lease starts at reveal
     result = w.vault.checkin(w.s("alice"), req)
     assert result.outcome == "committed" and result.version == 2
@@ -135,10 +136,10 @@ def test_deny_and_cancel_release_nothing(w: World) -> None:
 def _tamper_request(w: World, req_id: str, **changes: object) -> None:
     """What an attacker with write access to the files can do: anything the store can."""
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("requests").get(req_id)
+        doc = txn.table("requests").get(req_id)
         assert doc is not None
         doc.update(changes)
-        txn.sharded("requests").put(req_id, doc)
+        txn.table("requests").put(req_id, doc)
 
 
 def test_marking_a_request_approved_in_the_file_releases_nothing(w: World) -> None:
@@ -157,7 +158,7 @@ def test_a_grant_moved_to_another_request_does_not_open(w: World) -> None:
     real = w.checkout("other")
     grant = w.vault.store  # read the real grant through the store
     with grant.read() as txn:
-        approval = txn.sharded("requests").get(real)["approvals"][0]  # type: ignore[index]
+        approval = txn.table("requests").get(real)["approvals"][0]  # type: ignore[index]
     target = w.vault.request(w.s("alice"), "db-root", "r", "t", 60)
     _tamper_request(w, target.id, state="approved", approvals=[approval])
     with pytest.raises(IntegrityError, match="forged"):
@@ -167,7 +168,7 @@ def test_a_grant_moved_to_another_request_does_not_open(w: World) -> None:
 def test_extending_an_approval_expiry_in_the_file_breaks_the_grant(w: World) -> None:
     req = w.checkout("db-root")
     with w.vault.store.read() as txn:
-        approvals = txn.sharded("requests").get(req)["approvals"]  # type: ignore[index]
+        approvals = txn.table("requests").get(req)["approvals"]  # type: ignore[index]
     approvals[0]["expires"] += 3600
     _tamper_request(w, req, approvals=approvals)
     w.clock.advance(15 * 60 + 10)  # past the real window, inside the forged one
@@ -181,7 +182,7 @@ def test_extending_an_approval_expiry_in_the_file_breaks_the_grant(w: World) -> 
 def test_audit_write_failure_releases_nothing(w: World, err: int, step: str) -> None:
     req = w.checkout("db-root")
     alice = w.s("alice")
-    audit_path = w.vault.store.audit.path
+    audit_path = file_store(w.vault).audit.path
     before_audit = audit_path.read_bytes()
     before_state = hashlib.sha256((w.root / "vault.json").read_bytes()).hexdigest()
 
@@ -189,12 +190,12 @@ def test_audit_write_failure_releases_nothing(w: World, err: int, step: str) -> 
         if at == step:
             raise OSError(err, "injected")
 
-    w.vault.store.audit.fault = fail
+    file_store(w.vault).audit.fault = fail
     released = None
     with pytest.raises(StorageError, match="action refused"):
         released = w.vault.reveal(alice, req)
     assert released is None
-    w.vault.store.audit.fault = None
+    file_store(w.vault).audit.fault = None
     assert audit_path.read_bytes() == before_audit
     assert hashlib.sha256((w.root / "vault.json").read_bytes()).hexdigest() == before_state
     assert w.vault.checkout(req).state == "approved"
@@ -211,10 +212,10 @@ def test_state_write_failure_after_audit_releases_nothing(w: World) -> None:
         if at == "state":
             raise OSError(errno.ENOSPC, "injected")
 
-    w.vault.store.fault = fail
+    file_store(w.vault).fault = fail
     with pytest.raises(OSError):
         w.vault.reveal(alice, req)
-    w.vault.store.fault = None
+    file_store(w.vault).fault = None
     assert w.vault.checkout(req).state == "approved"
     # the appended record is kept, and marked as describing a change that did not commit
     assert w.vault.reveal(alice, req).reveal() == "initial-value-1"

@@ -16,6 +16,7 @@ from pathlib import Path
 import hypothesis.strategies as st
 from checkout_world import World, make_world
 from glasskey.core.errors import GlasskeyError
+from helpers import file_store
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -207,7 +208,7 @@ class CheckoutMachine(RuleBasedStateMachine):
 
     @invariant()
     def releases_match_approvals(self) -> None:
-        for e in self.w.vault.store.audit.entries():
+        for e in file_store(self.w.vault).audit.entries():
             if e["event"] == "checkout.revealed":
                 approvers = set(e["details"]["approvers"])
                 assert e["actor"] not in approvers

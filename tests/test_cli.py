@@ -258,7 +258,7 @@ def test_a_credential_named_list_can_be_requested(cli: Cli) -> None:
     r = cli("request", "list", "--json")  # still the list command
     assert r.code == 0 and [c["credential"] for c in json.loads(r.out)] == ["list"]
     r = cli("request", "list", "--cred", "list")
-    assert r.code == 2 and "once" in r.err
+    assert r.code == 2 and "--cred does not apply to 'request list'" in r.err
 
 
 def test_version_help_and_completion(cli: Cli) -> None:
@@ -371,11 +371,12 @@ def test_a_totp_key_is_never_read_from_argv(cli: Cli) -> None:
 def test_an_internal_error_is_typed_and_exits_4(cli: Cli, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from glasskey.tui import cli as cli_mod
+    from glasskey.tui.cli import audit
 
-    def boom(vault: object, args: object) -> int:
+    def boom(ctx: object) -> int:
         raise KeyError("x")
 
-    monkeypatch.setattr(cli_mod, "cmd_alerts", boom)
+    monkeypatch.setattr(audit, "alerts", boom)
     monkeypatch.delenv("GLASSKEY_DEBUG", raising=False)
     code = cli_mod.main(["alerts", "--json", "--vault", str(cli.root / "vault")])
     out, err = capsys.readouterr()

@@ -30,6 +30,7 @@ from glasskey.core.clock import CLOCK_SKEW, FakeClock
 from glasskey.core.errors import ClockSkewError, IntegrityError
 from glasskey.core.session import Session
 from glasskey.core.vault import Vault
+from helpers import file_store
 from test_cli import SEEDS, Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
 
 HOUR = 3600.0
@@ -46,7 +47,7 @@ def w(tmp_path: Path) -> World:
 
 
 def entries(w: World) -> list[dict[str, Any]]:
-    return list(w.vault.store.audit.entries())
+    return list(file_store(w.vault).audit.entries())
 
 
 def skewed(w: World, name: str, offset: float) -> tuple[Vault, Session]:
@@ -127,10 +128,10 @@ def test_a_window_longer_than_the_policy_is_refused_at_reveal(w: World) -> None:
     req = w.vault.request(w.s("alice"), "db-root", "r", "t", 600)
     w.vault.approve(w.s("bob"), req.id)
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("requests").get(req.id)
+        doc = txn.table("requests").get(req.id)
         assert doc is not None
         doc["approvals"][0]["at"] -= HOUR  # the approval now claims a 75-minute window
-        txn.sharded("requests").put(req.id, doc)
+        txn.table("requests").put(req.id, doc)
     with pytest.raises(IntegrityError, match="policy"):
         w.vault.reveal(w.s("alice"), req.id)
     refused = [e["details"]["why"] for e in entries(w) if e["event"] == "checkout.refused"]
@@ -141,10 +142,10 @@ def test_a_lease_longer_than_the_policy_is_refused_at_reveal(w: World) -> None:
     req = w.vault.request(w.s("alice"), "db-root", "r", "t", 600)
     w.vault.approve(w.s("bob"), req.id)
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("requests").get(req.id)
+        doc = txn.table("requests").get(req.id)
         assert doc is not None
         doc["duration"] = 9 * 3600
-        txn.sharded("requests").put(req.id, doc)
+        txn.table("requests").put(req.id, doc)
     with pytest.raises(IntegrityError, match="lease"):
         w.vault.reveal(w.s("alice"), req.id)
     assert w.vault.checkout(req.id).state == "approved"

@@ -171,12 +171,12 @@ def test_an_unexpected_exception_in_a_connector_is_a_failed_rotation(tmp_path: P
         "c", connector="command", secret=SecretValue("initial-value-1"), target=str(target)))
     cred_id = w.vault.cred_id_for("c")
     with w.vault.store.transaction() as txn:  # what an older glasskey let in
-        doc = txn.sharded("credentials").get(cred_id)
+        doc = txn.table("credentials").get(cred_id)
         assert doc is not None
         doc["options"] = {"timeout": "1e400"}
         # ... under an admin's signature (an unsigned edit is refused as tampering)
         doc["config_sig"] = sign_config(w.vault.vault_id, doc, "bob", w.s("bob").sign_priv)
-        txn.sharded("credentials").put(cred_id, doc)
+        txn.table("credentials").put(cred_id, doc)
     req = w.checkout("c")
     w.vault.reveal(w.s("alice"), req)
     result = w.vault.checkin(w.s("alice"), req)
@@ -202,7 +202,7 @@ def fragments(value: str) -> set[str]:
 def connector_texts(w: World, result_message: str) -> dict[str, str]:
     """Every text a connector message can reach: the rotate.failed entries'
     details, the CLI's message, the review queue and the alerts."""
-    entries = [json.loads(line) for line in w.vault.audit_path.read_text().splitlines()]
+    entries = [json.loads(line) for line in (w.root / "audit.jsonl").read_text().splitlines()]
     return {
         "audit": json.dumps([e for e in entries if "rotate" in json.dumps(e)]),
         "message": result_message,

@@ -19,7 +19,7 @@ from glasskey.core.errors import IntegrityError, PolicyError
 
 
 def entries(w: World, event: str) -> list[dict[str, object]]:
-    return [e for e in map(json.loads, w.vault.audit_path.read_text().splitlines())
+    return [e for e in map(json.loads, (w.root / "audit.jsonl").read_text().splitlines())
             if e["event"] == event]
 
 
@@ -41,7 +41,7 @@ def test_a_share_drill_passes_signed_and_releases_nothing(world: World) -> None:
     assert entry["actor"] == "carol" and entry["sig"]
     assert entry["details"]["kind"] == "share"  # type: ignore[index]
     assert w.vault.checkouts() == before  # no request, no grant, nothing released
-    assert "v1-value" not in w.vault.audit_path.read_text()
+    assert "v1-value" not in (w.root / "audit.jsonl").read_text()
     # a random credential is one carol holds a share of
     assert w.vault.drill(w.s("carol")).subject in ("db-root", "ldap-admin")
 
@@ -56,7 +56,7 @@ def test_a_share_that_does_not_open_fails_the_drill_audited(world: World) -> Non
     cred_id = w.vault.cred_id_for("db-root")
     carol_id = w.s("carol").operator_id
     with w.vault.store.transaction() as txn:
-        sdoc = txn.sharded("sealed").get(cred_id)
+        sdoc = txn.table("sealed").get(cred_id)
         assert sdoc is not None
         vdoc = dict(sdoc["current"])
         vdoc.pop("seal_sig", None)
@@ -65,7 +65,7 @@ def test_a_share_that_does_not_open_fails_the_drill_audited(world: World) -> Non
             stranger, b"\x01" * 33, b"wrong"))})
         sign_seal(txn.roster, cred_id, vdoc, bob.name, bob.sign_priv)  # in place
         sdoc["current"] = vdoc
-        txn.sharded("sealed").put(cred_id, sdoc)
+        txn.table("sealed").put(cred_id, sdoc)
     with pytest.raises(IntegrityError):
         w.vault.drill(w.s("carol"), "db-root")
     [failed] = entries(w, "drill.failed")
@@ -77,10 +77,10 @@ def test_a_tampered_share_set_fails_the_drill(world: World) -> None:
     w = world
     cred_id = w.vault.cred_id_for("db-root")
     with w.vault.store.transaction() as txn:
-        sdoc = txn.sharded("sealed").get(cred_id)
+        sdoc = txn.table("sealed").get(cred_id)
         assert sdoc is not None
         sdoc["current"]["k"] = 3
-        txn.sharded("sealed").put(cred_id, sdoc)
+        txn.table("sealed").put(cred_id, sdoc)
     with pytest.raises(IntegrityError):
         w.vault.drill(w.s("bob"), "db-root")
     [failed] = entries(w, "drill.failed")

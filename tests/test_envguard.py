@@ -183,7 +183,7 @@ def test_scrub_and_screenshot_methods() -> None:
 
 
 def test_screen_capture_methods_write_nothing(tmp_path: Path) -> None:
-    code = ("import sys; from tui import envguard; envguard.disable_screenshots(); "
+    code = ("import sys; from glasskey.tui import envguard; envguard.disable_screenshots(); "
             "from textual.app import App; app = App(); "
             "r1 = app.save_screenshot(path=sys.argv[1], filename='a.svg'); "
             "r2 = app.deliver_screenshot('b.svg', sys.argv[1]); "

@@ -30,6 +30,7 @@ from glasskey.core.audit import line_hash
 from glasskey.core.emergency import encode_part
 from glasskey.core.errors import GlasskeyError, UsageError
 from glasskey.core.exports import csv_cell, escape_controls, export, jsonl_line
+from helpers import file_store
 
 FORGED = ('db-root\n<81>1 2030-01-01T00:00:00Z evil glasskey - emergency.kit-burned '
           '[glasskey@32473 seq="9999" actor="bob" subject="kit-1" hash="00"] {}')
@@ -76,17 +77,17 @@ def strict_5424(msg: str) -> dict[str, Any]:
         name = rest[i + 1:eq]
         assert SD_NAME.fullmatch(name) and not set(name) & set('= ]"'), name
         assert rest[eq + 1] == '"'
-        k, value = eq + 2, []
+        k, chars = eq + 2, list[str]()
         while rest[k] != '"':
             if rest[k] == "\\" and rest[k + 1] in '"\\]':
-                value.append(rest[k + 1])
+                chars.append(rest[k + 1])
                 k += 2
             else:
                 assert rest[k] != "]", "an unescaped ] inside a PARAM-VALUE"
-                value.append(rest[k])
+                chars.append(rest[k])
                 k += 1
         assert name not in params, f"duplicate PARAM-NAME {name}"
-        params[name] = "".join(value)
+        params[name] = "".join(chars)
         i = k + 1
     assert rest[i] == "]", "SD-ELEMENT not closed"
     body = rest[i + 1:]
@@ -122,13 +123,13 @@ def attacked(tmp_path: Path) -> World:
 
 
 def _entries(w: World) -> list[dict[str, Any]]:
-    return list(w.vault.store.audit.entries())
+    return list(file_store(w.vault).audit.entries())
 
 
 # ==== syslog export ================================================================================
 def test_forged_record_in_a_subject_stays_inside_its_own_record(attacked: World) -> None:
     out = io.StringIO()
-    count = siem.export_syslog(attacked.vault.store.audit, out, "gk-host")
+    count = siem.export_syslog(attacked.vault.audit_lines(), out, "gk-host")
     entries = _entries(attacked)
     lines = out.getvalue().splitlines()
     assert count == len(entries) == len(lines)
@@ -297,8 +298,8 @@ def test_truncation_fits_every_limit() -> None:
 # ==== JSONL and CSV ================================================================================
 def test_jsonl_splits_into_exactly_one_line_per_entry(attacked: World) -> None:
     out = io.StringIO()
-    n = export(attacked.vault.store.audit, "jsonl", out)
-    stored = [raw for _, raw in attacked.vault.store.audit.lines()]
+    n = export(attacked.vault.audit_lines(), "jsonl", out)
+    stored = [raw for _, raw in file_store(attacked.vault).audit.lines()]
     text = out.getvalue()
     assert n == len(stored) == len(text.splitlines())
     assert not CONTROL.search(text.replace("\n", ""))
@@ -315,7 +316,7 @@ def test_jsonl_splits_into_exactly_one_line_per_entry(attacked: World) -> None:
 
 def test_csv_cells_are_inert_and_one_row_per_entry(attacked: World) -> None:
     out = io.StringIO()
-    n = export(attacked.vault.store.audit, "csv", out)
+    n = export(attacked.vault.audit_lines(), "csv", out)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert n == len(rows) - 1 == len(_entries(attacked))
     assert len(out.getvalue().splitlines()) == len(rows)

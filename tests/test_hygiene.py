@@ -126,7 +126,7 @@ def test_r2_canaries_never_leak(world: VaultEnv, tmp_path: Path,
     exports = []
     for fmt in ("jsonl", "csv"):
         out = io.StringIO()
-        assert audit_exports.export(v.store.audit, fmt, out) > 10
+        assert audit_exports.export(v.audit_lines(), fmt, out) > 10
         exports.append(out.getvalue())
 
     # a damaged vault: the integrity error must not quote file contents that matter

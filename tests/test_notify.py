@@ -30,9 +30,19 @@ from servers import free_port
 APPROVERS = "sec-team@example.test"
 
 
+
+#: The hook keeps each run's stdin in its own file: deliveries may run at the same time, and
+#: two runs appending to one file could interleave their JSON.
+HOOK = '#!/bin/sh\nmkdir -p {out}\ncat > "$(mktemp -p {out} run.XXXXXX)"\n'
+
+
+def hook_inputs(out: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("run.*"))]
+
+
 def events_of(w: World, name: str) -> list[dict[str, object]]:
     out = []
-    for line in w.vault.audit_path.read_text().splitlines():
+    for line in w.vault.audit_lines():  # complete lines: a delivery thread may be appending
         entry = json.loads(line)
         if entry["event"] == name:
             out.append(entry)
@@ -96,7 +106,7 @@ def test_every_channel_hears_of_a_request_and_of_the_decision(
     w = world
     out = tmp_path / "hook.jsonl"
     hook = tmp_path / "hook.sh"
-    hook.write_text(f"#!/bin/sh\ncat >> {out}\necho >> {out}\n")
+    hook.write_text(HOOK.format(out=out))
     hook.chmod(0o755)
     configure(w, tmp_path, webhook=http.url, hook=hook, smtp=smtp)
     req = w.vault.request(w.s("alice"), "db-root", "primary down", "INC-42", 1800)
@@ -114,7 +124,7 @@ def test_every_channel_hears_of_a_request_and_of_the_decision(
     assert mail.tls and mail.login == smtp.username  # STARTTLS, then AUTH
     assert mail.rcpts == [APPROVERS]
     assert f"glasskey approve {req.id}" in mail.message.get_payload()
-    hooked = [json.loads(x) for x in out.read_text().split("\n") if x.strip()]
+    hooked = hook_inputs(out)
     assert [h["event"] for h in hooked] == ["checkout.requested"]
     # three channels, three distinct delivery ids for one event
     assert len({payload["delivery_id"], mail.message["X-Glasskey-Delivery"],
@@ -275,7 +285,7 @@ def test_canaries_reach_no_payload_email_hook_or_queued_record(
     w.add("canary-cred", canary)
     out = tmp_path / "hook.jsonl"
     hook = tmp_path / "hook.sh"
-    hook.write_text(f"#!/bin/sh\ncat >> {out}\necho >> {out}\n")
+    hook.write_text(HOOK.format(out=out))
     hook.chmod(0o755)
     down = f"http://127.0.0.1:{free_port()}/down"
     configure(w, tmp_path, webhook=http.url, hook=hook, smtp=smtp)
@@ -302,12 +312,12 @@ def test_canaries_reach_no_payload_email_hook_or_queued_record(
     queued = w.vault.queued_notifications()
     assert queued
     events = {json.loads(r.body)["event"] for r in http.received}
-    events |= {json.loads(x)["event"] for x in out.read_text().split("\n") if x.strip()}
+    events |= {x["event"] for x in hook_inputs(out)}
     assert {"checkout.requested", "checkout.approved", "lease.ending", "checkout.denied",
             "checkout.expired", "emergency.used"} <= events, events
     haystacks = [r.body.decode() for r in http.received]
     haystacks += [m.raw.decode("utf-8", "replace") for m in smtp.wait_for(1)]
-    haystacks.append(out.read_text())
+    haystacks += [p.read_text() for p in sorted(out.glob("*"))]
     haystacks.append(json.dumps(queued))
     with w.vault.store.read() as txn:
         haystacks.append(json.dumps(txn.table("meta").get(OUTBOX)))

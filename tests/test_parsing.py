@@ -26,7 +26,7 @@ from glasskey.core import canonical
 from glasskey.core.errors import GlasskeyError, IntegrityError
 from glasskey.core.store import TABLE_SHARDS, Store, shard_of
 from glasskey.core.vault import Vault
-from helpers import StoreEnv, VaultEnv, increment, sha256_file, tree_digest
+from helpers import StoreEnv, VaultEnv, increment, sha256_file, shard_digests, tree_digest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -215,12 +215,12 @@ def _refused(root: Path) -> None:
 
 def _open_read(root: Path) -> None:
     with Store(root).read() as txn:
-        list(txn.sharded("requests").values())
+        list(txn.table("requests").values())
 
 
 def _open_write(root: Path) -> None:
     with Store(root).transaction() as txn:
-        list(txn.sharded("requests").values())
+        list(txn.table("requests").values())
         txn.table("meta").put("touched", {"x": 1})
 
 
@@ -341,6 +341,15 @@ HOSTILE: dict[str, Callable[[bytes], bytes]] = {
         requests={"zz": "0" * 64})),
     "manifest-missing-shard": lambda raw: _edit(raw, lambda s: s["manifest"].update(
         requests={f"{shard_of('counter', TABLE_SHARDS['requests']):02x}": "ab" * 32})),
+    "groups-list": lambda raw: _edit(raw, lambda s: s.update(groups=[])),
+    "groups-path": lambda raw: _edit(raw, lambda s: s.update(
+        groups={"requests": {"00": "../../../etc/passwd"}})),
+    "groups-bad-index": lambda raw: _edit(raw, lambda s: s.update(
+        groups={"requests": {"zz": "0" * 64}})),
+    "groups-out-of-range": lambda raw: _edit(raw, lambda s: s.update(
+        groups={"requests": {"20": "0" * 64}})),
+    "groups-missing-file": lambda raw: _edit(raw, lambda s: s.update(
+        groups={"requests": {"00": "ab" * 32}})),
 }
 
 
@@ -369,7 +378,7 @@ def test_p2_pretty_printed_is_not_damage(small_vault: StoreEnv) -> None:
 def _current_shard(root: Path, table: str, key: str) -> Path:
     """The shard file the current vault.json names for ``key``."""
     index = shard_of(key, TABLE_SHARDS[table])
-    digest = json.loads((root / "vault.json").read_bytes())["manifest"][table][f"{index:02x}"]
+    digest = shard_digests(root, table)[f"{index:02x}"]
     return root / "tables" / f"{table}.{index:02x}.{digest}.json"
 
 
@@ -405,6 +414,6 @@ def test_p2_reader_outpaced_by_two_commits_gets_a_typed_error(small_vault: Store
     with pytest.raises(GlasskeyError) as info, Store(small_vault.root).read() as txn:
         increment(store, small_vault.signer)
         increment(store, small_vault.signer)
-        txn.sharded("requests").get("counter")
+        txn.table("requests").get("counter")
     assert not isinstance(info.value, IntegrityError)
     assert "try again" in str(info.value)

@@ -10,16 +10,16 @@ from glasskey.core.credentials import CredentialSpec
 from glasskey.core.errors import PolicyError, UsageError
 from glasskey.core.models import Policy
 from glasskey.core.secret import SecretValue
-from helpers import make_vault
+from helpers import VaultEnv, file_store, make_vault
 
 VALUE = "redisplay-value-7Qx"
 
 
-def events(env: object) -> list[str]:
-    return [e["event"] for e in env.vault.store.audit.entries()]  # type: ignore[attr-defined]
+def events(env: VaultEnv) -> list[str]:
+    return [e["event"] for e in file_store(env.vault).audit.entries()]
 
 
-def checked_out(tmp_path: Path, max_duration: int = 3600) -> tuple[object, str]:
+def checked_out(tmp_path: Path, max_duration: int = 3600) -> tuple[VaultEnv, str]:
     env = make_vault(tmp_path, operators=3)
     bob = env.unlock("bob")
     env.vault.add_credential(bob, CredentialSpec(

@@ -27,6 +27,7 @@ from glasskey.core.envelope import (
 )
 from glasskey.core.errors import DecryptError, IntegrityError, PolicyError
 from glasskey.core.secret import SecretValue
+from helpers import file_store
 from test_cli import SEEDS, Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
 
 OLD = "v1-the-value-alice-must-not-keep"
@@ -40,15 +41,15 @@ def w(tmp_path: Path) -> World:
 
 
 def events(w: World, name: str) -> list[dict[str, Any]]:
-    return [e for e in w.vault.store.audit.entries() if e["event"] == name]
+    return [e for e in file_store(w.vault).audit.entries() if e["event"] == name]
 
 
 def offline_open(w: World, req_id: str, who: str = "alice") -> str:
     """What alice can do with the files and her own key, without glasskey's consent."""
     s = w.s(who)
     with w.vault.store.read() as txn:
-        req = txn.sharded("requests").get(req_id)
-        sealed = txn.sharded("sealed").get(req["cred_id"])  # type: ignore[index]
+        req = txn.table("requests").get(req_id)
+        sealed = txn.table("sealed").get(req["cred_id"])  # type: ignore[index]
     assert req is not None and sealed is not None
     vdoc = sealed["current"]
     vid, cid = w.vault.vault_id, req["cred_id"]
@@ -65,8 +66,8 @@ def old_shares_open_current(w: World, req_id: str) -> bool:
     """Do the shares alice used still open the credential's *current* version?"""
     s = w.s("alice")
     with w.vault.store.read() as txn:
-        req = txn.sharded("requests").get(req_id)
-        sealed = txn.sharded("sealed").get(req["cred_id"])  # type: ignore[index]
+        req = txn.table("requests").get(req_id)
+        sealed = txn.table("sealed").get(req["cred_id"])  # type: ignore[index]
     assert req is not None and sealed is not None
     vid, cid = w.vault.vault_id, req["cred_id"]
     try:
@@ -233,8 +234,8 @@ def test_cli_offline_redemption_then_cancel_is_a_release(cli: Cli) -> None:  # n
     alice = vault.unlock("alice", "alice cli passphrase",
                          pyotp.TOTP(SEEDS["alice"]).at(time.time()))
     with vault.store.read() as txn:
-        doc = txn.sharded("requests").get(req)
-        sealed = txn.sharded("sealed").get(doc["cred_id"])  # type: ignore[index]
+        doc = txn.table("requests").get(req)
+        sealed = txn.table("sealed").get(doc["cred_id"])  # type: ignore[index]
     assert doc is not None and sealed is not None
     vid, cid, vdoc = vault.vault_id, doc["cred_id"], sealed["current"]
     shares = [open_own_share(vid, cid, vdoc, alice.operator_id, alice.hpke_priv)]

@@ -34,6 +34,7 @@ from glasskey.core.credentials import CredentialSpec
 from glasskey.core.errors import AuthError, IntegrityError, PolicyError, UsageError
 from glasskey.core.models import Policy
 from glasskey.core.secret import SecretValue
+from helpers import file_store
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -680,7 +681,7 @@ def test_attestation_signs_the_rendered_report(month: Month, report: rp.CustodyR
         rp.attest(w.vault, w.s("carol"), rendered["md"], "pdf", month.since, month.until)
     att = rp.attest(w.vault, w.s("carol"), rendered["md"], "md", month.since, month.until,
                     head_seq=report.audit.head_seq, head_hash=report.audit.head_hash)
-    entry = list(w.vault.store.audit.entries())[-1]
+    entry = list(file_store(w.vault).audit.entries())[-1]
     assert (entry["event"], entry["subject"], entry["actor"]) == ("report.attested", att,
                                                                   "carol")
     # The attestation binds exactly the head the report names (seq and hash).
@@ -734,7 +735,7 @@ def test_a_rolled_back_log_still_gives_a_report(tmp_path: Path) -> None:
     assert rep.audit.state_error
     assert [(c.name, c.status, c.in_vault) for c in rep.credentials] == [("x", "unknown", False)]
     assert {f.kind for f in rep.findings[:2]} == {"audit-chain", "vault-state"}
-    assert rep.vault_id == w.vault.store._read_state()["meta"]["vault"]["vault_id"]
+    assert rep.vault_id == w.vault.store.unverified_meta()["vault_id"]
     ET.fromstring(rp.render_html(rep))
 
 
@@ -761,7 +762,7 @@ def test_streaming_gives_the_report_a_full_parse_gives(month: Month, days: tuple
     def parse_everything(vault: Any, col: Any, _s: float, _u: float, limit: Any) -> Any:
         return original(vault, col, 0.0, 4e9, limit)
 
-    monkeypatch.setattr(rp, "_read_log", parse_everything)
+    monkeypatch.setattr("glasskey.core.report.build._read_log", parse_everything)
     full = rp.build_custody_report(month.w.vault, since, until)
     assert streamed.checkouts or streamed.auth_events or days == (27, 29)
     assert rp.render_json(streamed) == rp.render_json(full)

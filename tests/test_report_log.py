@@ -20,6 +20,7 @@ from glasskey.core.credentials import CredentialSpec
 from glasskey.core.emergency import encode_part
 from glasskey.core.errors import AuthError, GlasskeyError, PolicyError
 from glasskey.core.secret import SecretValue
+from helpers import file_store
 
 DAY = 86400.0
 
@@ -81,11 +82,11 @@ def _state_edit(w: World, name: str, status: str) -> None:
     """A state-only edit: no audit entry (what an operator with file access can do)."""
     cred_id = w.vault.credential(name).id
     with w.vault.store.transaction() as txn:
-        doc = txn.sharded("credentials").get(cred_id)
+        doc = txn.table("credentials").get(cred_id)
         assert doc is not None
         doc["status"] = status
         doc.pop("failure", None)
-        txn.sharded("credentials").put(cred_id, doc)
+        txn.table("credentials").put(cred_id, doc)
 
 
 def test_a_state_edit_does_not_hide_a_failed_rotation(w: World, tmp_path: Path) -> None:
@@ -187,7 +188,7 @@ def test_an_approver_cannot_review_what_they_approved(w: World) -> None:
     req = _finished_checkout(w)
     with pytest.raises(PolicyError, match="independent"):
         w.vault.review(w.s("bob"), req, "ok", "looked fine")
-    refused = [e for e in w.vault.store.audit.entries() if e["event"] == "review.refused"]
+    refused = [e for e in file_store(w.vault).audit.entries() if e["event"] == "review.refused"]
     assert refused and refused[-1]["subject"] == req and refused[-1]["actor"] == "bob"
     assert refused[-1]["details"] == {"why": "approved-it"}
     w.vault.review(w.s("carol"), req, "ok", "matches INC-1")
@@ -260,11 +261,12 @@ def test_items_open_across_the_period_start_are_streamed_in_full(
     ids = {c.id for c in streamed.checkouts}
     assert ids == {held, approved}
     by_id = {c.id: c for c in streamed.checkouts}
-    assert by_id[held].held_from is not None and by_id[held].held_from < since
-    assert by_id[approved].released_at is not None and by_id[approved].released_at < since
+    held_from, released_at = by_id[held].held_from, by_id[approved].released_at
+    assert held_from is not None and held_from < since
+    assert released_at is not None and released_at < since
     assert [r.reviewer for r in by_id[approved].reviews] == ["bob"]
     original = rp._read_log
-    monkeypatch.setattr(rp, "_read_log", lambda vault, col, _s, _u, limit: original(
+    monkeypatch.setattr("glasskey.core.report.build._read_log", lambda vault, col, _s, _u, limit: original(
         vault, col, 0.0, 4e9, limit))
     full = rp.build_custody_report(w.vault, since, until)
     assert rp.render_json(streamed) == rp.render_json(full)

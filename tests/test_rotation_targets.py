@@ -26,6 +26,7 @@ from glasskey.core.errors import PolicyError
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.vault import Vault
+from helpers import file_store
 from servers import LdapServer, PostgresServer, new_password
 
 SOAK = os.environ.get("GLASSKEY_SOAK") == "1"
@@ -117,7 +118,7 @@ def test_manual_target_waits_for_another_operator_to_apply(tmp_path: Path) -> No
     assert w.vault.confirm_applied(w.s("carol"), "hsm-console").outcome == "committed"
     _, after = use(w, "hsm-console")
     assert after == new
-    commits = [e for e in w.vault.store.audit.entries() if e["event"] == "rotate.commit"]
+    commits = [e for e in file_store(w.vault).audit.entries() if e["event"] == "rotate.commit"]
     assert commits[-1]["details"]["applied_by"] == "carol"
 
 
@@ -203,7 +204,7 @@ def test_rejected_by_policy_can_roll_back_and_retry_fresh(flaky: tuple[World, Pa
     assert result.outcome == "committed"
     assert decrypt_version(w, "app-admin") != first_pending
     assert target_value(site) == decrypt_version(w, "app-admin")
-    events = [e["event"] for e in w.vault.store.audit.entries()]
+    events = [e["event"] for e in file_store(w.vault).audit.entries()]
     assert "rotate.rollback" in events
 
 
@@ -258,6 +259,7 @@ def test_sigkill_during_postgres_rotation_never_locks_out(tmp_path: Path,
         child = ctx.Process(target=_checkin_child,
                             args=(str(w.root), w.s("alice"), req, w.clock.now()))
         child.start()
+        assert child.pid is not None
         time.sleep(rng.uniform(0, span))
         os.kill(child.pid, signal.SIGKILL)
         child.join()

@@ -17,6 +17,7 @@ from checkout_world import World, make_world
 from glasskey.core import siem, witness
 from glasskey.core.audit import SYSTEM_SIGNER, Head, build_entry
 from glasskey.core.errors import IntegrityError, StorageError, UsageError
+from helpers import file_store
 
 ENTRY: dict[str, Any] = {
     "seq": 42, "time": "2027-01-15T08:00:00Z", "actor": "alice",
@@ -153,8 +154,8 @@ def world(tmp_path: Path) -> World:
 
 def test_export_syslog_writes_every_entry(world: World) -> None:
     out = io.StringIO()
-    count = siem.export_syslog(world.vault.store.audit, out, "gk-host", facility=4)
-    entries = list(world.vault.store.audit.entries())
+    count = siem.export_syslog(world.vault.audit_lines(), out, "gk-host", facility=4)
+    entries = list(file_store(world.vault).audit.entries())
     lines = out.getvalue().splitlines()
     assert count == len(entries) == len(lines) and count >= 8
     for entry, line in zip(entries, lines):
@@ -261,7 +262,7 @@ def test_forward_sends_every_entry_then_only_new_ones(
         request: pytest.FixtureRequest) -> None:
     port, got = request.getfixturevalue(f"{protocol}_listener")
     state = tmp_path / "fwd-state.json"
-    total = len(list(world.vault.store.audit.entries()))
+    total = len(list(file_store(world.vault).audit.entries()))
     result = siem.forward_new(world.vault, "127.0.0.1", port, protocol, state,
                               hostname="gk-test")
     assert (result.sent, result.first_seq, result.last_seq) == (total, 1, total)
@@ -275,7 +276,7 @@ def test_forward_sends_every_entry_then_only_new_ones(
     assert again.sent == 0 and again.last_seq == total
     # New activity: resume after the last forwarded seq, no duplicates.
     _more_activity(world)
-    now_total = len(list(world.vault.store.audit.entries()))
+    now_total = len(list(file_store(world.vault).audit.entries()))
     assert now_total > total
     third = siem.forward_new(world.vault, "127.0.0.1", port, protocol, state)
     assert (third.sent, third.first_seq, third.last_seq) == (now_total - total, total + 1,
@@ -292,7 +293,7 @@ def test_first_run_without_backfill_starts_at_the_head(
         world: World, tmp_path: Path, udp_listener: tuple[int, _Collector]) -> None:
     port, got = udp_listener
     state = tmp_path / "s.json"
-    head = len(list(world.vault.store.audit.entries()))
+    head = len(list(file_store(world.vault).audit.entries()))
     first = siem.forward_new(world.vault, "127.0.0.1", port, "udp", state, backfill=False)
     assert first.sent == 0 and first.last_seq == head
     _more_activity(world)
@@ -350,10 +351,10 @@ def test_a_rewritten_log_is_refused(world: World, tmp_path: Path,
     state.write_text(json.dumps(doc))
     with pytest.raises(IntegrityError, match="truncated or rolled back"):
         siem.forward_new(world.vault, "127.0.0.1", port, "udp", state)
-    # A state whose seq and offset disagree (the log ends where more was expected).
+    # A state whose seq and hash disagree (the entry it names is not the one forwarded).
     doc["last_seq"] -= 101
     state.write_text(json.dumps(doc))
-    with pytest.raises(IntegrityError, match="ends before entry"):
+    with pytest.raises(IntegrityError, match="does not continue the chain"):
         siem.forward_new(world.vault, "127.0.0.1", port, "udp", state)
     # A state whose chain does not continue into the next entry.
     doc["last_seq"] += 1

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from checkout_world import World, make_world
 from glasskey.core.errors import PolicyError
+from helpers import file_store
 from servers import start_postgres
 from test_cli import Cli, cli, fresh_step  # noqa: F401 (the cli fixture)
 
@@ -55,7 +56,7 @@ def calls(site: Path) -> int:
 
 
 def events(w: World, name: str) -> list[dict[str, Any]]:
-    return [e for e in w.vault.store.audit.entries() if e["event"] == name]
+    return [e for e in file_store(w.vault).audit.entries() if e["event"] == name]
 
 
 @pytest.fixture

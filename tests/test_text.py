@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def test_every_free_text_entry_point_refuses_oversized_input(tmp_path: Path) -> 
     env.vault.add_credential(bob, CredentialSpec(name="db"))
     log = env.root / "audit.jsonl"
     before = log.read_bytes()
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: env.vault.request(alice, "db", HUGE, "T", 600),
         lambda: env.vault.request(alice, "db", "r", HUGE, 600),
         lambda: env.vault.issue_onboarding(alice, "dave", HUGE, "T", "c", 3600),

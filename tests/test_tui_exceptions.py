@@ -6,6 +6,7 @@ from __future__ import annotations
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from glasskey.core import totp
@@ -29,6 +30,7 @@ from glasskey.tui.screens.unlock import UnlockScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.secret import MASK, SecretView
 from glasskey.tui.widgets.vtable import VirtualTable
+from helpers import file_store
 from tui_helpers import (
     AUDITOR,
     ONCALL,
@@ -57,8 +59,8 @@ def world3_fixture(tmp_path: Path) -> World:
     return make_world(tmp_path / "vault", credentials=STANDARD_CREDS, operators=THREE)
 
 
-def events(world: World, name: str) -> list[dict[str, object]]:
-    return [e for e in world.vault.store.audit.entries() if e["event"] == name]
+def events(world: World, name: str) -> list[dict[str, Any]]:
+    return [e for e in file_store(world.vault).audit.entries() if e["event"] == name]
 
 
 def top(app: GlasskeyApp) -> object:

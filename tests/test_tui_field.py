@@ -8,6 +8,7 @@ from pathlib import Path
 
 from glasskey.tui.safety import ControlEscapeFilter
 from glasskey.tui.screens.audit import AuditScreen
+from helpers import file_store
 from rich.segment import Segment
 from textual.color import Color
 from tui_helpers import (  # noqa: F401  (tui_env is autouse)
@@ -90,7 +91,7 @@ def test_the_line_filter_replaces_any_control_left_over() -> None:
 
 def test_the_process_is_not_dumpable_and_writes_no_core(tmp_path: Path) -> None:
     code = ("import ctypes, resource\n"
-            "from tui import cli\n"
+            "from glasskey.tui import cli\n"
             "before = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"
             "cli.main(['completion', 'bash'])\n"
             "print('RESULT', before, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),"
@@ -126,7 +127,7 @@ class TestStepUpBurst:
                 field.insert_text_at_cursor(digit)
             await pilot.press("enter")  # and the auto-typer's Enter
             await settle(pilot)
-            events = [e["event"] for e in world.vault.store.audit.entries()]
+            events = [e["event"] for e in file_store(world.vault).audit.entries()]
             assert events.count("checkout.approved") == 1, events
             assert "auth.failed" not in events, events
             assert world.vault.checkout(req.id).state == "approved"
@@ -277,7 +278,7 @@ class TestFeedback:
             await settle(pilot)
             error = str(app.screen.query_one("#stepup-error", Static).render())
             assert "wait" in error and "next code" in error, error
-            events = [e["event"] for e in world.vault.store.audit.entries()]
+            events = [e["event"] for e in file_store(world.vault).audit.entries()]
             assert "auth.failed" not in events
             world.clock.advance(30)
             field.insert_text_at_cursor(world.code("security"))
@@ -440,7 +441,7 @@ class TestHolderDuringTheLease:
             await pilot.press("r")
             await settle(pilot)
             assert "aws-root-value-AAAA-1111" in screen_text(app)
-            evs = [e["event"] for e in world.vault.store.audit.entries()]
+            evs = [e["event"] for e in file_store(world.vault).audit.entries()]
             assert evs.count("checkout.revealed") == 1
             assert evs.count("checkout.redisplayed") == 1
             before = world.vault.checkout(req).lease_expires

@@ -23,6 +23,8 @@ from glasskey.tui.screens.unlock import UnlockScreen
 from glasskey.tui.widgets.auth_form import AuthForm
 from glasskey.tui.widgets.secret import MASK, SecretView
 from glasskey.tui.widgets.vtable import VirtualTable
+from helpers import file_store
+from textual.pilot import Pilot
 from tui_helpers import (
     SHOWN_VALUE,
     World,
@@ -48,26 +50,27 @@ def top(app: GlasskeyApp) -> object:
 
 
 def audit_events(world: World) -> list[str]:
-    return [e["event"] for e in world.vault.store.audit.entries()]
+    return [e["event"] for e in file_store(world.vault).audit.entries()]
 
 
-async def open_request_form(pilot: object, app: GlasskeyApp, cred: str) -> None:
+async def open_request_form(pilot: Pilot[None], app: GlasskeyApp, cred: str) -> None:
     dash = app.screen
     assert isinstance(dash, DashboardScreen)
-    await pilot.press("slash")  # type: ignore[attr-defined]
-    await type_text(pilot, cred)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]
-    await pilot.pause()  # type: ignore[attr-defined]
+    await pilot.press("slash")
+    await type_text(pilot, cred)
+    await pilot.press("enter")
+    await pilot.pause()
     assert isinstance(app.screen, RequestModal)
 
 
-async def fill_request(pilot: object, reason: str = "db down", ticket: str = "INC-1") -> None:
-    await type_text(pilot, reason)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]
-    await type_text(pilot, ticket)  # type: ignore[arg-type]
-    await pilot.press("enter")  # type: ignore[attr-defined]  (to the duration field)
-    await pilot.press("enter")  # type: ignore[attr-defined]  (Enter there submits)
-    await settle(pilot)  # type: ignore[arg-type]
+async def fill_request(pilot: Pilot[None], reason: str = "db down", ticket: str = "INC-1"
+                       ) -> None:
+    await type_text(pilot, reason)
+    await pilot.press("enter")
+    await type_text(pilot, ticket)
+    await pilot.press("enter")  # to the duration field
+    await pilot.press("enter")  # Enter there submits
+    await settle(pilot)
 
 
 class TestUnlock:
@@ -549,7 +552,7 @@ class TestAudit:
 
     @run_async
     async def test_broken_chain_names_the_first_bad_entry(self, world: World) -> None:
-        path = world.vault.store.audit.path
+        path = file_store(world.vault).audit.path
         lines = path.read_bytes().splitlines(keepends=True)
         assert json.loads(lines[3])["time"] == "2027-01-15T08:00:00Z"
         # Same length, so only the chain (not the byte offsets) tells.

@@ -21,6 +21,7 @@ from glasskey.core.secret import SecretValue
 from glasskey.tui.app import GlasskeyApp
 from glasskey.tui.screens.audit import AuditScreen
 from glasskey.tui.screens.emergency import KitIssuedScreen
+from helpers import file_store
 from textual.pilot import Pilot
 from textual.widgets import Input
 from tui_helpers import (
@@ -254,7 +255,7 @@ class TestQueueAndLogSnapshots:
 
     def test_audit_viewer_broken_chain(self, snap_compare: Snap, tmp_path: Path) -> None:
         world = build(tmp_path)
-        path = world.vault.store.audit.path
+        path = file_store(world.vault).audit.path
         lines = path.read_bytes().splitlines(keepends=True)
         lines[2] = lines[2].replace(b'"kind":"break-glass"', b'"kind":"break-glazz"')
         path.write_bytes(b"".join(lines))

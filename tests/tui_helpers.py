@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any, ParamSpec
 
 import pytest
+import worlds
 from glasskey.core import totp
-from glasskey.core.clock import FakeClock
 from glasskey.core.credentials import CredentialSpec
 from glasskey.core.crypto import kdf
 from glasskey.core.models import Policy
-from glasskey.core.operators import OperatorSpec
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.vault import Vault
@@ -33,17 +32,14 @@ from textual.pilot import Pilot
 
 P = ParamSpec("P")
 
-START = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+START = worlds.START  # 2027-01-15 08:00:00 UTC
 FLOOR_PARAMS = kdf.KdfParams(19456, 2, 1, b"glasskey-tui-salt")
 
-ONCALL = ("oncall", ("requester",), "oncall-test-passphrase",
-          "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
-SECURITY = ("security", ("approver", "admin", "requester"), "security-test-passphrase",
-            "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U")
+ONCALL = worlds.TUI_ONCALL.as_tuple()
+SECURITY = worlds.TUI_SECURITY.as_tuple()
 OPERATORS = (ONCALL, SECURITY)
 #: A second approver, for what needs two (emergency reviews, removal, the kit).
-AUDITOR = ("auditor", ("approver", "requester"), "auditor-test-passphrase",
-           "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU")
+AUDITOR = worlds.TUI_AUDITOR.as_tuple()
 
 #: A value with markup-like text: it must render literally once revealed.
 SHOWN_VALUE = "p@ss[red]w0rd[/]x-7Q"
@@ -68,20 +64,18 @@ class CountingRandom:
 
 
 @dataclass
-class World:
-    """A test vault, its clock and the demo-style description of its operators."""
+class World(worlds.VaultWorld):
+    """A test vault, its clock and its operators (tests/worlds.py), for the TUI."""
 
-    root: Path
-    clock: FakeClock
-    vault: Vault
-    info: DemoInfo
     extra: dict[str, str] = field(default_factory=dict)
 
-    def code(self, name: str) -> str:
-        return totp.code_at(self.info.seed_of(name), self.clock.now())
+    @property
+    def info(self) -> DemoInfo:
+        """The demo-style description of the operators (the DEMO panel's input)."""
+        return DemoInfo(self.root, [self.roster[n].as_tuple() for n in self.founders])
 
-    def passphrase(self, name: str) -> str:
-        return self.info.passphrase_of(name)
+    def code(self, name: str) -> str:
+        return self.totp(name)
 
     def session(self, name: str) -> Session:
         """Unlock outside the UI (uses the current 30 s step of ``name``)."""
@@ -112,13 +106,12 @@ def make_world(root: Path, *, credentials: tuple[tuple[str, str, str], ...] = ()
                operators: tuple[tuple[str, tuple[str, ...], str, str], ...] = OPERATORS
                ) -> World:
     """A vault with the test operators and (name, kind, value) credentials."""
-    clock = FakeClock(START)
-    vault = Vault(root, clock, CountingRandom(), allow_weak_kdf=True)
-    vault.initialise([OperatorSpec(n, r, p, s) for n, r, p, s in operators], label="test",
-                     kdf_params=FLOOR_PARAMS)
-    name, _roles, passphrase, seed = SECURITY
+    roster = [worlds.Operator(n, r, p, s) for n, r, p, s in operators]
+    world = worlds.build_world(World, root, roster, kdf_params=FLOOR_PARAMS,
+                               rng=CountingRandom(), label="test")
     # The previous step's code: the current one stays usable by the test.
-    admin = vault.unlock(name, passphrase, totp.code_at(seed, clock.now() - totp.PERIOD))
+    admin = world.vault.unlock(SECURITY[0], world.passphrase(SECURITY[0]),
+                               world.totp(SECURITY[0], -totp.PERIOD))
     specs = [CredentialSpec(n, kind=k, secret=SecretValue(v),
                             policy=Policy(max_duration=max_duration))
              for n, k, v in credentials]
@@ -126,9 +119,8 @@ def make_world(root: Path, *, credentials: tuple[tuple[str, str, str], ...] = ()
                              secret=SecretValue(f"bulk-value-{i:05d}-xyz"))
               for i in range(bulk)]
     if specs:
-        vault.import_credentials(admin, specs)
-    info = DemoInfo(root, [(n, r, p, s) for n, r, p, s in operators])
-    return World(root, clock, vault, info)
+        world.vault.import_credentials(admin, specs)
+    return world
 
 
 STANDARD_CREDS = (

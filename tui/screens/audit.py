@@ -1,21 +1,20 @@
 """The audit viewer: the latest entries, a filter, follow mode and the chain status.
 
-Reads the tail of ``audit.jsonl`` directly (a million entries must not be
-parsed to show the last screenful) and, in follow mode, only the bytes
-appended since. The chain is verified with ``vault.verify_audit()`` in a
-thread worker; a broken chain names its first bad entry.
+Reads the tail of the log with ``vault.audit_tail()`` (a million entries must
+not be parsed to show the last screenful) and, in follow mode, only the entries
+appended since, with ``vault.audit_since(cursor)``. The chain is verified
+with ``vault.verify_audit()`` in a thread worker; a broken chain names its
+first bad entry.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, ClassVar
 
-from glasskey.core import canonical
 from glasskey.core.chain import VerifyResult
 from glasskey.core.errors import GlasskeyError, IntegrityError
+from glasskey.core.storage.interface import AuditCursor
 from glasskey.core.text import printable
 from glasskey.tui.screens.base import GlasskeyModal, GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
@@ -39,53 +38,6 @@ COLUMNS = [
     Column("Subject", 14),
     Column("Details", None, min_width=12),
 ]
-
-
-def read_tail(path: Path, count: int) -> tuple[list[dict[str, Any]], int]:
-    """The last ``count`` complete entries and the byte offset after them."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            chunk = 1 << 16
-            pos = size
-            data = b""
-            while pos > 0 and data.count(b"\n") <= count:
-                step = min(chunk, pos)
-                pos -= step
-                fh.seek(pos)
-                data = fh.read(step) + data
-    except FileNotFoundError:
-        return [], 0
-    end = data.rfind(b"\n") + 1  # ignore a torn (incomplete) last line
-    lines = data[:end].split(b"\n")[:-1]
-    if pos > 0:
-        lines = lines[1:]  # the first one may be cut
-    return _parse(lines[-count:]), pos + end
-
-
-def read_from(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Complete entries appended after ``offset`` and the new offset."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    return _parse(data[:end].split(b"\n")[:-1]), offset + end
-
-
-def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
-    out = []
-    for raw in lines:
-        try:
-            entry = canonical.loads(raw)
-        except IntegrityError:
-            entry = {"seq": "?", "event": "(unreadable line)", "details": {}}
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out
 
 
 def details_text(details: Any) -> str:
@@ -120,7 +72,7 @@ class AuditScreen(GlasskeyScreen):
         super().__init__()
         self.follow = True
         self._entries: list[dict[str, Any]] = []
-        self._offset = 0
+        self._cursor = AuditCursor()
         self._loaded = False
         self._verdict: VerifyResult | None = None
         self._verifying = False
@@ -157,13 +109,20 @@ class AuditScreen(GlasskeyScreen):
                     details_text(e.get("details", {}))), "alert" if bad else style)
 
     def refresh_view(self) -> None:
-        path = self.gk.vault.audit_path
+        vault = self.gk.vault
+        more: list[dict[str, Any]] = []
+        if self._loaded:
+            try:
+                page = vault.audit_since(self._cursor)
+                more, self._cursor = page.entries, page.cursor
+            except IntegrityError:
+                self._loaded = False  # the log changed under us: show its tail afresh
         if not self._loaded:
-            self._entries, self._offset = read_tail(path, TAIL_ENTRIES)
+            page = vault.audit_tail(TAIL_ENTRIES)
+            self._entries, self._cursor = page.entries, page.cursor
             self._loaded = True
             new = bool(self._entries)
         else:
-            more, self._offset = read_from(path, self._offset)
             self._entries.extend(more)
             if len(self._entries) > TAIL_ENTRIES:
                 del self._entries[: len(self._entries) - TAIL_ENTRIES]

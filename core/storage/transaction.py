@@ -1,0 +1,240 @@
+"""A transaction of the file backend: the parsed vault.json, shards loaded on demand,
+and the audit lines it recorded; one rename commits them all (docs/storage.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any, cast
+
+from glasskey.core import canonical
+from glasskey.core.audit import Head, Signer, build_entry
+from glasskey.core.clock import CLOCK_SKEW, iso
+from glasskey.core.errors import ClockSkewError, IntegrityError, UsageError
+from glasskey.core.fsutil import fsync_dir
+from glasskey.core.roster import Roster
+from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
+from glasskey.core.storage.manifest import (
+    GROUP_SIZE,
+    GROUPS_KEY,
+    SHARDED_TABLES,
+    SMALL_TABLES,
+    group_digests,
+    grouped,
+    manifest_entry,
+    manifest_files,
+    shard_file,
+)
+from glasskey.core.storage.tables import KeyedTable, ShardedTable, SmallTable, TxnStorage
+from tinydb import TinyDB
+
+if TYPE_CHECKING:
+    from glasskey.core.storage.files import FileStore
+
+
+class ShardGone(Exception):
+    """A shard of the generation being read was collected; re-read."""
+
+
+class FileTransaction:
+    """One consistent view of vault.json and its shards; writable only under the lock."""
+
+    def __init__(self, store: FileStore, state: dict[str, Any], write: bool) -> None:
+        self.store = store
+        self.write = write
+        self.db = TinyDB(storage=TxnStorage, data=state)
+        self.db.table_class = KeyedTable
+        self.dirty_small = False
+        self.dirty_shards: set[tuple[str, int]] = set()
+        self._shards: dict[tuple[str, int], dict[str, Doc]] = {}
+        #: (signer, event, subject, details, seq) of every entry this transaction
+        #: recorded: what ``Store.on_unlock`` (notifications) reads after the commit.
+        self.recorded: list[Recorded] = []
+        #: Shard files of the generation this write started from: with the new
+        #: generation's, what garbage collection must keep (no re-parsing).
+        self._start_files = manifest_files(state) if write else set()
+        #: Schema 6 group manifests loaded so far ((table, group) -> {shard: digest}),
+        #: the shard files each named when this write started, and those to rewrite.
+        self._groups: dict[tuple[str, int], dict[str, str]] = {}
+        self._start_group_files: dict[tuple[str, int], set[str]] = {}
+        self.dirty_groups: set[tuple[str, int]] = set()
+        self._start_groups = _group_keys(state)
+        self.head = Head.from_doc(self.meta.get("audit"))
+        self._start_offset = self.head.offset
+        #: The signed roster as verified up to ``head`` (core/chain.py): the only
+        #: source of operators' keys, roles and status, and of the kits.
+        self.roster = Roster()
+        self._lines: list[bytes] = []
+        self.now = store.now
+        #: (time, actor) of the chain's newest entry, read lazily (clock rules).
+        self._newest: tuple[float, str] | None = None
+        self._newest_read = False
+
+    # -- time: the single place an entry's time is set (SECURITY.md, "Clock rules") --
+    def newest_entry(self) -> tuple[float, str] | None:
+        """(time, actor) of the newest entry in the chain, this transaction's included."""
+        if not self._newest_read:
+            self._newest_read = True
+            self._newest = self.store.newest_entry(self.head)
+        return self._newest
+
+    def entry_time(self, strict: bool = True) -> float:
+        """The time the next entry gets: never before the chain's newest entry.
+
+        A clock more than CLOCK_SKEW behind the chain refuses to write (its
+        expiry arithmetic would be wrong, and its entries would rewrite
+        history); within the bound the time is clamped to the chain's. With
+        ``strict`` False (unsigned system records of refusals, such as a failed
+        authentication) the time is only clamped: a refusal is always recorded.
+        """
+        now = self.now()
+        newest = self.newest_entry()
+        if newest is None:
+            return now
+        latest, actor = newest
+        if strict and now < latest - CLOCK_SKEW:
+            raise ClockSkewError(
+                f"this computer's clock ({iso(now)}) is {int(latest - now)} s behind the "
+                f"vault's newest audit entry ({iso(latest)}, by {actor}); fix the clock "
+                "(or the other client's) before writing")
+        return max(now, latest)
+
+    def record(self, signer: Signer, event: str, subject: str,
+               details: dict[str, Any] | None = None) -> int:
+        """Append an audit entry to this transaction; durable before the state."""
+        self._require_write()
+        when = self.entry_time(strict=signer.key is not None)
+        line, self.head = build_entry(self.head, signer, event, subject,
+                                      dict(details or {}), when)
+        self._newest = (float(int(when)), signer.name)  # entries keep whole seconds
+        self._lines.append(line)
+        self.dirty_small = True
+        self.recorded.append((signer, event, subject, dict(details or {}), self.head.seq))
+        return self.head.seq
+
+    def record_change(self, signer: Signer, event: str, subject: str,
+                      details: dict[str, Any], roster: Roster) -> int:
+        """Record a signed roster change and adopt the roster after it."""
+        seq = self.record(signer, event, subject, details)
+        self.roster = roster
+        return seq
+
+    def _require_write(self) -> None:
+        if not self.write:
+            raise UsageError("internal: write attempted in a read-only transaction")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        storage = cast(TxnStorage, self.db.storage)
+        return storage.data
+
+    # -- tables ---------------------------------------------------------------
+    def table(self, name: str) -> SmallTable | ShardedTable:
+        """The table ``name``; whether it lives in vault.json or in shards is this
+        backend's choice (TABLE_SHARDS)."""
+        if name in SHARDED_TABLES:
+            return ShardedTable(self, name)
+        if name in SMALL_TABLES:
+            return SmallTable(self, name)
+        raise UsageError(f"internal: unknown table {name}")
+
+    def _small(self, name: str) -> SmallTable:
+        return SmallTable(self, name)
+
+    @property
+    def audit_head(self) -> AuditCursor:
+        return AuditCursor(self.head.seq, self.head.hash)
+
+    @property
+    def meta(self) -> Doc:
+        doc = self._small("meta").get("vault")
+        if doc is None:
+            raise IntegrityError("vault.json has no vault metadata")
+        return doc
+
+    def set_meta(self, doc: Doc) -> None:
+        self._small("meta").put("vault", doc)
+
+    def _manifest_entry(self, name: str, index: int) -> str | None:
+        if grouped(self.state, name):
+            return self._group(name, index // GROUP_SIZE).get(f"{index:02x}")
+        return manifest_entry(self.state, name, index)
+
+    def _group(self, name: str, group: int) -> dict[str, str]:
+        key = (name, group)
+        doc = self._groups.get(key)
+        if doc is None:
+            digest = group_digests(self.state, name).get(f"{group:02x}")
+            try:
+                doc = {} if digest is None else self.store._read_group(name, group, digest)
+            except ShardGone as gone:
+                if self.write:
+                    raise IntegrityError(f"table file {gone.args[0]} is missing") from None
+                raise
+            if self.write:
+                doc = dict(doc)
+                self._start_group_files[key] = {
+                    shard_file(name, int(i, 16), d) for i, d in doc.items()}
+            self._groups[key] = doc
+        return doc
+
+    def _load_shard(self, name: str, index: int) -> dict[str, Doc]:
+        key = (name, index)
+        shard = self._shards.get(key)
+        if shard is None:
+            digest = self._manifest_entry(name, index)
+            try:
+                shard = {} if digest is None else self.store._read_shard(name, index, digest)
+            except ShardGone as gone:
+                if self.write:  # under the lock nothing is collected: it is missing
+                    raise IntegrityError(f"table file {gone.args[0]} is missing") from None
+                raise
+            if self.write:
+                shard = {k: dict(v) for k, v in shard.items()}
+            self._shards[key] = shard
+        return shard
+
+    # -- commit -----------------------------------------------------------------
+    def _commit(self) -> None:
+        if not (self.dirty_small or self.dirty_shards):
+            return
+        if self._lines:
+            # Fail closed: the audit record is durable before anything it describes.
+            self.store.audit.append(self._lines, self._start_offset)
+            self._lines = []
+        manifest = self.state.setdefault("manifest", {})
+        for name, index in sorted(self.dirty_shards):
+            docs = self._shards[(name, index)]
+            data = canonical.dumps({"table": name, "shard": index, "docs": docs})
+            digest = hashlib.sha256(data).hexdigest()
+            self.store._write_shard(name, index, digest, data)
+            if grouped(self.state, name):
+                self._group(name, index // GROUP_SIZE)[f"{index:02x}"] = digest
+                self.dirty_groups.add((name, index // GROUP_SIZE))
+            else:
+                manifest.setdefault(name, {})[f"{index:02x}"] = digest
+        for name, group in sorted(self.dirty_groups):
+            doc = self._groups[(name, group)]
+            data = canonical.dumps({"table": name, "group": group, "shards": doc})
+            digest = hashlib.sha256(data).hexdigest()
+            self.store._write_group(name, group, digest, data)
+            self.state.setdefault(GROUPS_KEY, {}).setdefault(name, {})[f"{group:02x}"] = digest
+        if self.dirty_shards or self.dirty_groups:
+            fsync_dir(self.store.tables_dir)
+        meta = self.meta
+        meta["seq"] = int(meta.get("seq", 0)) + 1
+        meta["audit"] = self.head.to_doc()
+        self.state["meta"]["vault"] = meta
+        # What garbage collection keeps: both generations' files. Inside the groups
+        # this write did not touch nothing changed, and nothing there is collected.
+        keep = self._start_files | manifest_files(self.state)
+        for key in self.dirty_groups:
+            keep |= self._start_group_files.get(key, set())
+            keep |= {shard_file(key[0], int(i, 16), d) for i, d in self._groups[key].items()}
+        unread = (self._start_groups | _group_keys(self.state)) - self.dirty_groups
+        self.store._replace_state(canonical.dumps(self.state), keep, unread)
+
+
+def _group_keys(state: dict[str, Any]) -> set[tuple[str, int]]:
+    """(table, group) of every group ``state`` names."""
+    return {(name, int(key, 16)) for name, digests in state.get(GROUPS_KEY, {}).items()
+            for key in digests}
