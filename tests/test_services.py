@@ -19,7 +19,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: Every public name of the Vault before it became a facade (the fronts, the
 #: benchmarks and the tests call them).
-FACADE = ["activate_onboarding", "active_kit", "active_map", "add_credential", "add_operator", "alerts", "approve", "attach_notifications", "audit_path", "burn_kit", "can_rotate_for", "cancel", "change_passphrase", "checkin", "checkout", "checkouts", "clear_requests", "confirm_applied", "confirm_totp", "connector_for", "cred_id_for", "credential", "credentials", "deny", "drill", "due_at", "emergency_reveal", "expire_onboarding", "extend_lease", "flagged", "import_credentials", "initialise", "issue_kit", "issue_onboarding", "kdf_target_seconds", "kit_drill", "kit_exposure", "kit_part", "kit_sweep", "meta", "new_id", "notify_alerts", "notify_settings", "notify_sweep", "notify_test", "now", "onboarding_secrets", "operators", "pending_rotations", "queued_notifications", "reactivate_operator", "reconcile", "redisplay", "remove_operator", "request", "reset_totp", "reveal", "reveal_apply", "review", "review_queue", "revoke_onboarding_manually", "rotate", "rotate_many", "seq", "site_config", "site_setting", "suspend_operator", "sweep", "sweep_failures", "table_version", "unlock", "vault_id", "verify_audit", "wait_notifications", "root", "store", "clock", "rng"]
+FACADE = [
+    "activate_onboarding", "active_kit", "active_map", "add_credential", "add_operator",
+    "alerts", "approve", "attach_notifications", "audit_path", "burn_kit", "can_rotate_for",
+    "cancel", "change_passphrase", "checkin", "checkout", "checkouts", "clear_requests",
+    "confirm_applied", "confirm_totp", "connector_for", "cred_id_for", "credential",
+    "credentials", "deny", "drill", "due_at", "emergency_reveal", "expire_onboarding",
+    "extend_lease", "flagged", "import_credentials", "initialise", "issue_kit",
+    "issue_onboarding", "kdf_target_seconds", "kit_drill", "kit_exposure", "kit_part",
+    "kit_sweep", "meta", "new_id", "notify_alerts", "notify_settings", "notify_sweep",
+    "notify_test", "now", "onboarding_secrets", "operators", "pending_rotations",
+    "queued_notifications", "reactivate_operator", "reconcile", "redisplay", "remove_operator",
+    "request", "reset_totp", "reveal", "reveal_apply", "review", "review_queue",
+    "revoke_onboarding_manually", "rotate", "rotate_many", "seq", "site_config",
+    "site_setting", "suspend_operator", "sweep", "sweep_failures", "table_version", "unlock",
+    "vault_id", "verify_audit", "wait_notifications", "root", "store", "clock", "rng",
+]
 
 
 class CountingRandom:
