@@ -42,18 +42,17 @@ from glasskey.core.credentials import CredentialSpec
 from glasskey.core.crypto import kdf
 from glasskey.core.drill import DrillResult
 from glasskey.core.emergency import KitIssued
-from glasskey.core.lookups import require_active
 from glasskey.core.models import Alert, Checkout, Credential, Operator
 from glasskey.core.onboarding import DEFAULT_EXPIRY
 from glasskey.core.operators import Enrolment, OperatorSpec
 from glasskey.core.requests import Requests
 from glasskey.core.reviews import ReviewItem
-from glasskey.core.roster import Member, Roster
+from glasskey.core.roster import Roster
 from glasskey.core.rotation import RotationResult
 from glasskey.core.secret import SecretValue
 from glasskey.core.services import VaultServices
 from glasskey.core.session import Session
-from glasskey.core.storage.interface import AuditCursor, AuditPage, Store, Transaction
+from glasskey.core.storage.interface import AuditCursor, AuditPage, Store
 from glasskey.core.sweep import SweepReport
 
 __all__ = ["SweepReport", "Vault", "VaultServices"]  # VaultServices: core/services.py
@@ -129,11 +128,6 @@ class Vault:
     def meta(self) -> dict[str, Any]:
         with self.store.read() as txn:
             return dict(txn.meta)
-
-    def _require_active(self, txn: Transaction, session: Session,
-                        role: str | None = None) -> Member:
-        """For core/report.py's attestation until it is a service method of its own."""
-        return require_active(txn, session, role)
 
     # -- read helpers for front ends -------------------------------------------------------------
     def table_version(self, table: str) -> str:
