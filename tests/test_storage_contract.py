@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from glasskey.core.audit import Signer
@@ -23,7 +24,11 @@ from glasskey.core.storage.files import FileStore
 from glasskey.core.storage.interface import AuditCursor, Refused, Store, Transaction
 from glasskey.core.storage.postgres import PostgresStore
 from helpers import counters, fork_and_kill, founding_details, increment, new_signer
-from pg_vault import PgVaults, pg_vaults  # noqa: F401 - the session's PostgreSQL fixture
+
+if TYPE_CHECKING:
+    from pg_vault import PgVaults
+
+pytest_plugins = ["pg_vault"]  # the session's PostgreSQL (the pg_vaults fixture)
 
 
 def _open_files(target: str) -> Store:
