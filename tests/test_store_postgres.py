@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -431,3 +432,92 @@ def test_two_machines_write_one_vault_concurrently(pg_vaults: PgVaults, tmp_path
     assert owner.verify_audit().ok
     for name in ("tester", "second"):  # each machine verified and kept its own checkpoint
         assert list((tmp_path / f"machine-{name}" / "state" / "checkpoints").iterdir())
+
+
+# -- the CLI on a URL vault: two machines --------------------------------------------------------
+
+CLI_SEEDS = {"alice": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "bob": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"}
+CANARY = "canary-PG-5d1c0e77-do-not-leak"
+
+
+class Machine:
+    """One workstation: its own HOME and state dir, one operator, its own database role."""
+
+    def __init__(self, base: Path, name: str, url: str) -> None:
+        self.home = base / f"machine-{name}"
+        self.home.mkdir()
+        self.name = name
+        (self.home / "pass").write_text(f"{name} cli passphrase\n")
+        self.env = dict(os.environ, HOME=str(self.home), GLASSKEY_VAULT=url,
+                        GLASSKEY_STATE_DIR=str(self.home / "state"),
+                        PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        self.env.pop("GLASSKEY_INSECURE_FAST_KDF", None)
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "glasskey.tui.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=120)
+
+    def auth(self, offset: int) -> list[str]:
+        import pyotp
+
+        code = pyotp.TOTP(CLI_SEEDS[self.name]).at(time.time() + offset)
+        return ["--as", self.name, "--totp", code, "--passphrase-file", str(self.home / "pass")]
+
+
+def _fresh_step() -> None:
+    while time.time() % 30 > 18:
+        time.sleep(0.5)
+
+
+def test_the_cli_runs_a_checkout_across_two_machines(pg_vaults: PgVaults, tmp_path: Path
+                                                     ) -> None:
+    db = pg_vaults.new_database()
+    # The database owner creates the vault; each operator then uses their own role.
+    admin = Machine(tmp_path, "admin", pg_vaults.url(db))
+    ops = [{"name": n, "roles": r, "passphrase": f"{n} cli passphrase",
+            "totp_secret": CLI_SEEDS[n]}
+           for n, r in (("alice", ["requester"]), ("bob", ["approver", "admin"]))]
+    (tmp_path / "ops.json").write_text(json.dumps(ops))
+    r = admin("init", "--operators-file", str(tmp_path / "ops.json"), "--json",
+              "--kdf-seconds", "0.01")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["vault"] == \
+        f"postgresql://{pg_vaults.server.host}:{pg_vaults.server.port}/{db}"
+    alice = Machine(tmp_path, "alice", pg_vaults.url(db, pg_vaults.operator_role("op_alice")))
+    bob = Machine(tmp_path, "bob", pg_vaults.url(db, pg_vaults.operator_role("op_bob")))
+    (bob.home / "secret").write_text(CANARY + "\n")
+    _fresh_step()
+    r = bob("cred", "add", "db-root", "--secret-file", str(bob.home / "secret"), *bob.auth(-30))
+    assert r.returncode == 0, r.stderr
+    r = alice("request", "db-root", "--reason", "primary down", "--ticket", "INC-42",
+              "--duration", "30m", "--json", *alice.auth(-30))
+    assert r.returncode == 0, r.stderr
+    req = json.loads(r.stdout)["id"]
+    r = bob("approve", req, "--json", *bob.auth(0))
+    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "approved", r.stderr
+    r = alice("request", "list", "--json")
+    assert [c["state"] for c in json.loads(r.stdout)] == ["approved"], r.stderr
+    r = alice("reveal", req, *alice.auth(0))
+    assert r.returncode == 0 and r.stdout == CANARY + "\n", r.stderr
+    for machine in (alice, bob):
+        r = machine("audit", "verify", "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stderr
+    # Nothing in the clients' files holds the value; each kept its own checkpoint.
+    for machine in (alice, bob):
+        for path in (machine.home / "state").rglob("*"):
+            if path.is_file():
+                assert CANARY.encode() not in path.read_bytes(), path
+        assert list((machine.home / "state" / "checkpoints").iterdir())
+
+
+def test_the_cli_refuses_a_password_url_and_an_unreachable_database(tmp_path: Path) -> None:
+    m = Machine(tmp_path, "alice", "postgresql://alice:hunter2-pw@127.0.0.1:1/nowhere")
+    r = m("request", "list")
+    assert r.returncode == 2 and "password" in r.stderr, r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
+    m.env["GLASSKEY_VAULT"] = "postgresql://alice@127.0.0.1:1/nowhere"
+    r = m("request", "list")
+    assert r.returncode == 1, r.stderr
+    assert "cannot connect to the PostgreSQL vault at postgresql://127.0.0.1:1/nowhere" \
+        in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

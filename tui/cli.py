@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from glasskey.core import fsutil
-from glasskey.core.base import default_vault_dir
 from glasskey.core.clock import iso
 from glasskey.core.connectors import registry
 from glasskey.core.credentials import CredentialSpec
@@ -49,6 +48,7 @@ from glasskey.core.models import (
 from glasskey.core.operators import Enrolment, OperatorSpec
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
+from glasskey.core.storage import open_store
 from glasskey.core.text import cap, cap_all, printable
 from glasskey.core.vault import Vault
 from glasskey.tui.hardening import harden_process
@@ -309,17 +309,22 @@ def confirm_enrolment(vault: Vault, e: Enrolment, spec: OperatorSpec) -> None:
     note(f"{e.name} stays 'enrolling' until their first successful unlock")
 
 
+def vault_name(vault: Vault) -> str:
+    """The vault as the user named it: its directory, or its database (no role)."""
+    return str(getattr(vault.store, "location", vault.root))
+
+
 def report_enrolments(args: argparse.Namespace, vault: Vault, enrolments: list[Enrolment]
                       ) -> None:
     pending = [e for e in enrolments if e.status == "enrolling"]
     if args.json:
-        out_json({"vault": str(vault.root), "vault_id": vault.vault_id, "operators": [
+        out_json({"vault": vault_name(vault), "vault_id": vault.vault_id, "operators": [
             {"name": e.name, "status": e.status,
              **({"totp_uri": e.uri, "totp_secret": e.totp_secret}
                 if e.status == "enrolling" else {})}
             for e in enrolments]})
         return
-    emit(f"vault created at {vault.root}")
+    emit(f"vault created at {vault_name(vault)}")
     if pending and not interactive():
         for e in pending:
             emit(f"{e.name}: enrol this TOTP key, then unlock once to activate: {e.uri}")
@@ -1567,17 +1572,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from glasskey.tui import app as tui_app
 
             fsutil.set_lock_identity(command="tui")
-            tui_app.run(Path(args.vault) if args.vault else default_vault_dir(),
-                        open_request=args.open)
+            tui_app.run(open_store(args.vault), open_request=args.open)
             return 0
         if args.command in ("demo", "completion"):
             return int(args.func(None, args))
-        root = Path(args.vault) if args.vault else default_vault_dir()
         action = getattr(args, "action", None)
         fsutil.set_lock_identity(  # names only: never an argument that could be a secret
             command=" ".join(x for x in (args.command, action) if isinstance(x, str)),
             operator=getattr(args, "as_", None))
-        vault = Vault(root, lock_timeout=lock_wait(getattr(args, "wait", None)))
+        vault = Vault(open_store(args.vault, lock_timeout=lock_wait(getattr(args, "wait", None))))
         return int(args.func(vault, args))
     except GlasskeyError as exc:
         return fail(str(exc) if isinstance(exc, UsageError) and str(exc).startswith("glasskey")

@@ -128,5 +128,5 @@ def cmd_open(vault: Vault, args: argparse.Namespace) -> int:
 
     vault.checkout(args.request)  # an unknown id is a usage error before the TUI starts
     fsutil.set_lock_identity(command="tui")  # tui/cli.py main scrubbed the environment
-    tui_app.run(vault.root, open_request=args.request)
+    tui_app.run(vault.store, open_request=args.request)
     return 0
