@@ -30,7 +30,7 @@ from checkout_world import FAST_KDF, ROLES, SEEDS, World, passphrase
 from glasskey.core import witness
 from glasskey.core.clock import FakeClock
 from glasskey.core.credentials import CredentialSpec
-from glasskey.core.errors import IntegrityError, UsageError
+from glasskey.core.errors import IntegrityError, StorageError, UsageError
 from glasskey.core.operators import OperatorSpec
 from glasskey.core.secret import SecretValue
 from glasskey.core.storage import postgres_schema
@@ -521,3 +521,86 @@ def test_the_cli_refuses_a_password_url_and_an_unreachable_database(tmp_path: Pa
     assert "cannot connect to the PostgreSQL vault at postgresql://127.0.0.1:1/nowhere" \
         in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+# -- faults: each one sentence, nothing lost, the same call works afterwards -----------------------
+
+@pytest.fixture
+def bare(pg_vaults: PgVaults) -> Iterator[tuple[PostgresStore, Any, str]]:
+    """A founded vault without operators' records (as the contract suite makes)."""
+    db = pg_vaults.new_database()
+    signer, public = new_signer()
+    second, second_pub = new_signer("second")
+    vid, details = founding_details([(signer, public), (second, second_pub)])
+    store = PostgresStore(pg_vaults.url(db), lock_timeout=0.5)
+    store.create({"vault_id": vid})
+    with store.transaction() as txn:
+        txn.record(signer, "vault.founded", vid, details)
+    yield store, signer, db
+    store.close()
+
+
+def test_a_restarted_server_is_reconnected_to(bare: tuple[PostgresStore, Any, str],
+                                              pg_vaults: PgVaults) -> None:
+    from servers import _run
+
+    store, signer, _ = bare
+    assert increment(store, signer) == 1  # the handle now holds pooled connections
+    s = pg_vaults.server
+    done = _run([str(s.bin_dir / "pg_ctl"), "restart", "-D", str(s.data_dir), "-m", "fast",
+                 "-w", "-l", str(s.log_file)], as_user=s.owner)
+    assert done.returncode == 0, done.stderr
+    assert increment(store, signer) == 2
+    assert counters(store) == (2, 2)
+
+
+def test_a_connection_dropped_mid_transaction_changes_nothing(
+        bare: tuple[PostgresStore, Any, str], pg_vaults: PgVaults) -> None:
+    store, signer, db = bare
+    increment(store, signer)
+    head = store.audit_head()
+    with pytest.raises(StorageError) as caught, store.transaction() as txn:
+        txn.table("requests").put("counter", {"n": 99})
+        txn.record(signer, "test.increment", "counter", {"n": 99})
+        with pg_vaults.superuser(db) as su:
+            su.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                       "datname = %s AND pid <> pg_backend_pid()", (db,))
+    message = str(caught.value)
+    assert "nothing was changed" in message or "may or may not" in message, message
+    assert "\n" not in message
+    assert store.audit_head() == head  # fail closed: no record, no state
+    assert counters(store) == (1, 1)
+    assert increment(store, signer) == 2  # and the same operation works again
+
+
+def test_a_writer_waiting_too_long_is_told_the_vault_is_busy(
+        bare: tuple[PostgresStore, Any, str], pg_vaults: PgVaults) -> None:
+    store, signer, db = bare
+    with pg_vaults.superuser(db) as su:
+        su.execute("BEGIN")
+        su.execute("SELECT seq FROM glasskey.counter FOR UPDATE")  # someone else's long write
+        with pytest.raises(StorageError, match=r"is busy: .* within 0.5 s; try again"):
+            increment(store, signer)
+        su.execute("ROLLBACK")
+    assert increment(store, signer) == 1
+
+
+def test_a_statement_timeout_is_one_sentence(pg_vaults: PgVaults,
+                                             bare: tuple[PostgresStore, Any, str]) -> None:
+    _, signer, db = bare
+    slow = PostgresStore(pg_vaults.url(db) + "?options=-c%20statement_timeout%3D1",
+                         lock_timeout=30)
+    with pg_vaults.superuser(db) as su:
+        su.execute("BEGIN")
+        su.execute("SELECT seq FROM glasskey.counter FOR UPDATE")
+        with pytest.raises(StorageError, match="did not answer in time"):
+            increment(slow, signer)
+        su.execute("ROLLBACK")
+    assert increment(PostgresStore(pg_vaults.url(db)), signer) == 1
+
+
+def test_an_unreachable_database_is_one_sentence(pg_vaults: PgVaults) -> None:
+    store = PostgresStore(f"postgresql://nobody@127.0.0.1:{pg_vaults.server.port}/no_such_db")
+    with pytest.raises(StorageError, match=r"cannot connect to the PostgreSQL vault at "
+                                           r"postgresql://127\.0\.0\.1:\d+/no_such_db"):
+        store.exists()

@@ -35,7 +35,7 @@ def open_store(location: str | Path | None = None, *, lock_timeout: float = 10.0
     if isinstance(location, str) and location.startswith(URL_SCHEMES):
         from glasskey.core.storage.postgres import PostgresStore
 
-        return PostgresStore(location)
+        return PostgresStore(location, lock_timeout=lock_timeout)
     from glasskey.core.storage.files import FileStore
 
     return FileStore(Path(location), lock_timeout=lock_timeout)

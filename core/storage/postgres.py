@@ -47,13 +47,22 @@ from glasskey.core.storage.postgres_txn import Conn, PgTransaction, parse_doc
 
 #: Connections kept open per handle between transactions.
 POOL = 4
+READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+SERIAL_WRITER = "BEGIN ISOLATION LEVEL READ COMMITTED"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class PostgresStore:
     """A vault in a PostgreSQL database (``Store`` Protocol)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lock_timeout: float = 10.0) -> None:
         self.url = url
+        #: How long a writer waits for the one before it (then: "busy, try again").
+        self.lock_timeout = lock_timeout
         self.params = schema.check_url(url)
         #: Where this vault lives, as pins and messages name it (no role, no password).
         self.location = schema.location_key(self.params)
@@ -66,7 +75,8 @@ class PostgresStore:
         self._pid = os.getpid()
 
     # -- connections ---------------------------------------------------------------
-    def _take(self) -> Conn:
+    def _take(self) -> tuple[Conn, bool]:
+        """A connection and whether it came from the pool (it may have died since)."""
         with self._pool_lock:
             if self._pid != os.getpid():  # a forked child: the parent's sockets are not ours
                 self._free, self._pid = [], os.getpid()
@@ -74,8 +84,8 @@ class PostgresStore:
                 conn = self._free.pop()
                 if not conn.closed and conn.info.transaction_status == \
                         psycopg.pq.TransactionStatus.IDLE:
-                    return conn
-        return schema.connect(self.params, self.location)
+                    return conn, True
+        return schema.connect(self.params, self.location), False
 
     def _give(self, conn: Conn) -> None:
         with self._pool_lock:
@@ -85,33 +95,64 @@ class PostgresStore:
         if self._pid == os.getpid():
             conn.close()
 
-    @contextmanager
-    def _conn(self) -> Iterator[Conn]:
-        conn = self._take()
+    def _begin(self, begin: str) -> Conn:
+        """A connection inside a new SQL transaction. A pooled connection the server
+        dropped (a restart, an idle timeout) is replaced once: nothing was sent yet."""
+        conn, pooled = self._take()
         try:
-            yield conn
+            conn.execute(begin.encode())
+            return conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            conn.close()
+            if not pooled:
+                raise self._lost(exc) from None
+        conn = schema.connect(self.params, self.location)
+        try:
+            conn.execute(begin.encode())
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
             raise self._lost(exc) from None
-        except BaseException:
+        return conn
+
+    @contextmanager
+    def _conn(self, begin: str = READ_ONLY) -> Iterator[Conn]:
+        """A connection inside one SQL transaction; left open on exit, it is rolled back
+        (whoever means to keep its changes COMMITs). Database failures become one
+        sentence (StorageError): nothing committed, the same call can be made again."""
+        conn = self._begin(begin)
+        try:
+            yield conn
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            conn.close()
+            raise self._lost(exc) from None
+        except BaseException as exc:
             if not conn.closed and conn.info.transaction_status != \
                     psycopg.pq.TransactionStatus.IDLE:
                 try:
-                    conn.rollback()
+                    conn.execute("ROLLBACK")
                 except psycopg.Error:
                     conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise self._refused(exc) from None
             raise
-        else:
-            self._give(conn)
+        self._give(conn)
 
     def _lost(self, exc: psycopg.Error) -> StorageError:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return StorageError(f"the PostgreSQL vault at {self.location} did not answer in "
+                                f"time ({_first_line(exc)}); nothing was changed, try again")
         return StorageError(f"the connection to the PostgreSQL vault at {self.location} "
-                            f"failed ({reason}); nothing was changed, try again")
+                            f"failed ({_first_line(exc)}); nothing was changed, try again")
+
+    def _refused(self, exc: psycopg.Error) -> StorageError:
+        return StorageError(f"the PostgreSQL vault at {self.location} refused the operation "
+                            f"({_first_line(exc)}); nothing was changed")
 
     # -- creation ---------------------------------------------------------------------
     def create(self, meta: Doc) -> None:
-        with self._conn() as conn, conn.transaction():
+        with self._conn(SERIAL_WRITER) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('glasskey.create'))")
             current = schema.schema_version(conn)
             if current and conn.execute(
@@ -123,6 +164,7 @@ class PostgresStore:
             doc = dict(meta, schema=SCHEMA_VERSION, format=FORMAT, seq=0)
             conn.execute("INSERT INTO glasskey.doc (tbl, key, body) VALUES ('meta', 'vault', %s)",
                          (canonical.dumps(doc),))
+            conn.execute("COMMIT")
 
     def exists(self) -> bool:
         with self._conn() as conn:
@@ -152,13 +194,8 @@ class PostgresStore:
     @contextmanager
     def read(self) -> Iterator[PgTransaction]:
         """A consistent snapshot (REPEATABLE READ, READ ONLY), verified before use."""
-        with self._conn() as conn:
-            txn = self._snapshot(conn)
-            try:
-                yield txn
-            finally:
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
-                    conn.execute("ROLLBACK")
+        with self._conn(READ_ONLY) as conn:
+            yield self._snapshot(conn)
 
     def _snapshot(self, conn: Conn) -> PgTransaction:
         """Open and verify a snapshot.
@@ -168,7 +205,8 @@ class PostgresStore:
         not rolled back, and is taken again (as the file backend does).
         """
         for attempt in range(3):
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if attempt:
+                conn.execute(READ_ONLY)
             txn = self._open(conn, write=False)
             guard.check_tail(conn, txn.head)
             try:
@@ -187,36 +225,40 @@ class PostgresStore:
     def transaction(self) -> Iterator[PgTransaction]:
         """Exclusive read-modify-write; one SQL COMMIT on normal exit, ROLLBACK on error."""
         refused: Refused | None = None
-        with self._conn() as conn:
-            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        with self._conn(SERIAL_WRITER) as conn:
+            conn.execute(f"SET LOCAL lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
             try:
                 # The queue every writer waits in; later statements see its predecessor.
                 if conn.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE"
                                 ).fetchone() is None:
                     raise IntegrityError("the database's commit counter is missing")
             except psycopg.errors.UndefinedTable:
-                conn.execute("ROLLBACK")
                 raise NotFoundError(
                     f"no vault at {self.location} (create one with 'glasskey init')") from None
+            except psycopg.errors.LockNotAvailable:
+                raise StorageError(
+                    f"the vault at {self.location} is busy: another client's change did not "
+                    f"finish within {self.lock_timeout:g} s; try again") from None
+            txn = self._open(conn, write=True)
+            guard.guard(self, txn)
             try:
-                txn = self._open(conn, write=True)
-                guard.guard(self, txn)
+                yield txn
+            except Refused as exc:
+                refused = exc  # a refusal is itself audited: keep its record, then report it
+            if self.before_commit is not None and txn.recorded:
                 try:
-                    yield txn
-                except Refused as exc:
-                    refused = exc  # a refusal is itself audited: keep its record, then report
-                if self.before_commit is not None and txn.recorded:
-                    try:
-                        self.before_commit(txn)
-                    except Exception:  # noqa: S110 - notifications never block a commit
-                        pass
-                txn.commit_rows()
+                    self.before_commit(txn)
+                except Exception:  # noqa: S110 - notifications never block a commit
+                    pass
+            txn.commit_rows()
+            try:
                 conn.execute("COMMIT")
-            except BaseException:
-                if conn.info.transaction_status not in (
-                        psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.UNKNOWN):
-                    conn.execute("ROLLBACK")
-                raise
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                conn.close()
+                raise StorageError(
+                    f"the connection to the PostgreSQL vault at {self.location} failed "
+                    f"while committing ({_first_line(exc)}): the change may or may not have "
+                    "been recorded; look before trying again") from None
         self._saw(txn)
         if self.on_unlock is not None and txn.recorded:
             try:
@@ -256,7 +298,7 @@ class PostgresStore:
         return str(row[0]) if row else "0"
 
     def twin(self) -> PostgresStore:
-        other = PostgresStore(self.url)
+        other = PostgresStore(self.url, self.lock_timeout)
         other.now = self.now
         return other
 
@@ -293,7 +335,7 @@ class PostgresStore:
                 "rewritten or rolled back; run 'glasskey audit verify'")
 
     def audit_since(self, cursor: AuditCursor) -> AuditPage:
-        with self._conn() as conn, conn.transaction():
+        with self._conn() as conn:
             self._check_cursor(conn, cursor)
             lines = list(guard.stream_lines(conn, max(cursor.seq, 0)))
         if not lines:
@@ -301,7 +343,7 @@ class PostgresStore:
         return AuditPage(audit_read.parse_lines(lines), audit_read.cursor_of(lines[-1]))
 
     def audit_lines(self, since: AuditCursor | None = None) -> Iterator[bytes]:
-        with self._conn() as conn, conn.transaction():
+        with self._conn() as conn:
             if since is not None:
                 self._check_cursor(conn, since)
             yield from guard.stream_lines(conn, since.seq if since is not None else 0)
@@ -321,14 +363,10 @@ class PostgresStore:
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
         with self._conn() as conn:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            try:
-                row = conn.execute("SELECT body FROM glasskey.doc WHERE tbl = 'meta' "
-                                   "AND key = 'vault'").fetchone()
-                if row is None:
-                    raise NotFoundError(f"no vault at {self.location}")
-                meta = parse_doc("meta", "vault", row[0])
-                return guard.verify_audit(self, conn, meta, incremental=incremental,
-                                          progress=progress)
-            finally:
-                conn.execute("ROLLBACK")
+            row = conn.execute("SELECT body FROM glasskey.doc WHERE tbl = 'meta' "
+                               "AND key = 'vault'").fetchone()
+            if row is None:
+                raise NotFoundError(f"no vault at {self.location}")
+            meta = parse_doc("meta", "vault", row[0])
+            return guard.verify_audit(self, conn, meta, incremental=incremental,
+                                      progress=progress)
