@@ -604,3 +604,27 @@ def test_an_unreachable_database_is_one_sentence(pg_vaults: PgVaults) -> None:
     with pytest.raises(StorageError, match=r"cannot connect to the PostgreSQL vault at "
                                            r"postgresql://127\.0\.0\.1:\d+/no_such_db"):
         store.exists()
+
+
+def test_a_newer_glasskey_migrates_the_schema_in_a_write(
+        bare: tuple[PostgresStore, Any, str], pg_vaults: PgVaults,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, signer, db = bare
+    monkeypatch.setitem(postgres_schema.MIGRATIONS, postgres_schema.SQL_SCHEMA_VERSION,
+                        "CREATE TABLE glasskey.added_later (x int)")
+    monkeypatch.setattr(postgres_schema, "SQL_SCHEMA_VERSION",
+                        postgres_schema.SQL_SCHEMA_VERSION + 1)
+    newer = PostgresStore(pg_vaults.url(db))
+    with pytest.raises(UsageError, match="needs upgrading"), newer.read():
+        pass
+    assert increment(newer, signer) == 1  # the first write migrates, under the lock
+    with pg_vaults.superuser(db) as su:
+        versions = [r[0] for r in su.execute("SELECT version FROM glasskey.schema_version "
+                                             "ORDER BY version")]
+        assert su.execute("SELECT to_regclass('glasskey.added_later')").fetchone() != (None,)
+    assert versions == list(range(1, postgres_schema.SQL_SCHEMA_VERSION + 1))
+    assert counters(newer) == (1, 1)
+    monkeypatch.undo()
+    with pytest.raises(UsageError, match="newer than this glasskey"), \
+            PostgresStore(pg_vaults.url(db)).read():
+        pass

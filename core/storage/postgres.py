@@ -73,6 +73,8 @@ class PostgresStore:
         self._free: list[Conn] = []
         self._pool_lock = threading.Lock()
         self._pid = os.getpid()
+        #: The database schema was found current once (no need to ask again).
+        self._schema_current = False
 
     # -- connections ---------------------------------------------------------------
     def _take(self) -> tuple[Conn, bool]:
@@ -174,13 +176,22 @@ class PostgresStore:
                                 "AND key = 'vault'").fetchone() is not None
 
     def _open(self, conn: Conn, write: bool) -> PgTransaction:
-        version = schema.schema_version(conn)
-        if version == 0:
-            raise NotFoundError(
-                f"no vault at {self.location} (create one with 'glasskey init')")
-        if version > schema.SQL_SCHEMA_VERSION:
-            raise UsageError(f"the PostgreSQL vault's schema is version {version}, newer "
-                             f"than this glasskey ({schema.SQL_SCHEMA_VERSION})")
+        if not self._schema_current:
+            version = schema.schema_version(conn)
+            if version == 0:
+                raise NotFoundError(
+                    f"no vault at {self.location} (create one with 'glasskey init')")
+            if version < schema.SQL_SCHEMA_VERSION:
+                if not write:
+                    raise UsageError(
+                        f"the PostgreSQL vault's schema (version {version}) needs upgrading "
+                        "to this glasskey's: make any change as the database's owner role")
+                schema.migrate(conn, version)  # the writer holds the lock: one migrates
+            elif version > schema.SQL_SCHEMA_VERSION:
+                raise UsageError(f"the PostgreSQL vault's schema is version {version}, newer "
+                                 f"than this glasskey ({schema.SQL_SCHEMA_VERSION})")
+            else:
+                self._schema_current = True
         txn = PgTransaction(self, conn, write)
         meta = txn.meta
         if meta.get("format") != FORMAT or not isinstance(meta.get("vault_id"), str):
