@@ -381,6 +381,23 @@ def test_a_url_vault_keeps_its_client_files_in_the_state_dir(pg_vaults: PgVaults
     store = PostgresStore("postgresql://someone@db.example:6543/team")
     assert store.location == "postgresql://db.example:6543/team"
     assert witness.state_dir() in store.root.parents
+    assert PostgresStore("postgresql://else@db.example:6543/team").root == store.root
+    assert PostgresStore("postgresql:///?service=glasskey").location == \
+        "postgresql://:/?service=glasskey"
+
+
+def test_a_service_file_names_the_vault(pg_vaults: PgVaults, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's service file holds where; the pgpass file the password."""
+    db = pg_vaults.new_database()
+    s = pg_vaults.server
+    (tmp_path / "services").write_text(
+        f"[glasskey]\nhost={s.host}\nport={s.port}\ndbname={db}\nuser={s.admin_user}\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "services"))
+    store = PostgresStore("postgresql:///?service=glasskey")
+    store.create({"vault_id": "v-service"})
+    assert store.exists()
+    assert PostgresStore(pg_vaults.url(db)).exists()
 
 
 # -- two machines ---------------------------------------------------------------------------------

@@ -111,17 +111,21 @@ def check_url(url: str) -> dict[str, str]:
             "the PostgreSQL vault URL contains a password; glasskey takes database "
             "passwords only the libpq way (~/.pgpass, PGPASSFILE, a service file or a "
             "client certificate): remove it from the URL")
-    if not params.get("dbname"):
+    if not params.get("dbname") and not params.get("service"):
         raise UsageError("the PostgreSQL vault URL names no database "
-                         "(postgresql://user@host:port/db)")
+                         "(postgresql://user@host:port/db, or ?service=NAME)")
     return params
 
 
 def location_key(params: dict[str, str]) -> str:
     """Where the vault lives, without the role: every operator of one database pins
-    the same vault identity under the same key."""
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    return f"postgresql://{host}:{params.get('port') or '5432'}/{params['dbname']}"
+    the same vault identity under the same key (a service file's name stands for
+    whatever it leaves out)."""
+    service = params.get("service")
+    default_host, default_port = ("", "") if service else ("localhost", "5432")
+    host = params.get("host") or params.get("hostaddr") or default_host
+    key = f"postgresql://{host}:{params.get('port') or default_port}/{params.get('dbname', '')}"
+    return f"{key}?service={service}" if service else key
 
 
 def local_dir(params: dict[str, str]) -> Path:
