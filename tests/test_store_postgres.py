@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -645,3 +646,83 @@ def test_a_newer_glasskey_migrates_the_schema_in_a_write(
     with pytest.raises(UsageError, match="newer than this glasskey"), \
             PostgresStore(pg_vaults.url(db)).read():
         pass
+
+
+# -- live: LISTEN/NOTIFY wake-ups ----------------------------------------------------------------
+
+def _waiter(store: PostgresStore, seen: int, timeout: float,
+            out: list[tuple[int, float]], *, read: bool = False) -> threading.Thread:
+    """A thread that waits for a change (and with ``read``, then reads the state, as a
+    screen would), recording the seq it got and when it had it."""
+    def run() -> None:
+        seq = store.wait_for_change(seen, timeout)
+        if read:
+            counters(store)
+        out.append((seq, time.monotonic()))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_another_machines_commit_wakes_a_waiter(bare: tuple[PostgresStore, Any, str],
+                                                pg_vaults: PgVaults) -> None:
+    """B commits -> A has woken and read the new state: p95 over 30 trials (measured
+    from just before B's COMMIT, so B's commit work is included)."""
+    store, signer, db = bare
+    machine_a = PostgresStore(pg_vaults.url(db))
+    delays = []
+    committing: list[float] = []
+    store.before_commit = lambda txn: committing.append(time.monotonic())
+    for _ in range(30):
+        seen = machine_a.seq()
+        out: list[tuple[int, float]] = []
+        thread = _waiter(machine_a, seen, 10.0, out, read=True)
+        time.sleep(0.05)  # A is waiting (if not, it catches up from seq: still correct)
+        n = increment(store, signer)
+        thread.join(10)
+        assert out and out[0][0] != seen, "the waiter did not see the commit"
+        assert counters(machine_a)[0] >= n
+        delays.append(out[0][1] - committing[-1])
+    delays.sort()
+    p50, p95 = delays[len(delays) // 2], delays[int(len(delays) * 0.95) - 1]
+    print(f"B commits -> A has read it: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+    assert p95 < 1.0, delays
+    machine_a.close()
+
+
+def test_a_wait_without_changes_times_out_with_the_same_seq(
+        bare: tuple[PostgresStore, Any, str]) -> None:
+    store, _, _ = bare
+    seen = store.seq()
+    start = time.monotonic()
+    assert store.wait_for_change(seen, 0.3) == seen
+    assert 0.25 <= time.monotonic() - start < 5
+
+
+def test_a_lost_listener_reconnects_and_catches_up(bare: tuple[PostgresStore, Any, str],
+                                                   pg_vaults: PgVaults) -> None:
+    store, signer, db = bare
+    machine_a = PostgresStore(pg_vaults.url(db))
+    seen = machine_a.wait_for_change(machine_a.seq(), 0.01)  # the listener is connected
+
+    def kill_listeners() -> None:
+        with pg_vaults.superuser(db) as su:
+            su.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                       "datname = %s AND query LIKE 'LISTEN%%'", (db,))
+
+    # A commit while the listener is gone is not lost: the next wait catches up at once.
+    kill_listeners()
+    increment(store, signer)
+    assert machine_a.wait_for_change(seen, 5.0) != seen
+    # The listener dies while waiting: the waiter reconnects and still sees the commit.
+    seen = machine_a.seq()
+    out: list[tuple[int, float]] = []
+    thread = _waiter(machine_a, seen, 15.0, out)
+    time.sleep(0.2)
+    kill_listeners()
+    time.sleep(0.2)
+    increment(store, signer)
+    thread.join(15)
+    assert out and out[0][0] != seen
+    machine_a.close()

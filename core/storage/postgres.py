@@ -43,6 +43,7 @@ from glasskey.core.storage import postgres_guard as guard
 from glasskey.core.storage import postgres_schema as schema
 from glasskey.core.storage.interface import AuditCursor, AuditPage, Doc, Refused, Transaction
 from glasskey.core.storage.manifest import FORMAT, SCHEMA_VERSION
+from glasskey.core.storage.postgres_listen import Listener
 from glasskey.core.storage.postgres_txn import Conn, PgTransaction, parse_doc
 
 #: Connections kept open per handle between transactions.
@@ -75,6 +76,7 @@ class PostgresStore:
         self._pid = os.getpid()
         #: The database schema was found current once (no need to ask again).
         self._schema_current = False
+        self._listener: Listener | None = None
 
     # -- connections ---------------------------------------------------------------
     def _take(self) -> tuple[Conn, bool]:
@@ -313,8 +315,19 @@ class PostgresStore:
         other.now = self.now
         return other
 
+    def wait_for_change(self, seen: int, timeout: float) -> int:
+        """``seq()`` once it differs from ``seen``, or after ``timeout`` seconds: a
+        front that wants another machine's commit sooner than its next poll waits
+        here (LISTEN/NOTIFY; core/storage/postgres_listen.py). Not in the ``Store``
+        Protocol: a front that finds no such method polls ``seq()``."""
+        if self._listener is None:
+            self._listener = Listener(self)
+        return self._listener.wait(seen, timeout)
+
     def close(self) -> None:
         """Close the pooled connections (a handle is usable again afterwards)."""
+        if self._listener is not None:
+            self._listener.close()
         with self._pool_lock:
             free, self._free = self._free, []
         for conn in free:

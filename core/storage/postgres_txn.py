@@ -217,3 +217,6 @@ class PgTransaction:
                 "INSERT INTO glasskey.table_version (tbl, version) VALUES (%s, %s) "
                 "ON CONFLICT (tbl) DO UPDATE SET version = EXCLUDED.version",
                 [(name, counter) for name in sorted(self.dirty)])
+        # A wake-up for listeners (core/storage/postgres_listen.py), delivered at COMMIT;
+        # the payload says nothing: a listener reads the state itself.
+        self.conn.execute("SELECT pg_notify('glasskey', '')")
