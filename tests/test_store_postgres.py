@@ -726,3 +726,62 @@ def test_a_lost_listener_reconnects_and_catches_up(bare: tuple[PostgresStore, An
     thread.join(15)
     assert out and out[0][0] != seen
     machine_a.close()
+
+
+CLAIMER = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from glasskey.core.audit import Signer
+    from glasskey.core.errors import PolicyError
+    from glasskey.core.storage.interface import Refused
+    from glasskey.core.storage.postgres import PostgresStore
+    store = PostgresStore(sys.argv[2])
+    signer = Signer(sys.argv[3], bytes.fromhex(sys.argv[4]))
+    store.seq()  # connected before the start line
+    while not os.path.exists(sys.argv[5]):
+        time.sleep(0.005)
+    try:
+        with store.transaction() as txn:
+            if txn.table("active").get("cred-1") is not None:
+                raise Refused(PolicyError("cred-1 is already checked out"))
+            txn.table("active").put("cred-1", {"holder": signer.name})
+            txn.record(signer, "test.claim", "cred-1", {"by": signer.name})
+        print("won")
+    except PolicyError:
+        print("lost")
+""")
+
+
+def test_of_n_machines_claiming_one_credential_exactly_one_wins(
+        pg_vaults: PgVaults, tmp_path: Path) -> None:
+    db = pg_vaults.new_database()
+    signers = [new_signer(f"op{i}") for i in range(6)]
+    vid, details = founding_details(signers)
+    owner = PostgresStore(pg_vaults.url(db))
+    owner.create({"vault_id": vid})
+    with owner.transaction() as txn:
+        txn.record(signers[0][0], "vault.founded", vid, details)
+    go = tmp_path / "go"
+    procs = []
+    for signer, _ in signers:
+        home = tmp_path / f"machine-{signer.name}"
+        home.mkdir()
+        env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(Path(__file__).parent), pg_vaults.url(db),
+             signer.name, (signer.key or b"").hex(), str(go)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    time.sleep(1.0)
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        results.append(out.strip())
+    assert sorted(results) == ["lost"] * 5 + ["won"]
+    with owner.read() as txn:
+        holder = txn.table("active").get("cred-1")
+    winner = signers[results.index("won")][0].name
+    assert holder == {"holder": winner}
+    claims = [e for e in owner.audit_since(AuditCursor()).entries if e["event"] == "test.claim"]
+    assert [e["actor"] for e in claims] == [winner]

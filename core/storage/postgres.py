@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from glasskey.core import canonical, witness
@@ -41,7 +42,14 @@ from glasskey.core.errors import (
 from glasskey.core.storage import audit_read
 from glasskey.core.storage import postgres_guard as guard
 from glasskey.core.storage import postgres_schema as schema
-from glasskey.core.storage.interface import AuditCursor, AuditPage, Doc, Refused, Transaction
+from glasskey.core.storage.interface import (
+    AuditCursor,
+    AuditPage,
+    Doc,
+    Refused,
+    Store,
+    Transaction,
+)
 from glasskey.core.storage.manifest import FORMAT, SCHEMA_VERSION
 from glasskey.core.storage.postgres_listen import Listener
 from glasskey.core.storage.postgres_txn import Conn, PgTransaction, parse_doc
@@ -394,3 +402,8 @@ class PostgresStore:
             meta = parse_doc("meta", "vault", row[0])
             return guard.verify_audit(self, conn, meta, incremental=incremental,
                                       progress=progress)
+
+
+if TYPE_CHECKING:  # mypy --strict checks the backend against the declared Protocol
+    def _is_a_store(store: PostgresStore) -> Store:
+        return store
