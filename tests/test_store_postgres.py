@@ -526,6 +526,13 @@ def test_the_cli_runs_a_checkout_across_two_machines(pg_vaults: PgVaults, tmp_pa
             if path.is_file():
                 assert CANARY.encode() not in path.read_bytes(), path
         assert list((machine.home / "state" / "checkpoints").iterdir())
+    # The DBA swaps bob's signing key: both machines refuse, exit 3, one sentence.
+    _edit_doc(pg_vaults, db, "operators", "bob", "sign_pub", "A" * 44)
+    for machine in (alice, bob):
+        r = machine("request", "list")
+        assert r.returncode == 3, r.stderr
+        assert "operator record 'bob' differs from the signed roster" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 def test_the_cli_refuses_a_password_url_and_an_unreachable_database(tmp_path: Path) -> None:
