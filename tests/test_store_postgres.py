@@ -31,7 +31,7 @@ from checkout_world import FAST_KDF, ROLES, SEEDS, World, passphrase
 from glasskey.core import witness
 from glasskey.core.clock import FakeClock
 from glasskey.core.credentials import CredentialSpec
-from glasskey.core.errors import IntegrityError, StorageError, UsageError
+from glasskey.core.errors import IntegrityError, PolicyError, StorageError, UsageError
 from glasskey.core.operators import OperatorSpec
 from glasskey.core.secret import SecretValue
 from glasskey.core.storage import postgres_schema
@@ -792,3 +792,47 @@ def test_of_n_machines_claiming_one_credential_exactly_one_wins(
     assert holder == {"holder": winner}
     claims = [e for e in owner.audit_since(AuditCursor()).entries if e["event"] == "test.claim"]
     assert [e["actor"] for e in claims] == [winner]
+
+
+# -- moving a file vault into the database -------------------------------------------------------
+
+def test_a_file_vault_moves_into_postgres_with_its_history(
+        pg_vaults: PgVaults, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glasskey.core.storage.files import FileStore
+    from glasskey.core.storage.postgres_import import move_to_postgres
+
+    clock = FakeClock(1_800_000_000.0)
+    file_vault = Vault(tmp_path / "vault", clock)
+    file_vault.initialise([OperatorSpec(n, ROLES[n], passphrase(n), SEEDS[n])
+                           for n in ("alice", "bob", "carol")], kdf_params=FAST_KDF)
+    w = World(tmp_path / "vault", clock, file_vault)
+    w.add("db-root", SECRET)
+    req = w.checkout("db-root")  # approved on the file vault, not yet revealed
+    head = file_vault.store.audit_head()
+    db = pg_vaults.new_database()
+    target = PostgresStore(pg_vaults.url(db))
+    moved = move_to_postgres(FileStore(tmp_path / "vault"), target)
+    assert (moved.head_seq, moved.head_hash) == (head.seq, head.hash)
+    assert [bytes(x) for x in target.audit_lines()] == \
+        list(FileStore(tmp_path / "vault").audit_lines())
+    # The same client (its checkpoint came from the file vault) carries on in the database.
+    w.vault = Vault(target, clock)
+    assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
+    with pytest.raises(PolicyError, match="one holder at a time"):
+        w.checkout("db-root", requester="carol")
+    w.add("db-two", "second-value")  # new writes land in the database
+    req2 = w.checkout("db-two", requester="carol", approvers=("bob",))
+    assert w.vault.reveal(w.s("carol"), req2).reveal() == "second-value"
+    assert target.verify_audit().ok
+    # A client new to the vault verifies the whole moved history.
+    monkeypatch.setenv("GLASSKEY_STATE_DIR", str(tmp_path / "new-machine"))
+    with PostgresStore(pg_vaults.url(db)).read() as txn:
+        assert txn.audit_head.seq > head.seq
+    # The directory is now an older state of the same vault: a client that saw the
+    # database refuses it (retire it once everyone uses the URL).
+    with pytest.raises(IntegrityError, match="rolled back"), \
+            FileStore(tmp_path / "vault").read():
+        pass
+    monkeypatch.setenv("GLASSKEY_STATE_DIR", str(tmp_path / "third-machine"))
+    with pytest.raises(UsageError, match="already exists"):
+        move_to_postgres(FileStore(tmp_path / "vault"), PostgresStore(pg_vaults.url(db)))
