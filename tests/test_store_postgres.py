@@ -836,3 +836,30 @@ def test_a_file_vault_moves_into_postgres_with_its_history(
     monkeypatch.setenv("GLASSKEY_STATE_DIR", str(tmp_path / "third-machine"))
     with pytest.raises(UsageError, match="already exists"):
         move_to_postgres(FileStore(tmp_path / "vault"), PostgresStore(pg_vaults.url(db)))
+
+
+def test_a_reveal_whose_connection_drops_releases_nothing_then_works(
+        world: tuple[World, PgVaults, str]) -> None:
+    """Fail closed: no secret without its durable audit record; then the same reveal
+    succeeds once the database answers again."""
+    w, vaults, db = world
+    req = w.checkout("db-root")
+    store = w.vault.store
+    head = store.audit_head()
+    hook = store.before_commit
+
+    def drop_the_connection(txn: Any) -> None:
+        with vaults.superuser(db) as su:
+            su.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                       "datname = %s AND pid <> pg_backend_pid()", (db,))
+
+    store.before_commit = drop_the_connection
+    try:
+        with pytest.raises(StorageError) as caught:
+            w.vault.reveal(w.s("alice"), req)
+    finally:
+        store.before_commit = hook
+    assert SECRET not in str(caught.value)
+    assert store.audit_head() == head  # nothing recorded, nothing released
+    assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
+    assert any(e["event"] == "checkout.revealed" for e in store.audit_tail(5).entries)
