@@ -863,3 +863,68 @@ def test_a_reveal_whose_connection_drops_releases_nothing_then_works(
     assert store.audit_head() == head  # nothing recorded, nothing released
     assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
     assert any(e["event"] == "checkout.revealed" for e in store.audit_tail(5).entries)
+
+
+# -- TLS: sslmode=verify-full ---------------------------------------------------------------------
+
+def _openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _ca_and_server_cert(d: Path, name: str) -> None:
+    """A CA ``name``-ca.pem and a server certificate for 127.0.0.1 signed by it."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", f"/CN={name} test CA", "-keyout", f"{name}-ca.key",
+             "-out", f"{name}-ca.pem", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", f"{name}-server.key", "-out", f"{name}-server.csr", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("x509", "-req", "-in", f"{name}-server.csr", "-CA", f"{name}-ca.pem",
+             "-CAkey", f"{name}-ca.key", "-CAcreateserial", "-days", "2",
+             "-extfile", "san.ext", "-out", f"{name}-server.pem", cwd=d)
+
+
+def test_sslmode_verify_full_works_and_a_wrong_ca_is_one_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server of its own (TLS on), a CA, and libpq's verify-full through the URL."""
+    import shutil
+
+    from servers import _run, start_postgres
+
+    _ca_and_server_cert(tmp_path, "good")
+    _ca_and_server_cert(tmp_path, "other")
+    server = start_postgres()
+    try:
+        for src, dst in (("good-server.pem", "server.crt"), ("good-server.key", "server.key")):
+            shutil.copy(tmp_path / src, server.data_dir / dst)
+            (server.data_dir / dst).chmod(0o600)
+            if server.owner is not None:
+                shutil.chown(server.data_dir / dst, server.owner, server.owner)
+        with (server.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        done = _run([str(server.bin_dir / "pg_ctl"), "restart", "-D", str(server.data_dir),
+                     "-m", "fast", "-w", "-l", str(server.log_file)], as_user=server.owner)
+        assert done.returncode == 0, done.stderr
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(f"{server.host}:{server.port}:*:{server.admin_user}:"
+                            f"{server.admin_password}\n")
+        passfile.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(passfile))
+        server.execute("CREATE DATABASE tls")
+        base = f"postgresql://{server.admin_user}@{server.host}:{server.port}/tls"
+        store = PostgresStore(f"{base}?sslmode=verify-full&sslrootcert={tmp_path}/good-ca.pem")
+        store.create({"vault_id": "v-tls"})
+        assert store.exists()
+        with store._conn() as conn:
+            row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+                               ).fetchone()
+        assert row == (True,), "the connection is not encrypted"
+        store.close()
+        wrong = PostgresStore(f"{base}?sslmode=verify-full&sslrootcert={tmp_path}/other-ca.pem")
+        with pytest.raises(StorageError, match="cannot connect to the PostgreSQL vault") as caught:
+            wrong.exists()
+        assert "certificate" in str(caught.value) and "\n" not in str(caught.value)
+    finally:
+        server.stop()
