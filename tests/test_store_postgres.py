@@ -51,7 +51,7 @@ Rows = dict[str, list[tuple[Any, ...]]]
 
 @pytest.fixture
 def world(pg_vaults: PgVaults, tmp_path: Path) -> Iterator[tuple[World, PgVaults, str]]:
-    """Three operators and one credential in a fresh database; alice's request approved."""
+    """Three operators and one credential (db-root) in a fresh database; alice unlocked."""
     db = pg_vaults.new_database()
     clock = FakeClock(1_800_000_000.0)
     vault = Vault(PostgresStore(pg_vaults.url(db)), clock)
@@ -134,7 +134,7 @@ def _edit_meta_head(su: psycopg.Connection[tuple[Any, ...]], seq: int, digest: s
 
 
 def test_a_rewritten_row_past_the_checkpoint_names_the_entry(
-        world: tuple[World, PgVaults, str]) -> None:
+        world: tuple[World, PgVaults, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Another machine appends; the DBA alters that new entry before we read it."""
     w, vaults, db = world
     carol = w.s("carol")
@@ -142,11 +142,9 @@ def test_a_rewritten_row_past_the_checkpoint_names_the_entry(
     # A legitimate append by another client (its own state dir, so our checkpoint stays).
     other = Vault(w.vault.store.twin(), w.clock)
     state = os.environ["GLASSKEY_STATE_DIR"]
-    os.environ["GLASSKEY_STATE_DIR"] = state + "-other"
-    try:
+    with monkeypatch.context() as elsewhere:
+        elsewhere.setenv("GLASSKEY_STATE_DIR", state + "-other")
         other.request(carol, "db-root", "outage", "INC-3", 1800)
-    finally:
-        os.environ["GLASSKEY_STATE_DIR"] = state
     assert _head(w) > seen
     with _superuser(vaults, db) as su:
         su.execute(APPEND_A_SPACE, (seen + 1,))
