@@ -4,6 +4,10 @@ One server per test session (the ``postgres_server`` fixture), a fresh database
 per test. Passwords reach libpq only through a pgpass file named by
 ``PGPASSFILE`` (set for the session, so forked children and subprocesses find
 it too): no URL a test builds holds a password, as glasskey insists.
+
+Fixtures: ``pg_vaults`` (the server, databases, operator roles), ``pg_world``
+(three operators and a credential in a fresh database, as tests/checkout_world
+makes them) and ``pg_bare`` (a founded vault without operator records).
 """
 
 from __future__ import annotations
@@ -17,8 +21,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from checkout_world import FAST_KDF, ROLES, SEEDS, World, passphrase
+from glasskey.core.clock import FakeClock
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.storage.postgres import PostgresStore
+from glasskey.core.vault import Vault
+from helpers import founding_details, new_signer
+from pg_helpers import SECRET
 from psycopg import sql
 from servers import PostgresServer, new_password
+
+__all__ = ["PgVaults"]
 
 
 @dataclass
@@ -77,3 +90,35 @@ def pg_vaults(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPath
             os.environ.pop("PGPASSFILE", None)
         else:
             os.environ["PGPASSFILE"] = old
+
+
+
+@pytest.fixture
+def pg_world(pg_vaults: PgVaults, tmp_path: Path) -> Iterator[tuple[World, PgVaults, str]]:
+    """Three operators and one credential (db-root) in a fresh database; alice unlocked."""
+    db = pg_vaults.new_database()
+    clock = FakeClock(1_800_000_000.0)
+    vault = Vault(PostgresStore(pg_vaults.url(db)), clock)
+    vault.initialise([OperatorSpec(n, ROLES[n], passphrase(n), SEEDS[n])
+                      for n in ("alice", "bob", "carol")], kdf_params=FAST_KDF)
+    w = World(tmp_path / "unused", clock, vault)
+    w.add("db-root", SECRET)
+    w.s("alice")
+    yield w, pg_vaults, db
+    vault.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def pg_bare(pg_vaults: PgVaults) -> Iterator[tuple[PostgresStore, Any, str]]:
+    """A founded vault without operators' records (as the contract suite makes)."""
+    db = pg_vaults.new_database()
+    signer, public = new_signer()
+    second, second_pub = new_signer("second")
+    vid, details = founding_details([(signer, public), (second, second_pub)])
+    store = PostgresStore(pg_vaults.url(db), lock_timeout=0.5)
+    store.create({"vault_id": vid})
+    with store.transaction() as txn:
+        txn.record(signer, "vault.founded", vid, details)
+    yield store, signer, db
+    store.close()
+
