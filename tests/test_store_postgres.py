@@ -188,6 +188,27 @@ def test_a_restored_old_backup_is_refused(pg_world: tuple[World, PgVaults, str])
                        rf"ends at {old_head}", req)
 
 
+def test_a_fork_shown_to_another_client_is_refused_by_the_first(
+        pg_world: tuple[World, PgVaults, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DBA lets machine A commit, then rewinds and lets machine B commit another
+    entry at the same seq: two histories. A refuses B's; B never saw A's."""
+    w, vaults, db = pg_world
+    carol = w.s("carol")
+    with _superuser(vaults, db) as su:
+        backup = _dump(su)
+    w.vault.request(w.s("alice"), "db-root", "outage", "INC-A", 1800)  # machine A
+    fork_at = _head(w)
+    with _superuser(vaults, db) as su:
+        _restore(su, backup)
+    state = os.environ["GLASSKEY_STATE_DIR"]
+    with monkeypatch.context() as machine_b:
+        machine_b.setenv("GLASSKEY_STATE_DIR", state + "-machine-b")
+        other = Vault(w.vault.store.twin(), w.clock)
+        other.request(carol, "db-root", "outage", "INC-B", 1800)
+        assert other.store.audit_head().seq == fork_at  # the same seq, another entry
+    _assert_refused(w, rf"entry {fork_at} differs from the one this client saw")
+
+
 def test_an_inserted_row_is_refused(pg_world: tuple[World, PgVaults, str]) -> None:
     w, vaults, db = pg_world
     head = _head(w)
