@@ -60,10 +60,6 @@ READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 SERIAL_WRITER = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 class PostgresStore:
     """A vault in a PostgreSQL database (``Store`` Protocol)."""
@@ -152,15 +148,10 @@ class PostgresStore:
         self._give(conn)
 
     def _lost(self, exc: psycopg.Error) -> StorageError:
-        if isinstance(exc, psycopg.errors.QueryCanceled):
-            return StorageError(f"the PostgreSQL vault at {self.location} did not answer in "
-                                f"time ({_first_line(exc)}); nothing was changed, try again")
-        return StorageError(f"the connection to the PostgreSQL vault at {self.location} "
-                            f"failed ({_first_line(exc)}); nothing was changed, try again")
+        return schema.lost(exc, self.location)
 
     def _refused(self, exc: psycopg.Error) -> StorageError:
-        return StorageError(f"the PostgreSQL vault at {self.location} refused the operation "
-                            f"({_first_line(exc)}); nothing was changed")
+        return schema.refused(exc, self.location)
 
     # -- creation ---------------------------------------------------------------------
     def create(self, meta: Doc) -> None:
@@ -278,7 +269,7 @@ class PostgresStore:
                 conn.close()
                 raise StorageError(
                     f"the connection to the PostgreSQL vault at {self.location} failed "
-                    f"while committing ({_first_line(exc)}): the change may or may not have "
+                    f"while committing ({schema.first_line(exc)}): the change may or may not have "
                     "been recorded; look before trying again") from None
         self._saw(txn)
         if self.on_unlock is not None and txn.recorded:

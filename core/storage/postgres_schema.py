@@ -146,6 +146,27 @@ def describe(params: dict[str, str]) -> str:
     return location_key(params)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error: its sentence, without libpq's detail lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def lost(exc: psycopg.Error, where: str) -> StorageError:
+    """A connection that failed or timed out mid-transaction: nothing committed."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StorageError(f"the PostgreSQL vault at {where} did not answer in time "
+                            f"({first_line(exc)}); nothing was changed, try again")
+    return StorageError(f"the connection to the PostgreSQL vault at {where} failed "
+                        f"({first_line(exc)}); nothing was changed, try again")
+
+
+def refused(exc: psycopg.Error, where: str) -> StorageError:
+    """A statement the server refused (permissions, constraints): nothing committed."""
+    return StorageError(f"the PostgreSQL vault at {where} refused the operation "
+                        f"({first_line(exc)}); nothing was changed")
+
+
 def connect(params: dict[str, str], where: str) -> psycopg.Connection[tuple[object, ...]]:
     """A connection, or one clear sentence (exit 1) when the database is unreachable."""
     try:
