@@ -83,7 +83,8 @@ class PgTable:
 
     def items(self) -> Iterator[tuple[str, Doc]]:
         rows = self._txn.conn.execute(
-            "SELECT key, body FROM glasskey.doc WHERE tbl = %s ORDER BY key",
+            # Code-point order whatever the database collation (as sorted() in Python).
+            "SELECT key, body FROM glasskey.doc WHERE tbl = %s ORDER BY key COLLATE \"C\"",
             (self._name,)).fetchall()
         for key, body in rows:
             yield str(key), parse_doc(self._name, str(key), body)
