@@ -16,7 +16,7 @@ from glasskey.core.errors import NotFoundError, PolicyError
 from glasskey.core.models import Checkout, Credential, Operator
 from glasskey.core.roster import Member, sign_seal, verify_config, verify_seal
 from glasskey.core.session import Session
-from glasskey.core.storage.files import FileStore
+from glasskey.core.storage import open_store
 from glasskey.core.storage.interface import Store, Transaction
 
 
@@ -35,12 +35,13 @@ def weak_kdf_allowed() -> bool:
 class VaultBase:
     """State and helpers shared by the operator, credential, checkout and rotation services."""
 
-    def __init__(self, root: Path | Store, clock: Clock | None = None,
+    def __init__(self, root: Path | str | Store, clock: Clock | None = None,
                  rng: Random | None = None, *, lock_timeout: float = 10.0) -> None:
-        """``root`` is a vault directory (opened with the file backend) or any
-        ``Store`` (core/storage/interface.py): the services never build one."""
+        """``root`` is a vault directory or a ``postgresql://`` URL (opened by
+        core/storage.open_store) or any ``Store`` (core/storage/interface.py): the
+        services never build one."""
         self.store: Store = root if not isinstance(root, (str, Path)) \
-            else FileStore(Path(root), lock_timeout=lock_timeout)
+            else open_store(root, lock_timeout=lock_timeout)
         self.root = Path(self.store.root)
         self.clock: Clock = clock or SystemClock()
         self.rng: Random = rng or SystemRandom()

@@ -47,7 +47,7 @@ class SweepReport:
 
 class Vault(NotifyOps, DrillOps, OperatorOps, OnboardingOps, EmergencyOps, OffboardingOps,
             HolderOps):
-    def __init__(self, root: Path | Store, clock: Clock | None = None,
+    def __init__(self, root: Path | str | Store, clock: Clock | None = None,
                  rng: Random | None = None, *, lock_timeout: float = 10.0) -> None:
         super().__init__(root, clock, rng, lock_timeout=lock_timeout)
         self._config: dict[str, object] | None = None

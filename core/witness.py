@@ -106,9 +106,12 @@ def _pins_path() -> Path:
     return state_dir() / "pins.json"
 
 
-def check_pin(location: Path, vault_id: str) -> None:
-    """Refuse a vault whose identity at ``location`` is not the one first seen there."""
-    key = str(Path(os.path.abspath(location)))
+def check_pin(location: Path | str, vault_id: str) -> None:
+    """Refuse a vault whose identity at ``location`` is not the one first seen there.
+
+    ``location`` is a vault directory, or a database backend's own key for where
+    the vault lives (a ``postgresql://host:port/db`` string, taken as it is)."""
+    key = location if isinstance(location, str) else str(Path(os.path.abspath(location)))
     path = _pins_path()
     try:
         pins = canonical.loads(path.read_bytes())

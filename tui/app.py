@@ -29,6 +29,7 @@ from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Checkout, CheckoutState, format_duration
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
+from glasskey.core.storage.interface import Store
 from glasskey.core.text import printable
 from glasskey.core.vault import SweepReport, Vault
 from glasskey.tui.demo import DemoInfo
@@ -732,10 +733,10 @@ def help_sections() -> list[tuple[str, list[Binding]]]:
     ]
 
 
-def run(vault_dir: Path, demo: DemoInfo | None = None, open_request: str | None = None
-        ) -> None:
-    """Open the TUI on the vault in ``vault_dir`` (the CLI's default command)."""
-    vault = Vault(Path(vault_dir))
+def run(vault_dir: Path | Store, demo: DemoInfo | None = None,
+        open_request: str | None = None) -> None:
+    """Open the TUI on the vault in ``vault_dir`` or ``Store`` (the CLI's default command)."""
+    vault = Vault(vault_dir)
     app = GlasskeyApp(vault, demo, local_clipboard=True)
     app.start_request = open_request
     app.run()

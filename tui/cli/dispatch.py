@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glasskey.core import fsutil
-from glasskey.core.base import default_vault_dir
 from glasskey.core.errors import GlasskeyError, InternalError, UsageError
+from glasskey.core.storage import open_store
 from glasskey.core.vault import Vault
 from glasskey.tui.cli.actor import Actor, Ctx
 from glasskey.tui.cli.build import build_parser
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from glasskey.tui import app as tui_app
 
             fsutil.set_lock_identity(command="tui")
-            tui_app.run(Path(root) if root else default_vault_dir(), open_request=ns.open)
+            tui_app.run(open_store(root), open_request=ns.open)
             return 0
         handler: Handler = ns.handler
         if "ctx" not in inspect.signature(handler).parameters:  # demo, completion
@@ -101,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fsutil.set_lock_identity(  # names only: never an argument that could be a secret
             command=" ".join(x for x in (ns.command, action) if isinstance(x, str)),
             operator=getattr(ns, "as_", None))
-        vault = Vault(Path(root) if root else default_vault_dir(),
-                      lock_timeout=getattr(ns, "wait", DEFAULT_LOCK_WAIT))
+        vault = Vault(open_store(root, lock_timeout=getattr(ns, "wait", DEFAULT_LOCK_WAIT)))
         return call(handler, ns, {"ctx": context(ns, vault, as_json), "vault_dir": root})
     except GlasskeyError as exc:
         return fail(str(exc) if isinstance(exc, UsageError) and str(exc).startswith("glasskey")
