@@ -100,7 +100,7 @@ class Machine:
         (self.home / "pass").write_text(f"{name} cli passphrase\n")
         self.env = dict(os.environ, HOME=str(self.home), GLASSKEY_VAULT=url,
                         GLASSKEY_STATE_DIR=str(self.home / "state"),
-                        PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+                        )
         self.env.pop("GLASSKEY_INSECURE_FAST_KDF", None)
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -363,3 +363,42 @@ def test_a_file_vault_moves_into_postgres_with_its_history(
         move_to_postgres(FileStore(tmp_path / "vault"), PostgresStore(pg_vaults.url(db)))
 
 
+
+
+def test_migrate_moves_a_directory_vault_and_retires_the_directory(
+        pg_vaults: PgVaults, tmp_path: Path) -> None:
+    """`glasskey migrate --to URL`: the copy verifies, the directory then says where the
+    vault went (a client still naming it is told, not handed an older copy)."""
+    vault_dir = tmp_path / "vault"
+    m = Machine(tmp_path, "bob", str(vault_dir))
+    ops = [{"name": n, "roles": r, "passphrase": f"{n} cli passphrase",
+            "totp_secret": CLI_SEEDS[n]}
+           for n, r in (("alice", ["requester"]), ("bob", ["approver", "admin"]))]
+    (tmp_path / "ops.json").write_text(json.dumps(ops))
+    assert m("init", "--operators-file", str(tmp_path / "ops.json"), "--kdf-seconds",
+             "0.01").returncode == 0
+    (m.home / "secret").write_text(CANARY + "\n")
+    _fresh_step()
+    r = m("cred", "add", "db-root", "--secret-file", str(m.home / "secret"), *m.auth(-30))
+    assert r.returncode == 0, r.stderr
+    url = pg_vaults.url(pg_vaults.new_database())
+    r = m("migrate", "--to", url)  # no terminal to ask on, no --yes: nothing happens
+    assert r.returncode == 2 and "--yes" in r.stderr, r.stderr
+    assert (vault_dir / "vault.json").exists()
+    r = m("migrate", "--to", url, "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["moved_to"].startswith("postgresql://") and doc["entries"] >= 2
+    assert not (vault_dir / "vault.json").exists()
+    assert (vault_dir / "vault.json.moved").exists()
+    r = m("request", "list")
+    assert r.returncode != 0 and f"moved to {doc['moved_to']}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    m.env["GLASSKEY_VAULT"] = url
+    r = m("audit", "verify", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stderr
+    r = m("cred", "list", "--json")
+    assert [c["name"] for c in json.loads(r.stdout)] == ["db-root"], r.stderr
+    m.env["GLASSKEY_VAULT"] = str(vault_dir)
+    r = m("migrate", "--to", url, "--yes")
+    assert r.returncode != 0 and "moved to" in r.stderr, r.stderr
