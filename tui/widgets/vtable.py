@@ -155,18 +155,11 @@ class VirtualTable(ScrollView, can_focus=True):
     def rows(self) -> list[Row]:
         return list(self._rows)
 
-    def visible_rows(self) -> list[Row]:
-        return [self._rows[i] for i in self._visible]
-
     @property
     def cursor_key(self) -> str | None:
         if 0 <= self.cursor < len(self._visible):
             return self._rows[self._visible[self.cursor]].key
         return None
-
-    def get_row(self, key: str) -> Row | None:
-        i = self._index.get(key)
-        return self._rows[i] if i is not None else None
 
     def set_rows(self, rows: Iterable[Row]) -> None:
         """Replace every row, keeping the cursor on the same key where possible."""
