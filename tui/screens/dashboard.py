@@ -90,6 +90,8 @@ class DashboardScreen(GlasskeyScreen):
         self._seen_seq = -1
         #: The credential whose rotation is being retried (one at a time).
         self._reconciling: str | None = None
+        #: What the summary line shows (it is redrawn only when this changes).
+        self._summary: list[str | tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -186,7 +188,11 @@ class DashboardScreen(GlasskeyScreen):
         if mine:
             parts.append("  ·  ")
             parts.append((f"{len(mine)} yours to use", "$success bold"))
-        self.query_one("#dash-summary", Static).update(Content.assemble(*parts))
+        if parts != self._summary:
+            self._summary = parts
+            # One line high (glasskey.tcss): a new text needs no layout of the screen.
+            self.query_one("#dash-summary", Static).update(Content.assemble(*parts),
+                                                           layout=False)
         self.recheck_keys()
 
     @on(VirtualTable.Highlighted, "#dash-table")
