@@ -8,20 +8,13 @@ emergency kit. ``enter`` goes where the alert is dealt with.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
-from glasskey.tui.screens.base import GlasskeyScreen
-from glasskey.tui.widgets.alert_banner import AlertBanner
-from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
-from textual import on
-from textual.app import ComposeResult
+from glasskey.tui.screens.listing import ListScreen
+from glasskey.tui.widgets.vtable import Column, Row
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
-
-COLUMNS = [
-    Column("Kind", 16),
-    Column("Alert", None, min_width=20),
-]
 
 #: (prefix of the core's sentence, kind shown, row style)
 KINDS = (
@@ -34,44 +27,48 @@ KINDS = (
 )
 
 
-def alert_kind(alert: str) -> tuple[str, str]:
-    for prefix, kind, style in KINDS:
-        if alert.startswith(prefix):
-            return kind, style
-    return "alert", "warn"
+@dataclass(frozen=True)
+class AlertRow:
+    """What the screen shows of one alert and where ``enter`` takes it."""
+
+    kind: str
+    style: str
+    message: str
+    #: (screen, argument) for ``app.go_to``.
+    target: tuple[str, str]
 
 
-def alert_target(alert: str) -> tuple[str, str]:
-    """Where an alert is dealt with: (screen, argument)."""
-    kind, _style = alert_kind(alert)
+def alert_row(alert: str) -> AlertRow:
+    """The one place that reads the core's alert sentences (their prefixes and ids)."""
+    kind, style = next(((k, s) for prefix, k, s in KINDS if alert.startswith(prefix)),
+                       ("alert", "warn"))
+    target = ("dashboard", "")
     if kind in ("EMERGENCY", "review overdue"):
-        return "reviews", ""
-    if kind == "OVERDUE":
+        target = ("reviews", "")
+    elif kind == "OVERDUE":
         m = re.search(r"\(([^()]+)\)$", alert)
-        return ("checkout", m.group(1)) if m else ("dashboard", "")
-    if kind in ("ROTATION-FAILED", "APPLY-PENDING"):
+        target = ("checkout", m.group(1)) if m else ("dashboard", "")
+    elif kind in ("ROTATION-FAILED", "APPLY-PENDING"):
         m = re.match(r"[A-Z-]+: (\S+?)(:| waits)", alert)
-        return "dashboard", m.group(1) if m else ""
-    if kind == "no kit":
-        return "operators", ""
-    return "dashboard", ""
+        target = ("dashboard", m.group(1) if m else "")
+    elif kind == "no kit":
+        target = ("operators", "")
+    return AlertRow(kind, style, alert, target)
 
 
-class AlertsScreen(GlasskeyScreen):
+class AlertsScreen(ListScreen[AlertRow]):
     """Every current alert; ``enter`` opens the place to deal with it."""
 
-    AUTO_FOCUS = "#alerts-table"
+    LIST = "alerts"
+    COLUMNS = (
+        Column("Kind", 16),
+        Column("Alert", None, min_width=20),
+    )
+    EMPTY = "No alerts."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="alerts.back"),
     ]
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield AlertBanner()
-        yield Static("", id="alerts-summary", markup=False)
-        yield VirtualTable(COLUMNS, id="alerts-table", empty_text="No alerts.")
-        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.ready = True
@@ -82,25 +79,21 @@ class AlertsScreen(GlasskeyScreen):
         self.gk.refresh_alerts()
 
     def alerts_changed(self) -> None:
-        alerts = self.gk.alerts
-        rows = []
-        for n, alert in enumerate(alerts):
-            kind, style = alert_kind(alert)
-            rows.append(Row(str(n), (kind, alert), style))
-        self.query_one(VirtualTable).set_rows(rows)
-        self.query_one("#alerts-summary", Static).update(
-            f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}  ·  enter: go and deal "
-            "with the highlighted one")
+        self.items = self.load()
+        self.paint()
 
-    @on(VirtualTable.Selected, "#alerts-table")
-    def _selected(self, event: VirtualTable.Selected) -> None:
-        event.stop()
-        try:
-            alert = self.gk.alerts[int(event.key)]
-        except (ValueError, IndexError):
-            return
-        where, arg = alert_target(alert)
-        self.gk.go_to(where, arg)
+    def load(self) -> dict[str, AlertRow]:
+        return {str(n): alert_row(alert) for n, alert in enumerate(self.gk.alerts)}
 
-    def action_back(self) -> None:
-        self.gk.pop_screen()
+    def rows(self) -> Iterator[Row]:
+        for key, alert in self.items.items():
+            yield Row(key, (alert.kind, alert.message), alert.style)
+
+    def summary(self) -> str:
+        n = len(self.items)
+        return f"{n} alert{'s' if n != 1 else ''}  ·  enter: go and deal with the highlighted one"
+
+    def open(self, key: str) -> None:
+        alert = self.items.get(key)
+        if alert is not None:
+            self.gk.go_to(*alert.target)
