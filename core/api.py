@@ -61,7 +61,7 @@ from glasskey.core.reviews import ReviewItem
 from glasskey.core.rotation import RotationResult
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
-from glasskey.core.storage.interface import AuditCursor, AuditPage
+from glasskey.core.storage.interface import AuditCursor, AuditPage, Store
 from glasskey.core.sweep import SweepReport
 from glasskey.core.text import cap, cap_all, has_controls, printable
 from glasskey.core.vault import Vault
@@ -91,7 +91,7 @@ __all__ = [
     "GlasskeyError", "IntegrityError", "InternalError", "KitIssued", "NotFoundError",
     "Operator", "OperatorSpec", "OperatorStatus", "Policy", "PolicyError", "Random",
     "ReviewItem", "RotationOutcome", "RotationResult", "SecretValue", "Session",
-    "StorageError", "SweepReport", "SystemClock", "SystemRandom", "UsageError", "Vault",
+    "StorageError", "Store", "SweepReport", "SystemClock", "SystemRandom", "UsageError", "Vault",
     "VerifyResult",
     "canonical", "cap", "cap_all", "check_name", "decode_parts", "export",
     "format_duration", "fsutil", "has_controls", "iso", "kdf", "parse_duration",

@@ -279,6 +279,10 @@ class AuditLog:
             return None
         return raw[:-1] if raw.endswith(b"\n") else None
 
+    def line_ending_at(self, offset: int) -> bytes | None:
+        """The complete line that ends at byte ``offset`` (None if there is none)."""
+        return self.line_at(offset - line_length_before(self, offset))
+
 
 def line_length_before(log: AuditLog, offset: int) -> int:
     """Length (newline included) of the line that ends at byte ``offset``.

@@ -24,11 +24,11 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, Protocol
 
 from glasskey.core import canonical
 from glasskey.core.audit import (
@@ -39,7 +39,6 @@ from glasskey.core.audit import (
     AuditLog,
     Head,
     line_hash,
-    line_length_before,
 )
 from glasskey.core.errors import IntegrityError
 from glasskey.core.roster import (
@@ -58,6 +57,20 @@ Progress = Callable[[int, int], None]
 PARALLEL_MIN = 5_000
 #: Above this many bytes the prefix hash check is split over worker processes.
 PREFIX_PARALLEL_BYTES = 64 << 20
+
+
+class LineSource(Protocol):
+    """The audit lines verification reads: audit.jsonl (``AuditLog``) or a database
+    backend's rows behind the same byte-position addressing (an entry's position is
+    the sum of the lengths of the lines before it, newline included, whatever the
+    medium)."""
+
+    def lines_from(self, offset: int, stop: int | None = None
+                   ) -> Iterator[tuple[int, bytes]]: ...
+
+    def size(self) -> int: ...
+
+    def line_ending_at(self, offset: int) -> bytes | None: ...
 
 
 @dataclass
@@ -290,7 +303,7 @@ def step(index: int, raw: bytes, cp: Checkpoint, vault_id: str | None, *, exact:
     return Checkpoint(Head(index, h, head.offset + len(raw) + 1, actors), roster)
 
 
-def catch_up(log: AuditLog, start: Checkpoint, target: Head, vault_id: str) -> Checkpoint:
+def catch_up(log: LineSource, start: Checkpoint, target: Head, vault_id: str) -> Checkpoint:
     """Verify every entry after ``start`` up to the state's head ``target``.
 
     Raises BadEntry naming the first entry that fails, or IntegrityError when
@@ -400,7 +413,7 @@ def check_prefix(log: AuditLog, upto: Head) -> VerifyResult | None:
     return None
 
 
-def verify_log(log: AuditLog, *, vault_id: str | None = None, state_head: Head | None = None,
+def verify_log(log: LineSource, *, vault_id: str | None = None, state_head: Head | None = None,
                witness: Head | None = None, progress: Progress | None = None,
                start: Checkpoint | None = None) -> VerifyResult:
     """Verify the log from ``start`` (default genesis): every link and every signature.
@@ -422,7 +435,7 @@ def verify_log(log: AuditLog, *, vault_id: str | None = None, state_head: Head |
     return _check_heads(log, result, state_head, witness)
 
 
-def _pass(log: AuditLog, vault_id: str | None, cp: Checkpoint, exact: bool,
+def _pass(log: LineSource, vault_id: str | None, cp: Checkpoint, exact: bool,
           progress: Progress | None, stop: int | None = None) -> VerifyResult:
     total_bytes = max(1, log.size())
     deferred = SignatureChecker(progress)
@@ -466,7 +479,7 @@ def _time_of(raw: bytes) -> str:
     return raw[i + 8:i + 28].decode("ascii", "replace") if i >= 0 else ""
 
 
-def _check_heads(log: AuditLog, result: VerifyResult, state_head: Head | None,
+def _check_heads(log: LineSource, result: VerifyResult, state_head: Head | None,
                  witness: Head | None) -> VerifyResult:
     for name, ref in (("the vault state", state_head), ("this client's checkpoint", witness)):
         if ref is None or ref.seq == 0:
@@ -478,7 +491,7 @@ def _check_heads(log: AuditLog, result: VerifyResult, state_head: Head | None,
                              f"{ref.seq}: it was truncated or rolled back")
             result.mode = "head"
             return result
-        raw = log.line_at(ref.offset - line_length_before(log, ref.offset))
+        raw = log.line_ending_at(ref.offset)
         if raw is None or line_hash(raw) != ref.hash:
             result.ok = False
             result.first_bad = ref.seq

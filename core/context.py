@@ -18,7 +18,7 @@ from typing import Any
 from glasskey.core import config as site_config
 from glasskey.core.clock import Clock, Random, SystemClock, SystemRandom
 from glasskey.core.lookups import credential_doc
-from glasskey.core.storage.files import FileStore
+from glasskey.core.storage import open_store
 from glasskey.core.storage.interface import Store, Transaction
 
 #: Letters of generated ids: no 0/o, 1/l/i look-alikes.
@@ -28,12 +28,13 @@ ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 class VaultContext:
     """The store and the injected time, randomness and settings of one vault client."""
 
-    def __init__(self, root: Path | Store, clock: Clock | None = None,
+    def __init__(self, root: Path | str | Store, clock: Clock | None = None,
                  rng: Random | None = None, *, lock_timeout: float = 10.0,
                  allow_weak_kdf: bool = False, state_dir: Path | None = None) -> None:
-        """``root``: a vault directory (the file backend opens it) or any ``Store``."""
+        """``root``: a vault directory or a ``postgresql://`` URL (core/storage.open_store
+        opens it) or any ``Store``."""
         self.store: Store = root if not isinstance(root, (str, Path)) \
-            else FileStore(Path(root), lock_timeout=lock_timeout)
+            else open_store(root, lock_timeout=lock_timeout)
         self.root = Path(self.store.root)
         self.clock: Clock = clock or SystemClock()
         self.rng: Random = rng or SystemRandom()

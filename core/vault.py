@@ -64,11 +64,12 @@ OnProgress = Callable[[int, int], None] | None
 class Vault:
     """The fronts' entry point: every method delegates to one service."""
 
-    def __init__(self, root: Path | Store, clock: Clock | None = None,
+    def __init__(self, root: Path | str | Store, clock: Clock | None = None,
                  rng: Random | None = None, *, lock_timeout: float = 10.0,
                  allow_weak_kdf: bool = False, state_dir: Path | None = None) -> None:
-        """``root`` is a vault directory (opened with the file backend) or any ``Store``
-        (core/storage/interface.py): the services never build one."""
+        """``root`` is a vault directory or a ``postgresql://`` URL (opened by
+        core/storage.open_store) or any ``Store`` (core/storage/interface.py): the
+        services never build one."""
         self.context = VaultContext(root, clock, rng, lock_timeout=lock_timeout,
                                     allow_weak_kdf=allow_weak_kdf, state_dir=state_dir)
         self.services = VaultServices.build(self.context)

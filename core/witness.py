@@ -115,9 +115,12 @@ def _pins_path(base: Path | None = None) -> Path:
     return _resolve(base) / "pins.json"
 
 
-def check_pin(location: Path, vault_id: str, state_dir: Path | None = None) -> None:
-    """Refuse a vault whose identity at ``location`` is not the one first seen there."""
-    key = str(Path(os.path.abspath(location)))
+def check_pin(location: Path | str, vault_id: str, state_dir: Path | None = None) -> None:
+    """Refuse a vault whose identity at ``location`` is not the one first seen there.
+
+    ``location`` is a vault directory, or a database backend's own key for where
+    the vault lives (a ``postgresql://host:port/db`` string, taken as it is)."""
+    key = location if isinstance(location, str) else str(Path(os.path.abspath(location)))
     path = _pins_path(state_dir)
     try:
         pins = canonical.loads(path.read_bytes())

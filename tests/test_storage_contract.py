@@ -2,8 +2,8 @@
 
 Written against the Protocols only (``Store``, ``Transaction``, ``Table``, the
 audit reader and ``AuditCursor``): no file names, no offsets, no manifests. The
-``backend`` fixture is parametrized; the file backend runs it now, and a new
-backend (PostgreSQL) joins by adding one entry to ``BACKENDS``. File-specific
+``backend`` fixture is parametrized over ``BACKENDS``: the file backend and the
+PostgreSQL backend (a real server, tests/pg_vault.py) run every test. File-specific
 behaviour (shards, the manifest, torn files) stays in tests/test_store.py.
 """
 
@@ -15,22 +15,34 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from glasskey.core.audit import Signer
 from glasskey.core.errors import IntegrityError, PolicyError, UsageError
 from glasskey.core.storage.files import FileStore
 from glasskey.core.storage.interface import AuditCursor, Refused, Store, Transaction
+from glasskey.core.storage.postgres import PostgresStore
 from helpers import counters, fork_and_kill, founding_details, increment, new_signer
+
+if TYPE_CHECKING:
+    from pg_vault import PgVaults
+
+pytest_plugins = ["pg_vault"]  # the session's PostgreSQL (the pg_vaults fixture)
 
 
 def _open_files(target: str) -> Store:
     return FileStore(Path(target))
 
 
+def _open_postgres(target: str) -> Store:
+    return PostgresStore(target)
+
+
 #: backend name -> how to open a handle on the vault at ``target`` (module-level, so a
 #: child process can open its own handle).
-BACKENDS: dict[str, Callable[[str], Store]] = {"files": _open_files}
+BACKENDS: dict[str, Callable[[str], Store]] = {"files": _open_files,
+                                               "postgres": _open_postgres}
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,11 @@ class Backend:
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     name = request.param
-    target = str(tmp_path / "vault")
+    if name == "postgres":  # a fresh database in the session's real PostgreSQL
+        vaults: PgVaults = request.getfixturevalue("pg_vaults")
+        target = vaults.url(vaults.new_database())
+    else:
+        target = str(tmp_path / "vault")
     store = BACKENDS[name](target)
     signer, public = new_signer()
     second, second_pub = new_signer("second")

@@ -522,3 +522,45 @@ class TestRotationAlerts:
         cred = v.credential("door-panel")
         assert cred.status == "active" and cred.version == 2
         assert len(events(world, "rotate.apply-revealed")) == 1
+
+
+class TestVaultCall:
+    """``run_vault_call``: a result comes back as ``Done``, any exception as ``Failed``
+    carrying a sentence that never repeats the exception's text (it could hold a value)."""
+
+    @run_async
+    async def test_done_and_failed(self) -> None:
+        from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
+        from textual import on
+        from textual.app import App
+
+        heard: list[tuple[str, object]] = []
+
+        class Probe(App[None]):
+            @on(Done)
+            def _done(self, event: Done[int]) -> None:
+                heard.append((event.job, event.result))
+
+            @on(Failed)
+            def _failed(self, event: Failed) -> None:
+                heard.append((event.job, event.sentence))
+
+        def leaky() -> int:
+            raise RuntimeError("hunter2-the-secret")
+
+        def refused() -> int:
+            raise PolicyError("the policy says no")
+
+        app = Probe()
+        async with app.run_test() as pilot:
+            run_vault_call(app, "sum", lambda: 40 + 2)
+            run_vault_call(app, "leaky", leaky)
+            run_vault_call(app, "refused", refused)
+            for _ in range(100):
+                if len(heard) == 3:
+                    break
+                await pilot.pause(0.02)
+        assert sorted(heard) == [
+            ("leaky", "Internal error (RuntimeError); nothing was changed."),
+            ("refused", "the policy says no"),
+            ("sum", 42)]

@@ -29,6 +29,7 @@ from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Alert, Checkout, CheckoutState, format_duration
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
+from glasskey.core.storage.interface import Store
 from glasskey.core.text import printable
 from glasskey.core.vault import SweepReport, Vault
 from glasskey.tui.demo import DemoInfo
@@ -57,7 +58,8 @@ from glasskey.tui.screens.sweep import SweepModal
 from glasskey.tui.screens.twoperson import TwoPersonModal
 from glasskey.tui.screens.unlock import UnlockScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
-from textual import events, work
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -607,24 +609,17 @@ class GlasskeyApp(App[None]):
                 self.forget_secret(key)
 
     def sweep(self) -> None:
-        if self.session is None or self._sweeping:
+        session = self.session
+        if session is None or self._sweeping:
             return
         self._sweeping = True
-        self._sweep(self.session)
+        vault = self.vault
+        run_vault_call(self, "sweep", lambda: vault.sweep(session))
 
-    @work(thread=True, exclusive=True, group="sweep")
-    def _sweep(self, session: Session) -> None:
-        try:
-            report: SweepReport | str = self.vault.sweep(session)
-        except GlasskeyError as exc:
-            report = str(exc)
-        self.call_from_thread(self._swept, report)
-
-    def _swept(self, report: SweepReport | str) -> None:
+    @on(Done)
+    def _swept(self, event: Done[SweepReport]) -> None:
         self._sweeping = False
-        if isinstance(report, str):
-            self.notify(report, title="Sweep failed", severity="error", markup=False)
-            return
+        report = event.result
         for result in report.rotated:
             self.notify(f"{result.credential}: lease over, rotation {result.outcome}"
                         + (f": {result.message}" if result.message else ""),
@@ -633,6 +628,11 @@ class GlasskeyApp(App[None]):
         for line in report.errors:
             self.notify(line, severity="error", markup=False)
         self.poll_vault()
+
+    @on(Failed)
+    def _sweep_failed(self, event: Failed) -> None:
+        self._sweeping = False
+        self.notify(event.sentence, title="Sweep failed", severity="error", markup=False)
 
     # -- secrets and the clipboard ------------------------------------------------------------
     def forget_secret(self, request_id: str) -> None:
@@ -733,10 +733,10 @@ def help_sections() -> list[tuple[str, list[Binding]]]:
     ]
 
 
-def run(vault_dir: Path, demo: DemoInfo | None = None, open_request: str | None = None
-        ) -> None:
-    """Open the TUI on the vault in ``vault_dir`` (the CLI's default command)."""
-    vault = ClientSettings.from_env().open_vault(Path(vault_dir))
+def run(vault_dir: Path | str | Store, demo: DemoInfo | None = None,
+        open_request: str | None = None) -> None:
+    """Open the TUI on the vault at ``vault_dir`` (a directory, a URL or a ``Store``)."""
+    vault = ClientSettings.from_env().open_vault(vault_dir)
     app = GlasskeyApp(vault, demo, local_clipboard=True)
     app.start_request = open_request
     app.run()

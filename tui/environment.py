@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
-from glasskey.core.api import SystemClock, Vault
+from glasskey.core.api import Store, SystemClock, Vault
 
 VAULT_ENV = "GLASSKEY_VAULT"
 STATE_DIR_ENV = "GLASSKEY_STATE_DIR"
@@ -65,7 +65,8 @@ class ClientSettings:
     def clock(self) -> SystemClock:
         return SystemClock(self.clock_offset)
 
-    def open_vault(self, root: Path, *, lock_timeout: float = 10.0) -> Vault:
-        """The vault in ``root``, with this client's switches and clock."""
-        return Vault(Path(root), self.clock(), lock_timeout=lock_timeout,
+    def open_vault(self, root: Path | str | Store, *, lock_timeout: float = 10.0) -> Vault:
+        """The vault at ``root`` (a directory, a ``postgresql://`` URL or a ``Store``),
+        with this client's switches and clock."""
+        return Vault(root, self.clock(), lock_timeout=lock_timeout,
                      allow_weak_kdf=self.allow_weak_kdf, state_dir=self.state_dir)

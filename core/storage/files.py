@@ -83,6 +83,10 @@ from glasskey.core.storage.manifest import (
 )
 from glasskey.core.storage.migrate import migrate
 from glasskey.core.storage.transaction import FileTransaction, ShardGone
+from glasskey.core.text import printable
+
+#: Left by 'glasskey migrate' in place of vault.json: where the vault went.
+MOVED_FILE = "MOVED"
 
 
 class FileStore(CursorReader):
@@ -133,6 +137,11 @@ class FileStore(CursorReader):
         try:
             raw = read_file(self.state_path)
         except FileNotFoundError:
+            moved = self.root / MOVED_FILE
+            if moved.is_file():  # 'glasskey migrate' retired this directory
+                where = printable(moved.read_text(encoding="utf-8", errors="replace")[:300])
+                raise NotFoundError(f"the vault at {self.root} moved to {where.strip()}; "
+                                    "open it with --vault URL") from None
             raise NotFoundError(
                 f"no vault at {self.root} (create one with 'glasskey init')"
             ) from None

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from glasskey.tui import app as tui_app
 
             fsutil.set_lock_identity(command="tui")
-            tui_app.run(Path(root) if root else default_vault_dir(), open_request=ns.open)
+            tui_app.run(root or default_vault_dir(), open_request=ns.open)
             return 0
         handler: Handler = ns.handler
         if "ctx" not in inspect.signature(handler).parameters:  # demo, completion
@@ -102,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=" ".join(x for x in (ns.command, action) if isinstance(x, str)),
             operator=getattr(ns, "as_", None))
         vault = ClientSettings.from_env().open_vault(
-            Path(root) if root else default_vault_dir(),
-            lock_timeout=getattr(ns, "wait", DEFAULT_LOCK_WAIT))
+            root or default_vault_dir(), lock_timeout=getattr(ns, "wait", DEFAULT_LOCK_WAIT))
         return call(handler, ns, {"ctx": context(ns, vault, as_json), "vault_dir": root})
     except GlasskeyError as exc:
         return fail(str(exc) if isinstance(exc, UsageError) and str(exc).startswith("glasskey")

@@ -104,12 +104,17 @@ def confirm_enrolment(vault: Vault, e: Enrolment, spec: OperatorSpec) -> None:
     note(f"{e.name} stays 'enrolling' until their first successful unlock")
 
 
+def vault_name(vault: Vault) -> str:
+    """The vault as the user named it: its directory, or its database (no role)."""
+    return str(getattr(vault.store, "location", vault.root))
+
+
 def report_enrolments(ctx: Ctx, enrolments: list[Enrolment]) -> None:
     if ctx.json:
-        out_json({"vault": str(ctx.vault.root), "vault_id": ctx.vault.vault_id,
+        out_json({"vault": vault_name(ctx.vault), "vault_id": ctx.vault.vault_id,
                   "operators": [enrolment_doc(e) for e in enrolments]})
         return
-    emit(f"vault created at {ctx.vault.root}")
+    emit(f"vault created at {vault_name(ctx.vault)}")
     if not interactive():
         for e in enrolments:
             if e.status == "enrolling":
@@ -141,7 +146,7 @@ def open_request(ctx: Ctx, *, request: str) -> int:
 
     ctx.vault.checkout(request)  # an unknown id is a usage error before the TUI starts
     fsutil.set_lock_identity(command="tui")  # main() scrubbed the environment
-    tui_app.run(ctx.vault.root, open_request=request)
+    tui_app.run(ctx.vault.store, open_request=request)
     return 0
 
 

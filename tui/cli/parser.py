@@ -108,8 +108,9 @@ def nonblank(raw: str) -> str:
 def _common() -> Parser:
     common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--vault", metavar="DIR", help="vault directory "
-                        "(default: $GLASSKEY_VAULT, then the user data directory)")
+    common.add_argument("--vault", metavar="DIR|URL", help="vault directory or "
+                        "postgresql:// URL (default: $GLASSKEY_VAULT, then the user data "
+                        "directory)")
     common.add_argument("--wait", metavar="SECONDS", type=wait_seconds,
                         help="how long to wait for another process's hold on the vault lock "
                         "(default 10)")

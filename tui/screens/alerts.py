@@ -7,21 +7,14 @@ emergency kit. ``enter`` goes where the alert is dealt with.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 from glasskey.core.api import Alert, AlertKind
-from glasskey.tui.screens.base import GlasskeyScreen
-from glasskey.tui.widgets.alert_banner import AlertBanner
-from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
-from textual import on
-from textual.app import ComposeResult
+from glasskey.tui.screens.listing import ListScreen
+from glasskey.tui.widgets.vtable import Column, Row
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
-
-COLUMNS = [
-    Column("Kind", 16),
-    Column("Alert", None, min_width=20),
-]
 
 #: The alert's kind -> (kind shown, row style); any other kind is ("alert", "warn").
 KINDS = {
@@ -34,12 +27,19 @@ KINDS = {
 }
 
 
-def alert_kind(alert: Alert) -> tuple[str, str]:
-    return KINDS.get(alert.kind, ("alert", "warn"))
+@dataclass(frozen=True)
+class AlertRow:
+    """What the screen shows of one alert and where ``enter`` takes it."""
+
+    kind: str
+    style: str
+    message: str
+    #: (screen, argument) for ``app.go_to``.
+    target: tuple[str, str]
 
 
 def alert_target(alert: Alert) -> tuple[str, str]:
-    """Where an alert is dealt with: (screen, argument)."""
+    """Where an alert is dealt with: (screen, argument), from the alert's fields."""
     kind = alert.kind
     if kind in (AlertKind.EMERGENCY_KIT_USED, AlertKind.REVIEW_OVERDUE):
         return "reviews", ""
@@ -52,21 +52,25 @@ def alert_target(alert: Alert) -> tuple[str, str]:
     return "dashboard", ""
 
 
-class AlertsScreen(GlasskeyScreen):
+def alert_row(alert: Alert) -> AlertRow:
+    """What the screen shows of one alert: its kind, style, sentence and target."""
+    kind, style = KINDS.get(alert.kind, ("alert", "warn"))
+    return AlertRow(kind, style, alert.message, alert_target(alert))
+
+
+class AlertsScreen(ListScreen[AlertRow]):
     """Every current alert; ``enter`` opens the place to deal with it."""
 
-    AUTO_FOCUS = "#alerts-table"
+    LIST = "alerts"
+    COLUMNS = (
+        Column("Kind", 16),
+        Column("Alert", None, min_width=20),
+    )
+    EMPTY = "No alerts."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="alerts.back"),
     ]
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield AlertBanner()
-        yield Static("", id="alerts-summary", markup=False)
-        yield VirtualTable(COLUMNS, id="alerts-table", empty_text="No alerts.")
-        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.ready = True
@@ -77,25 +81,21 @@ class AlertsScreen(GlasskeyScreen):
         self.gk.refresh_alerts()
 
     def alerts_changed(self) -> None:
-        alerts = self.gk.alerts
-        rows = []
-        for n, alert in enumerate(alerts):
-            kind, style = alert_kind(alert)
-            rows.append(Row(str(n), (kind, alert.message), style))
-        self.query_one(VirtualTable).set_rows(rows)
-        self.query_one("#alerts-summary", Static).update(
-            f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}  ·  enter: go and deal "
-            "with the highlighted one")
+        self.items = self.load()
+        self.paint()
 
-    @on(VirtualTable.Selected, "#alerts-table")
-    def _selected(self, event: VirtualTable.Selected) -> None:
-        event.stop()
-        try:
-            alert = self.gk.alerts[int(event.key)]
-        except (ValueError, IndexError):
-            return
-        where, arg = alert_target(alert)
-        self.gk.go_to(where, arg)
+    def load(self) -> dict[str, AlertRow]:
+        return {str(n): alert_row(alert) for n, alert in enumerate(self.gk.alerts)}
 
-    def action_back(self) -> None:
-        self.gk.pop_screen()
+    def rows(self) -> Iterator[Row]:
+        for key, alert in self.items.items():
+            yield Row(key, (alert.kind, alert.message), alert.style)
+
+    def summary(self) -> str:
+        n = len(self.items)
+        return f"{n} alert{'s' if n != 1 else ''}  ·  enter: go and deal with the highlighted one"
+
+    def open(self, key: str) -> None:
+        alert = self.items.get(key)
+        if alert is not None:
+            self.gk.go_to(*alert.target)

@@ -14,9 +14,10 @@ from typing import ClassVar
 
 from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Credential
-from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
+from glasskey.tui.screens.secret_screen import SecretScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
-from glasskey.tui.widgets.secret import SecretView
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -28,7 +29,7 @@ def apply_key(cred_name: str) -> str:
     return f"apply:{cred_name}"
 
 
-class ApplyScreen(GlasskeyScreen):
+class ApplyScreen(SecretScreen):
     """Fetch, show (on ``r``), copy and confirm the value to apply for one credential."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -41,10 +42,11 @@ class ApplyScreen(GlasskeyScreen):
         Binding("escape", "back", "Back", id="apply.back"),
     ]
 
+    NOT_FETCHED = "Not fetched"
+
     def __init__(self, cred_name: str) -> None:
-        super().__init__()
+        super().__init__(apply_key(cred_name))
         self.cred_name = cred_name
-        self.key = apply_key(cred_name)
         self.credential: Credential | None = None
 
     def compose(self) -> ComposeResult:
@@ -54,11 +56,7 @@ class ApplyScreen(GlasskeyScreen):
             yield Static(f"{self.cred_name}  ·  APPLY-PENDING", id="reveal-title",
                          markup=False)
             yield Static("", id="apply-details", markup=False)
-            with Vertical(id="secret-box") as box:
-                box.border_title = "Value to apply"
-                yield SecretView(id="secret")
-                yield Static("", id="secret-hint", markup=False)
-            yield Static("", id="clipboard-status", markup=False)
+            yield from self.compose_secret("Value to apply")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -73,7 +71,7 @@ class ApplyScreen(GlasskeyScreen):
             return
         cred = self.credential
         if cred.status != "apply-pending":
-            self.gk.forget_secret(self.key)
+            self.gk.forget_secret(self.secret_key)
         pending = cred.status == "apply-pending"
         self.query_one("#apply-details", Static).update(
             f"Connector  {cred.connector}" + (f" · {cred.target}" if cred.target else "") +
@@ -82,55 +80,22 @@ class ApplyScreen(GlasskeyScreen):
              f"\nStatus     {cred.status}: nothing waits to be applied") +
             "\n\nSet the new value on the target yourself (the holder of the last checkout "
             "may not), then press y to confirm: the vault makes it the current version.")
-        self._paint()
-        self.refresh_bindings()
+        self.paint_secret()
+        self.recheck_keys()
 
-    def _paint(self) -> None:
-        view = self.query_one("#secret", SecretView)
-        secret = self.gk.secrets.get(self.key)
-        view.set_secret(secret, "not fetched yet: r shows it, c copies it")
-        hint = ""
-        if secret is not None:
-            hint = ("r hides it again · c copies it" if view.shown
-                    else "r shows it · c copies it without showing it")
-        widget = self.query_one("#secret-hint", Static)
-        widget.update(hint)
-        widget.display = bool(hint)
-        self.tick()
+    def sealed_text(self) -> str:
+        return "not fetched yet: r shows it, c copies it"
 
     def tick(self) -> None:
-        self.query_one("#clipboard-status", Static).update(self.gk.clipboard_status(self.key))
+        self.paint_clipboard()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("reveal", "copy", "confirm"):
             return self.credential is not None and self.credential.status == "apply-pending"
         return True
 
-    def _fetch(self) -> bool:
-        if self.key in self.gk.secrets:
-            return True
-        session = self.gk.session
-        if session is None:
-            return False
-        try:
-            self.gk.secrets[self.key] = self.gk.vault.reveal_apply(session, self.cred_name)
-        except GlasskeyError as exc:
-            self.gk.notify(str(exc), title="Not fetched", severity="error", markup=False)
-            return False
-        return True
-
-    def action_reveal(self) -> None:
-        view = self.query_one("#secret", SecretView)
-        if self.key in self.gk.secrets:
-            view.shown = not view.shown
-        elif self._fetch():
-            view.shown = True
-        self._paint()
-
-    def action_copy(self) -> None:
-        if self._fetch():
-            self.gk.copy_secret(self.key)
-            self._paint()
+    def fetch_secret(self, session: Session) -> SecretValue:
+        return self.gk.vault.reveal_apply(session, self.cred_name)
 
     def action_confirm(self) -> None:
         session = self.gk.session
@@ -141,7 +106,7 @@ class ApplyScreen(GlasskeyScreen):
         except GlasskeyError as exc:
             self.gk.notify(str(exc), title="Not confirmed", severity="error", markup=False)
             return
-        self.gk.forget_secret(self.key)
+        self.gk.forget_secret(self.secret_key)
         self.gk.notify(f"{result.credential}: applied value confirmed (now version "
                        f"{result.version}).", title="Applied", markup=False)
         self.gk.poll_vault()

@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Checkout, CheckoutState, format_duration
-from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.screens.deny import DenyModal
+from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.screens.stepup import StepUpModal
-from glasskey.tui.widgets.alert_banner import AlertBanner
-from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
-from textual import on
-from textual.app import ComposeResult
+from glasskey.tui.widgets.vtable import Column, Row
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
 
 S = CheckoutState
 
-COLUMNS = [
-    Column("Request", 12),
-    Column("Credential", 18),
-    Column("Requester", 10),
-    Column("For", 6),
-    Column("Waiting", 7),
-    Column("Ticket", 10, hide_below=90),
-    Column("Reason", None, min_width=10),
-]
 
-
-class ApprovalsScreen(GlasskeyScreen):
+class ApprovalsScreen(ListScreen[Checkout]):
     """Open requests; an approver approves (re-authenticating) or denies with a reason."""
 
-    AUTO_FOCUS = "#approvals-table"
+    LIST = "approvals"
+    COLUMNS = (
+        Column("Request", 12),
+        Column("Credential", 18),
+        Column("Requester", 10),
+        Column("For", 6),
+        Column("Waiting", 7),
+        Column("Ticket", 10, hide_below=90),
+        Column("Reason", None, min_width=10),
+    )
+    EMPTY = "No request is waiting for approval."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approvals.approve",
@@ -42,96 +38,54 @@ class ApprovalsScreen(GlasskeyScreen):
         Binding("escape", "back", "Back", id="approvals.back"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._pending: dict[str, Checkout] = {}
-        self._keys_sig: tuple[str, bool] = ("", False)
+    def load(self) -> dict[str, Checkout]:
+        pending = [c for c in self.gk.vault.checkouts(open_only=True) if c.state == S.REQUESTED]
+        return {c.id: c for c in sorted(pending, key=lambda c: (c.created, c.id))}
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield AlertBanner()
-        yield Static("", id="approvals-summary", markup=False)
-        yield VirtualTable(COLUMNS, id="approvals-table",
-                           empty_text="No request is waiting for approval.")
-        yield Footer(compact=True)
+    def _me(self) -> str:
+        session = self.gk.session
+        return session.name if session else ""
 
-    def on_mount(self) -> None:
-        self.ready = True
-        self.refresh_view()
+    def rows(self) -> Iterator[Row]:
+        me, now = self._me(), self.gk.now()
+        for c in self.items.values():
+            yield Row(c.id, (c.id, c.cred_name, c.requester, format_duration(c.duration),
+                             format_duration(now - c.created), c.ticket, c.reason),
+                      "dim" if c.requester == me else "info")
 
-    def refresh_view(self) -> None:
-        try:
-            pending = [c for c in self.gk.vault.checkouts(open_only=True)
-                       if c.state == S.REQUESTED]
-        except GlasskeyError as exc:
-            self.gk.notify(str(exc), severity="error", markup=False)
-            return
-        self._pending = {c.id: c for c in pending}
-        self._paint()
+    def summary(self) -> str:
+        session = self.gk.session
+        others = sum(1 for c in self.items.values() if c.requester != self._me())
+        if session is None or not session.has("approver"):
+            return "You do not hold the approver role: this queue is read-only for you."
+        if others:
+            return f"{others} request(s) wait for you. Your own requests are dimmed."
+        return "Nothing waits for you."
 
     def tick(self) -> None:
-        if self._pending:
-            self._paint()
-
-    def _paint(self) -> None:
-        session = self.gk.session
-        me = session.name if session else ""
-        now = self.gk.now()
-        rows = []
-        for c in sorted(self._pending.values(), key=lambda c: (c.created, c.id)):
-            mine = c.requester == me
-            rows.append(Row(c.id, (c.id, c.cred_name, c.requester, format_duration(c.duration),
-                                   format_duration(now - c.created), c.ticket, c.reason),
-                            "dim" if mine else "info"))
-        self.query_one(VirtualTable).set_rows(rows)
-        can = session is not None and session.has("approver")
-        others = sum(1 for c in self._pending.values() if c.requester != me)
-        if not can:
-            note = "You do not hold the approver role: this queue is read-only for you."
-        elif others:
-            note = f"{others} request(s) wait for you. Your own requests are dimmed."
-        else:
-            note = "Nothing waits for you."
-        self.query_one("#approvals-summary", Static).update(note)
-        self._refresh_keys()
-
-    def _refresh_keys(self) -> None:
-        current = self._current()
-        sig = (current.id if current else "", self.gk.session is not None)
-        if sig != self._keys_sig:
-            self._keys_sig = sig
-            self.refresh_bindings()
-
-    def _current(self) -> Checkout | None:
-        key = self.query_one(VirtualTable).cursor_key
-        return self._pending.get(key) if key else None
+        if self.items:
+            self.paint()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("approve", "deny"):
             session = self.gk.session
-            current = self._current() if self.is_mounted else None
+            current = self.current() if self.is_mounted else None
             if session is None or not session.has("approver") or current is None:
                 return None  # shown, dimmed: nothing to act on
             return current.requester != session.name or None
         return True
 
-    @on(VirtualTable.Highlighted)
-    def _moved(self, event: VirtualTable.Highlighted) -> None:
-        self._refresh_keys()
-
-    @on(VirtualTable.Selected)
-    def _open(self, event: VirtualTable.Selected) -> None:
-        event.stop()
-        self.gk.open_checkout(event.key)
+    def open(self, key: str) -> None:
+        self.gk.open_checkout(key)
 
     def action_approve(self) -> None:
-        current = self._current()
+        current = self.current()
         if self.gk.session is None or current is None:
             return
         self.gk.push_screen(StepUpModal(current), self._done)
 
     def action_deny(self) -> None:
-        current = self._current()
+        current = self.current()
         if current is not None:
             self.gk.push_screen(DenyModal(current), self._done)
 
@@ -141,6 +95,3 @@ class ApprovalsScreen(GlasskeyScreen):
             self.gk.notify(f"{result.cred_name} for {result.requester}: {verb}.",
                            markup=False)
         self.refresh_view()
-
-    def action_back(self) -> None:
-        self.gk.pop_screen()

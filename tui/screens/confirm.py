@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 
-class ConfirmModal(GlasskeyModal):
+class ConfirmModal(GlasskeyModal[bool]):
     """A yes/no question; dismisses with ``True`` only on ``y``."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -24,7 +24,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 
-class CountersignModal(GlasskeyModal):
+class CountersignModal(GlasskeyModal[Checkout]):
     """Authenticate an approver and approve ``checkout``; dismisses with the result."""
 
     AUTO_FOCUS = ""  # the form decides: the operator list, or the passphrase if one choice

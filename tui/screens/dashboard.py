@@ -17,12 +17,12 @@ from typing import ClassVar
 from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Checkout, CheckoutState, Credential
 from glasskey.core.rotation import RotationResult
-from glasskey.core.session import Session
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.states import credential_state, utc
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
 from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
@@ -88,8 +88,10 @@ class DashboardScreen(GlasskeyScreen):
         self._cred_sig: str | None = None
         self._open: dict[str, Checkout] = {}
         self._seen_seq = -1
-        self._keys_sig = ""
-        self._reconciling = False
+        #: The credential whose rotation is being retried (one at a time).
+        self._reconciling: str | None = None
+        #: What the summary line shows (it is redrawn only when this changes).
+        self._summary: list[str | tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -186,22 +188,16 @@ class DashboardScreen(GlasskeyScreen):
         if mine:
             parts.append("  ·  ")
             parts.append((f"{len(mine)} yours to use", "$success bold"))
-        self.query_one("#dash-summary", Static).update(Content.assemble(*parts))
-        self._refresh_keys()
-
-    def _refresh_keys(self) -> None:
-        current = self._current()
-        sig = ""
-        if current is not None:
-            cred, checkout = current
-            sig = f"{cred.id}:{cred.status}:{checkout.state if checkout else ''}"
-        if sig != self._keys_sig:
-            self._keys_sig = sig
-            self.refresh_bindings()
+        if parts != self._summary:
+            self._summary = parts
+            # One line high (glasskey.tcss): a new text needs no layout of the screen.
+            self.query_one("#dash-summary", Static).update(Content.assemble(*parts),
+                                                           layout=False)
+        self.recheck_keys()
 
     @on(VirtualTable.Highlighted, "#dash-table")
     def _moved(self, event: VirtualTable.Highlighted) -> None:
-        self._refresh_keys()
+        self.recheck_keys()
 
     def alerts_changed(self) -> None:
         self._summarise(self.gk.now())
@@ -326,28 +322,29 @@ class DashboardScreen(GlasskeyScreen):
     def action_reconcile(self) -> None:
         session = self.gk.session
         current = self._current()
-        if session is None or current is None or self._reconciling:
+        if session is None or current is None or self._reconciling is not None:
             return
-        self._reconciling = True
-        self.gk.notify(f"{current[0].name}: trying the rotation again…", markup=False)
-        self._reconcile(session, current[0].name)
+        name = current[0].name
+        self._reconciling = name
+        self.gk.notify(f"{name}: trying the rotation again…", markup=False)
+        vault = self.gk.vault
+        run_vault_call(self, "reconcile", lambda: vault.reconcile(session, name))
 
-    @work(thread=True, exclusive=True, group="reconcile")
-    def _reconcile(self, session: Session, name: str) -> None:
-        try:
-            result: RotationResult | str = self.gk.vault.reconcile(session, name)
-        except GlasskeyError as exc:
-            result = f"{name}: {exc}"
-        self.app.call_from_thread(self._reconciled, result)
-
-    def _reconciled(self, result: RotationResult | str) -> None:
-        self._reconciling = False
-        if isinstance(result, str):
-            self.gk.notify(result, title="Not reconciled", severity="error", markup=False)
-        elif result.outcome == "failed":
+    @on(Done)
+    def _reconciled(self, event: Done[RotationResult]) -> None:
+        self._reconciling = None
+        result = event.result
+        if result.outcome == "failed":
             self.gk.notify(f"{result.credential}: rotation FAILED again: {result.message}",
                            title="ROTATION-FAILED", severity="error", markup=False)
         else:
             self.gk.notify(f"{result.credential}: rotation {result.outcome} (version "
                            f"{result.version}).", title="Reconciled", markup=False)
+        self.gk.poll_vault()
+
+    @on(Failed)
+    def _not_reconciled(self, event: Failed) -> None:
+        name, self._reconciling = self._reconciling, None
+        self.gk.notify(f"{name}: {event.sentence}", title="Not reconciled", severity="error",
+                       markup=False)
         self.gk.poll_vault()

@@ -22,12 +22,13 @@ from glasskey.core.emergency import KitIssued
 from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Checkout, format_duration, parse_duration
 from glasskey.core.secret import SecretValue
-from glasskey.core.session import Session
 from glasskey.core.text import cap_all
 from glasskey.tui.screens.base import GlasskeyScreen
-from glasskey.tui.screens.request import DEFAULT_DURATION, duration_text
+from glasskey.tui.screens.form import next_empty_field
+from glasskey.tui.screens.request import DEFAULT_DURATION, duration_input, duration_text
 from glasskey.tui.widgets.alert_banner import AlertBanner
-from textual import on, work
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -85,8 +86,7 @@ class EmergencyScreen(GlasskeyScreen):
                     yield Input(value, id=wid, compact=True, placeholder=placeholder)
             with Horizontal(classes="form-row"):
                 yield Label("Duration", classes="form-label")
-                yield Input(duration_text(DEFAULT_DURATION), id="emg-duration", compact=True,
-                            restrict=r"[0-9smh ]*", max_length=8)
+                yield duration_input(duration_text(DEFAULT_DURATION), "emg-duration")
                 yield Label("at most the credential's policy maximum", id="emg-max")
             with Horizontal(classes="form-row"):
                 yield Label("Kit parts", classes="form-label")
@@ -152,11 +152,9 @@ class EmergencyScreen(GlasskeyScreen):
     @on(Input.Submitted)
     def _next(self, event: Input.Submitted) -> None:
         event.stop()
-        wid = event.input.id or ""
-        empty = [f for f in FIELDS if not self._value(f)]
-        if wid in FIELDS and empty:
-            after = [f for f in FIELDS[FIELDS.index(wid) + 1:] if f in empty]
-            self.screen.set_focus(self.query_one(f"#{(after or empty)[0]}", Input))
+        target = next_empty_field(FIELDS, event.input.id or "", self._value)
+        if target is not None:
+            self.screen.set_focus(self.query_one(f"#{target}", Input))
             return
         self.action_submit()
 
@@ -193,8 +191,10 @@ class EmergencyScreen(GlasskeyScreen):
         code_input.value = ""  # the code never stays in a widget
         self._error("")
         self._set_busy(True)
-        self._open(session, self._cred(), code, self._value("emg-reason"),
-                   self._value("emg-ticket"), duration)
+        vault, cred = self.gk.vault, self._cred()
+        reason, ticket = self._value("emg-reason"), self._value("emg-ticket")
+        run_vault_call(self, "emergency", lambda: vault.emergency_reveal(
+            session, cred, code, reason, ticket, duration))
 
     def _set_busy(self, busy: bool) -> None:
         self._busy = busy
@@ -203,26 +203,17 @@ class EmergencyScreen(GlasskeyScreen):
             widget.disabled = busy
         self.query_one("#emg-cred", Select).disabled = busy
 
-    @work(thread=True, exclusive=True, group="emergency")
-    def _open(self, session: Session, cred: str, code: str, reason: str, ticket: str,
-              duration: int) -> None:
-        try:
-            result: tuple[Checkout, SecretValue] | str = self.gk.vault.emergency_reveal(
-                session, cred, code, reason, ticket, duration)
-        except GlasskeyError as exc:
-            result = str(exc)
-        finally:
-            del code
-        self.app.call_from_thread(self._opened, result)
-
-    def _opened(self, result: tuple[Checkout, SecretValue] | str) -> None:
+    @on(Done)
+    def _opened(self, event: Done[tuple[Checkout, SecretValue]]) -> None:
         self._set_busy(False)
-        if isinstance(result, str):
-            self._error(result)
-            self.screen.set_focus(self.query_one("#emg-code", Input))
-            return
-        checkout, secret = result
+        checkout, secret = event.result
         self.gk.emergency_opened(checkout, secret)
+
+    @on(Failed)
+    def _not_opened(self, event: Failed) -> None:
+        self._set_busy(False)
+        self._error(event.sentence)
+        self.screen.set_focus(self.query_one("#emg-code", Input))
 
     def action_back(self) -> None:
         self.gk.pop_screen()

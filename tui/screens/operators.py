@@ -10,42 +10,41 @@ emergency kit (``k``: its recovery code and QR are shown once).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 from glasskey.core.emergency import KitIssued
-from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import ROLES, Operator
 from glasskey.core.operators import Enrolment, OperatorSpec
 from glasskey.core.session import Session
-from glasskey.tui.screens.base import GlasskeyModal, GlasskeyScreen
+from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.screens.emergency import CodeText, KitIssuedScreen
+from glasskey.tui.screens.form import Enter, FormModal, Invalid, form_row
+from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.screens.sweep import SweepModal
 from glasskey.tui.screens.twoperson import Progress, TwoPersonModal
-from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.qr import QrCode
 from glasskey.tui.widgets.states import utc
-from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
-from textual import on
+from glasskey.tui.widgets.vtable import Column, Row
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
-from textual.widgets import Footer, Header, Input, Label, Static
-
-COLUMNS = [
-    Column("Operator", 16),
-    Column("Roles", 26),
-    Column("Status", 10),
-    Column("Failed", 6),
-    Column("Locked until", 16),
-    Column("Enrolled", None, min_width=10),
-]
+from textual.widgets import Footer, Header, Input, Static
 
 
-class OperatorsScreen(GlasskeyScreen):
+class OperatorsScreen(ListScreen[Operator]):
     """Every operator and their status; admin actions on the highlighted one."""
 
-    AUTO_FOCUS = "#operators-table"
+    LIST = "operators"
+    COLUMNS = (
+        Column("Operator", 16),
+        Column("Roles", 26),
+        Column("Status", 10),
+        Column("Failed", 6),
+        Column("Locked until", 16),
+        Column("Enrolled", None, min_width=10),
+    )
+    EMPTY = "No operators."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "suspend", "Suspend", id="operators.suspend",
@@ -63,68 +62,32 @@ class OperatorsScreen(GlasskeyScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._ops: dict[str, Operator] = {}
-        self._keys_sig: tuple[str, str] = ("", "")
+        self._kit: dict[str, Any] | None = None
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield AlertBanner()
-        yield Static("", id="operators-summary", markup=False)
-        yield VirtualTable(COLUMNS, id="operators-table", empty_text="No operators.")
-        yield Footer(compact=True)
+    def load(self) -> dict[str, Operator]:
+        ops = sorted(self.gk.vault.operators(), key=lambda o: o.name)
+        self._kit = self.gk.vault.active_kit()
+        return {op.name: op for op in ops}
 
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#operators-table", VirtualTable)
-
-    def on_mount(self) -> None:
-        self.ready = True
-        self.refresh_view()
-
-    def refresh_view(self) -> None:
-        try:
-            ops = sorted(self.gk.vault.operators(), key=lambda o: o.name)
-            kit = self.gk.vault.active_kit()
-        except GlasskeyError as exc:
-            self.gk.notify(str(exc), severity="error", markup=False)
-            return
-        self._ops = {op.name: op for op in ops}
+    def rows(self) -> Iterator[Row]:
         now = self.gk.now()
         session = self.gk.session
-        rows = []
-        for op in ops:
+        for op in self.items.values():
             locked = utc(op.locked_until) if op.locked_until > now else ""
             style = "alert" if locked else "dim" if not op.active else (
                 "ok" if session and op.name == session.name else "")
-            rows.append(Row(op.name, (op.name, ", ".join(op.roles), op.status,
-                                      str(op.failures) if op.failures else "",
-                                      locked, utc(op.created)), style))
-        self.table.set_rows(rows)
+            yield Row(op.name, (op.name, ", ".join(op.roles), op.status,
+                                str(op.failures) if op.failures else "",
+                                locked, utc(op.created)), style)
+
+    def summary(self) -> str:
+        ops = self.items.values()
         active = sum(1 for op in ops if op.active)
         approvers = sum(1 for op in ops if op.active and op.has("approver"))
+        kit = self._kit
         kit_text = f"kit {kit['fingerprint'][:9]}…" if kit else "NO emergency kit (k)"
-        self.query_one("#operators-summary", Static).update(
-            f"{len(ops)} operators  ·  {active} active  ·  {approvers} active approver"
-            f"{'s' if approvers != 1 else ''}  ·  {kit_text}")
-        self._refresh_keys()
-
-    def _current(self) -> Operator | None:
-        try:
-            key = self.table.cursor_key
-        except NoMatches:  # composing, or torn down (bindings are checked then too)
-            return None
-        return self._ops.get(key) if key else None
-
-    def _refresh_keys(self) -> None:
-        current = self._current()
-        sig = (current.name if current else "", current.status if current else "")
-        if sig != self._keys_sig:
-            self._keys_sig = sig
-            self.refresh_bindings()
-
-    @on(VirtualTable.Highlighted, "#operators-table")
-    def _moved(self, event: VirtualTable.Highlighted) -> None:
-        self._refresh_keys()
+        return (f"{len(ops)} operators  ·  {active} active  ·  {approvers} active approver"
+                f"{'s' if approvers != 1 else ''}  ·  {kit_text}")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("suspend", "reactivate", "remove", "enrol", "issue_kit"):
@@ -137,7 +100,7 @@ class OperatorsScreen(GlasskeyScreen):
                 return None  # shown, dimmed: admin work
             if action == "enrol":
                 return True
-            current = self._current() if self.is_mounted else None
+            current = self.current() if self.is_mounted else None
             if current is None or current.name == session.name:
                 return None
             if action == "suspend":
@@ -149,7 +112,7 @@ class OperatorsScreen(GlasskeyScreen):
 
     # -- suspend / reactivate -------------------------------------------------------------
     def action_suspend(self) -> None:
-        session, op = self.gk.session, self._current()
+        session, op = self.gk.session, self.current()
         if session is None or op is None:
             return
         name = op.name
@@ -167,7 +130,7 @@ class OperatorsScreen(GlasskeyScreen):
             lambda result: self._done(result, f"{name} suspended."))
 
     def action_reactivate(self) -> None:
-        session, op = self.gk.session, self._current()
+        session, op = self.gk.session, self.current()
         if session is None or op is None:
             return
         name = op.name
@@ -189,7 +152,7 @@ class OperatorsScreen(GlasskeyScreen):
 
     # -- two-person work --------------------------------------------------------------------
     def action_remove(self) -> None:
-        session, op = self.gk.session, self._current()
+        session, op = self.gk.session, self.current()
         if session is None or op is None:
             return
         name = op.name
@@ -261,16 +224,16 @@ class OperatorsScreen(GlasskeyScreen):
             "from the unlocked operators' shares; no other share changes.",
             job, working="Extending every key split…"), enrolled)
 
-    def action_back(self) -> None:
-        self.gk.pop_screen()
 
 
-class EnrolModal(GlasskeyModal):
+class EnrolModal(FormModal[OperatorSpec]):
     """The new operator's name, roles and passphrase (typed by them, twice)."""
 
     AUTO_FOCUS = "#enrol-name"
-
+    FORM = "enrol"
     FIELDS = ("enrol-name", "enrol-roles", "enrol-pass", "enrol-pass2")
+    ENTER = Enter.NEXT_EMPTY
+    STRIP = False  # a passphrase is taken as typed
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Next", id="enrol.submit",
@@ -278,56 +241,30 @@ class EnrolModal(GlasskeyModal):
         Binding("escape", "cancel", "Cancel", id="enrol.cancel"),
     ]
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="enrol-box", classes="dialog"):
-            yield Static("Enrol an operator", classes="dialog-title", markup=False)
-            yield Static("The new operator types their own passphrase. Their TOTP key is "
-                         "shown once next, as a QR code for their authenticator; they become "
-                         "active at their first unlock.", classes="dialog-help", markup=False)
-            for label, wid, placeholder, password in (
-                    ("Name", "enrol-name", "e.g. jdoe", False),
-                    ("Roles", "enrol-roles", ", ".join(ROLES), False),
-                    ("Passphrase", "enrol-pass", "the new operator types it", True),
-                    ("Again", "enrol-pass2", "once more", True)):
-                with Horizontal(classes="form-row"):
-                    yield Label(label, classes="form-label")
-                    yield Input(id=wid, compact=True, placeholder=placeholder,
-                                password=password)
-            yield Static("", id="enrol-error", classes="form-error", markup=False)
-        yield Footer(compact=True)
+    def compose_form(self) -> ComposeResult:
+        yield Static("Enrol an operator", classes="dialog-title", markup=False)
+        yield Static("The new operator types their own passphrase. Their TOTP key is "
+                     "shown once next, as a QR code for their authenticator; they become "
+                     "active at their first unlock.", classes="dialog-help", markup=False)
+        for label, wid, placeholder, password in (
+                ("Name", "enrol-name", "e.g. jdoe", False),
+                ("Roles", "enrol-roles", ", ".join(ROLES), False),
+                ("Passphrase", "enrol-pass", "the new operator types it", True),
+                ("Again", "enrol-pass2", "once more", True)):
+            yield form_row(label, Input(id=wid, compact=True, placeholder=placeholder,
+                                        password=password))
 
-    def _value(self, wid: str) -> str:
-        return self.query_one(f"#{wid}", Input).value
-
-    @on(Input.Submitted)
-    def _next(self, event: Input.Submitted) -> None:
-        event.stop()
-        wid = event.input.id or ""
-        empty = [f for f in self.FIELDS if not self._value(f)]
-        if wid in self.FIELDS and empty:
-            after = [f for f in self.FIELDS[self.FIELDS.index(wid) + 1:] if f in empty]
-            self.screen.set_focus(self.query_one(f"#{(after or empty)[0]}", Input))
-            return
-        self.action_submit()
-
-    def action_submit(self) -> None:
-        error = self.query_one("#enrol-error", Static)
-        name = self._value("enrol-name").strip()
-        roles = tuple(r.strip() for r in self._value("enrol-roles").split(",") if r.strip())
+    def submit(self, session: Session) -> OperatorSpec:
+        name = self.value("enrol-name").strip()
+        roles = tuple(r.strip() for r in self.value("enrol-roles").split(",") if r.strip())
         if not name or not roles:
-            error.update("Give a name and at least one role.")
-            return
-        if self._value("enrol-pass") != self._value("enrol-pass2"):
-            error.update("The two passphrases differ.")
+            raise Invalid("Give a name and at least one role.")
+        if self.value("enrol-pass") != self.value("enrol-pass2"):
             for wid in ("enrol-pass", "enrol-pass2"):
-                self.query_one(f"#{wid}", Input).value = ""
-            self.screen.set_focus(self.query_one("#enrol-pass", Input))
-            return
+                self.field(wid).value = ""
+            raise Invalid("The two passphrases differ.", "enrol-pass")
         # The core checks the name, roles and passphrase policy when it enrols.
-        self.dismiss(OperatorSpec(name, roles, self._value("enrol-pass")))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        return OperatorSpec(name, roles, self.value("enrol-pass"))
 
 
 class EnrolmentScreen(GlasskeyScreen):

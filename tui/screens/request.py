@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import Checkout, Credential, format_duration, parse_duration
-from glasskey.tui.screens.base import GlasskeyModal
-from textual import on
+from glasskey.core.session import Session
+from glasskey.tui.screens.form import Enter, FormModal, Invalid, form_row
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 DEFAULT_DURATION = 30 * 60
 
@@ -25,10 +23,19 @@ def duration_text(seconds: int) -> str:
     return f"{seconds}s"
 
 
-class RequestModal(GlasskeyModal):
+def duration_input(value: str, wid: str) -> Input:
+    """A duration field: 90s, 30m, 1h30m or 2h."""
+    return Input(value, id=wid, compact=True, restrict=r"[0-9smh ]*", max_length=8)
+
+
+class RequestModal(FormModal[Checkout]):
     """Ask for a checkout; dismisses with the new ``Checkout`` (or ``None``)."""
 
     AUTO_FOCUS = "#request-reason"
+    FORM = "request"
+    FIELDS = ("request-reason", "request-ticket", "request-duration")
+    ENTER = Enter.NEXT
+    LOCKED = "The vault is locked; unlock first."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", id="request.submit",
@@ -40,70 +47,29 @@ class RequestModal(GlasskeyModal):
         super().__init__()
         self.credential = credential
 
-    def compose(self) -> ComposeResult:
+    def compose_form(self) -> ComposeResult:
         cred = self.credential
         maximum = cred.policy.max_duration
         default = duration_text(min(DEFAULT_DURATION, maximum))
-        with Vertical(id="request-box", classes="dialog"):
-            yield Static(f"Request {cred.name}", classes="dialog-title", markup=False)
-            yield Static(
-                f"{cred.kind} · {cred.connector} · needs {cred.policy.k - 1} approver(s) "
-                "besides you. The lease starts when you reveal the secret.",
-                classes="dialog-help", markup=False)
-            with Horizontal(classes="form-row"):
-                yield Label("Reason", classes="form-label")
-                yield Input(id="request-reason", compact=True,
-                            placeholder="why: the outage, what you will do")
-            with Horizontal(classes="form-row"):
-                yield Label("Ticket", classes="form-label")
-                yield Input(id="request-ticket", compact=True, placeholder="e.g. INC-1234")
-            with Horizontal(classes="form-row"):
-                yield Label("Duration", classes="form-label")
-                yield Input(default, id="request-duration", compact=True,
-                            restrict=r"[0-9smh ]*", max_length=8)
-                yield Label(f"maximum {format_duration(maximum)} (policy)",
-                            id="request-max")
-            yield Static("", id="request-error", classes="form-error", markup=False)
-        yield Footer(compact=True)
+        yield Static(f"Request {cred.name}", classes="dialog-title", markup=False)
+        yield Static(
+            f"{cred.kind} · {cred.connector} · needs {cred.policy.k - 1} approver(s) "
+            "besides you. The lease starts when you reveal the secret.",
+            classes="dialog-help", markup=False)
+        yield form_row("Reason", Input(id="request-reason", compact=True,
+                                       placeholder="why: the outage, what you will do"))
+        yield form_row("Ticket", Input(id="request-ticket", compact=True,
+                                       placeholder="e.g. INC-1234"))
+        yield form_row("Duration", duration_input(default, "request-duration"),
+                       Label(f"maximum {format_duration(maximum)} (policy)", id="request-max"))
 
-    @on(Input.Submitted)
-    def _next(self, event: Input.Submitted) -> None:
-        event.stop()
-        order = ["request-reason", "request-ticket", "request-duration"]
-        wid = event.input.id or ""
-        if wid in order[:-1]:
-            # Enter moves on, always: Enter in the ticket field must not submit with a
-            # prefilled duration nobody looked at. Enter in the duration field submits.
-            self.screen.set_focus(self.query_one(f"#{order[order.index(wid) + 1]}", Input))
-            return
-        self.action_submit()
-
-    def _error(self, message: str) -> None:
-        self.query_one("#request-error", Static).update(message)
-
-    def action_submit(self) -> None:
-        session = self.gk.session
-        if session is None:
-            self._error("The vault is locked; unlock first.")
-            return
-        reason = self.query_one("#request-reason", Input).value.strip()
-        ticket = self.query_one("#request-ticket", Input).value.strip()
+    def submit(self, session: Session) -> Checkout:
+        reason = self.value("request-reason")
+        ticket = self.value("request-ticket")
         if not reason:
-            self._error("Give a reason: it goes into the audit log and the review.")
-            self.screen.set_focus(self.query_one("#request-reason", Input))
-            return
+            raise Invalid("Give a reason: it goes into the audit log and the review.",
+                          "request-reason")
         if not ticket:
-            self._error("Give a ticket reference (the incident or change).")
-            self.screen.set_focus(self.query_one("#request-ticket", Input))
-            return
-        try:
-            duration = parse_duration(self.query_one("#request-duration", Input).value)
-            checkout: Checkout = self.gk.vault.request(session, self.credential.name, reason,
-                                                       ticket, duration)
-        except GlasskeyError as exc:
-            self._error(str(exc))
-            return
-        self.dismiss(checkout)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+            raise Invalid("Give a ticket reference (the incident or change).", "request-ticket")
+        duration = parse_duration(self.field("request-duration").value)
+        return self.gk.vault.request(session, self.credential.name, reason, ticket, duration)

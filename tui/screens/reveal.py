@@ -23,17 +23,19 @@ from glasskey.core.models import (
     parse_duration,
 )
 from glasskey.core.rotation import RotationResult
+from glasskey.core.secret import SecretValue
+from glasskey.core.session import Session
 from glasskey.core.text import printable
-from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.screens.confirm import ConfirmModal
 from glasskey.tui.screens.countersign import CountersignModal
 from glasskey.tui.screens.deny import DenyModal
 from glasskey.tui.screens.note import NoteModal
+from glasskey.tui.screens.secret_screen import SecretScreen
 from glasskey.tui.screens.stepup import StepUpModal
 from glasskey.tui.widgets.alert_banner import AlertBanner
-from glasskey.tui.widgets.secret import SecretView
 from glasskey.tui.widgets.states import CLOSED_REASONS, checkout_label, utc
-from textual import work
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -51,7 +53,7 @@ def onboarding_identity(cred_name: str) -> str:
     return cred_name
 
 
-class RevealScreen(GlasskeyScreen):
+class RevealScreen(SecretScreen):
     """The checkout screen (also called the reveal screen) for one request id."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -76,13 +78,12 @@ class RevealScreen(GlasskeyScreen):
     ]
 
     def __init__(self, request_id: str) -> None:
-        super().__init__()
+        super().__init__(request_id)
         self.request_id = request_id
         #: checkout, onboarding or emergency: the record's kind, known once it is read.
         self.kind: str = CheckoutKind.CHECKOUT
         self.checkout: Checkout | None = None
         self._busy = False
-        self._keys_sig: tuple[str, bool, str] = ("", False, "")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -92,11 +93,7 @@ class RevealScreen(GlasskeyScreen):
             yield Static("", id="reveal-state", markup=False)
             yield Static("", id="reveal-details", markup=False)
             yield Static("", id="reveal-lease", markup=False)
-            with Vertical(id="secret-box") as box:
-                box.border_title = "Secret"
-                yield SecretView(id="secret")
-                yield Static("", id="secret-hint", markup=False)
-            yield Static("", id="clipboard-status", markup=False)
+            yield from self.compose_secret("Secret")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -108,11 +105,6 @@ class RevealScreen(GlasskeyScreen):
     def _mine(self) -> bool:
         session = self.gk.session
         return bool(session and self.checkout and self.checkout.requester == session.name)
-
-    def _shown_state(self) -> str:
-        if self.checkout is None:
-            return ""
-        return self.checkout.display_state(self.gk.now())
 
     def refresh_view(self) -> None:
         try:
@@ -132,58 +124,35 @@ class RevealScreen(GlasskeyScreen):
         else:
             title = f"{c.cred_name}  ·  checkout {c.id}"
         self.query_one("#reveal-title", Static).update(title)
-        self._paint_secret()
+        self.paint_secret()
         self.tick()
-        self._refresh_keys()
 
-    def _refresh_keys(self) -> None:
-        """Recompute the footer only when what the keys depend on changed."""
+    def sealed_text(self) -> str:
         c = self.checkout
-        sig = (c.display_state(self.gk.now()) if c else "", self.request_id in self.gk.secrets,
-               self.gk.session.name if self.gk.session else "")
-        if sig != self._keys_sig:
-            self._keys_sig = sig
-            self.refresh_bindings()
-
-    def _paint_secret(self) -> None:
-        c = self.checkout
-        view = self.query_one("#secret", SecretView)
-        secret = self.gk.secrets.get(self.request_id)
-        hint = ""
-        if secret is not None:
-            view.set_secret(secret)
-            hint = ("r hides it again · c copies it" if view.shown
-                    else "r shows it · c copies it without showing it")
-        else:
-            placeholder = "sealed"
-            if c is not None:
-                shown = c.display_state(self.gk.now())
-                if shown == S.APPROVED and self._mine and self.kind == "onboarding":
-                    placeholder = ("approved: r reveals it, c copies it; it can be shown "
-                                   "exactly once")
-                elif shown == S.APPROVED and self._mine:
-                    placeholder = "approved: r reveals it, c copies it (the lease starts then)"
-                elif shown == S.REQUESTED:
-                    placeholder = (f"waiting for {c.needed - len(c.approvals)} approval(s): "
-                                   "s lets an approver countersign at this keyboard")
-                elif shown == S.CHECKED_OUT and self._mine and self.kind == "checkout":
-                    placeholder = ("revealed before this session: r shows it again, c copies "
-                                   "it (recorded as a re-display, not a new release)")
-                elif shown in (S.CHECKED_OUT, "overdue") and self._mine:
-                    placeholder = ("revealed in another session; a second reveal needs a "
-                                   "new request and approval")
-                elif shown in (S.CHECKED_OUT, "overdue"):
-                    placeholder = f"held by {c.requester}"
-                elif c.state == S.CLOSED and self.kind == "onboarding":
-                    placeholder = f"{c.closed_reason or 'closed'}: revoked, it opens nothing now"
-                elif c.state == S.CLOSED and c.revealed_at:
-                    placeholder = "returned and rotated: the value shown before is dead"
-                elif c.state == S.CLOSED:
-                    placeholder = "closed without release"
-            view.set_secret(None, placeholder)
-        hint_widget = self.query_one("#secret-hint", Static)
-        hint_widget.update(hint)
-        hint_widget.display = bool(hint)
+        if c is None:
+            return "sealed"
+        shown = c.display_state(self.gk.now())
+        if shown == S.APPROVED and self._mine and self.kind == "onboarding":
+            return "approved: r reveals it, c copies it; it can be shown exactly once"
+        if shown == S.APPROVED and self._mine:
+            return "approved: r reveals it, c copies it (the lease starts then)"
+        if shown == S.REQUESTED:
+            return (f"waiting for {c.needed - len(c.approvals)} approval(s): "
+                    "s lets an approver countersign at this keyboard")
+        if shown == S.CHECKED_OUT and self._mine and self.kind == "checkout":
+            return ("revealed before this session: r shows it again, c copies "
+                    "it (recorded as a re-display, not a new release)")
+        if shown in (S.CHECKED_OUT, "overdue") and self._mine:
+            return "revealed in another session; a second reveal needs a new request and approval"
+        if shown in (S.CHECKED_OUT, "overdue"):
+            return f"held by {c.requester}"
+        if c.state == S.CLOSED and self.kind == "onboarding":
+            return f"{c.closed_reason or 'closed'}: revoked, it opens nothing now"
+        if c.state == S.CLOSED and c.revealed_at:
+            return "returned and rotated: the value shown before is dead"
+        if c.state == S.CLOSED:
+            return "closed without release"
+        return "sealed"
 
     def tick(self) -> None:
         c = self.checkout
@@ -261,9 +230,8 @@ class RevealScreen(GlasskeyScreen):
             lease = (f"Claim      within {format_duration(claim)}; the "
                      f"{format_duration(c.duration)} lease starts at the reveal")
         self.query_one("#reveal-lease", Static).update(lease)
-        self.query_one("#clipboard-status", Static).update(
-            self.gk.clipboard_status(self.request_id))
-        self._refresh_keys()
+        self.paint_clipboard()
+        self.recheck_keys()
 
     @staticmethod
     def _rotation_text(rotation: dict[str, Any]) -> str:
@@ -308,41 +276,17 @@ class RevealScreen(GlasskeyScreen):
         return True
 
     # -- actions --------------------------------------------------------------------------
-    def _claim(self) -> bool:
-        """Decrypt once (this starts the lease); later calls use the value in memory."""
-        if self.request_id in self.gk.secrets:
-            return True
-        session = self.gk.session
-        if session is None:
-            return False
+    def fetch_secret(self, session: Session) -> SecretValue:
+        """Decrypt (this starts the lease); or show again what was revealed before."""
         c = self.checkout
-        try:
-            if c is not None and c.state == S.CHECKED_OUT and self.kind == "checkout":
-                # Revealed before this session (a lock, quit or restart since): the holder,
-                # re-authenticated, sees it again; audited as checkout.redisplayed.
-                secret = self.gk.vault.redisplay(session, self.request_id)
-            else:
-                secret = self.gk.vault.reveal(session, self.request_id)
-        except GlasskeyError as exc:
-            self.gk.notify(str(exc), title="Not revealed", severity="error", markup=False)
-            self.refresh_view()
-            return False
-        self.gk.secrets[self.request_id] = secret
+        if c is not None and c.state == S.CHECKED_OUT and self.kind == "checkout":
+            # Revealed before this session (a lock, quit or restart since): the holder,
+            # re-authenticated, sees it again; audited as checkout.redisplayed.
+            return self.gk.vault.redisplay(session, self.request_id)
+        return self.gk.vault.reveal(session, self.request_id)
+
+    def fetch_ended(self) -> None:
         self.refresh_view()
-        return True
-
-    def action_reveal(self) -> None:
-        view = self.query_one("#secret", SecretView)
-        if self.request_id in self.gk.secrets:
-            view.shown = not view.shown
-        elif self._claim():
-            view.shown = True
-        self._paint_secret()
-
-    def action_copy(self) -> None:
-        if self._claim():
-            self.gk.copy_secret(self.request_id)
-            self.tick()
 
     def action_extend(self) -> None:
         session = self.gk.session
@@ -439,21 +383,11 @@ class RevealScreen(GlasskeyScreen):
         self._busy = True
         self.gk.forget_secret(self.request_id)
         self.query_one("#reveal-lease", Static).update("Checking in and rotating…")
-        self._checkin(session)
+        vault, rid = self.gk.vault, self.request_id
+        run_vault_call(self, "checkin", lambda: vault.checkin(session, rid))
 
-    @work(thread=True, exclusive=True, group="checkin")
-    def _checkin(self, session: Any) -> None:
-        try:
-            result: RotationResult | str = self.gk.vault.checkin(session, self.request_id)
-        except GlasskeyError as exc:
-            result = str(exc)
-        self.app.call_from_thread(self._checked_in, result)
-
-    def _checked_in(self, result: RotationResult | str) -> None:
-        self._busy = False
-        if isinstance(result, str):
-            self.gk.notify(result, title="Check-in failed", severity="error", markup=False)
-        elif result.outcome == "failed":
+    def _checked_in(self, result: RotationResult) -> None:
+        if result.outcome == "failed":
             self.gk.notify(f"{result.credential}: rotation FAILED: {result.message}",
                            title="ROTATION-FAILED", severity="error", markup=False)
         else:
@@ -468,24 +402,31 @@ class RevealScreen(GlasskeyScreen):
         self._busy = True
         self.gk.forget_secret(self.request_id)
         self.query_one("#reveal-lease", Static).update("Revoking…")
-        self._activate(session)
+        vault, rid = self.gk.vault, self.request_id
+        run_vault_call(self, "activate", lambda: vault.activate_onboarding(session, rid))
 
-    @work(thread=True, exclusive=True, group="checkin")
-    def _activate(self, session: Any) -> None:
-        try:
-            result: Checkout | str = self.gk.vault.activate_onboarding(session, self.request_id)
-        except GlasskeyError as exc:
-            result = str(exc)
-        self.app.call_from_thread(self._activated, result)
-
-    def _activated(self, result: Checkout | str) -> None:
-        self._busy = False
-        if isinstance(result, str):
-            self.gk.notify(result, title="Not activated", severity="error", markup=False)
-        else:
-            self.gk.notify(f"{result.id} activated and revoked; it waits for review.",
-                           title="Activated", markup=False)
+    def _activated(self, result: Checkout) -> None:
+        self.gk.notify(f"{result.id} activated and revoked; it waits for review.",
+                       title="Activated", markup=False)
         self.gk.poll_vault()
+        self.refresh_view()
+
+    @on(Done)
+    def _job_done(self, event: Done[Any]) -> None:
+        self._busy = False
+        if event.job == "checkin":
+            self._checked_in(event.result)
+        else:
+            self._activated(event.result)
+
+    @on(Failed)
+    def _job_failed(self, event: Failed) -> None:
+        self._busy = False
+        checkin = event.job == "checkin"
+        self.gk.notify(event.sentence, title="Check-in failed" if checkin else "Not activated",
+                       severity="error", markup=False)
+        if not checkin:
+            self.gk.poll_vault()
         self.refresh_view()
 
     def action_back(self) -> None:

@@ -9,41 +9,38 @@ sentence. Items older than the policy age are flagged OVERDUE.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
 from glasskey.core.models import format_duration
 from glasskey.core.reviews import ReviewItem
 from glasskey.core.text import printable
-from glasskey.tui.screens.base import GlasskeyScreen
+from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.screens.note import NoteModal
-from glasskey.tui.widgets.alert_banner import AlertBanner
-from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
-from textual import on
+from glasskey.tui.widgets.vtable import Column, Row
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.css.query import NoMatches
-from textual.widgets import Footer, Header, Static
-
-COLUMNS = [
-    Column("Item", 14),
-    Column("Kind", 10),
-    Column("Holder", 10),
-    Column("Reviews", 7),
-    Column("Waiting", 9),
-    Column("Summary", None, min_width=16),
-]
+from textual.widgets import Static
 
 
 def reviews_text(item: ReviewItem) -> str:
     return ", ".join(f"{r.get('by', '?')} {r.get('outcome', '?')}" for r in item.reviews)
 
 
-class ReviewsScreen(GlasskeyScreen):
+class ReviewsScreen(ListScreen[ReviewItem]):
     """The review queue; ``o`` ok, ``c`` concern (with a note)."""
 
-    AUTO_FOCUS = "#reviews-table"
+    LIST = "reviews"
+    COLUMNS = (
+        Column("Item", 14),
+        Column("Kind", 10),
+        Column("Holder", 10),
+        Column("Reviews", 7),
+        Column("Waiting", 9),
+        Column("Summary", None, min_width=16),
+    )
+    EMPTY = "Nothing waits for review."
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("o", "review('ok')", "OK", id="reviews.ok",
@@ -53,117 +50,74 @@ class ReviewsScreen(GlasskeyScreen):
         Binding("escape", "back", "Back", id="reviews.back"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._items: dict[str, ReviewItem] = {}
-        self._keys_sig: tuple[str, bool] = ("", False)
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield AlertBanner()
-        yield Static("", id="reviews-summary")
-        yield VirtualTable(COLUMNS, id="reviews-table",
-                           empty_text="Nothing waits for review.")
+    def compose_below(self) -> ComposeResult:
         yield Static("", id="reviews-detail", markup=False)
-        yield Footer(compact=True)
 
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#reviews-table", VirtualTable)
+    def load(self) -> dict[str, ReviewItem]:
+        return {i.id: i for i in self.gk.vault.review_queue()}
 
-    def on_mount(self) -> None:
-        self.ready = True
-        self.refresh_view()
-
-    def refresh_view(self) -> None:
-        try:
-            items = self.gk.vault.review_queue()
-        except GlasskeyError as exc:
-            self.gk.notify(str(exc), severity="error", markup=False)
-            return
-        self._items = {i.id: i for i in items}
-        self._paint()
-
-    def _paint(self) -> None:
+    def _me(self) -> str:
         session = self.gk.session
-        me = session.name if session else ""
-        now = self.gk.now()
-        rows = []
-        for item in self._items.values():
+        return session.name if session else ""
+
+    def rows(self) -> Iterator[Row]:
+        me, now = self._me(), self.gk.now()
+        for item in self.items.values():
             overdue = item.overdue(now)
             waiting = "OVERDUE" if overdue else format_duration(now - item.since)
             style = ("alert" if item.kind == "emergency" or overdue
                      else "dim" if item.holder == me else "info")
-            rows.append(Row(item.id, (item.id, item.kind, item.holder,
-                                      f"{len(item.reviews)}/{item.required}", waiting,
-                                      item.summary), style))
-        self.table.set_rows(rows)
-        mine = sum(1 for i in self._items.values() if i.holder == me)
-        late = sum(1 for i in self._items.values() if i.overdue(now))
+            yield Row(item.id, (item.id, item.kind, item.holder,
+                                f"{len(item.reviews)}/{item.required}", waiting,
+                                item.summary), style)
+
+    def summary(self) -> Content:
+        session = self.gk.session
+        me, now = self._me(), self.gk.now()
+        mine = sum(1 for i in self.items.values() if i.holder == me)
+        late = sum(1 for i in self.items.values() if i.overdue(now))
         parts: list[str | tuple[str, str]] = [
-            (f"{len(self._items)} waiting for review", "bold")]
+            (f"{len(self.items)} waiting for review", "bold")]
         if late:
             parts += ["  ·  ", (f"{late} OVERDUE", "$error bold")]
         if mine:
             parts.append(f"  ·  {mine} yours (dimmed): another approver reviews them")
         if session is not None and not session.has("approver"):
             parts.append("  ·  read-only: you do not hold the approver role")
-        self.query_one("#reviews-summary", Static).update(Content.assemble(*parts))
-        self._paint_detail()
-        self._refresh_keys()
+        return Content.assemble(*parts)
 
-    def _paint_detail(self) -> None:
-        item = self._current()
+    def highlighted(self) -> None:
+        item = self.current()
         text = ""
         if item is not None:
             done = reviews_text(item) or "none yet"
             text = (f"{item.id}: {item.summary}\n"
                     f"Reviews {len(item.reviews)} of {item.required}: {done}")
         self.query_one("#reviews-detail", Static).update(printable(text, keep_newlines=True))
+        super().highlighted()
 
     def tick(self) -> None:
         # "Waiting" grows; repaint every so often (cheap: the queue is small).
-        if self._items and int(self.gk.now()) % 10 == 0:
-            self._paint()
-
-    def _current(self) -> ReviewItem | None:
-        try:
-            key = self.table.cursor_key
-        except NoMatches:  # composing, or torn down (bindings are checked then too)
-            return None
-        return self._items.get(key) if key else None
-
-    def _refresh_keys(self) -> None:
-        current = self._current()
-        sig = (current.id if current else "", self.gk.session is not None)
-        if sig != self._keys_sig:
-            self._keys_sig = sig
-            self.refresh_bindings()
+        if self.items and int(self.gk.now()) % 10 == 0:
+            self.paint()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "review":
             session = self.gk.session
-            current = self._current() if self.is_mounted else None
+            current = self.current() if self.is_mounted else None
             if session is None or not session.has("approver") or current is None:
                 return None  # shown, dimmed
             return True  # the holder's own item too: the core refuses and says why
         return True
 
-    @on(VirtualTable.Highlighted, "#reviews-table")
-    def _moved(self, event: VirtualTable.Highlighted) -> None:
-        self._paint_detail()
-        self._refresh_keys()
-
-    @on(VirtualTable.Selected, "#reviews-table")
-    def _selected(self, event: VirtualTable.Selected) -> None:
-        event.stop()
-        item = self._items.get(event.key)
+    def open(self, key: str) -> None:
+        item = self.items.get(key)
         if item is not None and item.kind in ("checkout", "emergency", "onboarding"):
             self.gk.open_checkout(item.id)
 
     def action_review(self, outcome: str) -> None:
         session = self.gk.session
-        item = self._current()
+        item = self.current()
         if session is None or item is None:
             return
         vault = self.gk.vault
@@ -181,13 +135,10 @@ class ReviewsScreen(GlasskeyScreen):
             tone="error" if concern else ""), self._reviewed)
 
     def _reviewed(self, result: ReviewItem | None) -> None:
-        if isinstance(result, ReviewItem):
+        if result is not None:
             left = result.required - len(result.reviews)
             self.gk.notify(f"{result.id} reviewed" + (
                 f"; it needs {left} more reviewer(s)" if left > 0 else "; done"),
                 title="Review recorded", markup=False)
         self.gk.poll_vault()
         self.refresh_view()
-
-    def action_back(self) -> None:
-        self.gk.pop_screen()

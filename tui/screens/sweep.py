@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
 from glasskey.core.rotation import RotationResult
-from glasskey.core.session import Session
 from glasskey.tui.screens.base import GlasskeyModal
 from glasskey.tui.screens.twoperson import Progressing
-from textual import work
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
 
@@ -33,7 +33,7 @@ def sweep_summary(results: list[RotationResult]) -> str:
     return "\n".join(lines)
 
 
-class SweepModal(GlasskeyModal):
+class SweepModal(GlasskeyModal[list[RotationResult]]):
     """Offer, run and summarise the leaver sweep; dismisses with the results (or None)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -43,11 +43,13 @@ class SweepModal(GlasskeyModal):
                 tooltip="Close; rotate them later with 'glasskey rotate'"),
     ]
 
+    running: reactive[bool] = reactive(False, repaint=False, init=False, bindings=True)
+    """The sweep runs: it cannot be left half-way (start and close are off)."""
+
     def __init__(self, leaver: str, names: list[str]) -> None:
         super().__init__()
         self.leaver = leaver
         self.names = names
-        self.running = False
         self.results: list[RotationResult] | None = None
 
     def compose(self) -> ComposeResult:
@@ -84,29 +86,24 @@ class SweepModal(GlasskeyModal):
             return
         self.running = True
         self.query_one("#sweep-progress").display = True
-        self.refresh_bindings()
-        self._sweep(session)
+        progress = self.query_one("#sweep-progress", Progressing).thread_progress
+        vault, names = self.gk.vault, self.names
+        run_vault_call(self, "leaver-sweep", lambda: vault.rotate_many(session, names, progress))
 
-    @work(thread=True, exclusive=True, group="leaver-sweep")
-    def _sweep(self, session: Session) -> None:
-        progress = self.query_one("#sweep-progress", Progressing)
-        try:
-            results: list[RotationResult] | str = self.gk.vault.rotate_many(
-                session, self.names, progress.thread_progress)
-        except GlasskeyError as exc:
-            results = str(exc)
-        self.app.call_from_thread(self._swept, results)
+    @on(Done)
+    def _swept(self, event: Done[list[RotationResult]]) -> None:
+        self.results = event.result
+        self.running = False
+        self.query_one("#sweep-summary", Static).update(
+            "Leaver sweep: " + sweep_summary(event.result) + "\n(esc closes)")
+        self.gk.poll_vault()
 
-    def _swept(self, results: list[RotationResult] | str) -> None:
+    @on(Failed)
+    def _stopped(self, event: Failed) -> None:
         self.running = False
         summary = self.query_one("#sweep-summary", Static)
-        if isinstance(results, str):
-            summary.update(f"The sweep stopped: {results}")
-            summary.add_class("form-error")
-        else:
-            self.results = results
-            summary.update("Leaver sweep: " + sweep_summary(results) + "\n(esc closes)")
-        self.refresh_bindings()
+        summary.update(f"The sweep stopped: {event.sentence}")
+        summary.add_class("form-error")
         self.gk.poll_vault()
 
     def action_close(self) -> None:

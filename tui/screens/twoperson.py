@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from glasskey.core.errors import GlasskeyError
 from glasskey.core.session import Session
 from glasskey.tui.screens.base import GlasskeyModal
 from glasskey.tui.widgets.auth_form import AuthForm
 from glasskey.tui.widgets.demo_panel import DemoPanel
-from textual import on, work
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.reactive import reactive
 from textual.widgets import Footer, ProgressBar, Static
 
 #: progress(done, total), called from the job's thread.
@@ -51,10 +52,13 @@ class Progressing(Vertical):
         self.app.call_from_thread(self.set_progress, done, total)
 
 
-class TwoPersonModal(GlasskeyModal):
+class TwoPersonModal(GlasskeyModal[Any]):
     """A second operator authenticates; ``job`` runs with a progress bar; dismisses with it."""
 
     AUTO_FOCUS = ""
+
+    running: reactive[bool] = reactive(False, repaint=False, init=False, bindings=True)
+    """The job runs: it cannot be stopped half-way (it runs in one transaction)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Authenticate", id="twoperson.submit",
@@ -73,7 +77,6 @@ class TwoPersonModal(GlasskeyModal):
         self.exclude = exclude
         self.admins_only = admins_only
         self.tone = tone
-        self.running = False
 
     def _eligible(self) -> list[tuple[str, str, bool]]:
         me = self.gk.session.name if self.gk.session else ""
@@ -126,34 +129,21 @@ class TwoPersonModal(GlasskeyModal):
         self.running = True
         self.query_one(AuthForm).display = False
         self.query_one("#twoperson-progress").display = True
-        self.refresh_bindings()
-        self._run(event.result)
+        second: Session = event.result
+        progress = self.query_one("#twoperson-progress", Progressing).thread_progress
+        job = self.job
+        run_vault_call(self, "twoperson", lambda: job(second, progress))
 
-    @work(thread=True, exclusive=True, group="twoperson")
-    def _run(self, second: Session) -> None:
-        progress = self.query_one("#twoperson-progress", Progressing)
-        try:
-            result = self.job(second, progress.thread_progress)
-        except GlasskeyError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
-            return
-        except Exception as exc:  # never a traceback (nor a value) on the screen
-            self.app.call_from_thread(
-                self._failed, f"Internal error ({type(exc).__name__}); nothing was changed.")
-            return
-        finally:
-            del second
-        self.app.call_from_thread(self._finished, result)
-
-    def _failed(self, message: str) -> None:
+    @on(Failed)
+    def _failed(self, event: Failed) -> None:
         self.running = False
         self.query_one("#twoperson-progress").display = False
-        self.query_one("#twoperson-error", Static).update(message + "  (esc closes)")
-        self.refresh_bindings()
+        self.query_one("#twoperson-error", Static).update(event.sentence + "  (esc closes)")
 
-    def _finished(self, result: Any) -> None:
+    @on(Done)
+    def _finished(self, event: Done[Any]) -> None:
         self.running = False
-        self.dismiss(result)
+        self.dismiss(event.result)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("submit", "cancel"):

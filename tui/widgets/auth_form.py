@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from glasskey.core.errors import GlasskeyError
+from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -172,7 +172,8 @@ class AuthForm(Vertical):
             return
         self.show_error("")
         self._set_busy(True)
-        self._run(name, passphrase, code)
+        action = self._action
+        run_vault_call(self, "auth", lambda: (name, action(name, passphrase, code)))
 
     def _set_busy(self, busy: bool) -> None:
         self._busy = busy
@@ -182,27 +183,19 @@ class AuthForm(Vertical):
         if len(self._operators) > 1:
             self.query_one("#auth-operator").disabled = busy
 
-    @work(thread=True, exclusive=True, group="auth")
-    def _run(self, name: str, passphrase: str, code: str) -> None:
-        try:
-            result = self._action(name, passphrase, code)
-        except GlasskeyError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
-            return
-        except Exception as exc:  # never a traceback (nor a value) on the screen
-            self.app.call_from_thread(
-                self._failed, f"Internal error ({type(exc).__name__}); nothing was changed.")
-            return
-        self.app.call_from_thread(self._succeeded, name, result)
-
-    def _failed(self, message: str) -> None:
+    @on(Failed)
+    def _failed(self, event: Failed) -> None:
+        event.stop()
         self._set_busy(False)
-        self.show_error(message)
+        self.show_error(event.sentence)
         self.query_one("#auth-passphrase", Input).value = ""
         self.query_one("#auth-totp", Input).value = ""
         self.screen.set_focus(self.query_one("#auth-passphrase", Input))
 
-    def _succeeded(self, name: str, result: Any) -> None:
+    @on(Done)
+    def _succeeded(self, event: Done[tuple[str, Any]]) -> None:
+        event.stop()
+        name, result = event.result
         self._set_busy(False)
         self.query_one("#auth-passphrase", Input).value = ""
         self.query_one("#auth-totp", Input).value = ""

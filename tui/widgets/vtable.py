@@ -2,14 +2,18 @@
 
 Textual's ``DataTable`` builds a row object per row and measures every cell,
 which takes about a second at 10,000 rows. This Line-API table keeps plain
-tuples, filters with one list comprehension and renders only the lines on the
-screen, so filtering 10,000 credentials and repainting costs a few
-milliseconds. Cells are drawn as plain text (never parsed as markup): names,
-reasons and tickets typed by people cannot restyle the screen.
+tuples, filters with one list comprehension over lower-case search keys made
+once per row, and renders only the lines on the screen, each row's text laid
+out once per column layout. A filter that leaves the scrollbar as it was
+repaints the table alone, without a layout of the screen. So filtering
+10,000 credentials and repainting costs a few milliseconds. Cells are drawn as
+plain text (never parsed as markup): names, reasons and tickets typed by
+people cannot restyle the screen.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -140,6 +144,9 @@ class VirtualTable(ScrollView, can_focus=True):
         self._last_key: str | None = None
         self._paint_base: Style | None = None
         self._paint_layout: list[tuple[int, int]] | None = None
+        #: Each row's text as laid out (by row index), for ``_texts_for``.
+        self._texts: dict[int, str] = {}
+        self._texts_for: tuple[tuple[tuple[int, int], ...], int] = ((), 0)
 
     # -- data -----------------------------------------------------------------------------
     @property
@@ -155,18 +162,11 @@ class VirtualTable(ScrollView, can_focus=True):
     def rows(self) -> list[Row]:
         return list(self._rows)
 
-    def visible_rows(self) -> list[Row]:
-        return [self._rows[i] for i in self._visible]
-
     @property
     def cursor_key(self) -> str | None:
         if 0 <= self.cursor < len(self._visible):
             return self._rows[self._visible[self.cursor]].key
         return None
-
-    def get_row(self, key: str) -> Row | None:
-        i = self._index.get(key)
-        return self._rows[i] if i is not None else None
 
     def set_rows(self, rows: Iterable[Row]) -> None:
         """Replace every row, keeping the cursor on the same key where possible."""
@@ -174,6 +174,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._rows = list(rows)
         self._index = {row.key: i for i, row in enumerate(self._rows)}
         self._haystacks = [row.search_text() for row in self._rows]
+        self._texts.clear()
         self._apply_filter(keep)
 
     def patch_rows(self, rows: Iterable[Row]) -> bool:
@@ -185,6 +186,7 @@ class VirtualTable(ScrollView, can_focus=True):
             if i is None or self._rows[i] == row:
                 continue
             self._rows[i] = row
+            self._texts.pop(i, None)
             text = row.search_text()
             if text != self._haystacks[i]:
                 self._haystacks[i] = text
@@ -202,37 +204,67 @@ class VirtualTable(ScrollView, can_focus=True):
         if needle == self._needle:
             return
         self._needle = needle
-        self._apply_filter(self.cursor_key)
+        visible = self._matches()
+        if visible == self._visible:
+            return  # another letter, the same rows: nothing to repaint
+        self._show(visible, self.cursor_key)
 
-    def _apply_filter(self, keep: str | None) -> None:
+    def _matches(self) -> list[int]:
+        """The indices of the rows that match the filter, in order."""
         words = self._needle.split()
         if not words:
-            self._visible = list(range(len(self._rows)))
-        elif len(words) == 1:
+            return list(range(len(self._rows)))
+        if len(words) == 1:
             w = words[0]
-            self._visible = [i for i, h in enumerate(self._haystacks) if w in h]
-        else:
-            self._visible = [i for i, h in enumerate(self._haystacks)
-                             if all(w in h for w in words)]
-        self.virtual_size = Size(self.virtual_size.width, len(self._visible) + 1)
-        target = 0
-        if keep is not None:
-            idx = self._index.get(keep)
-            if idx is not None:
-                # bisect: _visible is sorted
-                from bisect import bisect_left
-                pos = bisect_left(self._visible, idx)
-                if pos < len(self._visible) and self._visible[pos] == idx:
-                    target = pos
-        self._set_cursor(target)
+            return [i for i, h in enumerate(self._haystacks) if w in h]
+        return [i for i, h in enumerate(self._haystacks) if all(w in h for w in words)]
+
+    def _apply_filter(self, keep: str | None) -> None:
+        self._show(self._matches(), keep)
+
+    def _show(self, visible: list[int], keep: str | None) -> None:
+        """Show the rows ``visible``, the cursor on ``keep`` if it is among them."""
+        self._visible = visible
+        self._set_height(len(visible) + 1)
+        pos = self._position(keep) if keep is not None else None
+        self._set_cursor(pos or 0)
         self.refresh()
+
+    def _position(self, key: str) -> int | None:
+        """Where the row ``key`` is among the visible rows (``None``: filtered out)."""
+        idx = self._index.get(key)
+        if idx is None:
+            return None
+        pos = bisect_left(self._visible, idx)  # _visible is sorted
+        return pos if pos < len(self._visible) and self._visible[pos] == idx else None
+
+    def _set_height(self, lines: int) -> None:
+        """The scrollable height (header + visible rows). The screen is laid out again
+        only when the scrollbar appears or goes; otherwise the table just repaints."""
+        size = Size(self.virtual_size.width, lines)
+        if size == self.virtual_size:
+            return
+        container = self.container_size
+        show = lines > container.height  # overflow-y: auto
+        if not container or show != self.show_vertical_scrollbar:
+            self.virtual_size = size  # a layout: the content region changes width
+            if container:
+                # Decided now, not in the layout (which would find the scrollbar changed
+                # and lay the screen out a second time, a frame later).
+                self.show_vertical_scrollbar = show
+                self.vertical_scrollbar.display = show
+            return
+        self.set_reactive(VirtualTable.virtual_size, size)
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.window_virtual_size = lines
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)
 
     def move_to(self, key: str) -> bool:
         """Put the cursor on ``key`` if it is visible."""
-        idx = self._index.get(key)
-        if idx is None or idx not in set(self._visible):
+        pos = self._position(key)
+        if pos is None:
             return False
-        self._set_cursor(self._visible.index(idx))
+        self._set_cursor(pos)
         return True
 
     # -- cursor ---------------------------------------------------------------------------
@@ -312,8 +344,8 @@ class VirtualTable(ScrollView, can_focus=True):
             out.append((i, w))
         return out
 
-    def _line(self, cells: Sequence[str], layout: list[tuple[int, int]], width: int,
-              style: Style) -> Strip:
+    def _text(self, cells: Sequence[str], layout: list[tuple[int, int]], width: int) -> str:
+        """One line of cells, each cut or padded to its column, the line to ``width``."""
         parts: list[str] = [" "]
         for n, (i, w) in enumerate(layout):
             text = cells[i] if i < len(cells) else ""
@@ -324,9 +356,18 @@ class VirtualTable(ScrollView, can_focus=True):
             parts.append(set_cell_size(text, w))
             if n < len(layout) - 1:
                 parts.append(" ")
-        line = "".join(parts)
-        line = set_cell_size(line, width)
-        return Strip([Segment(line, style)], width)
+        return set_cell_size("".join(parts), width)
+
+    def _row_text(self, index: int, layout: list[tuple[int, int]], width: int) -> str:
+        """The text of row ``index``, laid out once per layout (rows are immutable)."""
+        key = (tuple(layout), width)
+        if key != self._texts_for:
+            self._texts.clear()
+            self._texts_for = key
+        text = self._texts.get(index)
+        if text is None:
+            text = self._texts[index] = self._text(self._rows[index].cells, layout, width)
+        return text
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # Resolved once per repaint, not once per line (rich_style walks the DOM).
@@ -344,7 +385,8 @@ class VirtualTable(ScrollView, can_focus=True):
         layout = self._paint_layout or self._layout(width)
         if y == 0:
             style = base + self.get_component_rich_style("vtable--header")
-            return self._line([c.label for c in self.columns], layout, width, style)
+            return Strip([Segment(self._text([c.label for c in self.columns], layout, width),
+                                  style)], width)
         pos = int(self.scroll_y) + y - 1
         if pos >= len(self._visible):
             if pos == 0:
@@ -352,10 +394,11 @@ class VirtualTable(ScrollView, can_focus=True):
                 return Strip([Segment(set_cell_size(" " + self.empty_text, width), style)],
                              width)
             return Strip.blank(width, base)
-        row = self._rows[self._visible[pos]]
+        index = self._visible[pos]
+        row = self._rows[index]
         style = base
         if row.style:
             style = style + self.get_component_rich_style(f"vtable--{row.style}")
         if pos == self.cursor:
             style = style + self.get_component_rich_style("vtable--cursor")
-        return self._line(row.cells, layout, width, style)
+        return Strip([Segment(self._row_text(index, layout, width), style)], width)

@@ -1,0 +1,112 @@
+"""The TUI across machines on a PostgreSQL vault (real server, issue 13).
+
+Machine A is this process: a Pilot-driven app, the requester signed in.
+Machine B is another process with its own HOME and state dir: the approver,
+through the core. A's screen must show B's approval with no keypress and no
+manual poll: the app's own half-second timer reads ``seq()`` from the database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import worlds
+from glasskey.core import totp
+from glasskey.core.clock import FakeClock
+from glasskey.core.credentials import CredentialSpec
+from glasskey.core.models import Policy
+from glasskey.core.operators import OperatorSpec
+from glasskey.core.secret import SecretValue
+from glasskey.core.storage.postgres import PostgresStore
+from glasskey.core.vault import Vault
+from tui_helpers import (
+    FLOOR_PARAMS,
+    OPERATORS,
+    SECURITY,
+    STANDARD_CREDS,
+    START,
+    CountingRandom,
+    World,
+    run_async,
+    screen_text,
+    sign_in,
+    until,
+)
+
+if TYPE_CHECKING:
+    from pg_vault import PgVaults
+
+SIZE = (100, 32)
+pytest_plugins = ["pg_vault"]  # the session's PostgreSQL (the pg_vaults fixture)
+
+APPROVER = textwrap.dedent("""
+    import sys
+    from glasskey.core import totp
+    from glasskey.core.clock import FakeClock
+    from glasskey.core.storage.postgres import PostgresStore
+    from glasskey.core.vault import Vault
+    url, now, name, passphrase, seed, req = sys.argv[1:7]
+    vault = Vault(PostgresStore(url), FakeClock(float(now)), allow_weak_kdf=True)
+    session = vault.unlock(name, passphrase, totp.code_at(seed, float(now)))
+    print(vault.approve(session, req).state)
+""")
+
+
+@pytest.fixture
+def pg_world(pg_vaults: PgVaults, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, str]]:
+    monkeypatch.setenv("GLASSKEY_STATE_DIR", str(tmp_path / "machine-a"))
+    monkeypatch.delenv("GLASSKEY_VAULT", raising=False)
+    monkeypatch.delenv("GLASSKEY_INSECURE_FAST_KDF", raising=False)
+    url = pg_vaults.url(pg_vaults.new_database())
+    clock = FakeClock(START)
+    vault = Vault(PostgresStore(url), clock, CountingRandom(), allow_weak_kdf=True)
+    vault.initialise([OperatorSpec(n, r, p, s) for n, r, p, s in OPERATORS], label="test",
+                     kdf_params=FLOOR_PARAMS)
+    name, _roles, passphrase, seed = SECURITY
+    admin = vault.unlock(name, passphrase, totp.code_at(seed, clock.now() - totp.PERIOD))
+    vault.import_credentials(admin, [CredentialSpec(n, kind=k, secret=SecretValue(v),
+                                                    policy=Policy(max_duration=4 * 3600))
+                                     for n, k, v in STANDARD_CREDS])
+    roster = {op.name: op for op in (worlds.TUI_ONCALL, worlds.TUI_SECURITY)}
+    yield World(tmp_path / "unused", clock, vault, roster, founders=tuple(roster)), url
+    vault.store.close()  # type: ignore[attr-defined]
+
+
+@run_async
+async def test_an_approval_on_machine_b_appears_on_machine_a(
+        pg_world: tuple[World, str], tmp_path: Path) -> None:
+    world, url = pg_world
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, world, "oncall")
+        world.clock.advance(30)
+        req = world.vault.request(world.session("oncall"), "aws-root", "db down", "INC-7",
+                                  600)
+        await until(pilot, lambda: "aws-root" in screen_text(app))
+        before = screen_text(app)
+        assert "aws-root" in before and "approved" not in before
+        # Machine B: its own HOME and state dir, the same database.
+        home = tmp_path / "machine-b"
+        home.mkdir()
+        env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
+        world.clock.advance(30)
+        name, _roles, passphrase, seed = SECURITY
+        done = subprocess.run(
+            [sys.executable, "-c", APPROVER, url, str(world.clock.now()), name, passphrase,
+             seed, req.id], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "approved"
+        approved = time.monotonic()
+        await until(pilot, lambda: "approved" in screen_text(app))
+        shown = time.monotonic() - approved
+        assert "approved" in screen_text(app), "machine B's approval never appeared on A"
+        assert shown < 5, shown  # the 0.5 s poll, plus a loaded machine's slack
