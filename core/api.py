@@ -13,8 +13,7 @@ few commands need them), so importing this module stays cheap for the TUI.
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from glasskey.core import canonical, fsutil, totp
 from glasskey.core.chain import VerifyResult
@@ -38,6 +37,7 @@ from glasskey.core.errors import (
     UsageError,
 )
 from glasskey.core.exports import export
+from glasskey.core.fsutil import atomic_write, fsync_dir
 from glasskey.core.models import (
     ROLES,
     Alert,
@@ -61,7 +61,10 @@ from glasskey.core.reviews import ReviewItem
 from glasskey.core.rotation import RotationResult
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
+from glasskey.core.storage import URL_SCHEMES, open_store
+from glasskey.core.storage.files import MOVED_FILE, FileStore
 from glasskey.core.storage.interface import AuditCursor, AuditPage, Store
+from glasskey.core.storage.manifest import STATE_FILE
 from glasskey.core.sweep import SweepReport
 from glasskey.core.text import cap, cap_all, has_controls, printable
 from glasskey.core.vault import Vault
@@ -69,31 +72,94 @@ from glasskey.core.vault import Vault
 if TYPE_CHECKING:
     from glasskey.core import report as report
     from glasskey.core import siem as siem
+    from glasskey.core.storage.postgres_import import move_to_postgres as move_to_postgres
 
 _LAZY = ("report", "siem")
 
 
-def __getattr__(name: str) -> ModuleType:
-    """``report`` and ``siem`` on first use (PEP 562)."""
+def __getattr__(name: str) -> Any:
+    """``report``, ``siem`` and ``move_to_postgres`` (which loads the PostgreSQL
+    driver) on first use (PEP 562)."""
     if name in _LAZY:
         module = importlib.import_module(f"glasskey.core.{name}")
         globals()[name] = module
         return module
+    if name == "move_to_postgres":
+        func = importlib.import_module("glasskey.core.storage.postgres_import").move_to_postgres
+        globals()[name] = func
+        return func
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "DEFAULT_EXPIRY", "MAX_EXPIRY", "ROLES",
-    "Alert", "AlertKind", "AuditCursor", "AuditPage", "AuthError", "Checkout", "CheckoutKind",
+    "DEFAULT_EXPIRY",
+    "MAX_EXPIRY",
+    "MOVED_FILE",
+    "ROLES",
+    "STATE_FILE",
+    "URL_SCHEMES",
+    "Alert",
+    "AlertKind",
+    "AuditCursor",
+    "AuditPage",
+    "AuthError",
+    "Checkout",
+    "CheckoutKind",
     "CheckoutState",
-    "Clock", "ClockSkewError", "ConnectorError", "Credential", "CredentialSpec",
-    "CredentialStatus", "DecryptError", "DrillResult", "Enrolment", "FakeClock",
-    "GlasskeyError", "IntegrityError", "InternalError", "KitIssued", "NotFoundError",
-    "Operator", "OperatorSpec", "OperatorStatus", "Policy", "PolicyError", "Random",
-    "ReviewItem", "RotationOutcome", "RotationResult", "SecretValue", "Session",
-    "StorageError", "Store", "SweepReport", "SystemClock", "SystemRandom", "UsageError", "Vault",
+    "Clock",
+    "ClockSkewError",
+    "ConnectorError",
+    "Credential",
+    "CredentialSpec",
+    "CredentialStatus",
+    "DecryptError",
+    "DrillResult",
+    "Enrolment",
+    "FakeClock",
+    "FileStore",
+    "GlasskeyError",
+    "IntegrityError",
+    "InternalError",
+    "KitIssued",
+    "NotFoundError",
+    "Operator",
+    "OperatorSpec",
+    "OperatorStatus",
+    "Policy",
+    "PolicyError",
+    "Random",
+    "ReviewItem",
+    "RotationOutcome",
+    "RotationResult",
+    "SecretValue",
+    "Session",
+    "StorageError",
+    "Store",
+    "SweepReport",
+    "SystemClock",
+    "SystemRandom",
+    "UsageError",
+    "Vault",
     "VerifyResult",
-    "canonical", "cap", "cap_all", "check_name", "decode_parts", "export",
-    "format_duration", "fsutil", "has_controls", "iso", "kdf", "parse_duration",
-    "printable", "registry", "report", "siem", "totp",
+    "atomic_write",
+    "canonical",
+    "cap",
+    "cap_all",
+    "check_name",
+    "decode_parts",
+    "export",
+    "format_duration",
+    "fsutil",
+    "fsync_dir",
+    "has_controls",
+    "iso",
+    "kdf",
+    "move_to_postgres",
+    "open_store",
+    "parse_duration",
+    "printable",
+    "registry",
+    "report",
+    "siem",
+    "totp",
 ]
