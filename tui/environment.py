@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
-from glasskey.core.api import Store, SystemClock, Vault
+from glasskey.core.api import URL_SCHEMES, Store, SystemClock, Vault
 
 VAULT_ENV = "GLASSKEY_VAULT"
 STATE_DIR_ENV = "GLASSKEY_STATE_DIR"
@@ -31,11 +31,13 @@ FAST_KDF_ENV = "GLASSKEY_INSECURE_FAST_KDF"
 CLOCK_OFFSET_ENV = "GLASSKEY_TEST_CLOCK_OFFSET"
 
 
-def default_vault_dir(env: Mapping[str, str] | None = None) -> Path:
+def default_vault_dir(env: Mapping[str, str] | None = None) -> Path | str:
+    """``GLASSKEY_VAULT`` (a directory, or a ``postgresql://`` URL kept as text), else
+    the platform's data directory."""
     env = os.environ if env is None else env
     given = env.get(VAULT_ENV)
     if given:
-        return Path(given)
+        return given if given.startswith(URL_SCHEMES) else Path(given)
     return Path(platformdirs.user_data_dir("glasskey")) / "vault"
 
 
