@@ -24,14 +24,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from glasskey.core.clock import Clock
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Alert, Checkout, CheckoutState, format_duration
-from glasskey.core.secret import SecretValue
-from glasskey.core.session import Session
-from glasskey.core.storage.interface import Store
-from glasskey.core.text import printable
-from glasskey.core.vault import SweepReport, Vault
+from glasskey.core.api import (
+    Alert,
+    Checkout,
+    CheckoutState,
+    Clock,
+    GlasskeyError,
+    SecretValue,
+    Session,
+    Store,
+    SweepReport,
+    Vault,
+    format_duration,
+    printable,
+)
 from glasskey.tui.demo import DemoInfo
 from glasskey.tui.environment import ClientSettings
 from glasskey.tui.hardening import TmuxBuffers

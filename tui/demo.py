@@ -17,13 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glasskey.core import totp
-from glasskey.core.clock import Clock
-from glasskey.core.credentials import CredentialSpec
-from glasskey.core.crypto import kdf
-from glasskey.core.models import Policy
-from glasskey.core.operators import OperatorSpec
-from glasskey.core.vault import Vault
+from glasskey.core.api import Clock, CredentialSpec, OperatorSpec, Policy, Vault, kdf, totp
 from glasskey.tui.environment import ClientSettings
 
 #: The demo's operators: (name, roles, passphrase, base32 TOTP seed).

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from glasskey.core.errors import NotFoundError, UsageError
-from glasskey.core.session import Session
-from glasskey.core.vault import Vault
+from glasskey.core.api import NotFoundError, Session, UsageError, Vault
 from glasskey.tui.cli.output import note
 from glasskey.tui.cli.prompts import ask, interactive, read_name, read_passphrase, read_totp
 

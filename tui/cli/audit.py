@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from glasskey.core.clock import iso
-from glasskey.core.errors import UsageError
-from glasskey.core.vault import Vault
+from glasskey.core.api import UsageError, Vault, iso
 from glasskey.tui.cli.actor import Ctx, authenticate
 from glasskey.tui.cli.output import emit, note, out_json, progress_printer, show
 from glasskey.tui.cli.parser import Commands
@@ -44,8 +42,7 @@ def audit_log(vault: Vault) -> Iterator[bytes]:
 
 
 def audit_export(ctx: Ctx, *, format: str | None, output: str | None) -> int:
-    from glasskey.core import siem
-    from glasskey.core.exports import export
+    from glasskey.core.api import export, siem
 
     fmt = format or "jsonl"
 
@@ -64,7 +61,7 @@ def audit_export(ctx: Ctx, *, format: str | None, output: str | None) -> int:
 
 
 def audit_forward(ctx: Ctx, *, to: str, protocol: str) -> int:
-    from glasskey.core import siem
+    from glasskey.core.api import siem
 
     host, sep, port = to.rpartition(":")
     if not sep or not port.isdigit():
@@ -76,7 +73,7 @@ def audit_forward(ctx: Ctx, *, to: str, protocol: str) -> int:
 
 
 def report_verify(ctx: Ctx, *, file: str) -> int:
-    from glasskey.core import report
+    from glasskey.core.api import report
 
     try:
         text = Path(file).read_text(encoding="utf-8")
@@ -95,7 +92,7 @@ def report_verify(ctx: Ctx, *, file: str) -> int:
 
 def report_custody(ctx: Ctx, *, since: str, until: str | None, format: str,
                    output: str | None, attest: bool) -> int:
-    from glasskey.core import report
+    from glasskey.core.api import report
 
     start = report.parse_date(since)
     end = report.parse_date(until, end=True) if until else None

@@ -10,10 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from glasskey.core.clock import iso
-from glasskey.core.models import Checkout, parse_duration
-from glasskey.core.session import Session
-from glasskey.core.text import cap, cap_all
+from glasskey.core.api import Checkout, Session, cap, cap_all, iso, parse_duration
 from glasskey.tui.cli.actor import Ctx, authenticate
 from glasskey.tui.cli.output import emit, note, out_json, show
 from glasskey.tui.cli.parser import Commands, nonblank

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 
-from glasskey.core.connectors import registry
-from glasskey.core.credentials import CredentialSpec
-from glasskey.core.errors import UsageError
-from glasskey.core.models import Policy, check_name, parse_duration
-from glasskey.core.secret import SecretValue
-from glasskey.core.text import cap_all
+from glasskey.core.api import (
+    CredentialSpec,
+    Policy,
+    SecretValue,
+    UsageError,
+    cap_all,
+    check_name,
+    parse_duration,
+    registry,
+)
 from glasskey.tui.cli.actor import Ctx, authenticate
 from glasskey.tui.cli.output import progress_printer, show
 from glasskey.tui.cli.parser import Commands

@@ -15,9 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from glasskey.core import fsutil
-from glasskey.core.errors import GlasskeyError, InternalError, UsageError
-from glasskey.core.vault import Vault
+from glasskey.core.api import GlasskeyError, InternalError, UsageError, Vault, fsutil
 from glasskey.tui.cli.actor import Actor, Ctx
 from glasskey.tui.cli.build import build_parser
 from glasskey.tui.cli.output import note, out_json

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from glasskey.core.errors import UsageError
-from glasskey.core.models import parse_duration
-from glasskey.core.text import cap_all
+from glasskey.core.api import UsageError, cap_all, parse_duration
 from glasskey.tui.cli.actor import Ctx, authenticate, second_session
 from glasskey.tui.cli.output import emit, note, out_json, progress_printer, show, show_qr
 from glasskey.tui.cli.parser import Commands
@@ -93,7 +91,7 @@ def kit_use(ctx: Ctx, *, cred: str, code_file: list[str] | None, reason: str | N
     cap_all(reason=reason, ticket=ticket)
     seconds = parse_duration(duration)
     code = read_kit_parts(code_file)
-    from glasskey.core.emergency import decode_parts
+    from glasskey.core.api import decode_parts
 
     decode_parts(code)  # a typo or a missing part must not burn a TOTP code
     session = authenticate(ctx)

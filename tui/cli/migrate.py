@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import os
 
-from glasskey.core.errors import UsageError
-from glasskey.core.fsutil import atomic_write, fsync_dir
-from glasskey.core.storage import URL_SCHEMES, open_store
-from glasskey.core.storage.files import MOVED_FILE, FileStore
-from glasskey.core.storage.manifest import STATE_FILE
+from glasskey.core.api import (
+    MOVED_FILE,
+    STATE_FILE,
+    URL_SCHEMES,
+    FileStore,
+    UsageError,
+    atomic_write,
+    fsync_dir,
+    open_store,
+)
 from glasskey.tui.cli.actor import Ctx
 from glasskey.tui.cli.output import note, show
 from glasskey.tui.cli.parser import Commands
@@ -44,7 +49,7 @@ def migrate(ctx: Ctx, *, to: str, yes: bool) -> int:
         if answer != "move":
             note("nothing moved")
             return 1
-    from glasskey.core.storage.postgres_import import move_to_postgres
+    from glasskey.core.api import move_to_postgres
 
     note(f"copying and verifying {source.root} into {where} ...")
     moved = move_to_postgres(source, target)  # type: ignore[arg-type]

@@ -8,10 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from glasskey.core.errors import GlasskeyError, UsageError
-from glasskey.core.operators import Enrolment, OperatorSpec
-from glasskey.core.text import cap
-from glasskey.core.vault import Vault
+from glasskey.core.api import Enrolment, GlasskeyError, OperatorSpec, UsageError, Vault, cap
 from glasskey.tui.cli.actor import Ctx
 from glasskey.tui.cli.output import emit, note, out_json, show_qr
 from glasskey.tui.cli.parser import Commands
@@ -57,7 +54,7 @@ def init(ctx: Ctx, *, operators_file: str | None, founder_file: list[str] | None
         raise UsageError("give the founding operators with --operators-file F")
     kdf_params = None
     if kdf_seconds is not None:
-        from glasskey.core.crypto import kdf
+        from glasskey.core.api import kdf
 
         kdf_params = kdf.calibrate(kdf_seconds)
     enrolments = ctx.vault.initialise(specs, label=label, kdf_params=kdf_params)
@@ -141,7 +138,7 @@ def demo(*, vault_dir: str | None) -> int:
 
 def open_request(ctx: Ctx, *, request: str) -> int:
     """``glasskey open REQ``: the TUI, on that request once unlocked."""
-    from glasskey.core import fsutil
+    from glasskey.core.api import fsutil
     from glasskey.tui import app as tui_app
 
     ctx.vault.checkout(request)  # an unknown id is a usage error before the TUI starts

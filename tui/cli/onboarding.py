@@ -3,8 +3,7 @@ activated (and so revoked) by their first use, or recorded as revoked by hand.""
 
 from __future__ import annotations
 
-from glasskey.core.models import check_name, parse_duration
-from glasskey.core.text import cap_all
+from glasskey.core.api import cap_all, check_name, parse_duration
 from glasskey.tui.cli.actor import Ctx, authenticate
 from glasskey.tui.cli.output import show
 from glasskey.tui.cli.parser import Commands, nonblank

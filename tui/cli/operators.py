@@ -6,10 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from glasskey.core.errors import UsageError
-from glasskey.core.models import ROLES, check_name
-from glasskey.core.operators import OperatorSpec
-from glasskey.core.text import cap
+from glasskey.core.api import ROLES, OperatorSpec, UsageError, cap, check_name
 from glasskey.tui.cli.actor import Ctx, authenticate, check_second, known_operator, second_session
 from glasskey.tui.cli.output import emit, out_json, progress_printer, show, show_qr
 from glasskey.tui.cli.parser import Commands, Handler, Parser

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from glasskey.core.errors import UsageError
-from glasskey.core.vault import Vault
+from glasskey.core.api import UsageError, Vault
 from glasskey.tui.cli.actor import Ctx, authenticate
 from glasskey.tui.cli.output import note, show
 from glasskey.tui.cli.parser import Commands

@@ -15,8 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from glasskey.core.clock import iso
-from glasskey.core.text import printable
+from glasskey.core.api import iso, printable
 
 #: Keys of JSON documents that hold a time: written as ISO 8601 UTC, never epoch seconds.
 TIME_KEYS = frozenset({"created", "revealed_at", "lease_expires", "ended_at", "expires_at",

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from glasskey.core.errors import UsageError
+from glasskey.core.api import UsageError
 
 #: A command handler: typed keyword parameters, bound by name from the parsed options
 #: (see glasskey.tui.cli.dispatch.call); ``ctx`` is the command's :class:`Ctx`.

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from glasskey.core.errors import UsageError
-from glasskey.core.secret import SecretValue
+from glasskey.core.api import SecretValue, UsageError
 
 
 def interactive() -> bool:

@@ -11,18 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from glasskey.core.api import Alert
-from glasskey.core.clock import iso
-from glasskey.core.models import Checkout, format_duration
-from glasskey.core.operators import Enrolment
+from glasskey.core.api import Alert, Checkout, Enrolment, format_duration, iso
 from glasskey.tui.cli.output import emit, out_json
 
 if TYPE_CHECKING:
-    from glasskey.core.chain import VerifyResult
-    from glasskey.core.drill import DrillResult
-    from glasskey.core.reviews import ReviewItem
-    from glasskey.core.rotation import RotationResult
-    from glasskey.core.vault import Vault
+    from glasskey.core.api import DrillResult, ReviewItem, RotationResult, Vault, VerifyResult
 
 
 # -- enrolments (init, operator add) ------------------------------------------------------------

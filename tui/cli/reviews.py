@@ -3,8 +3,7 @@ shows what waits."""
 
 from __future__ import annotations
 
-from glasskey.core.errors import PolicyError
-from glasskey.core.text import cap_all
+from glasskey.core.api import PolicyError, cap_all
 from glasskey.tui.cli.actor import Ctx, authenticate
 from glasskey.tui.cli.output import show
 from glasskey.tui.cli.parser import Commands

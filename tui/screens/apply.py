@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Credential
-from glasskey.core.secret import SecretValue
-from glasskey.core.session import Session
+from glasskey.core.api import Credential, GlasskeyError, SecretValue, Session
 from glasskey.tui.screens.secret_screen import SecretScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from textual.app import ComposeResult

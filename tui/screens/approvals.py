@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
-from glasskey.core.models import Checkout, CheckoutState, format_duration
+from glasskey.core.api import Checkout, CheckoutState, format_duration
 from glasskey.tui.screens.deny import DenyModal
 from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.screens.stepup import StepUpModal

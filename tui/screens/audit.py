@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from glasskey.core.chain import VerifyResult
-from glasskey.core.errors import GlasskeyError, IntegrityError
-from glasskey.core.storage.interface import AuditCursor
-from glasskey.core.text import printable
+from glasskey.core.api import AuditCursor, GlasskeyError, IntegrityError, VerifyResult, printable
 from glasskey.tui.screens.base import GlasskeyModal, GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.vtable import Column, Row, VirtualTable

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.text import printable
+from glasskey.core.api import printable
 from glasskey.tui.screens.base import GlasskeyModal
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.models import Checkout, format_duration
-from glasskey.core.text import printable
+from glasskey.core.api import Checkout, format_duration, printable
 from glasskey.tui.screens.base import GlasskeyModal
 from glasskey.tui.widgets.auth_form import AuthForm
 from glasskey.tui.widgets.demo_panel import DemoPanel

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Checkout, CheckoutState, Credential
-from glasskey.core.rotation import RotationResult
+from glasskey.core.api import Checkout, CheckoutState, Credential, GlasskeyError, RotationResult
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.states import credential_state, utc

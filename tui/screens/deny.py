@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.models import Checkout
-from glasskey.core.session import Session
-from glasskey.core.text import printable
+from glasskey.core.api import Checkout, Session, printable
 from glasskey.tui.screens.form import FormModal, Invalid, form_row
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType

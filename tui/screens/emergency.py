@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.emergency import KitIssued
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import Checkout, format_duration, parse_duration
-from glasskey.core.secret import SecretValue
-from glasskey.core.text import cap_all
+from glasskey.core.api import (
+    Checkout,
+    GlasskeyError,
+    KitIssued,
+    SecretValue,
+    cap_all,
+    format_duration,
+    parse_duration,
+)
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.screens.form import next_empty_field
 from glasskey.tui.screens.request import DEFAULT_DURATION, duration_input, duration_text

@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.session import Session
+from glasskey.core.api import GlasskeyError, Session
 from glasskey.tui.screens.base import GlasskeyModal, ResultT
 from textual import on
 from textual.app import ComposeResult

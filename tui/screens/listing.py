@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from glasskey.core.errors import GlasskeyError
+from glasskey.core.api import GlasskeyError
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.vtable import Column, Row, VirtualTable

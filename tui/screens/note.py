@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from glasskey.core.session import Session
-from glasskey.core.text import printable
+from glasskey.core.api import Session, printable
 from glasskey.tui.screens.base import ResultT
 from glasskey.tui.screens.form import FormModal, Invalid, form_row
 from textual.app import ComposeResult

@@ -13,9 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
-from glasskey.core.models import Checkout, CheckoutState, format_duration, parse_duration
-from glasskey.core.onboarding import DEFAULT_EXPIRY, MAX_EXPIRY
-from glasskey.core.session import Session
+from glasskey.core.api import (
+    DEFAULT_EXPIRY,
+    MAX_EXPIRY,
+    Checkout,
+    CheckoutState,
+    Session,
+    format_duration,
+    parse_duration,
+)
 from glasskey.tui.screens.form import Enter, FormModal, Invalid, form_row
 from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.screens.request import duration_input, duration_text

@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from glasskey.core.emergency import KitIssued
-from glasskey.core.models import ROLES, Operator
-from glasskey.core.operators import Enrolment, OperatorSpec
-from glasskey.core.session import Session
+from glasskey.core.api import ROLES, Enrolment, KitIssued, Operator, OperatorSpec, Session
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.screens.emergency import CodeText, KitIssuedScreen
 from glasskey.tui.screens.form import Enter, FormModal, Invalid, form_row

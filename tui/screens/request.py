@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.models import Checkout, Credential, format_duration, parse_duration
-from glasskey.core.session import Session
+from glasskey.core.api import Checkout, Credential, Session, format_duration, parse_duration
 from glasskey.tui.screens.form import Enter, FormModal, Invalid, form_row
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType

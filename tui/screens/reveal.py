@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.models import (
+from glasskey.core.api import (
     Checkout,
     CheckoutKind,
     CheckoutState,
+    GlasskeyError,
+    RotationResult,
+    SecretValue,
+    Session,
     format_duration,
     parse_duration,
+    printable,
 )
-from glasskey.core.rotation import RotationResult
-from glasskey.core.secret import SecretValue
-from glasskey.core.session import Session
-from glasskey.core.text import printable
 from glasskey.tui.screens.confirm import ConfirmModal
 from glasskey.tui.screens.countersign import CountersignModal
 from glasskey.tui.screens.deny import DenyModal

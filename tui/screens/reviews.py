@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
-from glasskey.core.models import format_duration
-from glasskey.core.reviews import ReviewItem
-from glasskey.core.text import printable
+from glasskey.core.api import ReviewItem, format_duration, printable
 from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.screens.note import NoteModal
 from glasskey.tui.widgets.vtable import Column, Row

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.secret import SecretValue
-from glasskey.core.session import Session
+from glasskey.core.api import GlasskeyError, SecretValue, Session
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.secret import SecretView
 from textual.app import ComposeResult

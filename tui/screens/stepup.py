@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core import totp
-from glasskey.core.models import Checkout, CheckoutKind, format_duration
-from glasskey.core.session import Session
-from glasskey.core.text import printable
+from glasskey.core.api import Checkout, CheckoutKind, Session, format_duration, printable, totp
 from glasskey.tui.screens.form import FormModal, Invalid, form_row
 from glasskey.tui.widgets.demo_panel import DemoPanel
 from textual import on

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.rotation import RotationResult
+from glasskey.core.api import RotationResult
 from glasskey.tui.screens.base import GlasskeyModal
 from glasskey.tui.screens.twoperson import Progressing
 from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call

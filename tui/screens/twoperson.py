@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from glasskey.core.session import Session
+from glasskey.core.api import Session
 from glasskey.tui.screens.base import GlasskeyModal
 from glasskey.tui.widgets.auth_form import AuthForm
 from glasskey.tui.widgets.demo_panel import DemoPanel

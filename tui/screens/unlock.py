@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from glasskey.core.errors import GlasskeyError
-from glasskey.core.session import Session
+from glasskey.core.api import GlasskeyError, Session
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.auth_form import AuthForm

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from glasskey.core.api import Alert, AlertKind
-from glasskey.core.text import printable
+from glasskey.core.api import Alert, AlertKind, printable
 from textual.widgets import Static
 
 #: The opening of the core's sentence for an emergency-kit use (said once on the banner).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from glasskey.core import totp
+from glasskey.core.api import totp
 from rich.text import Text
 from textual.widgets import Static
 

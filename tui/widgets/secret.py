@@ -9,7 +9,7 @@ never lift it. The widget holds the ``SecretValue`` wrapper, not the text:
 
 from __future__ import annotations
 
-from glasskey.core.secret import SecretValue
+from glasskey.core.api import SecretValue
 from textual.reactive import reactive
 from textual.widgets import Static
 

@@ -9,13 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from glasskey.core.models import (
-    Checkout,
-    CheckoutKind,
-    CheckoutState,
-    Credential,
-    format_duration,
-)
+from glasskey.core.api import Checkout, CheckoutKind, CheckoutState, Credential, format_duration
 
 S = CheckoutState
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from glasskey.core.errors import GlasskeyError
+from glasskey.core.api import GlasskeyError
 from textual.dom import DOMNode
 from textual.message import Message
 from textual.worker import Worker

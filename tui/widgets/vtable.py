@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from glasskey.core.text import printable
+from glasskey.core.api import printable
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
