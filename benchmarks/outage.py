@@ -96,7 +96,11 @@ def approver(root: str, port_file: str) -> None:
 
 def time_to_credential(args: dict[str, Any]) -> dict[str, Any]:
     """The benchmark step (benchmarks/steps.py STEPS["outage"])."""
-    from tests.notify_servers import SmtpReceiver
+    # The test servers are plain modules of tests/ (pytest puts that folder on the path).
+    tests_dir = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    from notify_servers import SmtpReceiver
 
     trials = int(args.get("trials", 30))
     os.environ["GLASSKEY_INSECURE_FAST_KDF"] = "1"

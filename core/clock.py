@@ -11,6 +11,8 @@ import os
 import time
 from typing import Protocol
 
+from glasskey.core.errors import ClockSkewError
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -23,6 +25,27 @@ class Clock(Protocol):
 #: sweep's clock may run ahead of the chain before it stops expiring others'
 #: items (SECURITY.md, "Clock rules").
 CLOCK_SKEW = 120.0
+
+
+def entry_time(now: float, newest: tuple[float, str] | None, *, strict: bool = True) -> float:
+    """The time the next audit entry gets: never before the chain's newest entry.
+
+    Every backend's transaction calls this one rule (SECURITY.md, "Clock
+    rules"). A clock more than CLOCK_SKEW behind the chain refuses to write
+    (its expiry arithmetic would be wrong, and its entries would rewrite
+    history); within the bound the time is clamped to the chain's. With
+    ``strict`` False (unsigned system records of refusals) the time is only
+    clamped: a refusal is always recorded.
+    """
+    if newest is None:
+        return now
+    latest, actor = newest
+    if strict and now < latest - CLOCK_SKEW:
+        raise ClockSkewError(
+            f"this computer's clock ({iso(now)}) is {int(latest - now)} s behind the "
+            f"vault's newest audit entry ({iso(latest)}, by {actor}); fix the clock "
+            "(or the other client's) before writing")
+    return max(now, latest)
 class SystemClock:
     """The computer's clock, shifted by ``offset`` seconds (only tests shift it: the
     fronts pass a shift from the environment, tui/environment.py)."""

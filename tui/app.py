@@ -10,17 +10,15 @@ re-reads ``vault.alerts()`` in a worker (it reads every credential) and
 repaints the emergency banner of every screen. Every 30 seconds
 ``vault.sweep`` expires stale requests and checks in this operator's own
 overdue leases.
+
+Beside it: ``tui/clipboard.py`` (the copy and its clear-after timer),
+``tui/watcher.py`` (telling this operator what happened to requests) and
+``tui/palette.py`` (the command palette's provider and the help's key list).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,12 +33,12 @@ from glasskey.core.api import (
     Store,
     SweepReport,
     Vault,
-    format_duration,
     printable,
 )
+from glasskey.tui.clipboard import Clipboard
 from glasskey.tui.demo import DemoInfo
 from glasskey.tui.environment import ClientSettings
-from glasskey.tui.hardening import TmuxBuffers
+from glasskey.tui.palette import ScreenActions, help_sections
 from glasskey.tui.safety import ControlEscapeFilter
 from glasskey.tui.screens.alerts import AlertsScreen
 from glasskey.tui.screens.apply import ApplyScreen
@@ -48,30 +46,23 @@ from glasskey.tui.screens.approvals import ApprovalsScreen
 from glasskey.tui.screens.audit import AuditScreen
 from glasskey.tui.screens.base import GlasskeyScreen, LiveView
 from glasskey.tui.screens.confirm import ConfirmModal
-from glasskey.tui.screens.countersign import CountersignModal
 from glasskey.tui.screens.dashboard import DashboardScreen
-from glasskey.tui.screens.deny import DenyModal
-from glasskey.tui.screens.emergency import EmergencyScreen, KitIssuedScreen
-from glasskey.tui.screens.help import HelpModal, bindings_of
-from glasskey.tui.screens.note import NoteModal
-from glasskey.tui.screens.onboarding import IssueOnboardingModal, OnboardingScreen
-from glasskey.tui.screens.operators import EnrolModal, OperatorsScreen
+from glasskey.tui.screens.emergency import EmergencyScreen
+from glasskey.tui.screens.help import HelpModal
+from glasskey.tui.screens.onboarding import OnboardingScreen
+from glasskey.tui.screens.operators import OperatorsScreen
 from glasskey.tui.screens.request import RequestModal
 from glasskey.tui.screens.reveal import RevealScreen
 from glasskey.tui.screens.reviews import ReviewsScreen
-from glasskey.tui.screens.stepup import StepUpModal
-from glasskey.tui.screens.sweep import SweepModal
-from glasskey.tui.screens.twoperson import TwoPersonModal
 from glasskey.tui.screens.unlock import UnlockScreen
+from glasskey.tui.watcher import RequestWatcher
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.vault_call import Done, Failed, run_vault_call
 from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Footer
 
 S = CheckoutState
@@ -79,58 +70,6 @@ S = CheckoutState
 #: System commands removed from the palette. Screenshot writes an SVG of the
 #: screen to disk, revealed secrets included.
 REMOVED_SYSTEM_COMMANDS = frozenset({"Screenshot"})
-
-#: Local clipboard tools tried after OSC 52, when a display is there to own them.
-LOCAL_CLIPBOARDS: tuple[tuple[str, ...], ...] = (
-    ("wl-copy",),
-    ("xclip", "-selection", "clipboard"),
-    ("xsel", "--clipboard", "--input"),
-    ("pbcopy",),
-)
-
-
-#: Seconds before a lease ends when its holder is warned (toast and bell).
-LEASE_WARNINGS = (60, 300)
-
-
-class ScreenActions(Provider):
-    """The command palette lists what the footer offers on the current screen, and more."""
-
-    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app = self.app
-        assert isinstance(app, GlasskeyApp)
-        screen = self.screen
-        out: list[tuple[str, str, Callable[[], Any]]] = []
-        seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
-            b = active.binding
-            if not b.description or not active.enabled or b.action == "command_palette":
-                continue
-            if b.description in seen or b.system:
-                continue
-            seen.add(b.description)
-            display = b.key_display or app.get_key_display(b)
-            help_text = f"{display}: {b.tooltip}" if b.tooltip else f"key {display}"
-            out.append((b.description, help_text,
-                        partial(app.call_later, app.run_action, b.action, active.node)))
-            del key
-        for title, help_text, callback in app.navigation_commands():
-            if title not in seen:
-                seen.add(title)
-                out.append((title, help_text, callback))
-        return out
-
-    async def discover(self) -> Hits:
-        for title, help_text, callback in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, help_text, callback in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
-
 
 class GlasskeyApp(App[None]):
     """Break-glass custody at the keyboard."""
@@ -171,23 +110,19 @@ class GlasskeyApp(App[None]):
         self._alerts_reading = False
         self._alerts_again = False
         self.local_clipboard = local_clipboard
-        self._clip_owner: str | None = None
-        self._clip_until = 0.0
-        self._clip_timer: Timer | None = None
+        self.clip = Clipboard(self, clipboard_clear_seconds, local=local_clipboard)
         self._seen_seq = -1
         self._sweeping = False
         self.unlocked_at = 0.0
-        #: Open checkouts at the last look (None: not looked since the unlock).
-        self._open: dict[str, Checkout] | None = None
-        self._lease_warned: set[tuple[str, int]] = set()
-        self._told_expired: set[str] = set()
+        # Late-bound: a toast or bell goes through whatever the app's methods are then.
+        self.watcher = RequestWatcher(vault, self.now, lambda *a, **k: self.notify(*a, **k),
+                                      lambda: self.bell())
         #: A request to show once unlocked (``glasskey open REQ``).
         self.start_request: str | None = None
         if demo is not None:
             self.sub_title = "DEMO"
         # No control character from the vault's text reaches the terminal (issue 11).
         self._filters.append(ControlEscapeFilter())
-        self._tmux = TmuxBuffers()
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:  # type: ignore[override]
         """Every toast's text passes through printable(): names and reasons come from others."""
@@ -268,7 +203,7 @@ class GlasskeyApp(App[None]):
         self.session = session
         #: When this session unlocked: that 30-second step's code is spent (step-up hint).
         self.unlocked_at = self.now()
-        self._open = None
+        self.watcher.forget()
         self.watch_requests()  # remember what is open now; tell only what comes next
         self.sub_title = f"{session.name} ({', '.join(session.roles)})" + (
             "  ·  DEMO" if self.demo is not None else "")
@@ -438,7 +373,7 @@ class GlasskeyApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpModal):
             return
-        self.push_screen(HelpModal(help_sections()))
+        self.push_screen(HelpModal(help_sections(type(self))))
 
     # -- live updates -----------------------------------------------------------------------
     def poll_vault(self) -> None:
@@ -455,82 +390,9 @@ class GlasskeyApp(App[None]):
         self.refresh_alerts()
         self.watch_requests()
 
-    # -- telling people what happened to requests (issue 11) -----------------------------------
+    # -- telling people what happened to requests (tui/watcher.py) ---------------------------
     def watch_requests(self) -> None:
-        """Compare the open checkouts with the last look and tell this operator what changed.
-
-        Approvers hear (toast + bell) when someone else asks; a requester hears when
-        their request is denied (with the reason) or expires. The first look after an
-        unlock only remembers: nobody is told about what was already there.
-        """
-        session = self.session
-        if session is None:
-            self._open = None
-            return
-        try:
-            now_open = {c.id: c for c in self.vault.checkouts(open_only=True)}
-        except GlasskeyError:
-            return
-        before, self._open = self._open, now_open
-        if before is None:
-            return
-        me = session.name
-        for rid, c in now_open.items():
-            if rid not in before and c.state == S.REQUESTED and c.requester != me \
-                    and session.has("approver") and c.kind != "emergency":
-                self.bell()
-                self.notify(f"{c.requester} asks for {c.cred_name}: {c.reason} "
-                            f"({c.ticket}). Press a for the approvals queue.",
-                            title="New request", severity="warning", timeout=10)
-        for rid, old in before.items():
-            if rid in now_open or old.requester != me:
-                continue
-            try:
-                c = self.vault.checkout(rid)
-            except GlasskeyError:
-                continue
-            if c.closed_reason == "denied":
-                self.bell()
-                self.notify(f"Your request for {c.cred_name} was denied by {c.denied_by}: "
-                            f"{c.deny_reason}", title="Request denied", severity="error",
-                            timeout=15)
-            elif c.closed_reason in ("expired", "request-expired", "approval-expired"):
-                self._tell_expired(c)
-
-    def _tell_expired(self, c: Checkout) -> None:
-        if c.id in self._told_expired:
-            return
-        self._told_expired.add(c.id)
-        self.bell()
-        self.notify(f"Your request for {c.cred_name} expired before it was used; ask again "
-                    "if you still need it.", title="Request expired", severity="warning",
-                    timeout=15)
-
-    def _lease_warnings(self) -> None:
-        """Toast and bell 5 minutes and 1 minute before a lease this operator holds ends;
-        say so when a request of theirs expired without any write to the vault."""
-        session = self.session
-        if session is None or not self._open:
-            return
-        now = self.now()
-        for c in self._open.values():
-            if c.requester != session.name:
-                continue
-            shown = c.display_state(now)
-            if shown in ("expired", "approval-expired"):
-                self._tell_expired(c)
-                continue
-            if c.state != S.CHECKED_OUT or not c.lease_expires:
-                continue
-            left = c.lease_expires - now
-            mark = next((m for m in LEASE_WARNINGS if 0 < left <= m), None)  # the closest
-            if mark is not None and (c.id, mark) not in self._lease_warned:
-                # a larger mark passed unnoticed (app started late) is not announced later
-                self._lease_warned.update((c.id, m) for m in LEASE_WARNINGS if m >= mark)
-                self.bell()
-                self.notify(f"Your lease on {c.cred_name} ends in "
-                            f"{format_duration(left)}; check in (i) when done.",
-                            title="Lease ending", severity="warning", timeout=10)
+        self.watcher.look(self.session)
 
     def refresh_alerts(self) -> None:
         """Re-read ``vault.alerts()`` in a worker (it reads every credential)."""
@@ -589,7 +451,7 @@ class GlasskeyApp(App[None]):
 
     def _tick(self) -> None:
         self._fit_footers()
-        self._lease_warnings()
+        self.watcher.lease_warnings(self.session)
         for screen in reversed(self.screen_stack):
             if isinstance(screen, LiveView) and screen.ready:
                 try:
@@ -598,8 +460,7 @@ class GlasskeyApp(App[None]):
                     pass  # the screen is being taken down
             if not screen.is_modal:
                 break
-        if self._clip_owner is not None and time.monotonic() >= self._clip_until:
-            self.clear_clipboard()
+        self.clip.tick()
 
     def _drop_stale_secrets(self) -> None:
         for key in list(self.secrets):
@@ -640,103 +501,25 @@ class GlasskeyApp(App[None]):
         self._sweeping = False
         self.notify(event.sentence, title="Sweep failed", severity="error", markup=False)
 
-    # -- secrets and the clipboard ------------------------------------------------------------
+    # -- secrets and the clipboard (tui/clipboard.py) -----------------------------------------
     def forget_secret(self, request_id: str) -> None:
         self.secrets.pop(request_id, None)
-        if self._clip_owner == request_id:
+        if self.clip.owner == request_id:
             self.clear_clipboard()
 
     def copy_secret(self, request_id: str) -> None:
         secret = self.secrets.get(request_id)
         if secret is None:
             return
-        self.copy_to_clipboard(secret.reveal())
-        self._local_copy(secret.reveal())
-        self._tmux.copied(secret.reveal())
-        self._clip_owner = request_id
-        self._clip_until = time.monotonic() + self.clipboard_clear_seconds
-        if self._clip_timer is not None:
-            self._clip_timer.stop()
-        self._clip_timer = self.set_timer(self.clipboard_clear_seconds, self.clear_clipboard)
+        self.clip.copy(request_id, secret.reveal())
         self.notify(f"Copied. The clipboard is cleared in {int(self.clipboard_clear_seconds)} s.",
                     title="Clipboard", markup=False)
 
     def clear_clipboard(self) -> None:
-        """Overwrite the clipboard if it still holds a value this app put there."""
-        if self._clip_owner is None:
-            return
-        self._clip_owner = None
-        if self._clip_timer is not None:
-            self._clip_timer.stop()
-            self._clip_timer = None
-        self.copy_to_clipboard("")
-        self._local_copy("")
-        # tmux keeps an OSC 52 copy in a paste buffer and ignores the empty OSC 52: delete it.
-        self._tmux.clear()
+        self.clip.clear()
 
     def clipboard_status(self, request_id: str) -> str:
-        if self._clip_owner != request_id:
-            return ""
-        left = max(0, int(self._clip_until - time.monotonic() + 0.999))
-        return f"Clipboard: holds this secret; cleared in {left} s"
-
-    def _local_copy(self, text: str) -> None:
-        if not self.local_clipboard:
-            return
-        has_display = bool(os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")) \
-            or sys.platform == "darwin"
-        if not has_display:
-            return
-        for command in LOCAL_CLIPBOARDS:
-            if shutil.which(command[0]) is None:
-                continue
-            try:
-                subprocess.run(command, input=text.encode("utf-8"), timeout=2,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               check=False)
-            except (OSError, subprocess.SubprocessError):
-                continue
-            return
-
-
-def help_sections() -> list[tuple[str, list[Binding]]]:
-    enter_open = Binding("enter", "", "Open",
-                         tooltip="Request a sealed credential or open its checkout")
-    return [
-        ("Everywhere", [*bindings_of(GlasskeyApp),
-                        Binding("ctrl+p", "command_palette", "Command palette",
-                                tooltip="Every action of the current screen, by name")]),
-        ("Unlock", [*bindings_of(UnlockScreen),
-                    Binding("enter", "", "Next field",
-                            tooltip="Operator, then passphrase, then code: six digits unlock")]),
-        ("Dashboard", [enter_open, *bindings_of(DashboardScreen),
-                       Binding("up,down,pageup,pagedown,home,end", "", "Move",
-                               key_display="arrows/pg", tooltip="Move through the list")]),
-        ("Request form", bindings_of(RequestModal)),
-        ("Checkout (reveal)", bindings_of(RevealScreen)),
-        ("Countersign / approve", bindings_of(CountersignModal)),
-        ("Deny", bindings_of(DenyModal)),
-        ("Approvals queue", [Binding("enter", "", "Open", tooltip="The request's checkout"),
-                             *bindings_of(ApprovalsScreen)]),
-        ("Approve (step-up)", bindings_of(StepUpModal)),
-        ("Reviews", [Binding("enter", "", "Open", tooltip="The checkout under review"),
-                     *bindings_of(ReviewsScreen)]),
-        ("Review note / suspension reason", bindings_of(NoteModal)),
-        ("Onboarding secrets", [Binding("enter", "", "Open",
-                                        tooltip="The secret: approve, reveal once, activate"),
-                                *bindings_of(OnboardingScreen)]),
-        ("Issue an onboarding secret", bindings_of(IssueOnboardingModal)),
-        ("Emergency access", bindings_of(EmergencyScreen)),
-        ("Emergency kit issued", bindings_of(KitIssuedScreen)),
-        ("Alerts", [Binding("enter", "", "Go", tooltip="Where the alert is dealt with"),
-                    *bindings_of(AlertsScreen)]),
-        ("Apply a value by hand", bindings_of(ApplyScreen)),
-        ("Audit log", bindings_of(AuditScreen)),
-        ("Operators", bindings_of(OperatorsScreen)),
-        ("Enrol an operator", bindings_of(EnrolModal)),
-        ("Second operator (remove, enrol, kit)", bindings_of(TwoPersonModal)),
-        ("Leaver sweep", bindings_of(SweepModal)),
-    ]
+        return self.clip.status(request_id)
 
 
 def run(vault_dir: Path | str | Store, demo: DemoInfo | None = None,

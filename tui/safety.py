@@ -7,7 +7,7 @@ visible one-cell symbol (ESC shows as ␛).
 
 from __future__ import annotations
 
-from glasskey.core.text import has_controls
+from glasskey.core.api import has_controls
 from rich.segment import Segment
 from textual.color import Color
 from textual.filter import LineFilter

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from glasskey.core import canonical
 from glasskey.core.audit import Head, Signer, build_entry
-from glasskey.core.clock import CLOCK_SKEW, iso
-from glasskey.core.errors import ClockSkewError, IntegrityError, UsageError
+from glasskey.core.clock import entry_time as clock_entry_time
+from glasskey.core.errors import IntegrityError, UsageError
 from glasskey.core.roster import Roster
 from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
 from glasskey.core.storage.manifest import SHARDED_TABLES, SMALL_TABLES, refuse_constant
@@ -144,17 +144,7 @@ class PgTransaction:
         return self._newest
 
     def entry_time(self, strict: bool = True) -> float:
-        now = self.now()
-        newest = self.newest_entry()
-        if newest is None:
-            return now
-        latest, actor = newest
-        if strict and now < latest - CLOCK_SKEW:
-            raise ClockSkewError(
-                f"this computer's clock ({iso(now)}) is {int(latest - now)} s behind the "
-                f"vault's newest audit entry ({iso(latest)}, by {actor}); fix the clock "
-                "(or the other client's) before writing")
-        return max(now, latest)
+        return clock_entry_time(self.now(), self.newest_entry(), strict=strict)
 
     def record(self, signer: Signer, event: str, subject: str,
                details: dict[str, Any] | None = None) -> int:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from glasskey.core import canonical
 from glasskey.core.audit import Head, Signer, build_entry
-from glasskey.core.clock import CLOCK_SKEW, iso
-from glasskey.core.errors import ClockSkewError, IntegrityError, UsageError
+from glasskey.core.clock import entry_time as clock_entry_time
+from glasskey.core.errors import IntegrityError, UsageError
 from glasskey.core.fsutil import fsync_dir
 from glasskey.core.roster import Roster
 from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
@@ -86,17 +86,7 @@ class FileTransaction:
         ``strict`` False (unsigned system records of refusals, such as a failed
         authentication) the time is only clamped: a refusal is always recorded.
         """
-        now = self.now()
-        newest = self.newest_entry()
-        if newest is None:
-            return now
-        latest, actor = newest
-        if strict and now < latest - CLOCK_SKEW:
-            raise ClockSkewError(
-                f"this computer's clock ({iso(now)}) is {int(latest - now)} s behind the "
-                f"vault's newest audit entry ({iso(latest)}, by {actor}); fix the clock "
-                "(or the other client's) before writing")
-        return max(now, latest)
+        return clock_entry_time(self.now(), self.newest_entry(), strict=strict)
 
     def record(self, signer: Signer, event: str, subject: str,
                details: dict[str, Any] | None = None) -> int:
