@@ -110,3 +110,33 @@ async def test_an_approval_on_machine_b_appears_on_machine_a(
         shown = time.monotonic() - approved
         assert "approved" in screen_text(app), "machine B's approval never appeared on A"
         assert shown < 5, shown  # the 0.5 s poll, plus a loaded machine's slack
+
+
+@run_async
+async def test_a_database_vault_pushes_the_approval_without_waiting_for_the_poll(
+        pg_world: tuple[World, str], tmp_path: Path) -> None:
+    """LISTEN/NOTIFY wakes the TUI: with the poll an hour away, machine B's approval
+    still shows at once (the notification is only a wake-up; the app re-reads)."""
+    world, url = pg_world
+    app = world.app(poll_interval=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, world, "oncall")
+        world.clock.advance(30)
+        req = world.vault.request(world.session("oncall"), "aws-root", "db down", "INC-8",
+                                  600)
+        await until(pilot, lambda: "aws-root" in screen_text(app) and
+                    "requested" in screen_text(app))
+        home = tmp_path / "machine-b"
+        home.mkdir()
+        env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
+        world.clock.advance(30)
+        name, _roles, passphrase, seed = SECURITY
+        done = subprocess.run(
+            [sys.executable, "-c", APPROVER, url, str(world.clock.now()), name, passphrase,
+             seed, req.id], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        approved = time.monotonic()
+        await until(pilot, lambda: "approved" in screen_text(app), timeout=10)
+        shown = time.monotonic() - approved
+        assert "approved" in screen_text(app), "the push never woke the TUI"
+        assert shown < 3, shown

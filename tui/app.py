@@ -18,6 +18,7 @@ Beside it: ``tui/clipboard.py`` (the copy and its clear-after timer),
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -144,6 +145,8 @@ class GlasskeyApp(App[None]):
         # Time alone makes some alerts (an overdue lease or review): re-read now and then.
         self.set_interval(self.alerts_interval, self.refresh_alerts, name="alerts")
         self.refresh_alerts()
+        if callable(getattr(self.vault.store, "wait_for_change", None)):
+            self._listen_for_changes()  # a database vault can push: no wait for the poll
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):
@@ -389,6 +392,30 @@ class GlasskeyApp(App[None]):
         self.refresh_views()
         self.refresh_alerts()
         self.watch_requests()
+
+    @work(thread=True, group="listen", exclusive=True)
+    def _listen_for_changes(self) -> None:
+        """Wake the screens as soon as another machine commits (docs/team-mode.md).
+
+        The store's ``wait_for_change`` (LISTEN/NOTIFY) returns the commit counter
+        once it moves; the notification is only a wake-up, so ``poll_vault`` re-reads
+        as it would on its timer, which stays as the fallback (a lost notification or
+        a dropped connection costs at most one poll interval).
+        """
+        wait = self.vault.store.wait_for_change  # type: ignore[attr-defined]
+        seen = self._seen_seq
+        while self.is_running:
+            try:
+                current = int(wait(seen, 1.0))
+            except GlasskeyError:
+                time.sleep(1.0)
+                continue
+            if current != seen:
+                seen = current
+                try:
+                    self.call_from_thread(self.poll_vault)
+                except RuntimeError:
+                    return  # the app stopped meanwhile
 
     # -- telling people what happened to requests (tui/watcher.py) ---------------------------
     def watch_requests(self) -> None:
