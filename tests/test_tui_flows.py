@@ -496,7 +496,7 @@ class TestPalette:
 
     @run_async
     async def test_actions_are_in_the_palette(self, world: World) -> None:
-        from glasskey.tui.app import ScreenActions
+        from glasskey.tui.palette import ScreenActions
 
         app = world.app()
         async with app.run_test(size=SIZE) as pilot:
