@@ -41,6 +41,9 @@ NEEDS_CACHE = {"verify", "list", "ops", "operators", "cli", "tui", "experiments"
 def worker(step: str, args: dict[str, Any], scale: Scale) -> dict[str, Any]:
     args = dict(args, scale=scale.to_doc(), fast_kdf=scale.fast_kdf)
     env = dict(os.environ)
+    # The workers' client state (witness checkpoints, pins) lives beside the cached
+    # vaults, never in the user's own state directory; a rebuild starts it afresh.
+    env["GLASSKEY_STATE_DIR"] = str(cache_dir(scale) / "client-state")
     if scale.fast_kdf:
         env["GLASSKEY_INSECURE_FAST_KDF"] = "1"
     else:
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if kdf is None:
             kdf = res.get("floors", {}).get("kdf") or worker("floors", {}, scale)["kdf"]
         print("  building the cached vaults (once per core version)...", file=sys.stderr)
+        shutil.rmtree(cache_dir(scale) / "client-state", ignore_errors=True)
         res["import"] = worker("build", {"keep": True, "kdf": kdf}, scale)
         meta = cache_meta(scale)
         if meta is None:

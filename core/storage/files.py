@@ -61,6 +61,7 @@ from glasskey.core.storage.interface import (
     Doc,
     Refused,
     Transaction,
+    run_before_commit,
 )
 from glasskey.core.storage.manifest import (
     BACKUP_FILE,
@@ -151,24 +152,30 @@ class FileStore(CursorReader):
             raise StorageError(f"cannot read vault.json: {exc.strerror}") from None
         return parse_state(raw)
 
-    def _read_shard(self, name: str, index: int, digest: str) -> dict[str, Doc]:
-        fname = shard_file(name, index, digest)
-        cached = self._shard_cache.get(fname)
-        if cached is not None:
-            return cached
+    def _read_pinned(self, fname: str, digest: str) -> Any:
+        """A content-addressed table file (shard or group), hash-checked and parsed.
+
+        The bytes are pinned by the SHA-256 in the file name and the manifest, and
+        state documents are not signed, so the C parser is enough here (still
+        refusing NaN/Infinity); audit lines keep the strict parser.
+        """
         try:
             raw = read_file(self.tables_dir / fname)
         except FileNotFoundError:
             raise ShardGone(fname) from None
         if hashlib.sha256(raw).hexdigest() != digest:
             raise IntegrityError(f"table file {fname} does not match its recorded hash")
-        # The bytes are pinned by the SHA-256 in the file name and the manifest,
-        # and state documents are not signed, so the C parser is enough here
-        # (still refusing NaN/Infinity); audit lines keep the strict parser.
         try:
-            doc = json.loads(raw, parse_constant=refuse_constant)
+            return json.loads(raw, parse_constant=refuse_constant)
         except (ValueError, RecursionError):
             raise IntegrityError(f"table file {fname} is not valid JSON") from None
+
+    def _read_shard(self, name: str, index: int, digest: str) -> dict[str, Doc]:
+        fname = shard_file(name, index, digest)
+        cached = self._shard_cache.get(fname)
+        if cached is not None:
+            return cached
+        doc = self._read_pinned(fname, digest)
         if (
             not isinstance(doc, dict)
             or doc.get("table") != name
@@ -188,16 +195,7 @@ class FileStore(CursorReader):
         cached = self._group_cache.get(fname)
         if cached is not None:
             return cached
-        try:
-            raw = read_file(self.tables_dir / fname)
-        except FileNotFoundError:
-            raise ShardGone(fname) from None
-        if hashlib.sha256(raw).hexdigest() != digest:
-            raise IntegrityError(f"table file {fname} does not match its recorded hash")
-        try:
-            doc = json.loads(raw, parse_constant=refuse_constant)
-        except (ValueError, RecursionError):
-            raise IntegrityError(f"table file {fname} is not valid JSON") from None
+        doc = self._read_pinned(fname, digest)
         shards = check_group(name, group, doc, fname)
         if len(self._group_cache) > 256:
             self._group_cache.clear()
@@ -326,11 +324,7 @@ class FileStore(CursorReader):
                 yield txn
             except Refused as exc:
                 refused = exc  # a refusal is itself audited: keep its record, then report it
-            if self.before_commit is not None and txn.recorded:
-                try:
-                    self.before_commit(txn)
-                except Exception:  # noqa: S110 - notifications never block a commit
-                    pass
+            run_before_commit(self.before_commit, txn)
             txn._commit()
             self._saw(txn)
             if self.on_unlock is not None and txn.recorded:

@@ -207,5 +207,16 @@ class Store(AuditReader, Protocol):
         ...
 
 
+def run_before_commit(hook: Callable[[Transaction], None] | None, txn: Transaction) -> None:
+    """Every backend calls the store's ``before_commit`` hook this way: only for a
+    transaction that recorded entries, and never letting it block the commit
+    (notifications queue their deliveries there; a failure is retried later)."""
+    if hook is not None and txn.recorded:
+        try:
+            hook(txn)
+        except Exception:  # noqa: S110 - notifications never block a commit
+            pass
+
+
 __all__ = ["AuditCursor", "AuditPage", "AuditReader", "AuditWriter", "Doc", "Recorded",
-           "Refused", "Store", "Table", "Transaction"]
+           "Refused", "Store", "Table", "Transaction", "run_before_commit"]

@@ -49,6 +49,7 @@ from glasskey.core.storage.interface import (
     Refused,
     Store,
     Transaction,
+    run_before_commit,
 )
 from glasskey.core.storage.manifest import FORMAT, SCHEMA_VERSION
 from glasskey.core.storage.postgres_listen import Listener
@@ -257,11 +258,7 @@ class PostgresStore:
                 yield txn
             except Refused as exc:
                 refused = exc  # a refusal is itself audited: keep its record, then report it
-            if self.before_commit is not None and txn.recorded:
-                try:
-                    self.before_commit(txn)
-                except Exception:  # noqa: S110 - notifications never block a commit
-                    pass
+            run_before_commit(self.before_commit, txn)
             txn.commit_rows()
             try:
                 conn.execute("COMMIT")
