@@ -81,6 +81,21 @@ def pg_world(pg_vaults: PgVaults, tmp_path: Path,
     vault.store.close()  # type: ignore[attr-defined]
 
 
+def approve_on_machine_b(world: World, url: str, req_id: str, tmp_path: Path) -> None:
+    """Machine B: another process with its own HOME and state dir, the same database,
+    approves as security (through the core)."""
+    home = tmp_path / "machine-b"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
+    world.clock.advance(30)
+    name, _roles, passphrase, seed = SECURITY
+    done = subprocess.run(
+        [sys.executable, "-c", APPROVER, url, str(world.clock.now()), name, passphrase,
+         seed, req_id], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "approved"
+
+
 @run_async
 async def test_an_approval_on_machine_b_appears_on_machine_a(
         pg_world: tuple[World, str], tmp_path: Path) -> None:
@@ -94,17 +109,7 @@ async def test_an_approval_on_machine_b_appears_on_machine_a(
         await until(pilot, lambda: "aws-root" in screen_text(app))
         before = screen_text(app)
         assert "aws-root" in before and "approved" not in before
-        # Machine B: its own HOME and state dir, the same database.
-        home = tmp_path / "machine-b"
-        home.mkdir()
-        env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
-        world.clock.advance(30)
-        name, _roles, passphrase, seed = SECURITY
-        done = subprocess.run(
-            [sys.executable, "-c", APPROVER, url, str(world.clock.now()), name, passphrase,
-             seed, req.id], env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.strip() == "approved"
+        approve_on_machine_b(world, url, req.id, tmp_path)
         approved = time.monotonic()
         await until(pilot, lambda: "approved" in screen_text(app))
         shown = time.monotonic() - approved
@@ -126,15 +131,7 @@ async def test_a_database_vault_pushes_the_approval_without_waiting_for_the_poll
                                   600)
         await until(pilot, lambda: "aws-root" in screen_text(app) and
                     "requested" in screen_text(app))
-        home = tmp_path / "machine-b"
-        home.mkdir()
-        env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
-        world.clock.advance(30)
-        name, _roles, passphrase, seed = SECURITY
-        done = subprocess.run(
-            [sys.executable, "-c", APPROVER, url, str(world.clock.now()), name, passphrase,
-             seed, req.id], env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
+        approve_on_machine_b(world, url, req.id, tmp_path)
         approved = time.monotonic()
         await until(pilot, lambda: "approved" in screen_text(app), timeout=10)
         shown = time.monotonic() - approved
