@@ -196,6 +196,8 @@ class PostgresStore:
                 self._schema_current = True
         txn = PgTransaction(self, conn, write)
         meta = txn.meta
+        if meta.get(schema.MOVED_KEY) is not None:  # 'glasskey migrate --to DIR' retired it
+            raise schema.moved(self.location, meta[schema.MOVED_KEY])
         if meta.get("format") != FORMAT or not isinstance(meta.get("vault_id"), str):
             raise IntegrityError("the database's vault metadata is not a glasskey vault")
         if not isinstance(meta.get("schema"), int) or meta["schema"] > SCHEMA_VERSION:

@@ -24,7 +24,8 @@ import re
 from pathlib import Path
 
 import psycopg
-from glasskey.core.errors import StorageError, UsageError
+from glasskey.core.errors import NotFoundError, StorageError, UsageError
+from glasskey.core.text import printable
 from glasskey.core.witness import state_dir
 from psycopg.conninfo import conninfo_to_dict
 
@@ -32,6 +33,9 @@ SCHEMES = ("postgresql://", "postgres://")
 #: The group role every operator's login role is a member of (least privilege).
 CLIENT_ROLE = "glasskey_client"
 SCHEMA = "glasskey"
+#: The vault metadata's key that retires a database vault: the directory it moved to
+#: ('glasskey migrate --to DIR', core/storage/postgres_export.py).
+MOVED_KEY = "moved_to"
 
 _SCHEMA_V1 = """
 CREATE SCHEMA IF NOT EXISTS glasskey;
@@ -144,6 +148,15 @@ def local_dir(params: dict[str, str]) -> Path:
 def describe(params: dict[str, str]) -> str:
     """The vault as error messages name it (no role, no password: there is none)."""
     return location_key(params)
+
+
+def moved(where: str, meta_value: object) -> NotFoundError:
+    """A retired database vault: one sentence naming where it went (exit 2, as a
+    retired directory's MOVED note gives). The value comes from the database, which
+    is untrusted: shown escaped and cut short, never as a control sequence."""
+    to = printable(str(meta_value)[:300]).strip()
+    return NotFoundError(f"the vault at {where} moved to the directory {to}; "
+                         f"open it with --vault {to}")
 
 
 def first_line(exc: BaseException) -> str:
