@@ -72,20 +72,32 @@ from glasskey.core.vault import Vault
 if TYPE_CHECKING:
     from glasskey.core import report as report
     from glasskey.core import siem as siem
+    from glasskey.core.storage.postgres_export import (
+        check_new_directory as check_new_directory,
+    )
+    from glasskey.core.storage.postgres_export import (
+        move_to_directory as move_to_directory,
+    )
     from glasskey.core.storage.postgres_import import move_to_postgres as move_to_postgres
 
 _LAZY = ("report", "siem")
+#: Loaded on first use: they load the PostgreSQL driver.
+_LAZY_FUNCTIONS = {
+    "move_to_postgres": "glasskey.core.storage.postgres_import",
+    "move_to_directory": "glasskey.core.storage.postgres_export",
+    "check_new_directory": "glasskey.core.storage.postgres_export",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``report``, ``siem`` and ``move_to_postgres`` (which loads the PostgreSQL
-    driver) on first use (PEP 562)."""
+    """``report``, ``siem``, and the moves between backends (which load the
+    PostgreSQL driver) on first use (PEP 562)."""
     if name in _LAZY:
         module = importlib.import_module(f"glasskey.core.{name}")
         globals()[name] = module
         return module
-    if name == "move_to_postgres":
-        func = importlib.import_module("glasskey.core.storage.postgres_import").move_to_postgres
+    if name in _LAZY_FUNCTIONS:
+        func = getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
         globals()[name] = func
         return func
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -146,6 +158,7 @@ __all__ = [
     "cap",
     "cap_all",
     "check_name",
+    "check_new_directory",
     "decode_parts",
     "export",
     "format_duration",
@@ -154,6 +167,7 @@ __all__ = [
     "has_controls",
     "iso",
     "kdf",
+    "move_to_directory",
     "move_to_postgres",
     "open_store",
     "parse_duration",

@@ -27,7 +27,7 @@ from glasskey.core.storage.postgres import PostgresStore
 from glasskey.core.storage.postgres_export import move_to_directory
 from glasskey.core.storage.postgres_import import move_to_postgres
 from glasskey.core.vault import Vault
-from pg_helpers import SECRET
+from pg_helpers import SECRET, Machine, found_cli_vault
 
 if TYPE_CHECKING:
     from pg_vault import PgVaults
@@ -222,3 +222,60 @@ def test_the_target_must_be_new_or_empty(pg_world: tuple[World, PgVaults, str],
     with psycopg.connect(url) as conn:  # the retired database still holds its rows
         row = conn.execute("SELECT count(*) FROM glasskey.audit").fetchone()
     assert row is not None and row[0] == FileStore(empty).audit_head().seq
+
+
+def test_migrate_to_a_directory_end_to_end(pg_vaults: PgVaults, tmp_path: Path) -> None:
+    """The CLI both ways: a directory vault into the database, a checkout there, then
+    `glasskey migrate --to DIR` back out; each retired source names the next home."""
+    first = tmp_path / "first"
+    m = Machine(tmp_path, "bob", str(first))
+    found_cli_vault(m, tmp_path)
+    db = pg_vaults.new_database()
+    url = pg_vaults.url(db)
+    r = m("migrate", "--to", url, "--yes")
+    assert r.returncode == 0, r.stderr
+    m.env["GLASSKEY_VAULT"] = url
+    r = m("request", "db-root", "--reason", "primary down", "--ticket", "INC-42",
+          "--duration", "30m", "--json", *m.auth(0, "alice"))
+    assert r.returncode == 0, r.stderr
+    req = json.loads(r.stdout)["id"]
+    r = m("approve", req, *m.auth(0))
+    assert r.returncode == 0, r.stderr
+    back = tmp_path / "back"
+    r = m("migrate", "--to", str(back))  # no terminal to ask on, no --yes: nothing happens
+    assert r.returncode == 2 and "--yes" in r.stderr, r.stderr
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes").write_text("mine")
+    r = m("migrate", "--to", str(tmp_path / "busy"), "--yes")
+    assert r.returncode == 2 and "is not empty" in r.stderr, r.stderr
+    r = m("migrate", "--to", pg_vaults.url(pg_vaults.new_database()), "--yes")
+    assert r.returncode == 2 and "into a directory (--to DIR)" in r.stderr, r.stderr
+    assert not back.exists() and _moved_to(pg_vaults, db) is None
+    r = m("migrate", "--to", str(back), "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["moved_to"] == str(back) and doc["entries"] == doc["head_seq"] >= 4
+    assert "retired postgresql://" in r.stderr
+    # The database's rows are the directory's lines, byte for byte, and the first
+    # directory's log is where both begin.
+    with pg_vaults.superuser(db) as su:
+        rows = [bytes(x[0]) for x in su.execute("SELECT line FROM glasskey.audit ORDER BY seq")]
+    assert (back / "audit.jsonl").read_bytes() == b"".join(x + b"\n" for x in rows)
+    assert (back / "audit.jsonl").read_bytes().startswith((first / "audit.jsonl").read_bytes())
+    # The URL is retired: one sentence naming the directory, exit 2 (as for a directory).
+    for command in (("request", "list"), ("audit", "verify"), ("cred", "list")):
+        r = m(*command)
+        assert r.returncode == 2, (command, r.stderr)
+        assert r.stderr.strip() == (f"glasskey: the vault at postgresql://{pg_vaults.server.host}:"
+                                    f"{pg_vaults.server.port}/{db} moved to the directory "
+                                    f"{back}; open it with --vault {back}"), r.stderr
+    m.env["GLASSKEY_VAULT"] = str(back)
+    r = m("audit", "verify", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stderr
+    r = m("request", "list", "--json")
+    assert [(c["id"], c["state"]) for c in json.loads(r.stdout)] == [(req, "approved")]
+    r = m("migrate", "--to", str(tmp_path / "elsewhere"), "--yes")
+    assert r.returncode == 2 and "already a directory" in r.stderr, r.stderr
+    m.env["GLASSKEY_VAULT"] = str(first)
+    r = m("request", "list")
+    assert r.returncode == 2 and "moved to postgresql://" in r.stderr, r.stderr

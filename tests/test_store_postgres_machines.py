@@ -25,7 +25,7 @@ from glasskey.core.storage.interface import AuditCursor
 from glasskey.core.storage.postgres import PostgresStore
 from glasskey.core.vault import Vault
 from helpers import counters, founding_details, increment, new_signer
-from pg_helpers import SECRET, edit_doc
+from pg_helpers import CLI_SEEDS, SECRET, Machine, edit_doc, fresh_step
 
 if TYPE_CHECKING:
     from pg_vault import PgVaults
@@ -86,37 +86,7 @@ def test_two_machines_write_one_vault_concurrently(pg_vaults: PgVaults, tmp_path
 
 # -- the CLI on a URL vault: two machines --------------------------------------------------------
 
-CLI_SEEDS = {"alice": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "bob": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"}
 CANARY = "canary-PG-5d1c0e77-do-not-leak"
-
-
-class Machine:
-    """One workstation: its own HOME and state dir, one operator, its own database role."""
-
-    def __init__(self, base: Path, name: str, url: str) -> None:
-        self.home = base / f"machine-{name}"
-        self.home.mkdir()
-        self.name = name
-        (self.home / "pass").write_text(f"{name} cli passphrase\n")
-        self.env = dict(os.environ, HOME=str(self.home), GLASSKEY_VAULT=url,
-                        GLASSKEY_STATE_DIR=str(self.home / "state"),
-                        )
-        self.env.pop("GLASSKEY_INSECURE_FAST_KDF", None)
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "glasskey.tui.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=120)
-
-    def auth(self, offset: int) -> list[str]:
-        import pyotp
-
-        code = pyotp.TOTP(CLI_SEEDS[self.name]).at(time.time() + offset)
-        return ["--as", self.name, "--totp", code, "--passphrase-file", str(self.home / "pass")]
-
-
-def _fresh_step() -> None:
-    while time.time() % 30 > 18:
-        time.sleep(0.5)
 
 
 def test_the_cli_runs_a_checkout_across_two_machines(pg_vaults: PgVaults, tmp_path: Path
@@ -136,7 +106,7 @@ def test_the_cli_runs_a_checkout_across_two_machines(pg_vaults: PgVaults, tmp_pa
     alice = Machine(tmp_path, "alice", pg_vaults.url(db, pg_vaults.operator_role("op_alice")))
     bob = Machine(tmp_path, "bob", pg_vaults.url(db, pg_vaults.operator_role("op_bob")))
     (bob.home / "secret").write_text(CANARY + "\n")
-    _fresh_step()
+    fresh_step()
     r = bob("cred", "add", "db-root", "--secret-file", str(bob.home / "secret"), *bob.auth(-30))
     assert r.returncode == 0, r.stderr
     r = alice("request", "db-root", "--reason", "primary down", "--ticket", "INC-42",
@@ -378,7 +348,7 @@ def test_migrate_moves_a_directory_vault_and_retires_the_directory(
     assert m("init", "--operators-file", str(tmp_path / "ops.json"), "--kdf-seconds",
              "0.01").returncode == 0
     (m.home / "secret").write_text(CANARY + "\n")
-    _fresh_step()
+    fresh_step()
     r = m("cred", "add", "db-root", "--secret-file", str(m.home / "secret"), *m.auth(-30))
     assert r.returncode == 0, r.stderr
     url = pg_vaults.url(pg_vaults.new_database())

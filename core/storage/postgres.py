@@ -300,7 +300,10 @@ class PostgresStore:
                                "AND key = 'vault'").fetchone()
         if row is None:
             raise NotFoundError(f"no vault at {self.location}")
-        return parse_doc("meta", "vault", row[0])
+        meta = parse_doc("meta", "vault", row[0])
+        if meta.get(schema.MOVED_KEY) is not None:  # retired: as _open says
+            raise schema.moved(self.location, meta[schema.MOVED_KEY])
+        return meta
 
     def table_version(self, name: str) -> str:
         with self._conn() as conn:
@@ -390,6 +393,8 @@ class PostgresStore:
             if row is None:
                 raise NotFoundError(f"no vault at {self.location}")
             meta = parse_doc("meta", "vault", row[0])
+            if meta.get(schema.MOVED_KEY) is not None:  # retired: as _open says
+                raise schema.moved(self.location, meta[schema.MOVED_KEY])
             return guard.verify_audit(self, conn, meta, incremental=incremental,
                                       progress=progress)
 

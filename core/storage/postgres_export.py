@@ -64,7 +64,7 @@ class Exported:
     head_hash: str
 
 
-def check_target(target: Path) -> Path:
+def check_new_directory(target: Path) -> Path:
     """The absolute target directory, which must be new or empty (exit 2 otherwise):
     the move never mixes a vault into files that are already there."""
     target = Path(os.path.abspath(target))
@@ -82,7 +82,7 @@ def move_to_directory(source: PostgresStore, target: Path, *,
                       progress: Progress | None = None) -> Exported:
     """Copy the database vault ``source`` into the new directory ``target``, verify it,
     and retire the database vault (one transaction: all of it, or none)."""
-    target = check_target(target)
+    target = check_new_directory(target)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.moving-{secrets.token_hex(4)}"
     with source.transaction() as txn:  # verified to its head; every writer now waits
@@ -94,7 +94,7 @@ def move_to_directory(source: PostgresStore, target: Path, *,
             entries = _write_directory(FileStore(staging), txn.conn, meta, head, docs,
                                        progress)
             _verify_directory(FileStore(staging), meta, head, docs)
-            check_target(target)  # still new or empty: nobody put anything there since
+            check_new_directory(target)  # still new or empty: nobody put anything there since
             os.rename(staging, target)
             fsync_dir(target.parent)
         except BaseException:
