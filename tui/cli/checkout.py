@@ -17,7 +17,11 @@ from glasskey.tui.cli.parser import Commands, nonblank
 from glasskey.tui.cli.render import checkout_line
 
 
-def request_list(ctx: Ctx, *, include_closed: bool) -> int:
+def request_list(ctx: Ctx, *, include_closed: bool, follow: bool = False) -> int:
+    if follow:
+        from glasskey.tui.cli.follow import follow_requests
+
+        return follow_requests(ctx, include_closed=include_closed)
     items = ctx.vault.checkouts(open_only=not include_closed)
     now = ctx.vault.now()
     empty = () if items else ("no checkouts" if include_closed else "no open checkouts",)
@@ -124,6 +128,10 @@ def add_request_parser(cmds: Commands) -> None:
     r = cmds.route(p, "list", handler=request_list, help="list the open checkouts")
     r.add_argument("--all", dest="include_closed", action="store_true",
                    help="closed ones too")
+    r.add_argument("--follow", action="store_true",
+                   help="keep going: print each change as it happens (pushed by a "
+                   "PostgreSQL vault, polled on a directory) until Ctrl-C; with --json, "
+                   "one JSON object per line")
     r = cmds.route(p, "clear", cmds.actor, handler=request_clear,
                    help="an admin closes every open, unrevealed request of a requester")
     r.add_argument("--requester", required=True, help="whose open requests to close (required)")

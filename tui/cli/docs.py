@@ -15,8 +15,9 @@ DOCS: dict[str, tuple[str, str]] = {
                  "glasskey operator add carol --roles approver --as bob --with alice"),
     "cred": ("Add, import or list credentials.",
              "glasskey cred add prod-db-root --connector postgres --target 'host=db1' --as bob"),
-    "request": ("Ask to check out a credential; 'request list' lists checkouts. A credential "
-                "literally named 'list' is requested with --cred list (or: request -- list).",
+    "request": ("Ask to check out a credential; 'request list' lists checkouts ('request "
+                "list --follow' keeps printing their changes). A credential literally named "
+                "'list' is requested with --cred list (or: request -- list).",
                 "glasskey request prod-db-root --reason 'primary down' --ticket INC-1 "
                 "--duration 30m --as alice"),
     "approve": ("Countersign a request.", "glasskey approve r-1a2b3c --as bob"),
