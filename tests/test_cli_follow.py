@@ -148,6 +148,15 @@ def test_follow_on_a_database_vault_is_woken_by_the_other_machine(
     docs = [json.loads(line) for _, line in as_json.lines]
     assert [(d["id"], d["state"]) for d in docs] == [(req, "requested"), (req, "approved")]
     assert docs[0]["ticket"] == TICKET  # JSON keeps the text exactly, escaped by JSON
+    # A's connections are cut (its listener among them): it reconnects, catches up
+    # from the counter, and still shows B's next change.
+    with pg_vaults.superuser(db) as su:
+        cut = su.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                         "WHERE datname = %s AND usename = 'op_alice'", (db,)).fetchone()
+    assert cut is not None and cut[0] >= 2, cut  # both followers' listeners at least
+    r = b("cancel", req, *b.auth(0, "alice"))
+    assert r.returncode == 0, r.stderr
+    text.wait_for(lambda line: req in line and "closed" in line, timeout=10)
     code, err = text.stop()
     assert code == 0 and err == "", err
     # The vault moves to a directory: the JSON follower is told where, at once (the
