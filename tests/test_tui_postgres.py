@@ -8,6 +8,7 @@ manual poll: the app's own half-second timer reads ``seq()`` from the database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from glasskey.core.operators import OperatorSpec
 from glasskey.core.secret import SecretValue
 from glasskey.core.storage.postgres import PostgresStore
 from glasskey.core.vault import Vault
+from glasskey.tui.screens.request import RequestModal
+from glasskey.tui.screens.reveal import RevealScreen
 from tui_helpers import (
     FLOOR_PARAMS,
     OPERATORS,
@@ -37,7 +40,9 @@ from tui_helpers import (
     World,
     run_async,
     screen_text,
+    settle,
     sign_in,
+    type_text,
     until,
 )
 
@@ -137,3 +142,82 @@ async def test_a_database_vault_pushes_the_approval_without_waiting_for_the_poll
         shown = time.monotonic() - approved
         assert "approved" in screen_text(app), "the push never woke the TUI"
         assert shown < 3, shown
+
+
+async def _line(proc: asyncio.subprocess.Process, timeout: float = 120.0) -> str:
+    """Machine B's next progress word (tests/tui_approver.py), or its stderr on failure."""
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        raw = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    except TimeoutError:
+        raw = b""
+    if not raw:
+        proc.kill()
+        err = await proc.stderr.read()
+        raise AssertionError(f"machine B's TUI stopped: {err.decode()[-3000:]}")
+    return raw.decode().strip()
+
+
+@run_async
+async def test_two_tuis_request_on_one_and_approve_on_the_other(
+        pg_world: tuple[World, str], tmp_path: Path) -> None:
+    """Both sides are TUIs driven by Pilot: the requester's here (machine A), the
+    approver's in another process with its own HOME and state dir (machine B,
+    tests/tui_approver.py). Both polls are an hour away: A's request reaches B's
+    dashboard, and B's approval reaches A's screen, by wake-ups alone, with no key
+    pressed on the side that is told."""
+    world, url = pg_world
+    home = tmp_path / "machine-b"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), GLASSKEY_STATE_DIR=str(home / "state"))
+    name, _roles, passphrase, seed = SECURITY
+    world.clock.advance(30)
+    approver = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).parent / "tui_approver.py"), url,
+        str(world.clock.now() + 30), name, passphrase, seed, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    app = world.app(poll_interval=3600)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await sign_in(pilot, world, "oncall")
+            assert await _line(approver) == "unlocked"
+            world.clock.advance(30)
+            # The request, typed into A's own TUI.
+            await pilot.press("slash")
+            await type_text(pilot, "aws-root")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, RequestModal)
+            await type_text(pilot, "db down")
+            await pilot.press("enter")
+            await type_text(pilot, "INC-11")
+            await pilot.press("enter")
+            await pilot.press("enter")
+            await settle(pilot)
+            reveal = app.screen
+            assert isinstance(reveal, RevealScreen)
+            await until(pilot, lambda: "requested" in screen_text(app), timeout=30)
+            assert "requested" in screen_text(app)
+            assert await _line(approver) == "saw-request"  # pushed to B's dashboard
+            assert approver.stdin is not None
+            approver.stdin.write(b"go\n")  # B approves now: A is showing "requested"
+            await approver.stdin.drain()
+            assert await _line(approver) == "approved"
+            approved = time.monotonic()
+            await until(pilot, lambda: "approved: ready to reveal" in screen_text(app),
+                        timeout=10)
+            shown = time.monotonic() - approved
+            assert "approved: ready to reveal" in screen_text(app), \
+                "machine B's approval never appeared on A"
+            assert reveal.checkout is not None and reveal.checkout.state == "approved"
+            print(f"B approves in its TUI -> A's screen shows it: {shown * 1000:.0f} ms")
+            assert shown < 3, shown
+        assert await asyncio.wait_for(approver.wait(), 60) == 0
+    finally:
+        if approver.returncode is None:
+            approver.kill()
+            await approver.wait()
+    # B's approval is the signed entry of B's operator, made in B's TUI.
+    entries = world.vault.store.audit_tail(5).entries
+    assert [e["actor"] for e in entries if e["event"] == "checkout.approved"] == [name]
