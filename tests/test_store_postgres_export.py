@@ -20,7 +20,13 @@ import psycopg
 import pytest
 from checkout_world import FAST_KDF, ROLES, SEEDS, World, passphrase
 from glasskey.core.clock import FakeClock
-from glasskey.core.errors import IntegrityError, NotFoundError, PolicyError, UsageError
+from glasskey.core.errors import (
+    IntegrityError,
+    NotFoundError,
+    PolicyError,
+    StorageError,
+    UsageError,
+)
 from glasskey.core.operators import OperatorSpec
 from glasskey.core.storage.files import FileStore
 from glasskey.core.storage.postgres import PostgresStore
@@ -279,3 +285,25 @@ def test_migrate_to_a_directory_end_to_end(pg_vaults: PgVaults, tmp_path: Path) 
     m.env["GLASSKEY_VAULT"] = str(first)
     r = m("request", "list")
     assert r.returncode == 2 and "moved to postgresql://" in r.stderr, r.stderr
+
+
+def test_a_failure_once_the_copy_is_in_place_says_what_to_do(
+        pg_world: tuple[World, PgVaults, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory is renamed into place just before the database is retired: if that
+    last step fails, the database stays in service and the error says how to finish."""
+    from glasskey.core.storage import postgres_export
+
+    _, vaults, db = pg_world
+
+    def broken_disk(path: Path) -> None:
+        raise StorageError("cannot flush the directory (Input/output error)")
+
+    monkeypatch.setattr(postgres_export, "fsync_dir", broken_disk)
+    target = tmp_path / "back"
+    with pytest.raises(StorageError, match=f"{target} holds a verified copy of the vault: "
+                       "if the database vault now says it moved there, use the directory; "
+                       f"if not, remove {target} and move again"):
+        move_to_directory(PostgresStore(vaults.url(db)), target)
+    assert _moved_to(vaults, db) is None
+    assert FileStore(target).verify_audit().ok

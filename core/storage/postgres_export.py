@@ -36,7 +36,7 @@ from pathlib import Path
 
 from glasskey.core import canonical
 from glasskey.core.audit import GENESIS, Head, line_hash
-from glasskey.core.errors import IntegrityError, UsageError
+from glasskey.core.errors import IntegrityError, StorageError, UsageError
 from glasskey.core.fsutil import fsync_dir
 from glasskey.core.storage import postgres_guard as guard
 from glasskey.core.storage import postgres_schema as schema
@@ -85,22 +85,33 @@ def move_to_directory(source: PostgresStore, target: Path, *,
     target = check_new_directory(target)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.moving-{secrets.token_hex(4)}"
-    with source.transaction() as txn:  # verified to its head; every writer now waits
-        meta, head = txn.meta, txn.head
-        docs = {name: [(key, doc) for key, doc in txn.table(name).items()
-                       if (name, key) != ("meta", "vault")]
-                for name in sorted(TABLES)}
-        try:
-            entries = _write_directory(FileStore(staging), txn.conn, meta, head, docs,
-                                       progress)
-            _verify_directory(FileStore(staging), meta, head, docs)
-            check_new_directory(target)  # still new or empty: nobody put anything there since
-            os.rename(staging, target)
-            fsync_dir(target.parent)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        txn.set_meta(dict(meta, **{schema.MOVED_KEY: str(target)}))
+    renamed = False
+    try:
+        with source.transaction() as txn:  # verified to its head; every writer now waits
+            meta, head = txn.meta, txn.head
+            docs = {name: [(key, doc) for key, doc in txn.table(name).items()
+                           if (name, key) != ("meta", "vault")]
+                    for name in sorted(TABLES)}
+            try:
+                entries = _write_directory(FileStore(staging), txn.conn, meta, head, docs,
+                                           progress)
+                _verify_directory(FileStore(staging), meta, head, docs)
+                check_new_directory(target)  # still new or empty: nobody wrote there since
+                txn.set_meta(dict(meta, **{schema.MOVED_KEY: str(target)}))
+                os.rename(staging, target)
+                renamed = True
+                fsync_dir(target.parent)
+            except BaseException:
+                if not renamed:
+                    shutil.rmtree(staging, ignore_errors=True)
+                raise
+    except StorageError as exc:
+        if renamed:  # only the COMMIT that retires the database failed (or may have)
+            raise StorageError(
+                f"{exc}. {target} holds a verified copy of the vault: if the database "
+                "vault now says it moved there, use the directory; if not, remove "
+                f"{target} and move again") from None
+        raise
     return Exported(target, entries, sum(len(rows) for rows in docs.values()),
                     head.seq, head.hash)
 
