@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+from glasskey.core.errors import StorageError
 from glasskey.core.storage import open_store
 from pg_helpers import Machine, found_cli_vault, fresh_step
 
@@ -194,3 +196,45 @@ def test_follow_on_a_directory_vault_polls(tmp_path: Path) -> None:
     assert len(states) == len(stamped), "".join(stamped)
     assert [x for x in states if x != "rotating"] == ["requested", "approved", "closed"], \
         "".join(stamped)
+
+
+class _FlakyVault:
+    """A vault whose reads fail twice (the database restarting), then recover; the
+    fifth read is the person pressing Ctrl-C. Its counter moves on every look, so the
+    loop never waits."""
+
+    def __init__(self) -> None:
+        self.store = object()  # no wait_for_change: polled
+        self.reads = 0
+        self._seq = 0
+
+    def seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def now(self) -> float:
+        return 1_800_000_000.0
+
+    def checkouts(self, *, open_only: bool) -> list[object]:
+        self.reads += 1
+        if self.reads in (2, 3):
+            raise StorageError("the connection to the PostgreSQL vault failed (restart)")
+        if self.reads >= 5:
+            raise KeyboardInterrupt
+        return []
+
+
+def test_follow_says_once_that_the_vault_is_unreachable_and_carries_on(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from glasskey.tui.cli import follow
+    from glasskey.tui.cli.actor import Ctx
+
+    monkeypatch.setattr(follow, "RETRY", 0.01)
+    vault = _FlakyVault()
+    assert follow.follow_requests(Ctx(vault=vault), include_closed=False) == 0  # type: ignore[arg-type]
+    out, err = capsys.readouterr()
+    assert out == "no open checkouts\n"
+    assert err.splitlines() == [
+        "glasskey: the connection to the PostgreSQL vault failed (restart) (still following)",
+        "glasskey: the vault answers again"]
+    assert vault.reads == 5
