@@ -168,35 +168,39 @@ def test_another_machines_checkpoint_holds_in_the_directory(
     assert "rolled back" in r.stderr and r.stderr.strip().endswith("(exit 3)"), r.stderr
 
 
+def _rewrite(line: bytes, edit: str) -> bytes:
+    if edit == "longer":
+        return line + b" "
+    # One character of the signature changes: the same length, a broken entry.
+    at = line.index(b'"sig":"') + 12
+    return line[:at] + (b"B" if line[at:at + 1] == b"A" else b"A") + line[at + 1:]
+
+
+def _edit_row_2(vaults: PgVaults, db: str, edit: str) -> bytes:
+    """The administrator rewrites audit entry 2 (triggers off); returns the honest line."""
+    with vaults.superuser(db) as su:
+        su.execute("SET session_replication_role = replica")
+        row = su.execute("SELECT line FROM glasskey.audit WHERE seq = 2").fetchone()
+        assert row is not None
+        su.execute("UPDATE glasskey.audit SET line = %s WHERE seq = 2",
+                   (_rewrite(bytes(row[0]), edit),))
+    return bytes(row[0])
+
+
 @pytest.mark.parametrize("edit", ["longer", "same-length"])
-def test_a_row_edited_during_the_move_is_caught_and_nothing_is_retired(
+def test_an_edited_row_is_caught_by_the_move_and_nothing_is_retired(
         pg_world: tuple[World, PgVaults, str], tmp_path: Path, edit: str) -> None:
-    """The administrator rewrites an old audit row once the move holds the lock and has
-    verified the vault: the copy refuses (exit 3), the staging directory is removed,
-    the target never appears, and the database stays in service."""
+    """The administrator rewrites an audit row older than the moving client's checkpoint
+    (so its own guard, which verifies from there, does not look at it): the copy's full
+    verification refuses (exit 3), the staging directory is removed, the target never
+    appears, and the database stays in service."""
     w, vaults, db = pg_world
     url = vaults.url(db)
     w.vault.cancel(w.s("alice"), w.checkout("db-root"))  # entry 2 is now an old one
-
-    def rewrite(line: bytes) -> bytes:
-        if edit == "longer":
-            return line + b" "
-        # One character of the signature changes: the same length, a broken entry.
-        at = line.index(b'"sig":"') + 12
-        return line[:at] + (b"B" if line[at:at + 1] == b"A" else b"A") + line[at + 1:]
-
-    def tamper(done: int, total: int) -> None:
-        if done == 0:
-            with vaults.superuser(db) as su:
-                su.execute("SET session_replication_role = replica")
-                row = su.execute("SELECT line FROM glasskey.audit WHERE seq = 2").fetchone()
-                assert row is not None
-                su.execute("UPDATE glasskey.audit SET line = %s WHERE seq = 2",
-                           (rewrite(bytes(row[0])),))
-
+    _edit_row_2(vaults, db, edit)
     target = tmp_path / "back"
     with pytest.raises(IntegrityError) as caught:
-        move_to_directory(PostgresStore(url), target, progress=tamper)
+        move_to_directory(PostgresStore(url), target)
     assert caught.value.exit_code == 3
     assert "nothing was retired" in str(caught.value), caught.value
     assert not target.exists() and _leftovers(tmp_path) == []
@@ -206,6 +210,34 @@ def test_a_row_edited_during_the_move_is_caught_and_nothing_is_retired(
     w.vault.request(w.s("alice"), "db-root", "outage", "INC-4", 600)
     found = PostgresStore(url).verify_audit()
     assert not found.ok and found.first_bad == 2, found
+
+
+def test_a_row_edited_while_the_move_runs_never_reaches_the_directory(
+        pg_world: tuple[World, PgVaults, str], tmp_path: Path) -> None:
+    """The rewrite lands once the move holds the writers' lock and has verified the
+    vault. Under READ COMMITTED the copy reads it and refuses (exit 3, nothing
+    retired); under a snapshot the copy never sees it and holds the honest entry.
+    Either way the directory never holds the edited row."""
+    w, vaults, db = pg_world
+    url = vaults.url(db)
+    w.vault.cancel(w.s("alice"), w.checkout("db-root"))
+    honest: list[bytes] = []
+
+    def tamper(done: int, total: int) -> None:
+        if done == 0:
+            honest.append(_edit_row_2(vaults, db, "longer"))
+
+    target = tmp_path / "back"
+    try:
+        move_to_directory(PostgresStore(url), target, progress=tamper)
+    except IntegrityError as exc:
+        assert "nothing was retired" in str(exc) and exc.exit_code == 3, exc
+        assert not target.exists() and _leftovers(tmp_path) == []
+        assert _moved_to(vaults, db) is None
+    else:
+        assert list(FileStore(target).audit_lines())[1] == honest[0]
+        assert FileStore(target).verify_audit().ok
+    assert honest, "the edit never ran"
 
 
 def test_the_target_must_be_new_or_empty(pg_world: tuple[World, PgVaults, str],
