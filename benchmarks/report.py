@@ -390,6 +390,10 @@ def markdown(rows: list[Row], res: dict[str, Any], machine: dict[str, Any],
             md.append("")
     md.extend(_breakdowns(res))
     md.extend(_experiments(res))
+    if "team" in res:
+        from benchmarks.team_report import section
+
+        md.extend(section(res, machine))
     md.extend(_method(res, scale))
     if notes_path and notes_path.exists():
         md.append(fill(notes_path.read_text().rstrip(), res))
