@@ -329,14 +329,18 @@ def _load(args: Result) -> Result:
     names = [c.name for c in creds]
     log(f"team: load vault founded ({t_found:.1f} s) and {len(names)} credentials imported "
         f"({t_import:.1f} s); starting {CLIENTS} clients")
-    seq0 = vault.store.seq()
-    start = time.time() + 8 + CLIENTS * 0.4  # every client unlocked and waiting
     procs = [_spawn("checkout", {"url": url, "seed": i, "credentials": names,
-                                 "requester": op_name(2 * i + 2), "approver": op_name(2 * i + 3),
-                                 "start": start, "until": start + float(args["seconds"])},
+                                 "requester": op_name(2 * i + 2), "approver": op_name(2 * i + 3)},
                     dict(_client_env(base, f"load-{i}", None), GLASSKEY_INSECURE_FAST_KDF="1"))
              for i in range(CLIENTS)]
-    late = [i for i, p in enumerate(procs) if not _talk(p).get("ready") or time.time() > start]
+    t_ready, _ = timed(lambda: [_talk(p) for p in procs])  # each opened, verified, unlocked
+    seq0 = vault.store.seq()
+    start = time.time() + 1.0
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(json.dumps({"start": start, "until": start + float(args["seconds"])})
+                      + "\n")
+        p.stdin.flush()
     results = [_talk(p) for p in procs]
     elapsed = time.time() - start
     for p in procs:
@@ -356,7 +360,7 @@ def _load(args: Result) -> Result:
     log(f"team: load {completed} checkouts in {elapsed:.0f} s, {seq1 - seq0} commits, "
         f"refused {sum(refused.values())}, lost {checks['lost_updates']}, log ok={verified.ok}")
     return {"clients": CLIENTS, "seconds": elapsed, "window_s": float(args["seconds"]),
-            "late_clients": late,
+            "ready_s": t_ready,
             "credentials": len(names), "operators": LOAD_OPERATORS,
             "completed": completed, "checkouts_per_s": completed / elapsed,
             "commits": seq1 - seq0, "commits_per_s": (seq1 - seq0) / elapsed,

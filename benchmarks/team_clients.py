@@ -99,13 +99,15 @@ def approve(cfg: dict[str, Any]) -> None:
 
 
 def checkout(cfg: dict[str, Any]) -> None:
-    """Random checkouts until ``cfg['until']`` (wall clock); latencies and outcomes."""
+    """Random checkouts from ``start`` until ``until`` (wall clock, sent once all are
+    ready); latencies and outcomes."""
     vault = _vault(cfg)
     rng = random.Random(cfg["seed"])
     creds: list[str] = cfg["credentials"]
     requester = _unlock(vault, cfg["requester"])
     approver = _unlock(vault, cfg["approver"])
     _say({"ready": True})
+    cfg.update(_hear())  # the common start and end, once every client is ready
     time.sleep(max(0.0, float(cfg["start"]) - time.time()))
     times: dict[str, list[float]] = {op: [] for op in OPS}
     done: list[dict[str, Any]] = []  # every operation this client saw succeed

@@ -143,7 +143,10 @@ def section(res: dict[str, Any], machine: dict[str, Any]) -> list[str]:
            f"{load.get('overlapping_checkouts', '?')} |", ""]
     rss = load.get("client_peak_rss_mib", {})
     md += ["### Peak memory per client", "",
-           "Peak resident set (VmHWM) of one process.", "",
+           "Peak resident set of one process: VmHWM, which is ru_maxrss without the "
+           "parent's size that Linux carries across fork+exec (benchmarks/common.py). The "
+           "reveal runs as its own `glasskey reveal` process; each concurrent client "
+           "reports its own at the end.", "",
            "| process | file backend | PostgreSQL |", "|---|---:|---:|",
            f"| `glasskey reveal` on the {big} vault (a client that has verified it "
            f"before) | {mem.get('file', {}).get('peak_rss_mib', 0):.0f} MiB "
@@ -167,10 +170,10 @@ def _n(stats_doc: dict[str, Any]) -> int:
 def splice(path: Path, res: dict[str, Any], machine: dict[str, Any]) -> None:
     """Replace the team section of ``path`` (or add it before the method section)."""
     text = path.read_text() if path.exists() else ""
-    block = "\n".join(section(res, machine)) + "\n"
+    block = "\n".join(section(res, machine)).rstrip("\n") + "\n"
     old = re.compile(re.escape(TITLE) + r"\n.*?(?=^## |\Z)", re.S | re.M)
     if old.search(text):
-        text = old.sub(lambda _m: block, text, count=1)
+        text = old.sub(lambda _m: block + "\n", text, count=1)
     elif METHOD in text:
         text = text.replace(METHOD, "\n" + block + METHOD, 1)
     else:
