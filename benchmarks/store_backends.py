@@ -6,8 +6,9 @@ read, and one ``seq()`` poll, 300 times each, on a fresh vault of each backend;
 then, after 50,000 more entries, a new client's first read (it verifies every
 entry) and second read (from its checkpoint), and a full ``verify_audit``.
 PostgreSQL is the throwaway test server (tests/servers.py: local TCP and
-**fsync off**, so its write figure is optimistic). Not part of ``make bench``
-yet: the 10,000 x 25 x 1,000,000 runs of issue 13 are still to come.
+**fsync off**, so its write figure is optimistic). Not part of ``make bench``:
+the issue-13 figures at 10,000 x 25 x 1,000,000 are the ``team`` group
+(benchmarks/team.py).
 """
 
 from __future__ import annotations
