@@ -85,7 +85,8 @@ def approve(cfg: dict[str, Any]) -> None:
     saw = store._saw
 
     def stamped(txn: Any) -> None:  # PostgresStore calls _saw right after COMMIT returns
-        if getattr(txn, "write", False):
+        if getattr(txn, "write", False) and any(
+                r[1] == "checkout.approved" for r in getattr(txn, "recorded", ())):
             commits.append(time.time())
         saw(txn)
 
@@ -155,10 +156,12 @@ def check_log(lines: list[bytes], done: list[dict[str, Any]]) -> dict[str, Any]:
 
     Lost: a success a client reported that has no entry. Double redemption: a
     request revealed twice, or a credential revealed under a second request
-    while the first was neither checked in nor expired.
+    while the first was neither checked in nor expired. Also: a reveal with no
+    approval before it in the log.
     """
     seen: set[tuple[str, str]] = set()
     reveals: dict[str, int] = {}
+    unapproved = 0
     holder: dict[str, str] = {}
     overlaps = 0
     for raw in lines:
@@ -168,6 +171,7 @@ def check_log(lines: list[bytes], done: list[dict[str, Any]]) -> dict[str, Any]:
         seen.add((event, rid))
         if event == "checkout.revealed":
             reveals[rid] = reveals.get(rid, 0) + 1
+            unapproved += ("checkout.approved", rid) not in seen
             if cred in holder and holder[cred] != rid:
                 overlaps += 1
             holder[cred] = rid
@@ -176,7 +180,8 @@ def check_log(lines: list[bytes], done: list[dict[str, Any]]) -> dict[str, Any]:
     lost = [d for d in done if (EVENT_OF[d["op"]], d["rid"]) not in seen]
     return {"reported_successes": len(done), "lost_updates": len(lost),
             "double_reveals": sum(1 for n in reveals.values() if n > 1),
-            "overlapping_checkouts": overlaps, "reveals_in_log": sum(reveals.values())}
+            "overlapping_checkouts": overlaps, "unapproved_reveals": unapproved,
+            "reveals_in_log": sum(reveals.values())}
 
 
 ROLES = {"watch": watch, "approve": approve, "checkout": checkout}

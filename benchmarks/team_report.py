@@ -105,13 +105,15 @@ def section(res: dict[str, Any], machine: dict[str, Any]) -> list[str]:
            f"Two processes (own HOME and state dir each) on the {big} database vault: A "
            "requests, then waits in `store.wait_for_change` (LISTEN/NOTIFY) and re-reads the "
            "request until it shows approved; B approves. Both read `time.time()`; B's instant "
-           "is taken right after its COMMIT returned. "
+           "is taken right after the COMMIT of its approval returned (the store's post-commit "
+           "step). "
            f"{notify.get('trials', 0)} trials, {notify.get('missed', 0)} missed (10 s timeout): "
            f"**p50 {_ms(_median(delay))}, p95 {_ms(p95)}**, max {_ms(delay.get('max'))} "
            f"(median wake-ups per trial {notify.get('wakeups_median')}). Target p95 < 250 ms: "
            f"{_verdict(targets[-1][1])}.", ""]
     correct = (load.get("log_ok") and load.get("lost_updates") == 0
-               and load.get("double_reveals") == 0 and load.get("overlapping_checkouts") == 0)
+               and load.get("double_reveals") == 0 and load.get("overlapping_checkouts") == 0
+               and not load.get("unapproved_reveals"))
     targets.append(("concurrent run: no lost update, no double redemption", bool(correct)
                     if load else None))
     refused = ", ".join(f"{k} {v}" for k, v in sorted(load.get("refused", {}).items()))
@@ -140,7 +142,9 @@ def section(res: dict[str, Any], machine: dict[str, Any]) -> list[str]:
            f"{load.get('lost_updates', '?')} of {load.get('reported_successes', 0):,} |",
            f"| double redemptions (a request revealed twice / a credential revealed under two "
            f"open checkouts) | {load.get('double_reveals', '?')} / "
-           f"{load.get('overlapping_checkouts', '?')} |", ""]
+           f"{load.get('overlapping_checkouts', '?')} |",
+           f"| reveals in the log without an approval before them | "
+           f"{load.get('unapproved_reveals', '?')} |", ""]
     rss = load.get("client_peak_rss_mib", {})
     md += ["### Peak memory per client", "",
            "Peak resident set of one process: VmHWM, which is ru_maxrss without the "
