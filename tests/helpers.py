@@ -52,6 +52,7 @@ from glasskey.core.errors import GlasskeyError
 from glasskey.core.session import Session
 from glasskey.core.storage import interface
 from glasskey.core.storage.files import FileStore
+from glasskey.core.storage.manifest import state_layout
 from glasskey.core.store import Store
 from glasskey.core.vault import Vault
 
@@ -162,7 +163,8 @@ def _repoint(root: Path, table: str, idx: str, new: str) -> None:
     if table in state["manifest"]:
         state["manifest"][table][idx] = new
     else:
-        key = f"{int(idx, 16) // 32:02x}"
+        layout = state_layout(state)[table]
+        key = f"{layout.group_of(int(idx, 16)):02x}"
         old = state["groups"][table][key]
         group = json.loads((root / "tables" / f"{table}.g{key}.{old}.json").read_bytes())
         group["shards"][idx] = new
