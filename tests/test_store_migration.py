@@ -7,6 +7,7 @@ from pathlib import Path
 
 from checkout_world import World, make_world
 from glasskey.core import store as store_mod
+from glasskey.core.storage.files import FileStore
 from glasskey.core.storage.manifest import LAYOUT, layout_for, state_layout
 from glasskey.core.storage.migrate import relayout
 from glasskey.core.store import Store
@@ -27,7 +28,9 @@ def _history(w: World, uses: int = 5) -> list[str]:
 
 def _lay_out_as(w: World, schema: int) -> None:
     """Rewrite the vault as ``schema`` laid it out (and say so in vault.json)."""
-    with w.vault.store.transaction() as txn:
+    store = w.vault.store
+    assert isinstance(store, FileStore)
+    with store.transaction() as txn:
         relayout(txn, layout_for(schema))
         meta = txn.meta
         meta["schema"] = schema
