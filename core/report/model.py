@@ -11,25 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from glasskey.core.clock import iso
-from glasskey.core.report.records import (
-    AttestationRecord,
-    AuthEvent,
-    AuthSummary,
-    CheckoutRecord,
-    CredentialDrill,
-    CredentialRecord,
-    EmergencyUse,
-    KitRecord,
-    KitRefusal,
-    NotifyFailure,
-    OnboardingRecord,
-    OperatorChange,
-    OperatorDrill,
-    PairRecord,
-    RotationFailure,
-    UnreviewedItem,
-    UnsignedEntry,
-)
+from glasskey.core.report import records
 
 REPORT_FORMAT = "glasskey-custody-report"
 REPORT_VERSION = 1
@@ -116,25 +98,25 @@ class CustodyReport:
     audit: AuditStatus
     summary: Summary
     findings: list[Finding]
-    checkouts: list[CheckoutRecord]
-    emergency_uses: list[EmergencyUse]
-    emergency_kits: list[KitRecord]
-    onboarding: list[OnboardingRecord]
-    rotation_failures: list[RotationFailure]
-    credentials: list[CredentialRecord]
+    checkouts: list[records.CheckoutRecord]
+    emergency_uses: list[records.EmergencyUse]
+    emergency_kits: list[records.KitRecord]
+    onboarding: list[records.OnboardingRecord]
+    rotation_failures: list[records.RotationFailure]
+    credentials: list[records.CredentialRecord]
     credential_matrix: dict[str, dict[str, int]]
-    auth: list[AuthSummary]
-    auth_events: list[AuthEvent]
-    operator_changes: list[OperatorChange]
-    pairs: list[PairRecord]
-    unreviewed: list[UnreviewedItem]
-    attestations: list[AttestationRecord]
+    auth: list[records.AuthSummary]
+    auth_events: list[records.AuthEvent]
+    operator_changes: list[records.OperatorChange]
+    pairs: list[records.PairRecord]
+    unreviewed: list[records.UnreviewedItem]
+    attestations: list[records.AttestationRecord]
     controls: list[ControlRow]
-    kit_refusals: list[KitRefusal] = field(default_factory=list)
-    notify_failures: list[NotifyFailure] = field(default_factory=list)
-    unsigned: list[UnsignedEntry] = field(default_factory=list)
-    drills: list[OperatorDrill] = field(default_factory=list)
-    drill_credentials: list[CredentialDrill] = field(default_factory=list)
+    kit_refusals: list[records.KitRefusal] = field(default_factory=list)
+    notify_failures: list[records.NotifyFailure] = field(default_factory=list)
+    unsigned: list[records.UnsignedEntry] = field(default_factory=list)
+    drills: list[records.OperatorDrill] = field(default_factory=list)
+    drill_credentials: list[records.CredentialDrill] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)

@@ -10,6 +10,33 @@ from typing import Any
 
 from glasskey.core.report.rules import EMERGENCY_REVIEWS
 
+#: Every record type (and the UNSIGNED label): the package re-exports exactly these.
+__all__ = [
+    "UNSIGNED",
+    "ApprovalRecord",
+    "AttestationRecord",
+    "AuthEvent",
+    "AuthSummary",
+    "CheckoutRecord",
+    "CredentialDrill",
+    "CredentialRecord",
+    "DrillRecord",
+    "EmergencyUse",
+    "KitRecord",
+    "KitRefusal",
+    "NotifyFailure",
+    "OnboardingRecord",
+    "OperatorChange",
+    "OperatorDrill",
+    "PairRecord",
+    "RefusalRecord",
+    "ReviewRecord",
+    "RotationFailure",
+    "RotationOutcome",
+    "UnreviewedItem",
+    "UnsignedEntry",
+]
+
 
 @dataclass
 class ApprovalRecord:
