@@ -11,7 +11,25 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from glasskey.core.clock import iso
-from glasskey.core.report import records
+from glasskey.core.report.records import (
+    AttestationRecord,
+    AuthEvent,
+    AuthSummary,
+    CheckoutRecord,
+    CredentialDrill,
+    CredentialRecord,
+    EmergencyUse,
+    KitRecord,
+    KitRefusal,
+    NotifyFailure,
+    OnboardingRecord,
+    OperatorChange,
+    OperatorDrill,
+    PairRecord,
+    RotationFailure,
+    UnreviewedItem,
+    UnsignedEntry,
+)
 
 REPORT_FORMAT = "glasskey-custody-report"
 REPORT_VERSION = 1
@@ -98,25 +116,25 @@ class CustodyReport:
     audit: AuditStatus
     summary: Summary
     findings: list[Finding]
-    checkouts: list[records.CheckoutRecord]
-    emergency_uses: list[records.EmergencyUse]
-    emergency_kits: list[records.KitRecord]
-    onboarding: list[records.OnboardingRecord]
-    rotation_failures: list[records.RotationFailure]
-    credentials: list[records.CredentialRecord]
+    checkouts: list[CheckoutRecord]
+    emergency_uses: list[EmergencyUse]
+    emergency_kits: list[KitRecord]
+    onboarding: list[OnboardingRecord]
+    rotation_failures: list[RotationFailure]
+    credentials: list[CredentialRecord]
     credential_matrix: dict[str, dict[str, int]]
-    auth: list[records.AuthSummary]
-    auth_events: list[records.AuthEvent]
-    operator_changes: list[records.OperatorChange]
-    pairs: list[records.PairRecord]
-    unreviewed: list[records.UnreviewedItem]
-    attestations: list[records.AttestationRecord]
+    auth: list[AuthSummary]
+    auth_events: list[AuthEvent]
+    operator_changes: list[OperatorChange]
+    pairs: list[PairRecord]
+    unreviewed: list[UnreviewedItem]
+    attestations: list[AttestationRecord]
     controls: list[ControlRow]
-    kit_refusals: list[records.KitRefusal] = field(default_factory=list)
-    notify_failures: list[records.NotifyFailure] = field(default_factory=list)
-    unsigned: list[records.UnsignedEntry] = field(default_factory=list)
-    drills: list[records.OperatorDrill] = field(default_factory=list)
-    drill_credentials: list[records.CredentialDrill] = field(default_factory=list)
+    kit_refusals: list[KitRefusal] = field(default_factory=list)
+    notify_failures: list[NotifyFailure] = field(default_factory=list)
+    unsigned: list[UnsignedEntry] = field(default_factory=list)
+    drills: list[OperatorDrill] = field(default_factory=list)
+    drill_credentials: list[CredentialDrill] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
