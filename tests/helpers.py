@@ -242,13 +242,20 @@ def make_store(root: Path, vault_id: str | None = None) -> StoreEnv:
     """
     require_test_env()
     store = Store(root)
+    signer, public = found_store(store)
+    return StoreEnv(root, store, signer, public)
+
+
+def found_store(store: interface.Store) -> tuple[Signer, bytes]:
+    """Create ``store`` (either backend) and record its signed founding by "tester"
+    and a silent second founder; "tester"'s signer and public key."""
     signer, public = new_signer()
     second, second_pub = new_signer("second")
     vid, details = founding_details([(signer, public), (second, second_pub)])
     store.create({"vault_id": vid})
     with store.transaction() as txn:
         txn.record(signer, "vault.founded", vid, details)
-    return StoreEnv(root, store, signer, public)
+    return signer, public
 
 
 def open_store(root: Path, **kw: Any) -> Store:
