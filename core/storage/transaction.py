@@ -7,12 +7,12 @@ import hashlib
 from typing import TYPE_CHECKING, Any, cast
 
 from glasskey.core import canonical
-from glasskey.core.audit import Head, Signer, build_entry
-from glasskey.core.clock import entry_time as clock_entry_time
+from glasskey.core.audit import Head
 from glasskey.core.errors import IntegrityError, UsageError
 from glasskey.core.fsutil import fsync_dir
 from glasskey.core.roster import Roster
-from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
+from glasskey.core.storage.chainwrite import ChainWriter
+from glasskey.core.storage.interface import Doc, Recorded
 from glasskey.core.storage.manifest import (
     GROUPS_KEY,
     RETIRED_KEY,
@@ -37,7 +37,7 @@ class ShardGone(Exception):
     """A shard of the generation being read was collected; re-read."""
 
 
-class FileTransaction:
+class FileTransaction(ChainWriter):
     """One consistent view of vault.json and its shards; writable only under the lock."""
 
     def __init__(self, store: FileStore, state: dict[str, Any], write: bool) -> None:
@@ -75,52 +75,14 @@ class FileTransaction:
         self.roster = Roster()
         self._lines: list[bytes] = []
         self.now = store.now
-        #: (time, actor) of the chain's newest entry, read lazily (clock rules).
-        self._newest: tuple[float, str] | None = None
-        self._newest_read = False
 
-    # -- time: the single place an entry's time is set (SECURITY.md, "Clock rules") --
-    def newest_entry(self) -> tuple[float, str] | None:
-        """(time, actor) of the newest entry in the chain, this transaction's included."""
-        if not self._newest_read:
-            self._newest_read = True
-            self._newest = self.store.newest_entry(self.head)
-        return self._newest
+    # -- the audit chain (ChainWriter) ---------------------------------------------------
+    def _read_newest(self) -> tuple[float, str] | None:
+        return self.store.newest_entry(self.head)
 
-    def entry_time(self, strict: bool = True) -> float:
-        """The time the next entry gets: never before the chain's newest entry.
-
-        A clock more than CLOCK_SKEW behind the chain refuses to write (its
-        expiry arithmetic would be wrong, and its entries would rewrite
-        history); within the bound the time is clamped to the chain's. With
-        ``strict`` False (unsigned system records of refusals, such as a failed
-        authentication) the time is only clamped: a refusal is always recorded.
-        """
-        return clock_entry_time(self.now(), self.newest_entry(), strict=strict)
-
-    def record(self, signer: Signer, event: str, subject: str,
-               details: dict[str, Any] | None = None) -> int:
-        """Append an audit entry to this transaction; durable before the state."""
-        self._require_write()
-        when = self.entry_time(strict=signer.key is not None)
-        line, self.head = build_entry(self.head, signer, event, subject,
-                                      dict(details or {}), when)
-        self._newest = (float(int(when)), signer.name)  # entries keep whole seconds
+    def _keep_line(self, line: bytes) -> None:
         self._lines.append(line)
         self.dirty_small = True
-        self.recorded.append((signer, event, subject, dict(details or {}), self.head.seq))
-        return self.head.seq
-
-    def record_change(self, signer: Signer, event: str, subject: str,
-                      details: dict[str, Any], roster: Roster) -> int:
-        """Record a signed roster change and adopt the roster after it."""
-        seq = self.record(signer, event, subject, details)
-        self.roster = roster
-        return seq
-
-    def _require_write(self) -> None:
-        if not self.write:
-            raise UsageError("internal: write attempted in a read-only transaction")
 
     @property
     def state(self) -> dict[str, Any]:
@@ -139,10 +101,6 @@ class FileTransaction:
 
     def _small(self, name: str) -> SmallTable:
         return SmallTable(self, name)
-
-    @property
-    def audit_head(self) -> AuditCursor:
-        return AuditCursor(self.head.seq, self.head.hash)
 
     @property
     def meta(self) -> Doc:
