@@ -4,11 +4,16 @@
 and passes the same contract suite as the file backend
 (tests/test_storage_contract.py).
 
-* **Writes are serial**: a write transaction's first statement locks the single
-  row of ``glasskey.counter`` (``SELECT ... FOR UPDATE``), so writers on any
-  number of machines queue on it, and each re-reads the state under the lock.
-  Audit lines, documents, the metadata's head and the counter commit in one
-  SQL COMMIT: a crash or a dropped connection leaves the old or the new state.
+* **Writes are serial, then serializable**: a writer first queues on a session
+  advisory lock (taken *before* its SQL transaction begins, so its snapshot is
+  taken after its predecessor's COMMIT), then runs ``SERIALIZABLE`` and locks
+  the single row of ``glasskey.counter``. Every write appends to the one audit
+  chain, so writers must take turns: the queue makes them, and SERIALIZABLE is
+  the second line of defence against a writer that bypasses it (a conflict is
+  ``WriteConflict``: nothing committed; core/storage/retry.py runs the service
+  call again). Audit lines, documents, the metadata's head and the counter
+  commit in one SQL COMMIT: a crash or a dropped connection leaves the old or
+  the new state.
 * **Reads are snapshots**: ``REPEATABLE READ, READ ONLY``; no lock.
 * **Integrity is the client's**: the same checks as the file backend, against
   this client's checkpoint in its own state dir (core/storage/postgres_guard.py),
@@ -39,7 +44,7 @@ from glasskey.core.errors import (
     StorageError,
     UsageError,
 )
-from glasskey.core.storage import audit_read
+from glasskey.core.storage import audit_read, retry
 from glasskey.core.storage import postgres_guard as guard
 from glasskey.core.storage import postgres_schema as schema
 from glasskey.core.storage.interface import (
@@ -59,6 +64,16 @@ from glasskey.core.storage.postgres_txn import Conn, PgTransaction, parse_doc
 POOL = 4
 READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 SERIAL_WRITER = "BEGIN ISOLATION LEVEL READ COMMITTED"
+WRITER = "BEGIN ISOLATION LEVEL SERIALIZABLE"
+#: The writers' queue: a session-level advisory lock, taken in autocommit before
+#: BEGIN (a lock taken inside the transaction would come after its snapshot: under
+#: SERIALIZABLE a writer that waited would then read its predecessor's old state).
+#: Released after COMMIT or ROLLBACK, or by the server when the connection ends.
+QUEUE = "SELECT pg_advisory_lock(hashtext('glasskey.writers'))"
+LEAVE = "SELECT pg_advisory_unlock(hashtext('glasskey.writers'))"
+#: How often a writer retries locking the counter row when a writer outside the
+#: queue (an older glasskey that only locks the row) committed since its snapshot.
+LOCK_ATTEMPTS = 5
 
 
 
@@ -104,49 +119,103 @@ class PostgresStore:
         if self._pid == os.getpid():
             conn.close()
 
-    def _begin(self, begin: str) -> Conn:
-        """A connection inside a new SQL transaction. A pooled connection the server
-        dropped (a restart, an idle timeout) is replaced once: nothing was sent yet."""
+    def _begin(self, begin: str, queued: bool = False) -> Conn:
+        """A connection inside a new SQL transaction (``queued``: first at the head of
+        the writers' queue). A pooled connection the server dropped (a restart, an
+        idle timeout) is replaced once: nothing was sent yet."""
         conn, pooled = self._take()
         try:
-            conn.execute(begin.encode())
+            self._start(conn, begin, queued)
             return conn
+        except psycopg.errors.LockNotAvailable:
+            self._leave(conn)
+            raise self._busy() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
             if not pooled:
                 raise self._lost(exc) from None
         conn = schema.connect(self.params, self.location)
         try:
-            conn.execute(begin.encode())
+            self._start(conn, begin, queued)
+        except psycopg.errors.LockNotAvailable:
+            self._leave(conn)
+            raise self._busy() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
             raise self._lost(exc) from None
         return conn
 
+    def _start(self, conn: Conn, begin: str, queued: bool) -> None:
+        if queued:  # wait (at most lock_timeout) for the writer before us to finish
+            conn.execute(f"SET lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
+            conn.execute(QUEUE)
+        conn.execute(begin.encode())
+
+    def _leave(self, conn: Conn) -> None:
+        """Leave the writers' queue (outside any transaction); a connection that cannot
+        is closed, which leaves it too."""
+        if conn.closed:
+            return
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            conn.execute(LEAVE)
+            conn.execute("RESET lock_timeout")
+        except psycopg.Error:
+            conn.close()
+
+    def _busy(self) -> StorageError:
+        return StorageError(
+            f"the vault at {self.location} is busy: another client's change did not "
+            f"finish within {self.lock_timeout:g} s; try again")
+
     @contextmanager
-    def _conn(self, begin: str = READ_ONLY) -> Iterator[Conn]:
+    def _conn(self, begin: str = READ_ONLY, queued: bool = False) -> Iterator[Conn]:
         """A connection inside one SQL transaction; left open on exit, it is rolled back
         (whoever means to keep its changes COMMITs). Database failures become one
-        sentence (StorageError): nothing committed, the same call can be made again."""
-        conn = self._begin(begin)
+        sentence (StorageError): nothing committed, the same call can be made again.
+        A serialization failure or deadlock is ``WriteConflict`` (the same, but the
+        caller may run the transaction again at once: core/storage/retry.py)."""
+        conn = self._begin(begin, queued)
         try:
             yield conn
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if schema.is_conflict(exc):  # rolled back by the server; the connection is fine
+                self._end(conn, queued)
+                if not conn.closed:
+                    self._give(conn)
+                raise retry.WriteConflict(self.location) from None
+            if schema.is_out_of_space(exc):
+                self._end(conn, queued)
+                raise schema.no_space(exc, self.location) from None
             conn.close()
             raise self._lost(exc) from None
         except BaseException as exc:
-            if not conn.closed and conn.info.transaction_status != \
-                    psycopg.pq.TransactionStatus.IDLE:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    conn.close()
+            self._end(conn, queued)
             if isinstance(exc, psycopg.Error):
                 raise self._refused(exc) from None
             raise
+        if queued:
+            self._leave(conn)
         self._give(conn)
+
+    def _end(self, conn: Conn, queued: bool) -> None:
+        """Roll back whatever is open, and leave the queue if we are in it."""
+        if queued:
+            self._leave(conn)
+        else:
+            self._rollback(conn)
+
+    @staticmethod
+    def _rollback(conn: Conn) -> None:
+        if not conn.closed and conn.info.transaction_status != \
+                psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()
 
     def _lost(self, exc: psycopg.Error) -> StorageError:
         return schema.lost(exc, self.location)
@@ -238,20 +307,8 @@ class PostgresStore:
     def transaction(self) -> Iterator[PgTransaction]:
         """Exclusive read-modify-write; one SQL COMMIT on normal exit, ROLLBACK on error."""
         refused: Refused | None = None
-        with self._conn(SERIAL_WRITER) as conn:
-            conn.execute(f"SET LOCAL lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
-            try:
-                # The queue every writer waits in; later statements see its predecessor.
-                if conn.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE"
-                                ).fetchone() is None:
-                    raise IntegrityError("the database's commit counter is missing")
-            except psycopg.errors.UndefinedTable:
-                raise NotFoundError(
-                    f"no vault at {self.location} (create one with 'glasskey init')") from None
-            except psycopg.errors.LockNotAvailable:
-                raise StorageError(
-                    f"the vault at {self.location} is busy: another client's change did not "
-                    f"finish within {self.lock_timeout:g} s; try again") from None
+        with self._conn(WRITER, queued=True) as conn:
+            self._lock_counter(conn)
             txn = self._open(conn, write=True)
             guard.guard(self, txn)
             try:
@@ -263,6 +320,8 @@ class PostgresStore:
             try:
                 conn.execute("COMMIT")
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if schema.is_conflict(exc) or schema.is_out_of_space(exc):
+                    raise  # the server refused the COMMIT: certainly not committed (_conn)
                 conn.close()
                 raise StorageError(
                     f"the connection to the PostgreSQL vault at {self.location} failed "
@@ -276,6 +335,32 @@ class PostgresStore:
                 pass
         if refused is not None:
             raise refused.error from None
+
+    def _lock_counter(self, conn: Conn) -> None:
+        """Lock the counter row: the writers' queue already ordered us, so this waits
+        only for a writer outside it (an older glasskey, or the owner's migration).
+        If such a writer committed since our snapshot, SERIALIZABLE refuses the lock
+        (40001): nothing of the caller's has run yet, so take a fresh snapshot here."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            conn.execute(f"SET LOCAL lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
+            try:
+                row = conn.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE"
+                                   ).fetchone()
+            except psycopg.errors.SerializationFailure:
+                conn.execute("ROLLBACK")
+                if attempt == LOCK_ATTEMPTS:
+                    raise retry.gave_up(self.location, attempt) from None
+                retry.pause(attempt)
+                conn.execute(WRITER)
+                continue
+            except psycopg.errors.UndefinedTable:
+                raise NotFoundError(
+                    f"no vault at {self.location} (create one with 'glasskey init')") from None
+            except psycopg.errors.LockNotAvailable:
+                raise self._busy() from None
+            if row is None:
+                raise IntegrityError("the database's commit counter is missing")
+            return
 
     def _saw(self, txn: PgTransaction) -> None:
         if txn.roster.founded:

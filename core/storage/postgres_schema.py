@@ -161,6 +161,29 @@ def lost(exc: psycopg.Error, where: str) -> StorageError:
                         f"({first_line(exc)}); nothing was changed, try again")
 
 
+#: SQLSTATEs of a transaction the server rolled back for a concurrent one
+#: (serialization_failure, deadlock_detected): nothing committed, run it again.
+CONFLICTS = frozenset({"40001", "40P01"})
+
+
+def is_conflict(exc: psycopg.Error) -> bool:
+    return exc.sqlstate in CONFLICTS
+
+
+def is_out_of_space(exc: psycopg.Error) -> bool:
+    """The server could not write: disk full (53100), or a file it may not grow."""
+    text = str(exc)
+    return exc.sqlstate == "53100" or "could not extend file" in text \
+        or "No space left on device" in text
+
+
+def no_space(exc: psycopg.Error, where: str) -> StorageError:
+    """A write the server could not make for want of space: rolled back, nothing lost."""
+    return StorageError(f"the PostgreSQL vault at {where} could not write: the database "
+                        f"server is out of disk space ({first_line(exc)}); nothing was "
+                        "changed, try again once it has space")
+
+
 def refused(exc: psycopg.Error, where: str) -> StorageError:
     """A statement the server refused (permissions, constraints): nothing committed."""
     return StorageError(f"the PostgreSQL vault at {where} refused the operation "
