@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 from checkout_world import World
 from glasskey.core.errors import StorageError
@@ -142,6 +143,48 @@ def test_a_reveal_that_conflicts_at_commit_is_retried_and_releases_once(
                if e["event"] == "checkout.revealed"]
     assert [e["subject"] for e in reveals] == [req]
     assert store.verify_audit().ok
+
+
+# -- database constraints -------------------------------------------------------------------------
+
+def test_the_database_refuses_a_second_open_checkout_and_a_second_redemption(
+        pg_world: tuple[World, PgVaults, str]) -> None:
+    """Writers that skip glasskey's own checks (here: raw table writes through the store,
+    and an operator's database role in plain SQL) meet the database's trigger."""
+    w, vaults, db = pg_world
+    req = w.checkout("db-root")
+    assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
+    store = w.vault.store
+    with store.read() as txn:
+        ((cred_id, held),) = txn.table("active").items()
+    assert held["request"] == req
+    head = store.audit_head()
+    with pytest.raises(StorageError) as caught, store.transaction() as txn:
+        txn.table("active").put(cred_id, dict(held, request="r-second"))
+    assert str(caught.value) == (
+        f"the PostgreSQL vault at {store.location} refused the operation (credential "
+        f"{cred_id} already has an open checkout {req}); nothing was changed")
+    with pytest.raises(StorageError, match=rf"\(request {req} was already redeemed\); "
+                                           "nothing was changed"), \
+            store.transaction() as txn:
+        doc = txn.table("requests").get(req)
+        assert doc is not None
+        txn.table("requests").put(req, dict(doc, revealed_at=doc["revealed_at"] + 60))
+    role = vaults.operator_role("op_mallory")
+    s = vaults.server
+    with psycopg.connect(host=s.host, port=s.port, dbname=db, user=role,
+                         autocommit=True) as conn, \
+            pytest.raises(psycopg.errors.UniqueViolation, match="already has an open checkout"):
+        conn.execute("UPDATE glasskey.doc SET body = convert_to(jsonb_set(convert_from("
+                     "body, 'UTF8')::jsonb, '{request}', '\"r-third\"')::text, 'UTF8') "
+                     "WHERE tbl = 'active'")
+    assert store.audit_head() == head
+    with store.read() as txn:
+        assert txn.table("active").get(cred_id) == held
+    # What the trigger allows: the same checkout's own changes, and its end.
+    assert w.vault.checkin(w.s("alice"), req) is not None
+    with store.read() as txn:
+        assert txn.table("active").get(cred_id) is None
 
 
 # -- N machines racing ------------------------------------------------------------------------------

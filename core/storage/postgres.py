@@ -70,7 +70,10 @@ WRITER = "BEGIN ISOLATION LEVEL SERIALIZABLE"
 #: SERIALIZABLE a writer that waited would then read its predecessor's old state).
 #: Released after COMMIT or ROLLBACK, or by the server when the connection ends.
 QUEUE = "SELECT pg_advisory_lock(hashtext('glasskey.writers'))"
-LEAVE = "SELECT pg_advisory_unlock(hashtext('glasskey.writers'))"
+LEAVE = "SELECT pg_advisory_unlock(hashtext('glasskey.writers')); RESET lock_timeout"
+#: The writer's first statements, in one round trip: its snapshot, then the row.
+LOCK_ROW = ("BEGIN ISOLATION LEVEL SERIALIZABLE; "
+            "SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE")
 #: How often a writer retries locking the counter row when a writer outside the
 #: queue (an older glasskey that only locks the row) committed since its snapshot.
 LOCK_ATTEMPTS = 5
@@ -97,6 +100,8 @@ class PostgresStore:
         #: The database schema was found current once (no need to ask again).
         self._schema_current = False
         self._listener: Listener | None = None
+        #: Connections (by id) now holding the writers' queue lock.
+        self._in_queue: set[int] = set()
 
     # -- connections ---------------------------------------------------------------
     def _take(self) -> tuple[Conn, bool]:
@@ -128,7 +133,7 @@ class PostgresStore:
             self._start(conn, begin, queued)
             return conn
         except psycopg.errors.LockNotAvailable:
-            self._leave(conn)
+            self._drop(conn)
             raise self._busy() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
@@ -138,7 +143,7 @@ class PostgresStore:
         try:
             self._start(conn, begin, queued)
         except psycopg.errors.LockNotAvailable:
-            self._leave(conn)
+            self._drop(conn)
             raise self._busy() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
@@ -146,23 +151,36 @@ class PostgresStore:
         return conn
 
     def _start(self, conn: Conn, begin: str, queued: bool) -> None:
-        if queued:  # wait (at most lock_timeout) for the writer before us to finish
-            conn.execute(f"SET lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
-            conn.execute(QUEUE)
-        conn.execute(begin.encode())
+        """``begin`` the SQL transaction; a writer (``queued``) instead waits (at most
+        lock_timeout) for the writer before it, and ``_lock_counter`` begins."""
+        if not queued:
+            conn.execute(begin.encode())
+            return
+        conn.execute(f"SET lock_timeout = {max(1, int(self.lock_timeout * 1000))}; {QUEUE}"
+                     .encode())
+        self._in_queue.add(id(conn))
 
-    def _leave(self, conn: Conn) -> None:
-        """Leave the writers' queue (outside any transaction); a connection that cannot
-        is closed, which leaves it too."""
+    def _leave(self, conn: Conn, commit: bool = False) -> None:
+        """Leave the writers' queue (after a ROLLBACK, or with ``commit`` a COMMIT in the
+        same round trip, so the next writer starts sooner). A connection that cannot
+        leave is closed, which leaves it too. A failed COMMIT is raised (nothing after
+        it ran: the caller's handler leaves the queue)."""
+        queued = id(conn) in self._in_queue
         if conn.closed:
+            self._in_queue.discard(id(conn))
+            return
+        if commit:
+            conn.execute(f"COMMIT; {LEAVE}" if queued else "COMMIT")
+            self._in_queue.discard(id(conn))
             return
         try:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
-            conn.execute(LEAVE)
-            conn.execute("RESET lock_timeout")
+            if queued:
+                conn.execute(LEAVE)
         except psycopg.Error:
             conn.close()
+        self._in_queue.discard(id(conn))
 
     def _busy(self) -> StorageError:
         return StorageError(
@@ -183,39 +201,27 @@ class PostgresStore:
                 conn.execute("ROLLBACK")
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if schema.is_conflict(exc):  # rolled back by the server; the connection is fine
-                self._end(conn, queued)
+                self._leave(conn)
                 if not conn.closed:
                     self._give(conn)
                 raise retry.WriteConflict(self.location) from None
             if schema.is_out_of_space(exc):
-                self._end(conn, queued)
+                self._leave(conn)
                 raise schema.no_space(exc, self.location) from None
-            conn.close()
+            self._drop(conn)
             raise self._lost(exc) from None
         except BaseException as exc:
-            self._end(conn, queued)
+            self._leave(conn)
             if isinstance(exc, psycopg.Error):
                 raise self._refused(exc) from None
             raise
-        if queued:
-            self._leave(conn)
+        self._leave(conn)
         self._give(conn)
 
-    def _end(self, conn: Conn, queued: bool) -> None:
-        """Roll back whatever is open, and leave the queue if we are in it."""
-        if queued:
-            self._leave(conn)
-        else:
-            self._rollback(conn)
-
-    @staticmethod
-    def _rollback(conn: Conn) -> None:
-        if not conn.closed and conn.info.transaction_status != \
-                psycopg.pq.TransactionStatus.IDLE:
-            try:
-                conn.execute("ROLLBACK")
-            except psycopg.Error:
-                conn.close()
+    def _drop(self, conn: Conn) -> None:
+        """Close a connection (the server ends its transaction and its place in the queue)."""
+        self._in_queue.discard(id(conn))
+        conn.close()
 
     def _lost(self, exc: psycopg.Error) -> StorageError:
         return schema.lost(exc, self.location)
@@ -318,11 +324,11 @@ class PostgresStore:
             run_before_commit(self.before_commit, txn)
             txn.commit_rows()
             try:
-                conn.execute("COMMIT")
+                self._leave(conn, commit=True)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if schema.is_conflict(exc) or schema.is_out_of_space(exc):
                     raise  # the server refused the COMMIT: certainly not committed (_conn)
-                conn.close()
+                self._drop(conn)
                 raise StorageError(
                     f"the connection to the PostgreSQL vault at {self.location} failed "
                     f"while committing ({schema.first_line(exc)}): the change may or may not have "
@@ -342,16 +348,15 @@ class PostgresStore:
         If such a writer committed since our snapshot, SERIALIZABLE refuses the lock
         (40001): nothing of the caller's has run yet, so take a fresh snapshot here."""
         for attempt in range(1, LOCK_ATTEMPTS + 1):
-            conn.execute(f"SET LOCAL lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
             try:
-                row = conn.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE"
-                                   ).fetchone()
+                cur = conn.execute(LOCK_ROW.encode())
+                cur.nextset()
+                row = cur.fetchone()
             except psycopg.errors.SerializationFailure:
                 conn.execute("ROLLBACK")
                 if attempt == LOCK_ATTEMPTS:
                     raise retry.gave_up(self.location, attempt) from None
                 retry.pause(attempt)
-                conn.execute(WRITER)
                 continue
             except psycopg.errors.UndefinedTable:
                 raise NotFoundError(
