@@ -4,10 +4,10 @@
 and passes the same contract suite as the file backend
 (tests/test_storage_contract.py).
 
-* **Writes are serial, then serializable**: a writer first queues on a session
-  advisory lock (taken *before* its SQL transaction begins, so its snapshot is
-  taken after its predecessor's COMMIT), then runs ``SERIALIZABLE`` and locks
-  the single row of ``glasskey.counter``. Every write appends to the one audit
+* **Writes are serial, then serializable** (core/storage/postgres_queue.py): a
+  writer first queues on a session advisory lock (taken *before* its SQL
+  transaction begins, so its snapshot is taken after its predecessor's COMMIT),
+  then runs ``SERIALIZABLE`` and locks the single row of ``glasskey.counter``. Every write appends to the one audit
   chain, so writers must take turns: the queue makes them, and SERIALIZABLE is
   the second line of defence against a writer that bypasses it (a conflict is
   ``WriteConflict``: nothing committed; core/storage/retry.py runs the service
@@ -46,6 +46,7 @@ from glasskey.core.errors import (
 )
 from glasskey.core.storage import audit_read, retry
 from glasskey.core.storage import postgres_guard as guard
+from glasskey.core.storage import postgres_queue as queue
 from glasskey.core.storage import postgres_schema as schema
 from glasskey.core.storage.interface import (
     AuditCursor,
@@ -64,19 +65,6 @@ from glasskey.core.storage.postgres_txn import Conn, PgTransaction, parse_doc
 POOL = 4
 READ_ONLY = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 SERIAL_WRITER = "BEGIN ISOLATION LEVEL READ COMMITTED"
-WRITER = "BEGIN ISOLATION LEVEL SERIALIZABLE"
-#: The writers' queue: a session-level advisory lock, taken in autocommit before
-#: BEGIN (a lock taken inside the transaction would come after its snapshot: under
-#: SERIALIZABLE a writer that waited would then read its predecessor's old state).
-#: Released after COMMIT or ROLLBACK, or by the server when the connection ends.
-QUEUE = "SELECT pg_advisory_lock(hashtext('glasskey.writers'))"
-LEAVE = "SELECT pg_advisory_unlock(hashtext('glasskey.writers')); RESET lock_timeout"
-#: The writer's first statements, in one round trip: its snapshot, then the row.
-LOCK_ROW = ("BEGIN ISOLATION LEVEL SERIALIZABLE; "
-            "SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE")
-#: How often a writer retries locking the counter row when a writer outside the
-#: queue (an older glasskey that only locks the row) committed since its snapshot.
-LOCK_ATTEMPTS = 5
 
 
 
@@ -151,41 +139,24 @@ class PostgresStore:
         return conn
 
     def _start(self, conn: Conn, begin: str, queued: bool) -> None:
-        """``begin`` the SQL transaction; a writer (``queued``) instead waits (at most
-        lock_timeout) for the writer before it, and ``_lock_counter`` begins."""
+        """``begin`` the SQL transaction; a writer (``queued``) instead waits its turn in
+        the writers' queue (core/storage/postgres_queue.py), and ``transaction`` begins."""
         if not queued:
             conn.execute(begin.encode())
             return
-        conn.execute(f"SET lock_timeout = {max(1, int(self.lock_timeout * 1000))}; {QUEUE}"
-                     .encode())
+        queue.enter(conn, self.lock_timeout)
         self._in_queue.add(id(conn))
 
     def _leave(self, conn: Conn, commit: bool = False) -> None:
-        """Leave the writers' queue (after a ROLLBACK, or with ``commit`` a COMMIT in the
-        same round trip, so the next writer starts sooner). A connection that cannot
-        leave is closed, which leaves it too. A failed COMMIT is raised (nothing after
-        it ran: the caller's handler leaves the queue)."""
+        """End what is open (COMMIT with ``commit``, in the same round trip as leaving
+        the queue, so the next writer starts sooner) and leave the queue."""
         queued = id(conn) in self._in_queue
-        if conn.closed:
-            self._in_queue.discard(id(conn))
-            return
-        if commit:
-            conn.execute(f"COMMIT; {LEAVE}" if queued else "COMMIT")
-            self._in_queue.discard(id(conn))
-            return
-        try:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
-            if queued:
-                conn.execute(LEAVE)
-        except psycopg.Error:
-            conn.close()
+        if not conn.closed:
+            queue.leave(conn, queued, commit)
         self._in_queue.discard(id(conn))
 
     def _busy(self) -> StorageError:
-        return StorageError(
-            f"the vault at {self.location} is busy: another client's change did not "
-            f"finish within {self.lock_timeout:g} s; try again")
+        return queue.busy(self.location, self.lock_timeout)
 
     @contextmanager
     def _conn(self, begin: str = READ_ONLY, queued: bool = False) -> Iterator[Conn]:
@@ -313,8 +284,8 @@ class PostgresStore:
     def transaction(self) -> Iterator[PgTransaction]:
         """Exclusive read-modify-write; one SQL COMMIT on normal exit, ROLLBACK on error."""
         refused: Refused | None = None
-        with self._conn(WRITER, queued=True) as conn:
-            self._lock_counter(conn)
+        with self._conn(queue.WRITER, queued=True) as conn:
+            queue.lock_counter(conn, self.location, self.lock_timeout)
             txn = self._open(conn, write=True)
             guard.guard(self, txn)
             try:
@@ -341,31 +312,6 @@ class PostgresStore:
                 pass
         if refused is not None:
             raise refused.error from None
-
-    def _lock_counter(self, conn: Conn) -> None:
-        """Lock the counter row: the writers' queue already ordered us, so this waits
-        only for a writer outside it (an older glasskey, or the owner's migration).
-        If such a writer committed since our snapshot, SERIALIZABLE refuses the lock
-        (40001): nothing of the caller's has run yet, so take a fresh snapshot here."""
-        for attempt in range(1, LOCK_ATTEMPTS + 1):
-            try:
-                cur = conn.execute(LOCK_ROW.encode())
-                cur.nextset()
-                row = cur.fetchone()
-            except psycopg.errors.SerializationFailure:
-                conn.execute("ROLLBACK")
-                if attempt == LOCK_ATTEMPTS:
-                    raise retry.gave_up(self.location, attempt) from None
-                retry.pause(attempt)
-                continue
-            except psycopg.errors.UndefinedTable:
-                raise NotFoundError(
-                    f"no vault at {self.location} (create one with 'glasskey init')") from None
-            except psycopg.errors.LockNotAvailable:
-                raise self._busy() from None
-            if row is None:
-                raise IntegrityError("the database's commit counter is missing")
-            return
 
     def _saw(self, txn: PgTransaction) -> None:
         if txn.roster.founded:
