@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,39 @@ def test_the_retry_bound_gives_one_clear_sentence(
     assert runs == list(range(1, retry.ATTEMPTS + 1))
     assert store.audit_head() == head and counters(store) == (1, 1)
     assert increment(store, signer) == 2
+
+
+def test_an_older_client_that_only_locks_the_row_still_goes_first(
+        pg_bare: tuple[PostgresStore, Any, str], pg_vaults: PgVaults,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older glasskey queues only on the counter row (READ COMMITTED). A new writer
+    that took its snapshot while the old one held the row gets 40001 on the row once
+    the old one commits, before any of its own work ran: the store takes a fresh
+    snapshot and carries on, and the old client's change is not lost."""
+    store, signer, db = pg_bare
+    increment(store, signer)
+    pauses: list[int] = []
+    monkeypatch.setattr(retry, "pause", pauses.append)
+    done: list[int] = []
+    with pg_vaults.superuser(db) as old:
+        old.execute("BEGIN")
+        old.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE")
+        writer = threading.Thread(target=lambda: done.append(increment(store, signer)))
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not old.execute(  # the new writer is waiting on the row, its snapshot taken
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND "
+                "wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE'").fetchone():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        old.execute("UPDATE glasskey.counter SET seq = seq + 1 WHERE id = 1")
+        old.execute("UPDATE glasskey.doc SET body = convert_to('{\"n\": 5}', 'UTF8') "
+                    "WHERE tbl = 'meta' AND key = 'counter'")  # the old client's change
+        old.execute("COMMIT")
+    writer.join(15)
+    assert pauses == [1]  # one fresh snapshot...
+    assert done == [6]  # ...which saw the old client's change: nothing lost
+    assert counters(store) == (6, 6)
 
 
 def test_a_reveal_that_conflicts_at_commit_is_retried_and_releases_once(

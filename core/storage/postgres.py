@@ -7,13 +7,13 @@ and passes the same contract suite as the file backend
 * **Writes are serial, then serializable** (core/storage/postgres_queue.py): a
   writer first queues on a session advisory lock (taken *before* its SQL
   transaction begins, so its snapshot is taken after its predecessor's COMMIT),
-  then runs ``SERIALIZABLE`` and locks the single row of ``glasskey.counter``. Every write appends to the one audit
-  chain, so writers must take turns: the queue makes them, and SERIALIZABLE is
-  the second line of defence against a writer that bypasses it (a conflict is
-  ``WriteConflict``: nothing committed; core/storage/retry.py runs the service
-  call again). Audit lines, documents, the metadata's head and the counter
-  commit in one SQL COMMIT: a crash or a dropped connection leaves the old or
-  the new state.
+  then runs ``SERIALIZABLE`` and locks the single row of ``glasskey.counter``.
+  Every write appends to the one audit chain, so writers must take turns: the
+  queue makes them, and SERIALIZABLE is the second line of defence against a
+  writer that bypasses it (a conflict is ``WriteConflict``: nothing committed;
+  core/storage/retry.py runs the service call again). Audit lines, documents,
+  the metadata's head and the counter commit in one SQL COMMIT: a crash or a
+  dropped connection leaves the old or the new state.
 * **Reads are snapshots**: ``REPEATABLE READ, READ ONLY``; no lock.
 * **Integrity is the client's**: the same checks as the file backend, against
   this client's checkpoint in its own state dir (core/storage/postgres_guard.py),
