@@ -117,6 +117,25 @@ def test_a_newer_glasskey_migrates_the_schema_in_a_write(
         pass
 
 
+def test_an_operator_role_cannot_migrate_and_is_told_who_can(
+        pg_bare: tuple[PostgresStore, Any, str], pg_vaults: PgVaults,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrations create functions and triggers: only the owner may. An operator's
+    own role gets one sentence saying so (schema version 2 added such a trigger)."""
+    _, signer, db = pg_bare
+    monkeypatch.setitem(postgres_schema.MIGRATIONS, postgres_schema.SQL_SCHEMA_VERSION,
+                        "CREATE TABLE glasskey.added_later (x int)")
+    monkeypatch.setattr(postgres_schema, "SQL_SCHEMA_VERSION",
+                        postgres_schema.SQL_SCHEMA_VERSION + 1)
+    operator = PostgresStore(pg_vaults.url(db, pg_vaults.operator_role("op_erin")))
+    with pytest.raises(UsageError, match=r"needs upgrading to this glasskey's, and this "
+                                         r"database role may not: make any change as the "
+                                         r"database's owner role"):
+        increment(operator, signer)
+    assert increment(PostgresStore(pg_vaults.url(db)), signer) == 1  # the owner's write
+    assert increment(operator, signer) == 2  # and then the operator's
+
+
 def test_a_reveal_whose_connection_drops_releases_nothing_then_works(
         pg_world: tuple[World, PgVaults, str]) -> None:
     """Fail closed: no secret without its durable audit record; then the same reveal

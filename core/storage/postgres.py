@@ -234,7 +234,13 @@ class PostgresStore:
                     raise UsageError(
                         f"the PostgreSQL vault's schema (version {version}) needs upgrading "
                         "to this glasskey's: make any change as the database's owner role")
-                schema.migrate(conn, version)  # the writer holds the lock: one migrates
+                try:
+                    schema.migrate(conn, version)  # the writer holds the lock: one migrates
+                except psycopg.errors.InsufficientPrivilege:
+                    raise UsageError(
+                        f"the PostgreSQL vault's schema (version {version}) needs upgrading "
+                        "to this glasskey's, and this database role may not: make any "
+                        "change as the database's owner role") from None
             elif version > schema.SQL_SCHEMA_VERSION:
                 raise UsageError(f"the PostgreSQL vault's schema is version {version}, newer "
                                  f"than this glasskey ({schema.SQL_SCHEMA_VERSION})")
