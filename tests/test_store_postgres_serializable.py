@@ -122,6 +122,7 @@ def test_an_older_client_that_only_locks_the_row_still_goes_first(
     the old one commits, before any of its own work ran: the store takes a fresh
     snapshot and carries on, and the old client's change is not lost."""
     store, signer, db = pg_bare
+    store.lock_timeout = 60.0  # the writer must still be waiting when the test looks
     increment(store, signer)
     pauses: list[int] = []
     monkeypatch.setattr(retry, "pause", pauses.append)
@@ -131,12 +132,16 @@ def test_an_older_client_that_only_locks_the_row_still_goes_first(
         old.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE")
         writer = threading.Thread(target=lambda: done.append(increment(store, signer)))
         writer.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not old.execute(  # the new writer is waiting on the row, its snapshot taken
                 "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND "
                 "wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE'").fetchone():
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, old.execute(
+                "SELECT state, wait_event_type, wait_event, left(query, 80) FROM "
+                "pg_stat_activity WHERE datname = current_database()").fetchall()
             time.sleep(0.02)
+            # pg_stat_activity is read once per transaction unless the snapshot is cleared
+            old.execute("SELECT pg_stat_clear_snapshot()")
         old.execute("UPDATE glasskey.counter SET seq = seq + 1 WHERE id = 1")
         old.execute("UPDATE glasskey.doc SET body = convert_to('{\"n\": 5}', 'UTF8') "
                     "WHERE tbl = 'meta' AND key = 'counter'")  # the old client's change

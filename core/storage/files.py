@@ -59,7 +59,7 @@ from glasskey.core.storage.audit_read import CursorReader
 from glasskey.core.storage.interface import (
     AuditCursor,
     Doc,
-    Refused,
+    RefusalHeld,
     Transaction,
     run_before_commit,
 )
@@ -324,24 +324,21 @@ class FileStore(CursorReader):
     @contextmanager
     def transaction(self) -> Iterator[FileTransaction]:
         """Exclusive read-modify-write; commits on normal exit, discards on error."""
-        refused: Refused | None = None
+        held = RefusalHeld()
         with self._thread_lock, self.lock:
             txn = FileTransaction(self, self._read_state(), write=True)
             start = guard.check_witness(self, txn)
             guard.recover_audit(self, txn, start)
             migrate(txn)
-            try:
+            with held:
                 yield txn
-            except Refused as exc:
-                refused = exc  # a refusal is itself audited: keep its record, then report it
             run_before_commit(self.before_commit, txn)
             txn._commit()
             self._saw(txn)
             if self.on_unlock is not None and txn.recorded:
                 self._unlocked.append(txn)
         self._run_unlocked()
-        if refused is not None:
-            raise refused.error from None
+        held.reraise()
 
     def _run_unlocked(self) -> None:
         """Hand committed transactions to ``on_unlock`` once no lock is held (a

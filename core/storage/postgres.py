@@ -52,7 +52,7 @@ from glasskey.core.storage.interface import (
     AuditCursor,
     AuditPage,
     Doc,
-    Refused,
+    RefusalHeld,
     Store,
     Transaction,
     run_before_commit,
@@ -289,15 +289,13 @@ class PostgresStore:
     @contextmanager
     def transaction(self) -> Iterator[PgTransaction]:
         """Exclusive read-modify-write; one SQL COMMIT on normal exit, ROLLBACK on error."""
-        refused: Refused | None = None
+        held = RefusalHeld()
         with self._conn(queue.WRITER, queued=True) as conn:
             queue.lock_counter(conn, self.location, self.lock_timeout)
             txn = self._open(conn, write=True)
             guard.guard(self, txn)
-            try:
+            with held:
                 yield txn
-            except Refused as exc:
-                refused = exc  # a refusal is itself audited: keep its record, then report it
             run_before_commit(self.before_commit, txn)
             txn.commit_rows()
             try:
@@ -316,8 +314,7 @@ class PostgresStore:
                 self.on_unlock(txn)
             except Exception:  # noqa: S110 - the commit stands; delivery is best-effort
                 pass
-        if refused is not None:
-            raise refused.error from None
+        held.reraise()
 
     def _saw(self, txn: PgTransaction) -> None:
         if txn.roster.founded:
