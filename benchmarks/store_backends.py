@@ -25,7 +25,7 @@ os.environ.setdefault("GLASSKEY_STATE_DIR", tempfile.mkdtemp(prefix="glasskey-be
 from glasskey.core.storage.files import FileStore
 from glasskey.core.storage.interface import Store
 from glasskey.core.storage.postgres import PostgresStore
-from helpers import counters, founding_details, increment, new_signer
+from helpers import counters, found_store, increment
 from servers import postgres_server
 
 ROUNDS = 300
@@ -38,12 +38,7 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def measure(label: str, store: Store) -> str:
-    signer, public = new_signer()
-    second, second_pub = new_signer("second")
-    vid, details = founding_details([(signer, public), (second, second_pub)])
-    store.create({"vault_id": vid})
-    with store.transaction() as txn:
-        txn.record(signer, "vault.founded", vid, details)
+    signer, _ = found_store(store)
     for _ in range(20):
         increment(store, signer)
     writes, reads = [], []
