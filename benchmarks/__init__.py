@@ -12,6 +12,9 @@ Modules:
   Argon2id at the same parameters as the vault;
 * ``peer``     the keepassxc-cli comparison;
 * ``experiments`` prototypes of proposed core changes, measured on the same vault;
+* ``team``     team mode (issue 13): the PostgreSQL backend beside the file backend,
+  with its client processes in ``team_clients`` and its report section in
+  ``team_report``;
 * ``report``   the stdout table and BENCHMARKS.md (``analysis.md`` is the
   hand-written analysis, its ``{{fmt:path}}`` placeholders filled from the run).
 """

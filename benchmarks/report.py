@@ -50,27 +50,31 @@ class Row:
         return fmt(self.value, self.unit)
 
 
+#: Units whose precision drops once the number is large: (from, below it, from it on).
+_SCALED_FORMATS = {
+    "ms": (100, "{:.1f} ms", "{:.0f} ms"),
+    "s": (100, "{:.2f} s", "{:.0f} s"),
+    "us": (10, "{:.1f} µs", "{:.0f} µs"),
+}
+#: Units written one way whatever the number.
+_FORMATS = {
+    "MB/s": "{:.0f} MB/s",
+    "MiB": "{:.0f} MiB",
+    "x": "{:.2f}x",
+    "kB": "{:.0f} kB",
+    "MB": "{:.1f} MB",
+    "": "{:,.0f}",
+}
+
+
 def fmt(value: float | None, unit: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if unit == "ms":
-        return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
-    if unit == "s":
-        return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
-    if unit == "us":
-        return f"{value:.0f} µs" if value >= 10 else f"{value:.1f} µs"
-    if unit == "MB/s":
-        return f"{value:.0f} MB/s"
-    if unit == "MiB":
-        return f"{value:.0f} MiB"
-    if unit == "x":
-        return f"{value:.2f}x"
-    if unit == "kB":
-        return f"{value:.0f} kB"
-    if unit == "MB":
-        return f"{value:.1f} MB"
-    if unit == "":
-        return f"{value:,.0f}"
+    if unit in _SCALED_FORMATS:
+        limit, small, large = _SCALED_FORMATS[unit]
+        return (small if value < limit else large).format(value)
+    if unit in _FORMATS:
+        return _FORMATS[unit].format(value)
     return f"{value:g} {unit}"
 
 
@@ -390,6 +394,10 @@ def markdown(rows: list[Row], res: dict[str, Any], machine: dict[str, Any],
             md.append("")
     md.extend(_breakdowns(res))
     md.extend(_experiments(res))
+    if "team" in res:
+        from benchmarks.team_report import section
+
+        md.extend(section(res, machine))
     md.extend(_method(res, scale))
     if notes_path and notes_path.exists():
         md.append(fill(notes_path.read_text().rstrip(), res))

@@ -34,8 +34,9 @@ from benchmarks.peer import keepassxc_version
 from benchmarks.world import cache_dir, cache_meta
 
 GROUPS = ("floors", "import", "verify", "list", "ops", "operators", "cli", "peer", "tui",
-          "experiments", "report", "outage")
-NEEDS_CACHE = {"verify", "list", "ops", "operators", "cli", "tui", "experiments", "report"}
+          "experiments", "report", "outage", "team")
+NEEDS_CACHE = {"verify", "list", "ops", "operators", "cli", "tui", "experiments", "report",
+               "team"}
 
 
 def worker(step: str, args: dict[str, Any], scale: Scale) -> dict[str, Any]:
@@ -142,10 +143,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="apt-get install keepassxc if keepassxc-cli is missing (root)")
     ap.add_argument("--from-results", action="store_true",
                     help="re-render the report from the last run's results.json (no measuring)")
+    ap.add_argument("--splice", action="store_true",
+                    help="also put the sections of the groups run (team) into BENCHMARKS.md "
+                    "in place of their old text, leaving the rest of it as it is")
     opts = ap.parse_args(argv)
     scale = QUICK if opts.quick else FULL
     if opts.from_results:
         saved = json.loads((cache_dir(scale) / "results.json").read_text())
+        if opts.splice and scale is FULL and "team" in saved["results"]:
+            from benchmarks.team_report import splice
+
+            splice(REPO / "BENCHMARKS.md", saved["results"], saved["machine"])
+            return 0
         return _render(saved["results"], saved["machine"], scale,
                        opts.output or REPO / "BENCHMARKS.md" if scale is FULL
                        else opts.output or cache_dir(scale) / "BENCHMARKS.md")
@@ -241,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         if "tui" in only:
             res["tui"] = worker("tui", dict(common, src=str(large), small=str(small), runs=5,
                                            clock=meta["clock_end"] if meta else 0), scale)
+        if "team" in only and meta is not None:
+            from benchmarks import team
+
+            res["team"] = team.measure(worker, scale, meta, large, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -251,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                        f"at the end (15-min {load_end[2]:.2f}); other work on the machine "
                        "adds noise to every figure")
     write_json(cache_dir(scale) / "results.json", {"machine": machine, "results": res})
+    if opts.splice and scale is FULL and "team" in res:
+        from benchmarks.team_report import splice
+
+        splice(REPO / "BENCHMARKS.md", res, machine)
     return _render(res, machine, scale, output)
 
 

@@ -6,8 +6,9 @@ read, and one ``seq()`` poll, 300 times each, on a fresh vault of each backend;
 then, after 50,000 more entries, a new client's first read (it verifies every
 entry) and second read (from its checkpoint), and a full ``verify_audit``.
 PostgreSQL is the throwaway test server (tests/servers.py: local TCP and
-**fsync off**, so its write figure is optimistic). Not part of ``make bench``
-yet: the 10,000 x 25 x 1,000,000 runs of issue 13 are still to come.
+**fsync off**, so its write figure is optimistic). Not part of ``make bench``:
+the issue-13 figures at 10,000 x 25 x 1,000,000 are the ``team`` group
+(benchmarks/team.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ os.environ.setdefault("GLASSKEY_STATE_DIR", tempfile.mkdtemp(prefix="glasskey-be
 from glasskey.core.storage.files import FileStore
 from glasskey.core.storage.interface import Store
 from glasskey.core.storage.postgres import PostgresStore
-from helpers import counters, founding_details, increment, new_signer
+from helpers import counters, found_store, increment
 from servers import postgres_server
 
 ROUNDS = 300
@@ -37,12 +38,7 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def measure(label: str, store: Store) -> str:
-    signer, public = new_signer()
-    second, second_pub = new_signer("second")
-    vid, details = founding_details([(signer, public), (second, second_pub)])
-    store.create({"vault_id": vid})
-    with store.transaction() as txn:
-        txn.record(signer, "vault.founded", vid, details)
+    signer, _ = found_store(store)
     for _ in range(20):
         increment(store, signer)
     writes, reads = [], []

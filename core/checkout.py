@@ -45,6 +45,7 @@ from glasskey.core.requests import DEFAULT_OPEN_REQUESTS, Requests, event_for
 from glasskey.core.secret import SecretValue
 from glasskey.core.session import Session
 from glasskey.core.storage.interface import Refused, Transaction
+from glasskey.core.storage.retry import retried
 from glasskey.core.text import cap_all
 
 S = CheckoutState
@@ -106,6 +107,7 @@ class CheckoutService(Service):
         return closed, skipped
 
     # -- request ----------------------------------------------------------------------------
+    @retried  # one write transaction: re-run after a WriteConflict
     def request(self, session: Session, cred_name: str, reason: str, ticket: str,
                 duration: int) -> Checkout:
         reason, ticket = (reason or "").strip(), (ticket or "").strip()
@@ -160,6 +162,7 @@ class CheckoutService(Service):
             return Checkout.from_doc(req)
 
     # -- approve / deny / cancel --------------------------------------------------------------
+    @retried  # one write transaction: re-run after a WriteConflict
     def approve(self, session: Session, req_id: str) -> Checkout:
         with self.store.transaction() as txn:
             require_active(txn, session, "approver")
@@ -263,6 +266,7 @@ class CheckoutService(Service):
                 self._rotate_release(session, req_id)
             raise
 
+    @retried  # one write transaction: re-run after a WriteConflict
     def _reveal(self, session: Session, req_id: str) -> SecretValue:
         with self.store.transaction() as txn:
             require_active(txn, session, "requester")

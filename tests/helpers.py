@@ -52,6 +52,7 @@ from glasskey.core.errors import GlasskeyError
 from glasskey.core.session import Session
 from glasskey.core.storage import interface
 from glasskey.core.storage.files import FileStore
+from glasskey.core.storage.manifest import state_layout
 from glasskey.core.store import Store
 from glasskey.core.vault import Vault
 
@@ -162,7 +163,8 @@ def _repoint(root: Path, table: str, idx: str, new: str) -> None:
     if table in state["manifest"]:
         state["manifest"][table][idx] = new
     else:
-        key = f"{int(idx, 16) // 32:02x}"
+        layout = state_layout(state)[table]
+        key = f"{layout.group_of(int(idx, 16)):02x}"
         old = state["groups"][table][key]
         group = json.loads((root / "tables" / f"{table}.g{key}.{old}.json").read_bytes())
         group["shards"][idx] = new
@@ -240,13 +242,20 @@ def make_store(root: Path, vault_id: str | None = None) -> StoreEnv:
     """
     require_test_env()
     store = Store(root)
+    signer, public = found_store(store)
+    return StoreEnv(root, store, signer, public)
+
+
+def found_store(store: interface.Store) -> tuple[Signer, bytes]:
+    """Create ``store`` (either backend) and record its signed founding by "tester"
+    and a silent second founder; "tester"'s signer and public key."""
     signer, public = new_signer()
     second, second_pub = new_signer("second")
     vid, details = founding_details([(signer, public), (second, second_pub)])
     store.create({"vault_id": vid})
     with store.transaction() as txn:
         txn.record(signer, "vault.founded", vid, details)
-    return StoreEnv(root, store, signer, public)
+    return signer, public
 
 
 def open_store(root: Path, **kw: Any) -> Store:

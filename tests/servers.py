@@ -368,6 +368,30 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@contextlib.contextmanager
+def small_filesystem(size: str, owner: str | None = None) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``"2M"``), owned by ``owner``: a disk that really fills up
+    (ENOSPC), for a tablespace whose writes should fail. Mounting needs root (or
+    CAP_SYS_ADMIN); ``RuntimeError`` says so when it cannot be mounted."""
+    path = Path(tempfile.mkdtemp(prefix="glasskey-small-fs-"))
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(path)], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        path.rmdir()
+        raise RuntimeError(f"cannot mount a small tmpfs: {done.stderr.strip()}")
+    try:
+        if owner is not None:
+            import pwd
+
+            pw = pwd.getpwnam(owner)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True, timeout=30)
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 # --------------------------------------------------------------------------- OpenLDAP
 
 

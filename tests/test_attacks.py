@@ -359,7 +359,7 @@ def test_h8_old_sealed_copies_open_nothing_current_after_a_use(
     for name in ("db-root", "payments"):
         cred_id = w.vault.cred_id_for(name)
         old = next(json.loads(p.read_bytes())["docs"][cred_id]["current"]
-                   for p in copies.glob("sealed.*")
+                   for p in copies.glob("sealed.*") if not p.name.startswith("sealed.g")
                    if cred_id in json.loads(p.read_bytes())["docs"])
         alice = w.s("alice")
         shares = [open_own_share(w.vault.vault_id, cred_id, old, alice.operator_id,

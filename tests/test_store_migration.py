@@ -5,98 +5,135 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from checkout_world import make_world
-from glasskey.core import canonical
+from checkout_world import World, make_world
 from glasskey.core import store as store_mod
-from glasskey.core.storage import manifest as manifest_mod
+from glasskey.core.storage.files import FileStore
+from glasskey.core.storage.manifest import LAYOUT, layout_for, state_layout
+from glasskey.core.storage.migrate import relayout
+from glasskey.core.store import Store
 from helpers import shard_digests
 
 
-def test_schema_2_requests_are_resharded_into_schema_3(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    # Build a vault laid out as schema 2 did: requests in 64 shards.
-    monkeypatch.setitem(store_mod.TABLE_SHARDS, "requests", 64)
-    monkeypatch.setattr(manifest_mod, "_SHARD_KEYS",
-                        {n: frozenset(f"{i:02x}" for i in range(store_mod.TABLE_SHARDS[n]))
-                         for n in store_mod.SHARDED_TABLES})
-    w = make_world(tmp_path)
+def _history(w: World, uses: int = 5) -> list[str]:
     w.add("db-root", "value-1")
     ids = [w.vault.request(w.s("alice"), "db-root", "r", "t", 60).id]
     w.vault.cancel(w.s("alice"), ids[0])
-    for _ in range(5):
+    for _ in range(uses):
         req = w.checkout("db-root")
         w.vault.reveal(w.s("alice"), req)
         w.vault.checkin(w.s("alice"), req)
         ids.append(req)
-    with w.vault.store.transaction() as txn:
+    return ids
+
+
+def _lay_out_as(w: World, schema: int) -> None:
+    """Rewrite the vault as ``schema`` laid it out (and say so in vault.json)."""
+    store = w.vault.store
+    assert isinstance(store, FileStore)
+    with store.transaction() as txn:
+        relayout(txn, layout_for(schema))
         meta = txn.meta
-        meta["schema"] = 2
+        meta["schema"] = schema
         txn.set_meta(meta)
-    state = json.loads((w.root / "vault.json").read_bytes())
-    assert max(len(k) for k in state["manifest"]["requests"]) == 2
-    before = {c.id: c for c in w.vault.checkouts()}
-    monkeypatch.undo()
-
-    # Opening it with this glasskey migrates on the first write.
-    w.unlock("bob")
-    state = json.loads((w.root / "vault.json").read_bytes())
-    assert state["meta"]["vault"]["schema"] == store_mod.SCHEMA_VERSION
-    after = {c.id: c for c in w.vault.checkouts()}
-    assert after == before and set(after) == set(ids)
-    expected = {f"{store_mod.shard_of(i, store_mod.TABLE_SHARDS['requests']):02x}" for i in ids}
-    assert set(shard_digests(w.root, "requests")) == expected
-    assert w.vault.verify_audit().ok
-    # and it keeps working
-    req = w.checkout("db-root")
-    assert w.vault.reveal(w.s("alice"), req).reveal()
 
 
-def test_schema_5_requests_manifest_moves_into_group_files(tmp_path: Path) -> None:
-    """Schema 5 -> 6: the 1,024-entry requests manifest leaves vault.json for
-    content-addressed group files; nothing is lost and nothing is left behind."""
-    w = make_world(tmp_path)
-    w.add("db-root", "value-1")
-    ids = []
-    for _ in range(6):
-        req = w.checkout("db-root")
-        w.vault.reveal(w.s("alice"), req)
-        w.vault.checkin(w.s("alice"), req)
-        ids.append(req)
-    digests = shard_digests(w.root, "requests")
-    before = {c.id: c for c in w.vault.checkouts()}
-    # Lay the state out as schema 5 did: every shard digest in vault.json.
-    path = w.root / "vault.json"
-    state = json.loads(path.read_bytes())
-    state["manifest"]["requests"] = digests
-    del state["groups"]
-    state["meta"]["vault"]["schema"] = 5
-    path.write_bytes(canonical.dumps(state))
-    assert {c.id: c for c in w.vault.checkouts()} == before  # a reader reads schema 5
-
-    w.unlock("bob")  # the first write migrates
-    state = json.loads(path.read_bytes())
-    assert state["meta"]["vault"]["schema"] == store_mod.SCHEMA_VERSION == 6
-    assert "requests" not in state["manifest"]
-    assert len(path.read_bytes()) < 8_000
-    assert shard_digests(w.root, "requests") == digests  # the same shard files
-    assert {c.id: c for c in w.vault.checkouts()} == before
-    req = w.checkout("db-root")  # and it keeps working
-    w.vault.reveal(w.s("alice"), req)
-    w.vault.checkin(w.s("alice"), req)
-    assert set(ids) < {c.id for c in w.vault.checkouts()}
-    assert w.vault.verify_audit().ok
-    # Every table file is referenced by the current or the previous generation.
-    referenced = set()
+def _referenced(root: Path) -> set[str]:
+    """Every table file the current or the previous generation names."""
+    out: set[str] = set()
     for name in ("vault.json", "vault.json.bak"):
-        gen = json.loads((w.root / name).read_bytes())
+        gen = json.loads((root / name).read_bytes())
         for table, shards in gen["manifest"].items():
-            referenced |= {f"{table}.{i}.{d}.json" for i, d in shards.items()}
+            out |= {f"{table}.{i}.{d}.json" for i, d in shards.items()}
         for table, groups in gen.get("groups", {}).items():
             for key, digest in groups.items():
-                referenced.add(f"{table}.g{key}.{digest}.json")
-                group = json.loads((w.root / "tables" / f"{table}.g{key}.{digest}.json")
+                out.add(f"{table}.g{key}.{digest}.json")
+                group = json.loads((root / "tables" / f"{table}.g{key}.{digest}.json")
                                    .read_bytes())
-                referenced |= {f"{table}.{i}.{d}.json" for i, d in group["shards"].items()}
-    on_disk = {p.name for p in (w.root / "tables").iterdir()}
-    assert on_disk <= referenced | {p for p in on_disk if p.endswith(".tmp")}
+                out |= {f"{table}.{i}.{d}.json" for i, d in group["shards"].items()}
+    return out
+
+
+def _nothing_left_behind(root: Path) -> None:
+    on_disk = {p.name for p in (root / "tables").iterdir()}
+    assert on_disk <= _referenced(root), sorted(on_disk - _referenced(root))[:5]
+
+
+def _migrates_losing_nothing(w: World, ids: list[str]) -> None:
+    before = {c.id: c for c in w.vault.checkouts()}
+    assert set(before) == set(ids)
+    w.unlock("bob")  # the first write migrates
+    state = json.loads((w.root / "vault.json").read_bytes())
+    assert state["meta"]["vault"]["schema"] == store_mod.SCHEMA_VERSION == 7
+    assert state_layout(state) == LAYOUT
+    assert state["manifest"] == {}  # every manifest lives in group files
+    assert set(state["groups"]) == {"credentials", "sealed", "requests"}
+    assert len((w.root / "vault.json").read_bytes()) < 16_000
+    assert {c.id: c for c in w.vault.checkouts()} == before
+    expected = {f"{store_mod.shard_of(i, LAYOUT['requests'].shards):02x}" for i in ids}
+    assert set(shard_digests(w.root, "requests")) == expected
+    assert w.vault.verify_audit().ok
+    req = w.checkout("db-root")  # and it keeps working
+    assert w.vault.reveal(w.s("alice"), req).reveal()
+    w.vault.checkin(w.s("alice"), req)
+    _nothing_left_behind(w.root)
+
+
+def test_schema_2_vault_is_migrated_to_schema_7(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    ids = _history(w)
+    _lay_out_as(w, 2)
+    state = json.loads((w.root / "vault.json").read_bytes())
+    assert max(len(k) for k in state["manifest"]["requests"]) == 2  # 64 shards
+    assert "groups" not in state or not state["groups"]
+    _migrates_losing_nothing(w, ids)
+
+
+def test_schema_5_flat_manifests_are_read_and_migrated(tmp_path: Path) -> None:
+    """Schema 5 named every one of 1,024 requests shards in vault.json."""
+    w = make_world(tmp_path)
+    ids = _history(w)
+    _lay_out_as(w, 5)
+    state = json.loads((w.root / "vault.json").read_bytes())
+    assert set(state["manifest"]) == {"credentials", "sealed", "requests"}
+    assert {c.id for c in w.vault.checkouts()} == set(ids)  # a reader reads schema 5
+    _migrates_losing_nothing(w, ids)
+
+
+def test_schema_6_group_files_are_re_split_into_the_schema_7_layout(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    ids = _history(w)
+    _lay_out_as(w, 6)
+    state = json.loads((w.root / "vault.json").read_bytes())
+    assert set(state["groups"]) == {"requests"} and set(state["manifest"]) == {
+        "credentials", "sealed"}
+    _migrates_losing_nothing(w, ids)
+
+
+def test_garbage_collection_deletes_what_the_previous_commit_retired(tmp_path: Path) -> None:
+    """Each commit lists the files it replaced; the next deletes exactly those (the
+    generation in between still names them), without listing tables/."""
+    w = make_world(tmp_path)
+    _history(w, uses=1)
+    req = w.checkout("db-root")
+    state = json.loads((w.root / "vault.json").read_bytes())
+    retired = state["retired"]
+    assert retired and all((w.root / "tables" / n).exists() for n in retired)
+    w.vault.reveal(w.s("alice"), req)
+    assert not any((w.root / "tables" / n).exists() for n in retired)
+    _nothing_left_behind(w.root)
+
+
+def test_a_stray_table_file_is_swept_by_the_next_store(tmp_path: Path) -> None:
+    """A crash between a shard write and its commit leaves a file no generation
+    names; a store's first commit lists tables/ and removes it."""
+    w = make_world(tmp_path)
+    _history(w, uses=1)
+    stray = w.root / "tables" / f"requests.0a.{'ab' * 32}.json"
+    stray.write_bytes(b"{}")
+    w.checkout("db-root")  # this store has committed before: no listing
+    assert stray.exists()
+    store = Store(w.root)
+    with store.transaction() as txn:
+        txn.set_meta(txn.meta)
+    assert not stray.exists()
+    _nothing_left_behind(w.root)

@@ -5,6 +5,7 @@ schema migrations and TLS (sslmode=verify-full).
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,25 @@ def test_a_newer_glasskey_migrates_the_schema_in_a_write(
         pass
 
 
+def test_an_operator_role_cannot_migrate_and_is_told_who_can(
+        pg_bare: tuple[PostgresStore, Any, str], pg_vaults: PgVaults,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrations create functions and triggers: only the owner may. An operator's
+    own role gets one sentence saying so (schema version 2 added such a trigger)."""
+    _, signer, db = pg_bare
+    monkeypatch.setitem(postgres_schema.MIGRATIONS, postgres_schema.SQL_SCHEMA_VERSION,
+                        "CREATE TABLE glasskey.added_later (x int)")
+    monkeypatch.setattr(postgres_schema, "SQL_SCHEMA_VERSION",
+                        postgres_schema.SQL_SCHEMA_VERSION + 1)
+    operator = PostgresStore(pg_vaults.url(db, pg_vaults.operator_role("op_erin")))
+    with pytest.raises(UsageError, match=r"needs upgrading to this glasskey's, and this "
+                                         r"database role may not: make any change as the "
+                                         r"database's owner role"):
+        increment(operator, signer)
+    assert increment(PostgresStore(pg_vaults.url(db)), signer) == 1  # the owner's write
+    assert increment(operator, signer) == 2  # and then the operator's
+
+
 def test_a_reveal_whose_connection_drops_releases_nothing_then_works(
         pg_world: tuple[World, PgVaults, str]) -> None:
     """Fail closed: no secret without its durable audit record; then the same reveal
@@ -141,6 +161,67 @@ def test_a_reveal_whose_connection_drops_releases_nothing_then_works(
     assert store.audit_head() == head  # nothing recorded, nothing released
     assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
     assert any(e["event"] == "checkout.revealed" for e in store.audit_tail(5).entries)
+
+
+def _fill(directory: Path) -> Path:
+    """Write a ballast file into ``directory`` until its filesystem is full."""
+    ballast = directory / "ballast"
+    chunk = b"\0" * 65536
+    with ballast.open("wb") as fh:
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return ballast
+
+
+def test_a_full_disk_releases_nothing_and_the_reveal_works_once_space_is_back(
+        pg_world: tuple[World, PgVaults, str]) -> None:
+    """The audit table lives in a tablespace on a small tmpfs that fills up (ENOSPC,
+    as a full disk). fillfactor 10 makes every audit append need a new page, so the
+    reveal's own audit record is the write that cannot be made: the reveal is one
+    sentence, records nothing and releases nothing; once space is back it works."""
+    from servers import small_filesystem
+
+    w, vaults, db = pg_world
+    req = w.checkout("db-root")
+    store = w.vault.store
+    space = f"gk_small_{db}"
+    try:
+        mounted = small_filesystem("2M", vaults.server.owner)
+        directory = mounted.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"a full disk needs a filesystem that can fill up: {exc}")
+    try:
+        with vaults.superuser(db) as su:
+            su.execute(f"CREATE TABLESPACE {space} LOCATION '{directory}'")
+            su.execute(f"ALTER TABLE glasskey.audit SET TABLESPACE {space}")
+            su.execute("ALTER TABLE glasskey.audit SET (fillfactor = 10)")
+        ballast = _fill(directory)
+        head = store.audit_head()
+        with pytest.raises(StorageError) as caught:
+            w.vault.reveal(w.s("alice"), req)
+        message = str(caught.value)
+        assert message.startswith(f"the PostgreSQL vault at {store.location} could not "
+                                  "write: the database server is out of disk space ("), message
+        assert message.endswith("); nothing was changed, try again once it has space")
+        assert 'could not extend file "pg_tblspc/' in message  # the audit table's own file
+        assert "No space left on device" in message
+        assert "\n" not in message and SECRET not in message
+        assert store.audit_head() == head  # no record, and so no secret
+        assert w.vault.checkout(req).state == "approved"  # nothing lost either
+        ballast.unlink()  # space is back
+        assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
+        reveals = [e for e in store.audit_tail(5).entries if e["event"] == "checkout.revealed"]
+        assert [e["subject"] for e in reveals] == [req]
+        assert store.verify_audit().ok
+    finally:
+        with vaults.superuser(db) as su:
+            su.execute("ALTER TABLE glasskey.audit SET TABLESPACE pg_default")
+            su.execute(f"DROP TABLESPACE IF EXISTS {space}")
+        mounted.__exit__(None, None, None)
 
 
 # -- TLS: sslmode=verify-full ---------------------------------------------------------------------

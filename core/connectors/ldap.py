@@ -53,7 +53,7 @@ from pathlib import Path
 
 import ldap3
 from glasskey.core import config
-from glasskey.core.connectors.base import Connector, ConnectorSettings, parse_timeout
+from glasskey.core.connectors.deadline import DeadlineConnector
 from glasskey.core.errors import ConnectorError, UsageError
 from glasskey.core.secret import SecretValue
 from ldap3.core.exceptions import LDAPException
@@ -101,33 +101,24 @@ class _Watchdog:
         self._thread.join()
 
 
-class LdapConnector(Connector):
+class LdapConnector(DeadlineConnector):
     """Rotates an LDAP entry's password by self-bind or an admin bind."""
 
     name = "ldap"
-    #: Monotonic time by which the current operation must be over.
-    _deadline: float | None = None
+    default_timeout = DEFAULT_TIMEOUT
+    empty_verify_note = " (it would be an anonymous bind)"
 
     @classmethod
-    def check_settings(cls, target: str | None, options: Mapping[str, str]) -> None:
-        parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="ldap")
+    def _check_required(cls, target: str | None, options: Mapping[str, str]) -> None:
         if not options.get("dn"):
             raise UsageError("the ldap connector needs --dn (the entry whose password rotates)")
         if not target:
             raise UsageError("the ldap connector needs --target, the server's LDAP URL")
-        probe = cls(ConnectorSettings(credential="-", target=target, options=options))
-        try:
-            probe._check_transport(target)
-        except ConnectorError as exc:
-            raise UsageError(str(exc).removeprefix("credential '-': ")) from None
+
+    def _check_target(self) -> None:
+        self._check_transport(self.settings.target or "")
 
     # ----------------------------------------------------------------- interface
-
-    def set(self, current: SecretValue | None, new: SecretValue) -> None:
-        if not len(new):
-            raise ConnectorError(f"credential {self._cred!r}: refusing an empty password")
-        with self._operation():
-            self._set(current, new)
 
     def _set(self, current: SecretValue | None, new: SecretValue) -> None:
         dn = self._dn
@@ -159,15 +150,6 @@ class LdapConnector(Connector):
             f"new value for {dn!r}; configure admin_bind_dn to reset it"
         )
 
-    def verify(self, value: SecretValue) -> bool:
-        if not len(value):
-            raise ConnectorError(
-                f"credential {self._cred!r}: an empty value cannot be verified (it would be "
-                "an anonymous bind)"
-            )
-        with self._operation():
-            return self._verify(value)
-
     def _verify(self, value: SecretValue) -> bool:
         with self._bound(self._dn, value, who="the entry") as conn:
             return conn is not None
@@ -181,10 +163,6 @@ class LdapConnector(Connector):
     # ----------------------------------------------------------------- internals
 
     @property
-    def _cred(self) -> str:
-        return self.settings.credential
-
-    @property
     def _dn(self) -> str:
         dn = self.settings.options.get("dn")
         if not dn:
@@ -192,26 +170,6 @@ class LdapConnector(Connector):
                 f"credential {self._cred!r}: the ldap connector needs options dn (the entry)"
             )
         return dn
-
-    @property
-    def _timeout(self) -> float:
-        try:
-            return parse_timeout(self.settings.options.get("timeout"), DEFAULT_TIMEOUT,
-                                 connector="ldap")
-        except UsageError as exc:
-            raise ConnectorError(f"credential {self._cred!r}: {exc}") from None
-
-    @contextmanager
-    def _operation(self) -> Iterator[None]:
-        """One deadline for the outermost operation (``set`` calls ``verify``)."""
-        if self._deadline is not None:
-            yield
-            return
-        self._deadline = time.monotonic() + self._timeout
-        try:
-            yield
-        finally:
-            self._deadline = None
 
     def _left(self) -> float:
         left = (self._deadline or time.monotonic() + self._timeout) - time.monotonic()

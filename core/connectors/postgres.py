@@ -63,13 +63,9 @@ from typing import Any
 
 import psycopg
 from glasskey.core import config
-from glasskey.core.connectors.base import (
-    Connector,
-    ConnectorSettings,
-    parse_timeout,
-    scrub_fragments,
-)
-from glasskey.core.errors import ConnectorError, UsageError
+from glasskey.core.connectors.base import scrub_fragments
+from glasskey.core.connectors.deadline import DeadlineConnector
+from glasskey.core.errors import ConnectorError
 from glasskey.core.secret import SecretValue
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -136,39 +132,23 @@ def _is_auth_failure(exc: psycopg.OperationalError) -> bool:
     return any(marker in str(exc) for marker in _AUTH_FAILED)
 
 
-class PostgresConnector(Connector):
+class PostgresConnector(DeadlineConnector):
     """Rotates a PostgreSQL role's password (self-rotation or through an admin service)."""
 
     name = "postgres"
-    #: Monotonic time by which the current operation must be over.
-    _deadline: float | None = None
+    default_timeout = DEFAULT_TIMEOUT
 
-    @classmethod
-    def check_settings(cls, target: str | None, options: Mapping[str, str]) -> None:
-        """The timeout, the conninfo and the transport rule, at ``cred add``."""
-        parse_timeout(options.get("timeout"), DEFAULT_TIMEOUT, connector="postgres")
-        probe = cls(ConnectorSettings(credential="-", target=target, options=options))
-        try:
-            probe._transport(probe._params(), ROLE_REQUIRE_AUTH)
-        except ConnectorError as exc:
-            raise UsageError(str(exc).removeprefix("credential '-': ")) from None
+    def _check_target(self) -> None:
+        """The conninfo parses and the role's login would be protected."""
+        self._transport(self._params(), ROLE_REQUIRE_AUTH)
 
     # ----------------------------------------------------------------- interface
 
-    def set(self, current: SecretValue | None, new: SecretValue) -> None:
-        if not len(new):
-            raise ConnectorError(f"credential {self._cred!r}: refusing an empty password")
-        with self._operation():
-            if self.settings.options.get("admin_service"):
-                self._set_as_admin(new)
-            else:
-                self._set_as_self(current, new)
-
-    def verify(self, value: SecretValue) -> bool:
-        if not len(value):
-            raise ConnectorError(f"credential {self._cred!r}: an empty value cannot be verified")
-        with self._operation():
-            return self._verify(value)
+    def _set(self, current: SecretValue | None, new: SecretValue) -> None:
+        if self.settings.options.get("admin_service"):
+            self._set_as_admin(new)
+        else:
+            self._set_as_self(current, new)
 
     def _verify(self, value: SecretValue) -> bool:
         conn = self._login(value)
@@ -194,27 +174,6 @@ class PostgresConnector(Connector):
         return str(self._params()["user"])
 
     # ----------------------------------------------------------------- internals
-
-    @property
-    def _cred(self) -> str:
-        return self.settings.credential
-
-    @contextmanager
-    def _operation(self) -> Iterator[None]:
-        """One deadline for the outermost operation (``set`` calls ``verify``)."""
-        if self._deadline is not None:
-            yield
-            return
-        try:
-            timeout = parse_timeout(self.settings.options.get("timeout"), DEFAULT_TIMEOUT,
-                                    connector="postgres")
-        except UsageError as exc:
-            raise ConnectorError(f"credential {self._cred!r}: {exc}") from None
-        self._deadline = time.monotonic() + timeout
-        try:
-            yield
-        finally:
-            self._deadline = None
 
     def _left(self) -> float:
         """Seconds left before the deadline; ConnectorError once it has passed."""

@@ -200,7 +200,7 @@ def _rotation_failures(col: _Collector, since: float, until: float, now: float, 
             reviews = [rv for key in (r.request, cred) if key
                        for rv in col.reviews.get(key, []) if rv.kind == "rotation"]
             fail = RotationFailure(cred, r.at, r.actor, r.error, r.request, r.version,
-                                   resolved, reviews)
+                                   resolved, reviews=reviews)
             fail.review_status = _review_status(reviews, 1, r.at, now, due)
             failures.append(fail)
     failures.sort(key=lambda f: (f.at, f.credential))

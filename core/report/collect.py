@@ -14,30 +14,15 @@ from typing import Any
 
 from glasskey.core.audit import SYSTEM_EVENTS
 from glasskey.core.clock import iso
-from glasskey.core.report.records import (
-    ApprovalRecord,
-    AttestationRecord,
-    AuthEvent,
-    CheckoutRecord,
-    DrillRecord,
-    EmergencyUse,
-    KitRecord,
-    KitRefusal,
-    NotifyFailure,
-    OnboardingRecord,
-    OperatorChange,
-    RefusalRecord,
-    ReviewRecord,
-    UnsignedEntry,
-)
+from glasskey.core.report import records
 from glasskey.core.report.values import _f, _i, _s, _ts
 
 
 def attestation_of(subject: str, actor: str, at: float, d: dict[str, Any]
-                   ) -> AttestationRecord:
+                   ) -> records.AttestationRecord:
     """A ``report.attested`` entry's record (``entries`` is the head seq of older entries)."""
     seq = d.get("head_seq") if d.get("head_seq") is not None else d.get("entries")
-    return AttestationRecord(subject, actor, at, _s(d.get("since")), _s(d.get("until")),
+    return records.AttestationRecord(subject, actor, at, _s(d.get("since")), _s(d.get("until")),
                              _s(d.get("sha256")), _s(d.get("format")), _i(seq),
                              _s(d.get("head_hash")))
 
@@ -58,46 +43,46 @@ class _Collector:
     """One pass over the log; everything keyed so follow-ups find their item."""
 
     def __init__(self) -> None:
-        self.checkouts: dict[str, CheckoutRecord] = {}
-        self.onboarding: dict[str, OnboardingRecord] = {}
-        self.kits: dict[str, KitRecord] = {}
-        self.emergency: dict[str, EmergencyUse] = {}
+        self.checkouts: dict[str, records.CheckoutRecord] = {}
+        self.onboarding: dict[str, records.OnboardingRecord] = {}
+        self.kits: dict[str, records.KitRecord] = {}
+        self.emergency: dict[str, records.EmergencyUse] = {}
         self.rot: dict[str, list[_Rot]] = defaultdict(list)
         self.rot_by_request: dict[str, list[_Rot]] = defaultdict(list)
         self.intent_request: dict[tuple[str, int], str] = {}
-        self.reviews: dict[str, list[ReviewRecord]] = defaultdict(list)
+        self.reviews: dict[str, list[records.ReviewRecord]] = defaultdict(list)
         self.review_holder: dict[tuple[str, int], str] = {}
-        self.auth: list[AuthEvent] = []
-        self.operators: list[OperatorChange] = []
-        self.attestations: list[AttestationRecord] = []
-        self.refusals: dict[str, list[RefusalRecord]] = defaultdict(list)
+        self.auth: list[records.AuthEvent] = []
+        self.operators: list[records.OperatorChange] = []
+        self.attestations: list[records.AttestationRecord] = []
+        self.refusals: dict[str, list[records.RefusalRecord]] = defaultdict(list)
         self.event_times: dict[str, list[float]] = defaultdict(list)
-        self.kit_refusals: list[KitRefusal] = []
-        self.notify_failures: list[NotifyFailure] = []
-        self.unsigned: list[UnsignedEntry] = []
-        self.drills: list[DrillRecord] = []
+        self.kit_refusals: list[records.KitRefusal] = []
+        self.notify_failures: list[records.NotifyFailure] = []
+        self.unsigned: list[records.UnsignedEntry] = []
+        self.drills: list[records.DrillRecord] = []
         #: credential -> (status the log implies, since when: the entry's RFC 3339 time)
         self.cred_status: dict[str, tuple[str, str]] = {}
 
-    def _co(self, req: str, details: dict[str, Any]) -> CheckoutRecord:
+    def _co(self, req: str, details: dict[str, Any]) -> records.CheckoutRecord:
         rec = self.checkouts.get(req)
         if rec is None:
-            rec = CheckoutRecord(req, _s(details.get("credential")), "")
+            rec = records.CheckoutRecord(req, _s(details.get("credential")), "")
             self.checkouts[req] = rec
         if not rec.credential and details.get("credential"):
             rec.credential = _s(details.get("credential"))
         return rec
 
-    def _ob(self, oid: str) -> OnboardingRecord:
+    def _ob(self, oid: str) -> records.OnboardingRecord:
         rec = self.onboarding.get(oid)
         if rec is None:
-            rec = self.onboarding[oid] = OnboardingRecord(oid)
+            rec = self.onboarding[oid] = records.OnboardingRecord(oid)
         return rec
 
-    def _kit(self, kid: str) -> KitRecord:
+    def _kit(self, kid: str) -> records.KitRecord:
         rec = self.kits.get(kid)
         if rec is None:
-            rec = self.kits[kid] = KitRecord(kid)
+            rec = self.kits[kid] = records.KitRecord(kid)
         return rec
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -112,7 +97,8 @@ class _Collector:
         group, _, action = event.partition(".")
         signed = entry.get("sig") is not None
         if not signed:
-            self.unsigned.append(UnsignedEntry(at, _i(entry.get("seq")) or 0, event, subject))
+            seq = _i(entry.get("seq")) or 0
+            self.unsigned.append(records.UnsignedEntry(at, seq, event, subject))
             if event not in SYSTEM_EVENTS:
                 return  # an unsigned entry claiming an act: listed, never applied
             if group == "auth":
@@ -124,7 +110,7 @@ class _Collector:
         elif group == "rotate":
             self._rotate(action, at, actor, subject, d)
         elif event == "review.recorded":
-            self.reviews[subject].append(ReviewRecord(
+            self.reviews[subject].append(records.ReviewRecord(
                 actor, _s(d.get("outcome")), _s(d.get("note")), at, _s(d.get("kind"))))
             if d.get("holder"):
                 self.review_holder[(subject, len(self.reviews[subject]) - 1)] = _s(
@@ -142,19 +128,19 @@ class _Collector:
             founders = founding.get("founders") if isinstance(founding, dict) else None
             for rec in founders if isinstance(founders, list) else []:
                 if isinstance(rec, dict):
-                    self.operators.append(OperatorChange(
+                    self.operators.append(records.OperatorChange(
                         at, _s(rec.get("name")), "enrolled", actor,
                         {"roles": rec.get("roles"), "founder": True}))
         elif group == "operator":
             keep = {k: v for k, v in d.items()
                     if k in ("roles", "reason", "founder", "how", "status", "by")}
-            self.operators.append(OperatorChange(at, subject, action, actor, keep))
+            self.operators.append(records.OperatorChange(at, subject, action, actor, keep))
         elif event == "notify.failed":  # core/notify.py: a delivery that did not go out
-            self.notify_failures.append(NotifyFailure(
+            self.notify_failures.append(records.NotifyFailure(
                 at, actor, _s(d.get("request")) or subject,
                 f"{_s(d.get('event'))} via {_s(d.get('channel'))}: {_s(d.get('reason'))}"))
         elif group == "drill":
-            self.drills.append(DrillRecord(at, actor, _s(d.get("kind")) or "share", subject,
+            self.drills.append(records.DrillRecord(at, actor, _s(d.get("kind")) or "share", subject,
                                            action == "passed", _s(d.get("failed")),
                                            _s(d.get("why"))))
         elif event == "report.attested":
@@ -163,11 +149,11 @@ class _Collector:
     def _auth(self, action: str, at: float, subject: str, d: dict[str, Any], *,
               signed: bool) -> None:
         if action == "failed":
-            self.auth.append(AuthEvent(at, subject, "failed", _s(d.get("why")),
+            self.auth.append(records.AuthEvent(at, subject, "failed", _s(d.get("why")),
                                        _i(d.get("failures")), _i(d.get("locked_for")) or 0,
                                        signed=signed))
         elif action == "locked":
-            self.auth.append(AuthEvent(at, subject, "locked",
+            self.auth.append(records.AuthEvent(at, subject, "locked",
                                        retry_in=_i(d.get("retry_in")) or 0, signed=signed))
 
     # -- checkouts --------------------------------------------------------------------------
@@ -183,7 +169,7 @@ class _Collector:
             rec.version = _i(d.get("version"))
             rec.requested_at = at
         elif action == "approved":
-            rec.approvals.append(ApprovalRecord(actor, at))
+            rec.approvals.append(records.ApprovalRecord(actor, at))
             if not rec.requester:
                 rec.requester = _s(d.get("requester"))
             rec.needed = _i(d.get("needed"))
@@ -203,7 +189,7 @@ class _Collector:
         elif action == "expired":
             rec.outcome, rec.ended_at = "expired", at
         elif action == "refused":
-            rec.refusals.append(RefusalRecord(actor, _s(d.get("why")), at))
+            rec.refusals.append(records.RefusalRecord(actor, _s(d.get("why")), at))
         elif action == "revealed":
             rec.held_from = at if rec.held_from is None else min(rec.held_from, at)
             if rec.held_to is None:
@@ -215,7 +201,7 @@ class _Collector:
                 rec.requester = actor
             approvers = d.get("approvers")
             if isinstance(approvers, list) and not rec.approvals:
-                rec.approvals = [ApprovalRecord(_s(a), at) for a in approvers]
+                rec.approvals = [records.ApprovalRecord(_s(a), at) for a in approvers]
         elif action == "checked-in":
             if rec.held_to is None:
                 rec.held_to = at
@@ -310,7 +296,7 @@ class _Collector:
             kit.issued_at = at
         elif action == "used":
             kit_id = _s(d.get("kit"))
-            self.emergency[subject] = EmergencyUse(
+            self.emergency[subject] = records.EmergencyUse(
                 subject, _s(d.get("credential")), kit_id, actor, at, _s(d.get("reason")),
                 _s(d.get("ticket")))
             if kit_id:
@@ -336,8 +322,8 @@ class _Collector:
             kit.burned_at = at
             kit.burned_by = actor
         elif action == "refused":
-            self.kit_refusals.append(KitRefusal(at, actor, subject, _s(d.get("why")),
+            self.kit_refusals.append(records.KitRefusal(at, actor, subject, _s(d.get("why")),
                                                 _s(d.get("fingerprint"))))
         elif action == "notify-failed":
-            self.notify_failures.append(NotifyFailure(at, actor, subject, _s(d.get("why"))))
+            self.notify_failures.append(records.NotifyFailure(at, actor, subject, _s(d.get("why"))))
 

@@ -10,6 +10,34 @@ from typing import Any
 
 from glasskey.core.report.rules import EMERGENCY_REVIEWS
 
+#: Every record type (and the UNSIGNED label): the package re-exports exactly these.
+__all__ = [
+    "UNSIGNED",
+    "ApprovalRecord",
+    "AttestationRecord",
+    "AuthEvent",
+    "AuthSummary",
+    "CheckoutRecord",
+    "CredentialDrill",
+    "CredentialRecord",
+    "DrillRecord",
+    "EmergencyUse",
+    "KitRecord",
+    "KitRefusal",
+    "NotifyFailure",
+    "OnboardingRecord",
+    "OperatorChange",
+    "OperatorDrill",
+    "PairRecord",
+    "RefusalRecord",
+    "ReviewRecord",
+    "Reviewed",
+    "RotationFailure",
+    "RotationOutcome",
+    "UnreviewedItem",
+    "UnsignedEntry",
+]
+
 
 @dataclass
 class ApprovalRecord:
@@ -31,6 +59,17 @@ class RefusalRecord:
     actor: str
     why: str
     at: float
+
+
+@dataclass(kw_only=True)
+class Reviewed:
+    """What the review queue asks of a checkout, an onboarding secret, an emergency
+    use or a failed rotation: the reviews recorded for it, and where that leaves it
+    (``build`` sets the status from the reviews, the number needed and the age)."""
+
+    reviews: list[ReviewRecord] = field(default_factory=list)
+    #: not-required | pending | overdue | ok | concern
+    review_status: str = "not-required"
 
 
 @dataclass
@@ -68,7 +107,7 @@ class RotationOutcome:
 
 
 @dataclass
-class CheckoutRecord:
+class CheckoutRecord(Reviewed):
     """One checkout, named by its request id through its whole life."""
 
     id: str
@@ -91,9 +130,6 @@ class CheckoutRecord:
     ended_by: str = ""
     held_seconds: int | None = None
     rotation: RotationOutcome = field(default_factory=RotationOutcome)
-    reviews: list[ReviewRecord] = field(default_factory=list)
-    #: not-required | pending | overdue | ok | concern
-    review_status: str = "not-required"
     emergency: bool = False
     kit: str = ""
     refusals: list[RefusalRecord] = field(default_factory=list)
@@ -147,7 +183,7 @@ class CheckoutRecord:
 
 
 @dataclass
-class OnboardingRecord:
+class OnboardingRecord(Reviewed):
     id: str
     identity: str = ""
     issued_by: str = ""
@@ -164,8 +200,6 @@ class OnboardingRecord:
     revoked_how: str = ""
     #: issued | approved | revealed | activated | expired | revoked
     status: str = "issued"
-    reviews: list[ReviewRecord] = field(default_factory=list)
-    review_status: str = "not-required"
 
     @property
     def finished(self) -> bool:
@@ -179,7 +213,7 @@ class OnboardingRecord:
 
 
 @dataclass
-class EmergencyUse:
+class EmergencyUse(Reviewed):
     id: str
     credential: str
     kit: str
@@ -188,9 +222,7 @@ class EmergencyUse:
     reason: str = ""
     ticket: str = ""
     rotation: str = ""
-    reviews: list[ReviewRecord] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
-    review_status: str = "pending"
 
 
 @dataclass
@@ -278,7 +310,7 @@ class KitRecord:
 
 
 @dataclass
-class RotationFailure:
+class RotationFailure(Reviewed):
     credential: str
     at: float
     by: str
@@ -286,8 +318,6 @@ class RotationFailure:
     request: str
     to_version: int | None
     resolved_at: float | None = None
-    reviews: list[ReviewRecord] = field(default_factory=list)
-    review_status: str = "pending"
 
 
 @dataclass

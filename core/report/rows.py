@@ -11,7 +11,7 @@ from typing import Any
 from glasskey.core.clock import iso
 from glasskey.core.models import format_duration
 from glasskey.core.report.model import CustodyReport
-from glasskey.core.report.records import UNSIGNED, CheckoutRecord, ReviewRecord
+from glasskey.core.report.records import UNSIGNED, CheckoutRecord, Reviewed
 from glasskey.core.report.rules import (
     AGE_BUCKETS,
     EMERGENCY_REVIEWS,
@@ -63,12 +63,13 @@ def _outcome(c: CheckoutRecord) -> str:
     return text
 
 
-def _review_text(status: str, reviews: list[ReviewRecord]) -> str:
+def _review_text(item: Reviewed) -> str:
     """The reviews as outcome-by-reviewer, with the status while incomplete."""
-    if not reviews:
+    status = item.review_status
+    if not item.reviews:
         return status
     parts = [f"{r.outcome} by {r.reviewer}" + (f" ({r.note})" if r.note else "")
-             for r in reviews]
+             for r in item.reviews]
     return "; ".join(parts) + ("" if status in ("ok", "concern") else f" [{status}]")
 
 
@@ -95,14 +96,13 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
              "Review"],
             [[c.id, c.credential, c.requester, _approvers(c), c.reason, c.ticket,
               _t(c.requested_at), _t(c.released_at), _t(c.held_from), _t(c.held_to),
-              _held(c), _outcome(c), c.rotation.text(),
-              _review_text(c.review_status, c.reviews)]
+              _held(c), _outcome(c), c.rotation.text(), _review_text(c)]
              for c in r.checkouts]),
         "released": (
             ["Request", "Credential", "Requester", "Approver(s)", "Released", "Outcome",
              "Rotation", "Review"],
             [[c.id, c.credential, c.requester, _approvers(c), _t(c.released_at), _outcome(c),
-              c.rotation.text(), _review_text(c.review_status, c.reviews)]
+              c.rotation.text(), _review_text(c)]
              for c in r.checkouts if c.released_not_revealed]),
         "emergency": (
             ["Request", "Credential", "Kit", "Used by", "At", "Reason", "Ticket", "Rotation",
@@ -110,7 +110,7 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
             [[u.id, u.credential, u.kit, u.by, _t(u.at), u.reason or "-", u.ticket or "-",
               u.rotation,
               f"{', '.join(u.reviewers) or '-'} ({len(u.reviewers)}/{EMERGENCY_REVIEWS})",
-              _review_text(u.review_status, u.reviews)] for u in r.emergency_uses]),
+              _review_text(u)] for u in r.emergency_uses]),
         "kit_refusals": (
             ["At", "By", "Credential (as typed)", "Why", "Kit fingerprint"],
             [[_t(k.at), k.by, k.credential, k.why or "-", k.fingerprint or "-"]
@@ -134,12 +134,12 @@ def _section_rows(report: CustodyReport) -> dict[str, tuple[list[str], list[list
               f"{len(o.reveals)}x" + (f" ({', '.join(o.revealed_by)})" if o.reveals else ""),
               _t(o.activated_at), _t(o.expired_at),
               f"{_t(o.revoked_at)} ({o.revoked_how})" if o.revoked_at else "-",
-              o.status, _review_text(o.review_status, o.reviews)] for o in r.onboarding]),
+              o.status, _review_text(o)] for o in r.onboarding]),
         "rotation_failures": (
             ["Credential", "At", "By", "Request", "To version", "Error", "Resolved", "Review"],
             [[f.credential, _t(f.at), f.by, f.request or "-", f.to_version, f.error,
-              _t(f.resolved_at) if f.resolved_at else "UNRESOLVED",
-              _review_text(f.review_status, f.reviews)] for f in r.rotation_failures]),
+              _t(f.resolved_at) if f.resolved_at else "UNRESOLVED", _review_text(f)]
+             for f in r.rotation_failures]),
         "credentials": (
             ["Credential", "Kind", "Connector", "Status", "Version", "Last rotated",
              "Age (days)", "Rotations", "Held by", "Checkouts", "Rotated", "Failures"],

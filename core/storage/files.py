@@ -59,28 +59,28 @@ from glasskey.core.storage.audit_read import CursorReader
 from glasskey.core.storage.interface import (
     AuditCursor,
     Doc,
-    Refused,
+    RefusalHeld,
     Transaction,
     run_before_commit,
 )
 from glasskey.core.storage.manifest import (
     BACKUP_FILE,
     FORMAT,
-    GROUP_SIZE,
     GROUPS_KEY,
     LOCK_FILE,
     SCHEMA_VERSION,
-    SHARDS,
     SMALL_TABLES,
     STATE_FILE,
     TABLE_SHARDS,
     TABLES_DIR,
+    TableLayout,
     check_group,
     group_file,
     manifest_files,
     parse_state,
     refuse_constant,
     shard_file,
+    state_layout,
 )
 from glasskey.core.storage.migrate import migrate
 from glasskey.core.storage.transaction import FileTransaction, ShardGone
@@ -117,6 +117,7 @@ class FileStore(CursorReader):
         #: so a crash after the commit loses none). Never raises into the caller.
         self.before_commit: Callable[[Transaction], None] | None = None
         self._unlocked: list[FileTransaction] = []
+        self._swept = False
 
     # -- creation ---------------------------------------------------------------
     def create(self, meta: Doc) -> None:
@@ -185,18 +186,19 @@ class FileStore(CursorReader):
             raise IntegrityError(f"table file {fname} is malformed")
         docs: dict[str, Doc] = doc["docs"]
         self._shard_cache[fname] = docs
-        if len(self._shard_cache) > 2 * sum(TABLE_SHARDS.values()):
+        if len(self._shard_cache) > 2 * sum(TABLE_SHARDS.values()):  # the current layout
             self._shard_cache.clear()
         return docs
 
-    def _read_group(self, name: str, group: int, digest: str) -> dict[str, str]:
-        """A schema-6 group file: the digests of GROUP_SIZE shards (hash-checked)."""
+    def _read_group(self, name: str, group: int, digest: str,
+                    layout: TableLayout) -> dict[str, str]:
+        """A group file: the digests of ``layout.group`` shards (hash-checked)."""
         fname = group_file(name, group, digest)
         cached = self._group_cache.get(fname)
         if cached is not None:
             return cached
         doc = self._read_pinned(fname, digest)
-        shards = check_group(name, group, doc, fname)
+        shards = check_group(name, group, doc, fname, layout)
         if len(self._group_cache) > 256:
             self._group_cache.clear()
         self._group_cache[fname] = shards
@@ -212,10 +214,9 @@ class FileStore(CursorReader):
             self.fault("shard")
         write_new(self.tables_dir / shard_file(name, index, digest), data)
 
-    def _replace_state(self, data: bytes, keep: set[str],
-                       unread: set[tuple[str, int]] | None = None) -> None:
-        """Commit ``data`` (backup first); then drop table files not in ``keep``
-        (except the shards of the ``unread`` groups: see _collect_garbage)."""
+    def _replace_state(self, data: bytes, garbage: list[str], sweep: bool = False) -> None:
+        """Commit ``data`` (backup first); then delete the table files in ``garbage``
+        (those the previous commit retired) and, now and then, list for strays."""
         if self.fault:
             self.fault("backup")
         try:
@@ -229,16 +230,18 @@ class FileStore(CursorReader):
         atomic_write(self.state_path, data)
         if self.fault:
             self.fault("committed")
-        self._collect_garbage(keep, unread or set())
+        for fname in garbage:
+            try:
+                os.unlink(self.tables_dir / fname)
+            except FileNotFoundError:
+                pass
+        if sweep or not self._swept:
+            self._swept = True
+            self._sweep([data] + ([old] if old is not None else []))
 
-    def _collect_garbage(self, keep: set[str], unread: set[tuple[str, int]]) -> None:
-        """Remove table files referenced by neither generation (the backup's and
-        the new one's; ``keep`` comes from the manifests already in memory).
-
-        The shards of ``unread`` groups (named by either generation, not
-        rewritten by this commit) are left alone: their manifests were not
-        read, and nothing in them changed. A shard an earlier commit replaced
-        there is collected when its group is next rewritten."""
+    def _sweep(self, generations: list[bytes]) -> None:
+        """Remove every file in ``tables/`` that neither generation names (strays of
+        a crash between a shard write and its commit), and temp files."""
         for fname in os.listdir(self.root):
             # temp files of atomic writes killed mid-way (we hold the lock)
             if fname.startswith((f".{STATE_FILE}.", f".{BACKUP_FILE}.")) and fname.endswith(
@@ -251,9 +254,13 @@ class FileStore(CursorReader):
             entries = os.listdir(self.tables_dir)
         except FileNotFoundError:
             return
+        keep: set[str] = set()
+        try:
+            for raw in generations:
+                keep |= self._all_files(parse_state(raw), strict=True)
+        except (GlasskeyError, ShardGone):
+            return  # a generation cannot be read in full: delete nothing
         for fname in entries:
-            if fname.endswith(".json") and fname not in keep and _in_unread(fname, unread):
-                continue
             if (fname.endswith(".json") and fname not in keep) or fname.endswith(".tmp"):
                 try:
                     os.unlink(self.tables_dir / fname)
@@ -290,14 +297,17 @@ class FileStore(CursorReader):
         except ShardGone as gone:
             raise self._gone_error(gone.args[0]) from None
 
-    def _all_files(self, state: dict[str, Any]) -> set[str]:
+    def _all_files(self, state: dict[str, Any], strict: bool = False) -> set[str]:
         """Every table file ``state`` references, the shards inside its groups too."""
         files = manifest_files(state)
+        layout = state_layout(state)
         for name, digests in state.get(GROUPS_KEY, {}).items():
             for key, digest in digests.items():
                 try:
-                    shards = self._read_group(name, int(key, 16), digest)
+                    shards = self._read_group(name, int(key, 16), digest, layout[name])
                 except ShardGone:
+                    if strict:
+                        raise
                     continue
                 files |= {shard_file(name, int(i, 16), d) for i, d in shards.items()}
         return files
@@ -314,24 +324,21 @@ class FileStore(CursorReader):
     @contextmanager
     def transaction(self) -> Iterator[FileTransaction]:
         """Exclusive read-modify-write; commits on normal exit, discards on error."""
-        refused: Refused | None = None
+        held = RefusalHeld()
         with self._thread_lock, self.lock:
             txn = FileTransaction(self, self._read_state(), write=True)
             start = guard.check_witness(self, txn)
             guard.recover_audit(self, txn, start)
             migrate(txn)
-            try:
+            with held:
                 yield txn
-            except Refused as exc:
-                refused = exc  # a refusal is itself audited: keep its record, then report it
             run_before_commit(self.before_commit, txn)
             txn._commit()
             self._saw(txn)
             if self.on_unlock is not None and txn.recorded:
                 self._unlocked.append(txn)
         self._run_unlocked()
-        if refused is not None:
-            raise refused.error from None
+        held.reraise()
 
     def _run_unlocked(self) -> None:
         """Hand committed transactions to ``on_unlock`` once no lock is held (a
@@ -389,15 +396,3 @@ class FileStore(CursorReader):
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
         return guard.verify_audit(self, incremental=incremental, progress=progress)
-
-
-def _in_unread(fname: str, unread: set[tuple[str, int]]) -> bool:
-    """Whether ``fname`` is a shard file of one of the ``unread`` groups."""
-    parts = fname.split(".")
-    if len(parts) != 4 or TABLE_SHARDS.get(parts[0], SHARDS) <= SHARDS:
-        return False
-    try:
-        group = int(parts[1], 16) // GROUP_SIZE  # a group file ("g05") never matches
-    except ValueError:
-        return False
-    return (parts[0], group) in unread

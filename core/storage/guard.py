@@ -7,9 +7,6 @@ they never leave the file backend; callers see ``AuditCursor``.
 
 from __future__ import annotations
 
-import calendar
-import json
-import time
 from typing import TYPE_CHECKING
 
 from glasskey.core import canonical, witness
@@ -24,6 +21,8 @@ from glasskey.core.chain import (
 )
 from glasskey.core.errors import IntegrityError
 from glasskey.core.roster import adopt_status, check_table
+from glasskey.core.storage import chainwrite
+from glasskey.core.storage.chainwrite import time_and_actor
 
 if TYPE_CHECKING:
     from glasskey.core.storage.files import FileStore
@@ -32,43 +31,20 @@ if TYPE_CHECKING:
 
 def newest_entry(store: FileStore, head: Head) -> tuple[float, str] | None:
     """(time, actor) of the entry that ends at ``head``, or None for an empty log."""
-    if head.seq <= 0 or head.offset <= 0:
-        return None
-    raw = store.audit.line_at(head.offset - line_length_before(store.audit, head.offset))
-    if raw is None:
-        return None
-    try:
-        entry = json.loads(raw)
-        stamp = calendar.timegm(time.strptime(str(entry["time"]), "%Y-%m-%dT%H:%M:%SZ"))
-    except (ValueError, KeyError, TypeError):
-        raise IntegrityError(f"audit entry {head.seq} has no readable time") from None
-    return float(stamp), str(entry.get("actor", "?"))
+    raw = _line_ending_at(store, head) if head.seq > 0 and head.offset > 0 else None
+    return None if raw is None else time_and_actor(raw, head.seq)
+
+
+def _line_ending_at(store: FileStore, head: Head) -> bytes | None:
+    return store.audit.line_at(head.offset - line_length_before(store.audit, head.offset))
+
 
 def check_witness(store: FileStore, txn: FileTransaction) -> Checkpoint:
-    """Refuse a state older than (or forked from) the last head this client verified.
+    """Refuse a state older than (or forked from) the last head this client verified
+    (core/storage/chainwrite.py); returns where verification resumes."""
+    return chainwrite.check_witness(store.root, str(txn.meta["vault_id"]), txn.head,
+                                    lambda seen: _line_ending_at(store, seen))
 
-    Returns where verification resumes: this client's checkpoint with the
-    roster verified up to it, or genesis for a client new to this vault.
-    """
-    vault_id = str(txn.meta["vault_id"])
-    witness.check_pin(store.root, vault_id)
-    loaded = witness.load_checkpoint(vault_id)
-    if loaded is None or loaded[0].seq == 0:
-        return Checkpoint()
-    seen, roster = loaded
-    head = txn.head
-    if seen.seq > head.seq:
-        raise IntegrityError(
-            f"the vault was rolled back: this client saw audit entry {seen.seq}, "
-            f"the vault now ends at {head.seq}"
-        )
-    raw = store.audit.line_at(seen.offset - line_length_before(store.audit, seen.offset))
-    if raw is None or line_hash(raw) != seen.hash:
-        raise IntegrityError(
-            f"the audit log was rewritten: entry {seen.seq} differs from the one "
-            "this client saw"
-        )
-    return Checkpoint(seen, roster) if roster is not None else Checkpoint()
 
 def verify_to_head(store: FileStore, txn: FileTransaction, start: Checkpoint, *,
                     adopted: bool = False) -> None:

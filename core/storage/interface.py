@@ -207,6 +207,29 @@ class Store(AuditReader, Protocol):
         ...
 
 
+class RefusalHeld:
+    """Around a transaction's body in every backend: a ``Refused`` raised there is
+    held while the transaction commits its audit records, then ``reraise`` raises
+    the error it carries (a refusal is itself audited)."""
+
+    def __init__(self) -> None:
+        self.refused: Refused | None = None
+
+    def __enter__(self) -> RefusalHeld:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if isinstance(exc, Refused):
+            self.refused = exc
+            return True
+        return False
+
+    def reraise(self) -> None:
+        if self.refused is not None:
+            raise self.refused.error from None
+
+
 def run_before_commit(hook: Callable[[Transaction], None] | None, txn: Transaction) -> None:
     """Every backend calls the store's ``before_commit`` hook this way: only for a
     transaction that recorded entries, and never letting it block the commit
@@ -219,4 +242,4 @@ def run_before_commit(hook: Callable[[Transaction], None] | None, txn: Transacti
 
 
 __all__ = ["AuditCursor", "AuditPage", "AuditReader", "AuditWriter", "Doc", "Recorded",
-           "Refused", "Store", "Table", "Transaction", "run_before_commit"]
+           "RefusalHeld", "Refused", "Store", "Table", "Transaction", "run_before_commit"]

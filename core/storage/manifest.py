@@ -8,21 +8,18 @@ IntegrityError (exit 3), never a half-understood state.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from glasskey.core import canonical
 from glasskey.core.errors import IntegrityError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 FORMAT = "glasskey-vault"
 SHARDS = 64
-#: Shards per large table. Checkout history grows without bound (about 170,000
-#: requests behind 1,000,000 audit entries), so requests get more, smaller
-#: shards: a checkout rewrites one ~150 kB shard instead of one of ~2.4 MB
-#: (schema 3; BENCHMARKS.md has the before and after).
-TABLE_SHARDS = {"credentials": SHARDS, "sealed": SHARDS, "requests": 1024}
 #: Tables every vault.json has had since schema 1 (parse_state insists on them).
 REQUIRED_TABLES = ("meta", "operators", "active", "manifest")
 #: Schema 2 added the review queue and the emergency kits; schema 4 the index of
@@ -30,22 +27,80 @@ REQUIRED_TABLES = ("meta", "operators", "active", "manifest")
 #: never scan 10,000 credentials.
 SMALL_TABLES = (*REQUIRED_TABLES, "reviews", "kits", "flags")
 SHARDED_TABLES = ("credentials", "sealed", "requests")
-#: Schema 6: a table with more shards than SHARDS keeps its shard manifest in
-#: content-addressed *group* files of GROUP_SIZE entries; vault.json's ``groups``
-#: names only the groups' digests (32 for requests instead of 1,024 shard
-#: digests), so every transaction parses, and every commit writes twice, a
-#: small vault.json (BENCHMARKS.md, "analysis", change 1).
-GROUP_SIZE = 32
 GROUPS_KEY = "groups"
+#: Schema 7: the table files the previous commit replaced. The generation before
+#: still names them, so they stay until the next commit deletes exactly these
+#: (garbage collection without listing ``tables/``).
+RETIRED_KEY = "retired"
+#: Every this many commits (and on a store's first), garbage collection also lists
+#: ``tables/``: files a crash left between a write and its commit are named by no
+#: generation and retired by no commit, so only a listing finds them.
+SWEEP_EVERY = 64
 STATE_FILE = "vault.json"
 BACKUP_FILE = "vault.json.bak"
 LOCK_FILE = ".lock"
 TABLES_DIR = "tables"
 
-_SHARD_KEYS = {name: frozenset(f"{i:02x}" for i in range(TABLE_SHARDS.get(name, SHARDS)))
-               for name in SHARDED_TABLES}
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How one large table is split: ``shards`` content-addressed files, named by a
+    manifest that is flat in vault.json (``group`` 0) or split into group files of
+    ``group`` shard digests each (vault.json names only the groups)."""
+
+    shards: int
+    group: int = 0
+
+    @property
+    def groups(self) -> int:
+        return -(-self.shards // self.group) if self.group else 0
+
+    def group_of(self, index: int) -> int:
+        return index // self.group
+
+
+Layout = dict[str, TableLayout]
+
+#: Schema 7. What an operation pays beyond a small vault is mostly the size of the
+#: shard files it reads, re-serialises and hashes (BENCHMARKS.md, "analysis"):
+#: with 170,000 closed requests, 10,000 credentials and 250,000 sealed shares,
+#: these counts keep every shard near 10-35 kB, and every manifest in small group
+#: files (vault.json names 96 group digests).
+LAYOUT: Layout = {
+    "credentials": TableLayout(256, 16),
+    "sealed": TableLayout(1024, 64),
+    "requests": TableLayout(8192, 128),
+}
+#: The legacy layouts, for reading (and migrating) older vaults: schema 3 gave
+#: requests 1,024 shards (e9eda24), schema 6 moved their manifest to group files.
+_LEGACY_FLAT = TableLayout(SHARDS)
+
+
+def layout_for(schema: int) -> Layout:
+    """The layout a vault of ``schema`` has on disk."""
+    if schema >= 7:
+        return LAYOUT
+    requests = TableLayout(SHARDS) if schema <= 2 else TableLayout(1024, 32 if schema >= 6 else 0)
+    return {"credentials": _LEGACY_FLAT, "sealed": _LEGACY_FLAT, "requests": requests}
+
+
+def state_layout(state: dict[str, Any]) -> Layout:
+    meta = state.get("meta", {}).get("vault")
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    return layout_for(schema if isinstance(schema, int) else SCHEMA_VERSION)
+
+
+#: Kept for callers that only need the current shard counts.
+TABLE_SHARDS = {name: table.shards for name, table in LAYOUT.items()}
+
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX2 = re.compile(r"[0-9a-f]{2}")
+_TABLE_FILE = re.compile(r"(credentials|sealed|requests)\.g?[0-9a-f]{2,4}\.[0-9a-f]{64}\.json")
+
+
+@functools.cache
+def shard_keys(shards: int) -> frozenset[str]:
+    return frozenset(f"{i:02x}" for i in range(shards))
 
 
 def shard_of(key: str, shards: int = SHARDS) -> int:
@@ -63,29 +118,34 @@ def group_file(name: str, group: int, digest: str) -> str:
     return f"{name}.g{group:02x}.{digest}.json"
 
 
-def grouped(state: dict[str, Any], name: str) -> bool:
-    """Whether ``name``'s shard manifest lives in group files (schema 6) in ``state``
-    (a schema-5 state, not yet migrated, still names its shards in vault.json)."""
-    return TABLE_SHARDS.get(name, SHARDS) > SHARDS and name not in state.get("manifest", {})
-
-
 def group_digests(state: dict[str, Any], name: str) -> dict[str, str]:
     groups = state.get(GROUPS_KEY, {}).get(name)
     return groups if isinstance(groups, dict) else {}
 
 
-def check_group(name: str, group: int, doc: Any, fname: str) -> dict[str, str]:
+def check_group(name: str, group: int, doc: Any, fname: str,
+                layout: TableLayout) -> dict[str, str]:
     """A parsed group file's shard digests (IntegrityError if malformed)."""
     if (not isinstance(doc, dict) or doc.get("table") != name or doc.get("group") != group
-            or not isinstance(doc.get("shards"), dict)):
+            or not isinstance(doc.get("shards"), dict) or not layout.group):
         raise IntegrityError(f"table file {fname} is malformed")
     shards: dict[str, str] = doc["shards"]
-    keys = _SHARD_KEYS.get(name, frozenset())
+    keys = shard_keys(layout.shards)
     for idx, digest in shards.items():
-        if (idx not in keys or int(idx, 16) // GROUP_SIZE != group
+        if (idx not in keys or layout.group_of(int(idx, 16)) != group
                 or not isinstance(digest, str) or not _HEX64.fullmatch(digest)):
             raise IntegrityError(f"table file {fname} is malformed")
     return shards
+
+
+def retired_files(state: dict[str, Any]) -> list[str]:
+    """The table files the commit that wrote ``state`` replaced (IntegrityError if
+    malformed: these names are deleted, so each must be a table file name)."""
+    names = state.get(RETIRED_KEY, [])
+    if not isinstance(names, list) or not all(
+            isinstance(n, str) and _TABLE_FILE.fullmatch(n) for n in names):
+        raise IntegrityError("vault.json's list of retired table files is malformed")
+    return names
 
 
 def refuse_constant(name: str) -> Any:
@@ -122,6 +182,7 @@ def parse_state(raw: bytes) -> dict[str, Any]:
     if meta.get("audit") is not None and not _is_head(meta["audit"]):
         raise IntegrityError("vault.json records a malformed audit head")
     manifest_files(state)
+    retired_files(state)
     return state
 
 
@@ -139,27 +200,30 @@ def _is_head(doc: Any) -> bool:
 
 
 def manifest_files(state: dict[str, Any]) -> set[str]:
-    """The shard file names the state references (IntegrityError if malformed)."""
+    """The table files the state names itself: flat shard manifests and group files
+    (IntegrityError if malformed). The shards inside group files are not included."""
+    layout = state_layout(state)
     files: set[str] = set()
     for name, shards in state.get("manifest", {}).items():
-        if name not in SHARDED_TABLES or not isinstance(shards, dict):
+        table = layout.get(name)
+        if table is None or table.group or not isinstance(shards, dict):
             raise IntegrityError("vault.json manifest is malformed")
+        keys = shard_keys(table.shards)
         for idx, digest in shards.items():
-            if (not isinstance(digest, str) or not _HEX64.fullmatch(digest)
-                    or idx not in _SHARD_KEYS[name]):
+            if not isinstance(digest, str) or not _HEX64.fullmatch(digest) or idx not in keys:
                 raise IntegrityError("vault.json manifest is malformed")
             files.add(f"{name}.{idx}.{digest}.json")
     groups = state.get(GROUPS_KEY, {})
     if not isinstance(groups, dict):
         raise IntegrityError("vault.json group manifest is malformed")
     for name, digests in groups.items():
-        if name not in SHARDED_TABLES or not isinstance(digests, dict):
+        table = layout.get(name)
+        if table is None or not table.group or not isinstance(digests, dict):
             raise IntegrityError("vault.json group manifest is malformed")
-        count = -(-TABLE_SHARDS.get(name, SHARDS) // GROUP_SIZE)
         for key, digest in digests.items():
             if (not isinstance(digest, str) or not _HEX64.fullmatch(digest)
                     or not isinstance(key, str) or not _HEX2.fullmatch(key)
-                    or int(key, 16) >= count):
+                    or int(key, 16) >= table.groups):
                 raise IntegrityError("vault.json group manifest is malformed")
             files.add(group_file(name, int(key, 16), digest))
     return files
@@ -181,7 +245,7 @@ def manifest_entry(state: dict[str, Any], name: str, index: int) -> str | None:
 def table_version(state: dict[str, Any], name: str) -> str:
     """The manifest's digests of ``name``: they change exactly when its contents do."""
     if name in SHARDED_TABLES:
-        shards = group_digests(state, name) if grouped(state, name) \
+        shards = group_digests(state, name) if state_layout(state)[name].group \
             else state.get("manifest", {}).get(name) or {}
         return ",".join(f"{k}={v}" for k, v in sorted(shards.items()))
     table = state.get(name) or {}

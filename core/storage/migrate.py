@@ -11,15 +11,41 @@ from typing import TYPE_CHECKING
 
 from glasskey.core.storage.interface import Doc
 from glasskey.core.storage.manifest import (
-    GROUP_SIZE,
     GROUPS_KEY,
     SCHEMA_VERSION,
-    SHARDS,
-    TABLE_SHARDS,
+    SHARDED_TABLES,
+    Layout,
+    layout_for,
 )
 
 if TYPE_CHECKING:
     from glasskey.core.storage.transaction import FileTransaction
+
+
+def relayout(txn: FileTransaction, target: Layout) -> None:
+    """Re-split every large table into ``target``: read each document in the layout
+    the transaction has, drop that layout's files (the commit retires them) and
+    write everything again. Shards whose bytes do not change keep their files."""
+    docs: dict[str, dict[str, Doc]] = {
+        name: dict(txn.table(name).items()) for name in SHARDED_TABLES}
+    dropped = set(txn._start_files)
+    for files in txn._start_group_files.values():
+        dropped |= files
+    manifest = txn.state.setdefault("manifest", {})
+    for name in SHARDED_TABLES:
+        manifest.pop(name, None)
+    txn.state[GROUPS_KEY] = {}
+    txn._shards, txn._groups, txn._start_group_files = {}, {}, {}
+    txn.dirty_shards, txn.dirty_groups = set(), set()
+    txn.layout = target
+    txn.dropped_files |= dropped
+    txn.sweep = True
+    for name, table_docs in docs.items():
+        table = txn.table(name)
+        for key, doc in table_docs.items():
+            table.put(key, doc)
+    txn.dirty_small = True
+
 
 #: Migrations from schema N to N+1, applied inside a write transaction.
 MIGRATIONS: dict[int, Callable[[FileTransaction], None]] = {}
@@ -35,18 +61,8 @@ MIGRATIONS[1] = _add_review_and_kit_tables
 
 
 def _reshard_requests(txn: FileTransaction) -> None:
-    """Schema 2 -> 3: move requests from 64 shards to TABLE_SHARDS['requests']."""
-    docs: dict[str, Doc] = {}
-    for index in range(SHARDS):
-        digest = txn._manifest_entry("requests", index)
-        if digest is not None:
-            docs.update(txn.store._read_shard("requests", index, digest))
-    txn.state.setdefault("manifest", {}).pop("requests", None)
-    txn._shards = {k: v for k, v in txn._shards.items() if k[0] != "requests"}
-    table = txn.table("requests")
-    for key, doc in docs.items():
-        table.put(key, doc)
-    txn.dirty_small = True
+    """Schema 2 -> 3: requests from 64 shards into 1,024."""
+    relayout(txn, layout_for(3))
 
 
 MIGRATIONS[2] = _reshard_requests
@@ -75,22 +91,22 @@ MIGRATIONS[4] = _signed_roster
 
 
 def _group_manifests(txn: FileTransaction) -> None:
-    """Schema 5 -> 6: move the shard manifest of every table with more than SHARDS
-    shards (requests: 1,024 digests) out of vault.json into group files."""
-    manifest = txn.state.get("manifest", {})
-    for name in list(manifest):
-        if TABLE_SHARDS.get(name, SHARDS) <= SHARDS:
-            continue
-        for idx, digest in manifest.pop(name).items():
-            key = (name, int(idx, 16) // GROUP_SIZE)
-            txn._groups.setdefault(key, {})[idx] = digest
-            txn._start_group_files.setdefault(key, set())
-            txn.dirty_groups.add(key)
-        txn.state.setdefault(GROUPS_KEY, {}).setdefault(name, {})
-    txn.dirty_small = True
+    """Schema 5 -> 6: the 1,024-entry requests manifest from vault.json into group
+    files (the shard files stay: their bytes do not change)."""
+    relayout(txn, layout_for(6))
 
 
 MIGRATIONS[5] = _group_manifests
+
+
+def _finer_shards(txn: FileTransaction) -> None:
+    """Schema 6 -> 7: every large table in small shards named by group files
+    (manifest.LAYOUT), so an operation at scale reads and rewrites ~10-35 kB shards
+    instead of 90-550 kB ones; garbage collection by retired lists."""
+    relayout(txn, layout_for(7))
+
+
+MIGRATIONS[6] = _finer_shards
 
 
 def migrate(txn: FileTransaction) -> None:

@@ -4,11 +4,16 @@
 and passes the same contract suite as the file backend
 (tests/test_storage_contract.py).
 
-* **Writes are serial**: a write transaction's first statement locks the single
-  row of ``glasskey.counter`` (``SELECT ... FOR UPDATE``), so writers on any
-  number of machines queue on it, and each re-reads the state under the lock.
-  Audit lines, documents, the metadata's head and the counter commit in one
-  SQL COMMIT: a crash or a dropped connection leaves the old or the new state.
+* **Writes are serial, then serializable** (core/storage/postgres_queue.py): a
+  writer first queues on a session advisory lock (taken *before* its SQL
+  transaction begins, so its snapshot is taken after its predecessor's COMMIT),
+  then runs ``SERIALIZABLE`` and locks the single row of ``glasskey.counter``.
+  Every write appends to the one audit chain, so writers must take turns: the
+  queue makes them, and SERIALIZABLE is the second line of defence against a
+  writer that bypasses it (a conflict is ``WriteConflict``: nothing committed;
+  core/storage/retry.py runs the service call again). Audit lines, documents,
+  the metadata's head and the counter commit in one SQL COMMIT: a crash or a
+  dropped connection leaves the old or the new state.
 * **Reads are snapshots**: ``REPEATABLE READ, READ ONLY``; no lock.
 * **Integrity is the client's**: the same checks as the file backend, against
   this client's checkpoint in its own state dir (core/storage/postgres_guard.py),
@@ -39,14 +44,15 @@ from glasskey.core.errors import (
     StorageError,
     UsageError,
 )
-from glasskey.core.storage import audit_read
+from glasskey.core.storage import audit_read, retry
 from glasskey.core.storage import postgres_guard as guard
+from glasskey.core.storage import postgres_queue as queue
 from glasskey.core.storage import postgres_schema as schema
 from glasskey.core.storage.interface import (
     AuditCursor,
     AuditPage,
     Doc,
-    Refused,
+    RefusalHeld,
     Store,
     Transaction,
     run_before_commit,
@@ -82,6 +88,8 @@ class PostgresStore:
         #: The database schema was found current once (no need to ask again).
         self._schema_current = False
         self._listener: Listener | None = None
+        #: Connections (by id) now holding the writers' queue lock.
+        self._in_queue: set[int] = set()
 
     # -- connections ---------------------------------------------------------------
     def _take(self) -> tuple[Conn, bool]:
@@ -104,49 +112,87 @@ class PostgresStore:
         if self._pid == os.getpid():
             conn.close()
 
-    def _begin(self, begin: str) -> Conn:
-        """A connection inside a new SQL transaction. A pooled connection the server
-        dropped (a restart, an idle timeout) is replaced once: nothing was sent yet."""
+    def _begin(self, begin: str, queued: bool = False) -> Conn:
+        """A connection inside a new SQL transaction (``queued``: first at the head of
+        the writers' queue). A pooled connection the server dropped (a restart, an
+        idle timeout) is replaced once: nothing was sent yet."""
         conn, pooled = self._take()
         try:
-            conn.execute(begin.encode())
+            self._start(conn, begin, queued)
             return conn
+        except psycopg.errors.LockNotAvailable:
+            self._drop(conn)
+            raise self._busy() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
             if not pooled:
                 raise self._lost(exc) from None
         conn = schema.connect(self.params, self.location)
         try:
-            conn.execute(begin.encode())
+            self._start(conn, begin, queued)
+        except psycopg.errors.LockNotAvailable:
+            self._drop(conn)
+            raise self._busy() from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             conn.close()
             raise self._lost(exc) from None
         return conn
 
+    def _start(self, conn: Conn, begin: str, queued: bool) -> None:
+        """``begin`` the SQL transaction; a writer (``queued``) instead waits its turn in
+        the writers' queue (core/storage/postgres_queue.py), and ``transaction`` begins."""
+        if not queued:
+            conn.execute(begin.encode())
+            return
+        queue.enter(conn, self.lock_timeout)
+        self._in_queue.add(id(conn))
+
+    def _leave(self, conn: Conn, commit: bool = False) -> None:
+        """End what is open (COMMIT with ``commit``, in the same round trip as leaving
+        the queue, so the next writer starts sooner) and leave the queue."""
+        queued = id(conn) in self._in_queue
+        if not conn.closed:
+            queue.leave(conn, queued, commit)
+        self._in_queue.discard(id(conn))
+
+    def _busy(self) -> StorageError:
+        return queue.busy(self.location, self.lock_timeout)
+
     @contextmanager
-    def _conn(self, begin: str = READ_ONLY) -> Iterator[Conn]:
+    def _conn(self, begin: str = READ_ONLY, queued: bool = False) -> Iterator[Conn]:
         """A connection inside one SQL transaction; left open on exit, it is rolled back
         (whoever means to keep its changes COMMITs). Database failures become one
-        sentence (StorageError): nothing committed, the same call can be made again."""
-        conn = self._begin(begin)
+        sentence (StorageError): nothing committed, the same call can be made again.
+        A serialization failure or deadlock is ``WriteConflict`` (the same, but the
+        caller may run the transaction again at once: core/storage/retry.py)."""
+        conn = self._begin(begin, queued)
         try:
             yield conn
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            conn.close()
+            if schema.is_conflict(exc):  # rolled back by the server; the connection is fine
+                self._leave(conn)
+                if not conn.closed:
+                    self._give(conn)
+                raise retry.WriteConflict(self.location) from None
+            if schema.is_out_of_space(exc):
+                self._leave(conn)
+                raise schema.no_space(exc, self.location) from None
+            self._drop(conn)
             raise self._lost(exc) from None
         except BaseException as exc:
-            if not conn.closed and conn.info.transaction_status != \
-                    psycopg.pq.TransactionStatus.IDLE:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    conn.close()
+            self._leave(conn)
             if isinstance(exc, psycopg.Error):
                 raise self._refused(exc) from None
             raise
+        self._leave(conn)
         self._give(conn)
+
+    def _drop(self, conn: Conn) -> None:
+        """Close a connection (the server ends its transaction and its place in the queue)."""
+        self._in_queue.discard(id(conn))
+        conn.close()
 
     def _lost(self, exc: psycopg.Error) -> StorageError:
         return schema.lost(exc, self.location)
@@ -188,7 +234,13 @@ class PostgresStore:
                     raise UsageError(
                         f"the PostgreSQL vault's schema (version {version}) needs upgrading "
                         "to this glasskey's: make any change as the database's owner role")
-                schema.migrate(conn, version)  # the writer holds the lock: one migrates
+                try:
+                    schema.migrate(conn, version)  # the writer holds the lock: one migrates
+                except psycopg.errors.InsufficientPrivilege:
+                    raise UsageError(
+                        f"the PostgreSQL vault's schema (version {version}) needs upgrading "
+                        "to this glasskey's, and this database role may not: make any "
+                        "change as the database's owner role") from None
             elif version > schema.SQL_SCHEMA_VERSION:
                 raise UsageError(f"the PostgreSQL vault's schema is version {version}, newer "
                                  f"than this glasskey ({schema.SQL_SCHEMA_VERSION})")
@@ -239,33 +291,21 @@ class PostgresStore:
     @contextmanager
     def transaction(self) -> Iterator[PgTransaction]:
         """Exclusive read-modify-write; one SQL COMMIT on normal exit, ROLLBACK on error."""
-        refused: Refused | None = None
-        with self._conn(SERIAL_WRITER) as conn:
-            conn.execute(f"SET LOCAL lock_timeout = {max(1, int(self.lock_timeout * 1000))}")
-            try:
-                # The queue every writer waits in; later statements see its predecessor.
-                if conn.execute("SELECT seq FROM glasskey.counter WHERE id = 1 FOR UPDATE"
-                                ).fetchone() is None:
-                    raise IntegrityError("the database's commit counter is missing")
-            except psycopg.errors.UndefinedTable:
-                raise NotFoundError(
-                    f"no vault at {self.location} (create one with 'glasskey init')") from None
-            except psycopg.errors.LockNotAvailable:
-                raise StorageError(
-                    f"the vault at {self.location} is busy: another client's change did not "
-                    f"finish within {self.lock_timeout:g} s; try again") from None
+        held = RefusalHeld()
+        with self._conn(queue.WRITER, queued=True) as conn:
+            queue.lock_counter(conn, self.location, self.lock_timeout)
             txn = self._open(conn, write=True)
             guard.guard(self, txn)
-            try:
+            with held:
                 yield txn
-            except Refused as exc:
-                refused = exc  # a refusal is itself audited: keep its record, then report it
             run_before_commit(self.before_commit, txn)
             txn.commit_rows()
             try:
-                conn.execute("COMMIT")
+                self._leave(conn, commit=True)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                conn.close()
+                if schema.is_conflict(exc) or schema.is_out_of_space(exc):
+                    raise  # the server refused the COMMIT: certainly not committed (_conn)
+                self._drop(conn)
                 raise StorageError(
                     f"the connection to the PostgreSQL vault at {self.location} failed "
                     f"while committing ({schema.first_line(exc)}): the change may or may not have "
@@ -276,8 +316,7 @@ class PostgresStore:
                 self.on_unlock(txn)
             except Exception:  # noqa: S110 - the commit stands; delivery is best-effort
                 pass
-        if refused is not None:
-            raise refused.error from None
+        held.reraise()
 
     def _saw(self, txn: PgTransaction) -> None:
         if txn.roster.founded:

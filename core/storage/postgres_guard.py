@@ -28,6 +28,7 @@ from glasskey.core.audit import GENESIS, Head, line_hash
 from glasskey.core.chain import Checkpoint, Progress, VerifyResult, catch_up, verify_log
 from glasskey.core.errors import IntegrityError
 from glasskey.core.roster import check_table
+from glasskey.core.storage import chainwrite
 from glasskey.core.storage.postgres_txn import Conn, PgTransaction
 
 if TYPE_CHECKING:
@@ -121,22 +122,8 @@ def check_tail(conn: Conn, head: Head) -> None:
 
 def check_witness(store: PostgresStore, txn: PgTransaction) -> Checkpoint:
     """Refuse a vault older than (or forked from) what this client verified (step 2)."""
-    vault_id = str(txn.meta["vault_id"])
-    witness.check_pin(store.location, vault_id)
-    loaded = witness.load_checkpoint(vault_id)
-    if loaded is None or loaded[0].seq == 0:
-        return Checkpoint()
-    seen, roster = loaded
-    if seen.seq > txn.head.seq:
-        raise IntegrityError(
-            f"the vault was rolled back: this client saw audit entry {seen.seq}, "
-            f"the vault now ends at {txn.head.seq}")
-    raw = line_at(txn.conn, seen.seq)
-    if raw is None or line_hash(raw) != seen.hash:
-        raise IntegrityError(
-            f"the audit log was rewritten: entry {seen.seq} differs from the one "
-            "this client saw")
-    return Checkpoint(seen, roster) if roster is not None else Checkpoint()
+    return chainwrite.check_witness(store.location, str(txn.meta["vault_id"]), txn.head,
+                                    lambda seen: line_at(txn.conn, seen.seq))
 
 
 def verify_to_head(txn: PgTransaction, start: Checkpoint) -> None:

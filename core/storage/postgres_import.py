@@ -45,8 +45,6 @@ def move_to_postgres(source: FileStore, target: PostgresStore) -> Moved:
     with source.transaction() as txn:
         meta = txn.meta
         head = Head.from_doc(meta.get("audit"))
-        docs = [(name, key, canonical.dumps(doc))
-                for name in sorted(TABLES) for key, doc in txn.table(name).items()]
         with target._conn(SERIAL_WRITER) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('glasskey.create'))")
             current = schema.schema_version(conn)
@@ -68,9 +66,15 @@ def move_to_postgres(source: FileStore, target: PostgresStore) -> Moved:
                 raise IntegrityError(
                     f"the file vault's log ends at entry {count}, its state at {head.seq}; "
                     "run 'glasskey audit verify' on it before moving it")
+            documents = 0
+            docs: list[tuple[str, str, bytes]] = []
+            for name in sorted(TABLES):  # in batches: a large vault never sits in memory
+                for key, doc in txn.table(name).items():
+                    docs.append((name, key, canonical.dumps(doc)))
+                    if len(docs) >= BATCH:
+                        documents += _insert(conn, docs)
+            documents += _insert(conn, docs)
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO glasskey.doc (tbl, key, body) VALUES (%s, %s, %s)",
-                                docs)
                 cur.executemany("INSERT INTO glasskey.table_version (tbl, version) "
                                 "VALUES (%s, 1)", [(name,) for name in sorted(TABLES)])
             conn.execute("UPDATE glasskey.counter SET seq = 1 WHERE id = 1")
@@ -78,7 +82,17 @@ def move_to_postgres(source: FileStore, target: PostgresStore) -> Moved:
     result = target.verify_audit()
     if not result.ok or (result.head.seq, result.head.hash) != (head.seq, head.hash):
         raise IntegrityError(f"the moved vault does not verify: {result.reason}")
-    return Moved(count, len(docs), head.seq, head.hash)
+    return Moved(count, documents, head.seq, head.hash)
+
+
+def _insert(conn: Conn, docs: list[tuple[str, str, bytes]]) -> int:
+    count = len(docs)
+    if docs:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO glasskey.doc (tbl, key, body) VALUES (%s, %s, %s)",
+                            docs)
+        docs.clear()
+    return count
 
 
 def _append(conn: Conn, batch: list[tuple[int, bytes, str]]) -> None:

@@ -89,8 +89,38 @@ GRANT UPDATE ON glasskey.counter TO glasskey_client;
 GRANT EXECUTE ON FUNCTION glasskey.append_audit(bigint, bytea, text) TO glasskey_client;
 """
 
+#: Version 2: the database itself refuses a second open checkout of one credential
+#: and a second redemption of one approval. Documents are canonical JSON the server
+#: can read, and the ``active`` table is keyed by credential id, so the primary key
+#: (tbl, key) already makes two open checkouts of one credential two rows that cannot
+#: exist; what remains is an *overwrite* of the open one (``put`` is an upsert) and a
+#: request revealed twice. This trigger refuses both, whoever writes (a client outside
+#: the writers' queue, an older glasskey, a stolen operator role). A superuser can
+#: drop it: against one, the signed chain and the checkpoints stand (SECURITY.md).
+_SCHEMA_V2 = """
+CREATE FUNCTION glasskey.refuse_second_holder() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was jsonb := convert_from(OLD.body, 'UTF8')::jsonb;
+    now_ jsonb := convert_from(NEW.body, 'UTF8')::jsonb;
+BEGIN
+    IF OLD.tbl = 'active' AND (was->>'request') IS DISTINCT FROM (now_->>'request') THEN
+        RAISE EXCEPTION 'credential % already has an open checkout %', OLD.key,
+            was->>'request' USING ERRCODE = 'unique_violation';
+    END IF;
+    IF OLD.tbl = 'requests' AND jsonb_typeof(was->'revealed_at') = 'number'
+            AND (was->'revealed_at') IS DISTINCT FROM (now_->'revealed_at') THEN
+        RAISE EXCEPTION 'request % was already redeemed', OLD.key
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER doc_one_holder_one_redemption BEFORE UPDATE ON glasskey.doc
+    FOR EACH ROW WHEN (OLD.tbl IN ('active', 'requests'))
+    EXECUTE FUNCTION glasskey.refuse_second_holder();
+"""
+
 #: SQL migrations: MIGRATIONS[n] takes the database schema from version n to n + 1.
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 SQL_SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -172,6 +202,29 @@ def lost(exc: psycopg.Error, where: str) -> StorageError:
                             f"({first_line(exc)}); nothing was changed, try again")
     return StorageError(f"the connection to the PostgreSQL vault at {where} failed "
                         f"({first_line(exc)}); nothing was changed, try again")
+
+
+#: SQLSTATEs of a transaction the server rolled back for a concurrent one
+#: (serialization_failure, deadlock_detected): nothing committed, run it again.
+CONFLICTS = frozenset({"40001", "40P01"})
+
+
+def is_conflict(exc: psycopg.Error) -> bool:
+    return exc.sqlstate in CONFLICTS
+
+
+def is_out_of_space(exc: psycopg.Error) -> bool:
+    """The server could not write: disk full (53100), or a file it may not grow."""
+    text = str(exc)
+    return exc.sqlstate == "53100" or "could not extend file" in text \
+        or "No space left on device" in text
+
+
+def no_space(exc: psycopg.Error, where: str) -> StorageError:
+    """A write the server could not make for want of space: rolled back, nothing lost."""
+    return StorageError(f"the PostgreSQL vault at {where} could not write: the database "
+                        f"server is out of disk space ({first_line(exc)}); nothing was "
+                        "changed, try again once it has space")
 
 
 def refused(exc: psycopg.Error, where: str) -> StorageError:

@@ -10,19 +10,17 @@ together and a crash or a dropped connection leaves the old state.
 
 from __future__ import annotations
 
-import calendar
 import json
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from glasskey.core import canonical
-from glasskey.core.audit import Head, Signer, build_entry
-from glasskey.core.clock import entry_time as clock_entry_time
+from glasskey.core.audit import Head
 from glasskey.core.errors import IntegrityError, UsageError
 from glasskey.core.roster import Roster
-from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
+from glasskey.core.storage.chainwrite import ChainWriter, time_and_actor
+from glasskey.core.storage.interface import Doc, Recorded
 from glasskey.core.storage.manifest import SHARDED_TABLES, SMALL_TABLES, refuse_constant
 
 if TYPE_CHECKING:
@@ -42,15 +40,6 @@ def parse_doc(tbl: str, key: str, raw: bytes) -> Doc:
         raise IntegrityError(f"the {tbl} record {key!r} in the database is not a valid "
                              "document (altered outside glasskey)")
     return doc
-
-
-def time_and_actor(raw: bytes, seq: int) -> tuple[float, str]:
-    try:
-        entry = json.loads(raw)
-        stamp = calendar.timegm(time.strptime(str(entry["time"]), "%Y-%m-%dT%H:%M:%SZ"))
-    except (ValueError, KeyError, TypeError):
-        raise IntegrityError(f"audit entry {seq} has no readable time") from None
-    return float(stamp), str(entry.get("actor", "?"))
 
 
 class PgTable:
@@ -105,7 +94,7 @@ class PgTable:
         return list(self.values()) if index == 0 else []
 
 
-class PgTransaction:
+class PgTransaction(ChainWriter):
     """One SQL transaction: a REPEATABLE READ snapshot, or the serialised writer."""
 
     def __init__(self, store: PostgresStore, conn: Conn, write: bool) -> None:
@@ -128,54 +117,25 @@ class PgTransaction:
             self.head = Head.from_doc(meta.get("audit"))
         except (KeyError, TypeError, ValueError):
             raise IntegrityError("the vault metadata records a malformed audit head") from None
-        self._newest: tuple[float, str] | None = None
-        self._newest_read = False
 
-    # -- time (the same rules as the file backend: SECURITY.md, "Clock rules") ----------
-    def newest_entry(self) -> tuple[float, str] | None:
-        if not self._newest_read:
-            self._newest_read = True
-            if self.head.seq > 0:
-                row = self.conn.execute("SELECT line FROM glasskey.audit WHERE seq = %s",
-                                        (self.head.seq,)).fetchone()
-                if row is None:
-                    raise IntegrityError(f"audit entry {self.head.seq} is missing")
-                self._newest = time_and_actor(bytes(row[0]), self.head.seq)
-        return self._newest
+    # -- the audit chain (ChainWriter: the same rules as the file backend) -------------
+    def _read_newest(self) -> tuple[float, str] | None:
+        if self.head.seq <= 0:
+            return None
+        row = self.conn.execute("SELECT line FROM glasskey.audit WHERE seq = %s",
+                                (self.head.seq,)).fetchone()
+        if row is None:
+            raise IntegrityError(f"audit entry {self.head.seq} is missing")
+        return time_and_actor(bytes(row[0]), self.head.seq)
 
-    def entry_time(self, strict: bool = True) -> float:
-        return clock_entry_time(self.now(), self.newest_entry(), strict=strict)
-
-    def record(self, signer: Signer, event: str, subject: str,
-               details: dict[str, Any] | None = None) -> int:
-        self._require_write()
-        when = self.entry_time(strict=signer.key is not None)
-        line, self.head = build_entry(self.head, signer, event, subject,
-                                      dict(details or {}), when)
-        self._newest = (float(int(when)), signer.name)
+    def _keep_line(self, line: bytes) -> None:
         self._lines.append((self.head.seq, line, self.head.hash))
-        self.recorded.append((signer, event, subject, dict(details or {}), self.head.seq))
-        return self.head.seq
-
-    def record_change(self, signer: Signer, event: str, subject: str,
-                      details: dict[str, Any], roster: Roster) -> int:
-        seq = self.record(signer, event, subject, details)
-        self.roster = roster
-        return seq
-
-    def _require_write(self) -> None:
-        if not self.write:
-            raise UsageError("internal: write attempted in a read-only transaction")
 
     # -- tables ----------------------------------------------------------------------------
     def table(self, name: str) -> PgTable:
         if name not in TABLES:
             raise UsageError(f"internal: unknown table {name}")
         return PgTable(self, name)
-
-    @property
-    def audit_head(self) -> AuditCursor:
-        return AuditCursor(self.head.seq, self.head.hash)
 
     @property
     def meta(self) -> Doc:

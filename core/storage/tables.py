@@ -1,7 +1,7 @@
 """The file backend's tables: small ones inside vault.json, large ones in shards.
 
 Services ask ``txn.table(name)`` and get one of these; which tables are
-sharded (TABLE_SHARDS) is decided here, not by the caller.
+sharded (manifest.LAYOUT) is decided here, not by the caller.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from glasskey.core.storage.interface import Doc
-from glasskey.core.storage.manifest import SHARDS, TABLE_SHARDS, shard_of
+from glasskey.core.storage.manifest import shard_of
 from tinydb.storages import Storage
 from tinydb.table import Document, Table
 
@@ -90,7 +90,7 @@ class ShardedTable:
     def __init__(self, txn: FileTransaction, name: str) -> None:
         self._txn = txn
         self._name = name
-        self._count = TABLE_SHARDS.get(name, SHARDS)
+        self._count = txn.layout[name].shards
 
     def _shard(self, index: int) -> dict[str, Doc]:
         return self._txn._load_shard(self._name, index)

@@ -7,22 +7,24 @@ import hashlib
 from typing import TYPE_CHECKING, Any, cast
 
 from glasskey.core import canonical
-from glasskey.core.audit import Head, Signer, build_entry
-from glasskey.core.clock import entry_time as clock_entry_time
+from glasskey.core.audit import Head
 from glasskey.core.errors import IntegrityError, UsageError
 from glasskey.core.fsutil import fsync_dir
 from glasskey.core.roster import Roster
-from glasskey.core.storage.interface import AuditCursor, Doc, Recorded
+from glasskey.core.storage.chainwrite import ChainWriter
+from glasskey.core.storage.interface import Doc, Recorded
 from glasskey.core.storage.manifest import (
-    GROUP_SIZE,
     GROUPS_KEY,
+    RETIRED_KEY,
     SHARDED_TABLES,
     SMALL_TABLES,
+    SWEEP_EVERY,
     group_digests,
-    grouped,
     manifest_entry,
     manifest_files,
+    retired_files,
     shard_file,
+    state_layout,
 )
 from glasskey.core.storage.tables import KeyedTable, ShardedTable, SmallTable, TxnStorage
 from tinydb import TinyDB
@@ -35,7 +37,7 @@ class ShardGone(Exception):
     """A shard of the generation being read was collected; re-read."""
 
 
-class FileTransaction:
+class FileTransaction(ChainWriter):
     """One consistent view of vault.json and its shards; writable only under the lock."""
 
     def __init__(self, store: FileStore, state: dict[str, Any], write: bool) -> None:
@@ -49,15 +51,23 @@ class FileTransaction:
         #: (signer, event, subject, details, seq) of every entry this transaction
         #: recorded: what ``Store.on_unlock`` (notifications) reads after the commit.
         self.recorded: list[Recorded] = []
-        #: Shard files of the generation this write started from: with the new
-        #: generation's, what garbage collection must keep (no re-parsing).
+        #: How the large tables are split (by the state's schema; a migration that
+        #: re-lays them out switches it).
+        self.layout = state_layout(state)
+        #: Table files of the generation this write started from (flat manifests and
+        #: group files), and those retired by the commit that wrote it: garbage
+        #: collection works from these, never by listing ``tables/``.
         self._start_files = manifest_files(state) if write else set()
-        #: Schema 6 group manifests loaded so far ((table, group) -> {shard: digest}),
-        #: the shard files each named when this write started, and those to rewrite.
+        self._start_retired = retired_files(state) if write else []
+        #: Group manifests loaded so far ((table, group) -> {shard: digest}), the
+        #: shard files each named when this write started, and those to rewrite.
         self._groups: dict[tuple[str, int], dict[str, str]] = {}
         self._start_group_files: dict[tuple[str, int], set[str]] = {}
         self.dirty_groups: set[tuple[str, int]] = set()
-        self._start_groups = _group_keys(state)
+        #: Files of the starting generation a re-layout dropped wholesale (migrate.py).
+        self.dropped_files: set[str] = set()
+        #: Set by a migration: list ``tables/`` after this commit (FileStore.sweep).
+        self.sweep = False
         self.head = Head.from_doc(self.meta.get("audit"))
         self._start_offset = self.head.offset
         #: The signed roster as verified up to ``head`` (core/chain.py): the only
@@ -65,52 +75,14 @@ class FileTransaction:
         self.roster = Roster()
         self._lines: list[bytes] = []
         self.now = store.now
-        #: (time, actor) of the chain's newest entry, read lazily (clock rules).
-        self._newest: tuple[float, str] | None = None
-        self._newest_read = False
 
-    # -- time: the single place an entry's time is set (SECURITY.md, "Clock rules") --
-    def newest_entry(self) -> tuple[float, str] | None:
-        """(time, actor) of the newest entry in the chain, this transaction's included."""
-        if not self._newest_read:
-            self._newest_read = True
-            self._newest = self.store.newest_entry(self.head)
-        return self._newest
+    # -- the audit chain (ChainWriter) ---------------------------------------------------
+    def _read_newest(self) -> tuple[float, str] | None:
+        return self.store.newest_entry(self.head)
 
-    def entry_time(self, strict: bool = True) -> float:
-        """The time the next entry gets: never before the chain's newest entry.
-
-        A clock more than CLOCK_SKEW behind the chain refuses to write (its
-        expiry arithmetic would be wrong, and its entries would rewrite
-        history); within the bound the time is clamped to the chain's. With
-        ``strict`` False (unsigned system records of refusals, such as a failed
-        authentication) the time is only clamped: a refusal is always recorded.
-        """
-        return clock_entry_time(self.now(), self.newest_entry(), strict=strict)
-
-    def record(self, signer: Signer, event: str, subject: str,
-               details: dict[str, Any] | None = None) -> int:
-        """Append an audit entry to this transaction; durable before the state."""
-        self._require_write()
-        when = self.entry_time(strict=signer.key is not None)
-        line, self.head = build_entry(self.head, signer, event, subject,
-                                      dict(details or {}), when)
-        self._newest = (float(int(when)), signer.name)  # entries keep whole seconds
+    def _keep_line(self, line: bytes) -> None:
         self._lines.append(line)
         self.dirty_small = True
-        self.recorded.append((signer, event, subject, dict(details or {}), self.head.seq))
-        return self.head.seq
-
-    def record_change(self, signer: Signer, event: str, subject: str,
-                      details: dict[str, Any], roster: Roster) -> int:
-        """Record a signed roster change and adopt the roster after it."""
-        seq = self.record(signer, event, subject, details)
-        self.roster = roster
-        return seq
-
-    def _require_write(self) -> None:
-        if not self.write:
-            raise UsageError("internal: write attempted in a read-only transaction")
 
     @property
     def state(self) -> dict[str, Any]:
@@ -131,10 +103,6 @@ class FileTransaction:
         return SmallTable(self, name)
 
     @property
-    def audit_head(self) -> AuditCursor:
-        return AuditCursor(self.head.seq, self.head.hash)
-
-    @property
     def meta(self) -> Doc:
         doc = self._small("meta").get("vault")
         if doc is None:
@@ -145,8 +113,9 @@ class FileTransaction:
         self._small("meta").put("vault", doc)
 
     def _manifest_entry(self, name: str, index: int) -> str | None:
-        if grouped(self.state, name):
-            return self._group(name, index // GROUP_SIZE).get(f"{index:02x}")
+        table = self.layout[name]
+        if table.group:
+            return self._group(name, table.group_of(index)).get(f"{index:02x}")
         return manifest_entry(self.state, name, index)
 
     def _group(self, name: str, group: int) -> dict[str, str]:
@@ -155,7 +124,8 @@ class FileTransaction:
         if doc is None:
             digest = group_digests(self.state, name).get(f"{group:02x}")
             try:
-                doc = {} if digest is None else self.store._read_group(name, group, digest)
+                doc = {} if digest is None else self.store._read_group(
+                    name, group, digest, self.layout[name])
             except ShardGone as gone:
                 if self.write:
                     raise IntegrityError(f"table file {gone.args[0]} is missing") from None
@@ -197,9 +167,11 @@ class FileTransaction:
             data = canonical.dumps({"table": name, "shard": index, "docs": docs})
             digest = hashlib.sha256(data).hexdigest()
             self.store._write_shard(name, index, digest, data)
-            if grouped(self.state, name):
-                self._group(name, index // GROUP_SIZE)[f"{index:02x}"] = digest
-                self.dirty_groups.add((name, index // GROUP_SIZE))
+            table = self.layout[name]
+            if table.group:
+                group = table.group_of(index)
+                self._group(name, group)[f"{index:02x}"] = digest
+                self.dirty_groups.add((name, group))
             else:
                 manifest.setdefault(name, {})[f"{index:02x}"] = digest
         for name, group in sorted(self.dirty_groups):
@@ -214,17 +186,16 @@ class FileTransaction:
         meta["seq"] = int(meta.get("seq", 0)) + 1
         meta["audit"] = self.head.to_doc()
         self.state["meta"]["vault"] = meta
-        # What garbage collection keeps: both generations' files. Inside the groups
-        # this write did not touch nothing changed, and nothing there is collected.
-        keep = self._start_files | manifest_files(self.state)
+        # Garbage collection by difference: what this commit replaced is still named
+        # by the generation before (the backup, a lock-free reader's snapshot), so it
+        # is deleted by the *next* commit; this one deletes what the previous retired.
+        # Inside the groups this write did not touch nothing changed.
+        new_files = manifest_files(self.state)
+        start_files = self._start_files | self.dropped_files
         for key in self.dirty_groups:
-            keep |= self._start_group_files.get(key, set())
-            keep |= {shard_file(key[0], int(i, 16), d) for i, d in self._groups[key].items()}
-        unread = (self._start_groups | _group_keys(self.state)) - self.dirty_groups
-        self.store._replace_state(canonical.dumps(self.state), keep, unread)
-
-
-def _group_keys(state: dict[str, Any]) -> set[tuple[str, int]]:
-    """(table, group) of every group ``state`` names."""
-    return {(name, int(key, 16)) for name, digests in state.get(GROUPS_KEY, {}).items()
-            for key in digests}
+            start_files |= self._start_group_files.get(key, set())
+            new_files |= {shard_file(key[0], int(i, 16), d) for i, d in self._groups[key].items()}
+        self.state[RETIRED_KEY] = sorted(start_files - new_files)
+        garbage = [name for name in self._start_retired if name not in new_files]
+        sweep = self.sweep or meta["seq"] % SWEEP_EVERY == 0
+        self.store._replace_state(canonical.dumps(self.state), garbage, sweep)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
 
 from glasskey.core.api import Alert, AlertKind
 from glasskey.tui.screens.listing import ListScreen
 from glasskey.tui.widgets.vtable import Column, Row
-from textual.binding import Binding, BindingType
 
 #: The alert's kind -> (kind shown, row style); any other kind is ("alert", "warn").
 KINDS = {
@@ -67,10 +65,6 @@ class AlertsScreen(ListScreen[AlertRow]):
         Column("Alert", None, min_width=20),
     )
     EMPTY = "No alerts."
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="alerts.back"),
-    ]
 
     def on_mount(self) -> None:
         self.ready = True

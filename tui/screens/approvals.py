@@ -35,19 +35,14 @@ class ApprovalsScreen(ListScreen[Checkout]):
                 tooltip="Approve the highlighted request (a TOTP code not used yet)"),
         Binding("d", "deny", "Deny", id="approvals.deny",
                 tooltip="Deny the highlighted request with a reason"),
-        Binding("escape", "back", "Back", id="approvals.back"),
     ]
 
     def load(self) -> dict[str, Checkout]:
         pending = [c for c in self.gk.vault.checkouts(open_only=True) if c.state == S.REQUESTED]
         return {c.id: c for c in sorted(pending, key=lambda c: (c.created, c.id))}
 
-    def _me(self) -> str:
-        session = self.gk.session
-        return session.name if session else ""
-
     def rows(self) -> Iterator[Row]:
-        me, now = self._me(), self.gk.now()
+        me, now = self.me, self.gk.now()
         for c in self.items.values():
             yield Row(c.id, (c.id, c.cred_name, c.requester, format_duration(c.duration),
                              format_duration(now - c.created), c.ticket, c.reason),
@@ -55,7 +50,7 @@ class ApprovalsScreen(ListScreen[Checkout]):
 
     def summary(self) -> str:
         session = self.gk.session
-        others = sum(1 for c in self.items.values() if c.requester != self._me())
+        others = sum(1 for c in self.items.values() if c.requester != self.me)
         if session is None or not session.has("approver"):
             return "You do not hold the approver role: this queue is read-only for you."
         if others:
@@ -68,10 +63,10 @@ class ApprovalsScreen(ListScreen[Checkout]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("approve", "deny"):
-            session = self.gk.session
-            current = self.current() if self.is_mounted else None
-            if session is None or not session.has("approver") or current is None:
+            acting = self.approver_and_current()
+            if acting is None:
                 return None  # shown, dimmed: nothing to act on
+            session, current = acting
             return current.requester != session.name or None
         return True
 

@@ -9,6 +9,7 @@ from textual.screen import ModalScreen, Screen
 from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
+    from glasskey.core.api import RotationResult
     from glasskey.tui.app import GlasskeyApp
 
 #: What a modal dismisses with; a bare ``GlasskeyModal`` dismisses with nothing.
@@ -57,6 +58,17 @@ class GlasskeyScreen(Screen[None], LiveView):
 
     def recheck_keys(self) -> None:
         self.footer_keys = offered_keys(self)
+
+    def notify_rotation(self, result: RotationResult, *, failed: str, done: str,
+                        title: str) -> None:
+        """Say how a rotation the user started ended: a failure loudly, as
+        ROTATION-FAILED with the core's sentence; else ``done`` under ``title``.
+        Both texts follow the credential's name."""
+        if result.outcome == "failed":
+            self.gk.notify(f"{result.credential}{failed}: {result.message}",
+                           title="ROTATION-FAILED", severity="error", markup=False)
+        else:
+            self.gk.notify(f"{result.credential}{done}", title=title, markup=False)
 
     def on_screen_resume(self) -> None:
         self.gk.call_after_refresh(self.gk._fit_footers)

@@ -332,12 +332,8 @@ class DashboardScreen(GlasskeyScreen):
     def _reconciled(self, event: Done[RotationResult]) -> None:
         self._reconciling = None
         result = event.result
-        if result.outcome == "failed":
-            self.gk.notify(f"{result.credential}: rotation FAILED again: {result.message}",
-                           title="ROTATION-FAILED", severity="error", markup=False)
-        else:
-            self.gk.notify(f"{result.credential}: rotation {result.outcome} (version "
-                           f"{result.version}).", title="Reconciled", markup=False)
+        self.notify_rotation(result, failed=": rotation FAILED again", title="Reconciled",
+                             done=f": rotation {result.outcome} (version {result.version}).")
         self.gk.poll_vault()
 
     @on(Failed)

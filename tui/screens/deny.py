@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from glasskey.core.api import Checkout, Session, printable
 from glasskey.tui.screens.form import FormModal, Invalid, form_row
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
 
 class DenyModal(FormModal[Checkout]):
     """Deny ``checkout`` in the approver's own session; dismisses with the result."""
 
-    AUTO_FOCUS = "#deny-reason"
     FORM = "deny"
     FIELDS = ("deny-reason",)
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Deny", id="deny.submit",
-                tooltip="Deny the request with this reason"),
-        Binding("escape", "cancel", "Cancel", id="deny.cancel"),
-    ]
+    SUBMIT = ("Deny", "Deny the request with this reason")
 
     def __init__(self, checkout: Checkout) -> None:
         super().__init__()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from glasskey.core.api import GlasskeyError, Session
 from glasskey.tui.screens.base import GlasskeyModal, ResultT
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, Static
@@ -71,6 +72,21 @@ class FormModal(GlasskeyModal[ResultT]):
     LOCKED: ClassVar[str] = "The vault is locked."
     #: Whether ``value`` strips the text (not for a passphrase).
     STRIP: ClassVar[bool] = True
+    #: The footer's submit key (``ctrl+s``): its label and its tooltip.
+    SUBMIT: ClassVar[tuple[str, str]] = ("Submit", "")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every form's keys: ``ctrl+s`` submits, ``esc`` cancels (ids ``{FORM}.submit``,
+        ``{FORM}.cancel``); the first field has the focus. Set before Textual's own
+        ``__init_subclass__`` merges the bindings."""
+        label, tooltip = cls.SUBMIT
+        cls.BINDINGS = [
+            Binding("ctrl+s", "submit", label, id=f"{cls.FORM}.submit", tooltip=tooltip),
+            Binding("escape", "cancel", "Cancel", id=f"{cls.FORM}.cancel"),
+        ]
+        if cls.FIELDS:
+            cls.AUTO_FOCUS = f"#{cls.FIELDS[0]}"
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, *, tone: str = "") -> None:
         """``tone``: ``warn`` or ``error`` for a louder frame."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from glasskey.core.api import GlasskeyError
+from glasskey.core.api import GlasskeyError, Session
 from glasskey.tui.screens.base import GlasskeyScreen
 from glasskey.tui.widgets.alert_banner import AlertBanner
 from glasskey.tui.widgets.vtable import Column, Row, VirtualTable
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
@@ -34,6 +35,10 @@ class ListScreen(GlasskeyScreen, Generic[ItemT]):
     EMPTY: ClassVar[str] = "Nothing to show."
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """The table has the focus, and ``esc`` goes back (id ``{LIST}.back``, last in
+        the footer): added before Textual's own ``__init_subclass__`` merges the bindings."""
+        cls.BINDINGS = [*cls.__dict__.get("BINDINGS", ()),
+                        Binding("escape", "back", "Back", id=f"{cls.LIST}.back")]
         super().__init_subclass__(**kwargs)
         cls.AUTO_FOCUS = f"#{cls.LIST}-table"
 
@@ -94,6 +99,21 @@ class ListScreen(GlasskeyScreen, Generic[ItemT]):
         self.table.set_rows(self.rows())
         self.query_one(f"#{self.LIST}-summary", Static).update(self.summary())
         self.highlighted()
+
+    @property
+    def me(self) -> str:
+        """The signed-in operator's name ('' when locked): their own rows are dimmed."""
+        session = self.gk.session
+        return session.name if session else ""
+
+    def approver_and_current(self) -> tuple[Session, ItemT] | None:
+        """The session and the highlighted item when an approver could act on it; None
+        (the key shown dimmed) when locked, without the role, or with nothing highlighted."""
+        session = self.gk.session
+        current = self.current() if self.is_mounted else None
+        if session is None or not session.has("approver") or current is None:
+            return None
+        return session, current
 
     def current(self) -> ItemT | None:
         try:

@@ -8,28 +8,20 @@ the one sentence the core gave (the modal stays open: ``esc`` leaves).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
 
 from glasskey.core.api import Session, printable
 from glasskey.tui.screens.base import ResultT
 from glasskey.tui.screens.form import FormModal, Invalid, form_row
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
 
 class NoteModal(FormModal[ResultT]):
     """Ask for a note (required or optional), run ``action(note)``, dismiss with the result."""
 
-    AUTO_FOCUS = "#note-text"
     FORM = "note"
     FIELDS = ("note-text",)
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Submit", id="note.submit",
-                tooltip="Submit (Enter in the field does the same)"),
-        Binding("escape", "cancel", "Cancel", id="note.cancel"),
-    ]
+    SUBMIT = ("Submit", "Submit (Enter in the field does the same)")
 
     def __init__(self, title: str, details: str, action: Callable[[str], ResultT], *,
                  label: str = "Note", placeholder: str = "", required: str = "",

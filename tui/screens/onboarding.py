@@ -73,7 +73,6 @@ class OnboardingScreen(ListScreen[Checkout]):
                 tooltip="Issue a one-time secret for a new identity"),
         Binding("a", "approve", "Approve", id="onboarding.approve",
                 tooltip="Approve the highlighted secret (a TOTP code not used yet)"),
-        Binding("escape", "back", "Back", id="onboarding.back"),
     ]
 
     def load(self) -> dict[str, Checkout]:
@@ -106,14 +105,15 @@ class OnboardingScreen(ListScreen[Checkout]):
             self.paint()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        session = self.gk.session
         if action == "approve":
-            current = self.current() if self.is_mounted else None
-            if session is None or not session.has("approver") or current is None:
+            acting = self.approver_and_current()
+            if acting is None:
                 return None
+            session, current = acting
             return (current.state == S.REQUESTED and current.requester != session.name) or None
         if action == "issue":
-            return bool(session and session.has("requester")) or None
+            issuer = self.gk.session
+            return bool(issuer and issuer.has("requester")) or None
         return True
 
     def open(self, key: str) -> None:
@@ -144,17 +144,11 @@ class OnboardingScreen(ListScreen[Checkout]):
 class IssueOnboardingModal(FormModal[Checkout]):
     """Identity, reason, ticket, delivery channel and expiry; dismisses with the Checkout."""
 
-    AUTO_FOCUS = "#onb-identity"
     FORM = "issue"
     FIELDS = ("onb-identity", "onb-reason", "onb-ticket", "onb-channel", "onb-expiry")
     ENTER = Enter.NEXT_EMPTY
     LOCKED = "The vault is locked; unlock first."
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Issue", id="issue.submit",
-                tooltip="Issue it (Enter in a complete form does the same)"),
-        Binding("escape", "cancel", "Cancel", id="issue.cancel"),
-    ]
+    SUBMIT = ("Issue", "Issue it (Enter in a complete form does the same)")
 
     def compose_form(self) -> ComposeResult:
         rows = (

@@ -54,7 +54,6 @@ class OperatorsScreen(ListScreen[Operator]):
                 tooltip="Enrol a new operator (admin + a second operator)"),
         Binding("k", "issue_kit", "Issue kit", id="operators.kit",
                 tooltip="Issue the emergency kit (two operators, one an admin); shown once"),
-        Binding("escape", "back", "Back", id="operators.back"),
     ]
 
     def __init__(self) -> None:
@@ -226,17 +225,11 @@ class OperatorsScreen(ListScreen[Operator]):
 class EnrolModal(FormModal[OperatorSpec]):
     """The new operator's name, roles and passphrase (typed by them, twice)."""
 
-    AUTO_FOCUS = "#enrol-name"
     FORM = "enrol"
     FIELDS = ("enrol-name", "enrol-roles", "enrol-pass", "enrol-pass2")
     ENTER = Enter.NEXT_EMPTY
     STRIP = False  # a passphrase is taken as typed
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Next", id="enrol.submit",
-                tooltip="Then a second operator authenticates"),
-        Binding("escape", "cancel", "Cancel", id="enrol.cancel"),
-    ]
+    SUBMIT = ("Next", "Then a second operator authenticates")
 
     def compose_form(self) -> ComposeResult:
         yield Static("Enrol an operator", classes="dialog-title", markup=False)

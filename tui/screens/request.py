@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from glasskey.core.api import Checkout, Credential, Session, format_duration, parse_duration
 from glasskey.tui.screens.form import Enter, FormModal, Invalid, form_row
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.widgets import Input, Label, Static
 
 DEFAULT_DURATION = 30 * 60
@@ -30,17 +27,11 @@ def duration_input(value: str, wid: str) -> Input:
 class RequestModal(FormModal[Checkout]):
     """Ask for a checkout; dismisses with the new ``Checkout`` (or ``None``)."""
 
-    AUTO_FOCUS = "#request-reason"
     FORM = "request"
     FIELDS = ("request-reason", "request-ticket", "request-duration")
     ENTER = Enter.NEXT
     LOCKED = "The vault is locked; unlock first."
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Submit", id="request.submit",
-                tooltip="Send the request (Enter in the duration field does the same)"),
-        Binding("escape", "cancel", "Cancel", id="request.cancel"),
-    ]
+    SUBMIT = ("Submit", "Send the request (Enter in the duration field does the same)")
 
     def __init__(self, credential: Credential) -> None:
         super().__init__()

@@ -387,12 +387,8 @@ class RevealScreen(SecretScreen):
         run_vault_call(self, "checkin", lambda: vault.checkin(session, rid))
 
     def _checked_in(self, result: RotationResult) -> None:
-        if result.outcome == "failed":
-            self.gk.notify(f"{result.credential}: rotation FAILED: {result.message}",
-                           title="ROTATION-FAILED", severity="error", markup=False)
-        else:
-            self.gk.notify(f"{result.credential} checked in and rotated "
-                           f"(version {result.version}).", title="Checked in", markup=False)
+        self.notify_rotation(result, failed=": rotation FAILED", title="Checked in",
+                             done=f" checked in and rotated (version {result.version}).")
         self.refresh_view()
 
     def action_activate(self) -> None:

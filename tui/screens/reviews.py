@@ -45,7 +45,6 @@ class ReviewsScreen(ListScreen[ReviewItem]):
                 tooltip="Record that the highlighted use was fine (a note is optional)"),
         Binding("c", "review('concern')", "Concern", id="reviews.concern",
                 tooltip="Record a concern about the highlighted use (a note is required)"),
-        Binding("escape", "back", "Back", id="reviews.back"),
     ]
 
     def compose_below(self) -> ComposeResult:
@@ -54,12 +53,8 @@ class ReviewsScreen(ListScreen[ReviewItem]):
     def load(self) -> dict[str, ReviewItem]:
         return {i.id: i for i in self.gk.vault.review_queue()}
 
-    def _me(self) -> str:
-        session = self.gk.session
-        return session.name if session else ""
-
     def rows(self) -> Iterator[Row]:
-        me, now = self._me(), self.gk.now()
+        me, now = self.me, self.gk.now()
         for item in self.items.values():
             overdue = item.overdue(now)
             waiting = "OVERDUE" if overdue else format_duration(now - item.since)
@@ -71,7 +66,7 @@ class ReviewsScreen(ListScreen[ReviewItem]):
 
     def summary(self) -> Content:
         session = self.gk.session
-        me, now = self._me(), self.gk.now()
+        me, now = self.me, self.gk.now()
         mine = sum(1 for i in self.items.values() if i.holder == me)
         late = sum(1 for i in self.items.values() if i.overdue(now))
         parts: list[str | tuple[str, str]] = [
@@ -101,11 +96,9 @@ class ReviewsScreen(ListScreen[ReviewItem]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "review":
-            session = self.gk.session
-            current = self.current() if self.is_mounted else None
-            if session is None or not session.has("approver") or current is None:
-                return None  # shown, dimmed
-            return True  # the holder's own item too: the core refuses and says why
+            # Shown dimmed without an item or the role; the holder's own item is
+            # offered too: the core refuses and says why.
+            return self.approver_and_current() is not None or None
         return True
 
     def open(self, key: str) -> None:

@@ -8,14 +8,11 @@ and then approves. No passphrase: the session already holds the keys.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from glasskey.core.api import Checkout, CheckoutKind, Session, format_duration, printable, totp
 from glasskey.tui.screens.form import FormModal, Invalid, form_row
 from glasskey.tui.widgets.demo_panel import DemoPanel
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
 
@@ -26,15 +23,9 @@ class StepUpModal(FormModal[Checkout]):
     would be recorded as auth.failed and count toward lockout.
     """
 
-    AUTO_FOCUS = "#stepup-code"
     FORM = "stepup"
     FIELDS = ("stepup-code",)
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit", "Approve", id="stepup.submit",
-                tooltip="Confirm the code and approve (six digits do the same)"),
-        Binding("escape", "cancel", "Cancel", id="stepup.cancel"),
-    ]
+    SUBMIT = ("Approve", "Confirm the code and approve (six digits do the same)")
 
     def __init__(self, checkout: Checkout) -> None:
         super().__init__()

@@ -106,8 +106,8 @@ class VirtualTable(ScrollView, can_focus=True):
     cursor: reactive[int] = reactive(0, always_update=True, init=False)
     """Index of the highlighted row among the visible (filtered) rows."""
 
-    class Highlighted(Message):
-        """The cursor moved to another row."""
+    class RowMessage(Message):
+        """What happened to which row of which table (``@on`` selectors match the table)."""
 
         def __init__(self, table: VirtualTable, key: str | None) -> None:
             super().__init__()
@@ -118,17 +118,16 @@ class VirtualTable(ScrollView, can_focus=True):
         def control(self) -> VirtualTable:
             return self.table
 
-    class Selected(Message):
+    class Highlighted(RowMessage):
+        """The cursor moved to another row (``key`` None: no row is left)."""
+
+    class Selected(RowMessage):
         """Enter (or a click on the highlighted row) chose a row."""
 
-        def __init__(self, table: VirtualTable, key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
+        key: str
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
+        def __init__(self, table: VirtualTable, key: str) -> None:
+            super().__init__(table, key)
 
     def __init__(self, columns: Sequence[Column], *, empty_text: str = "Nothing to show.",
                  name: str | None = None, id: str | None = None,
