@@ -129,7 +129,7 @@ def _request_and_approve(a: Follower, b: Machine, commits: Commits) -> str:
     if not a.json:
         line = next(x for _, x in a.lines if req in x and "approved" in x)
         assert "ticket INC-7\\x1b[2J" in line, line  # escaped: visible, inert
-    return req
+    return str(req)
 
 
 def test_follow_on_a_database_vault_is_woken_by_the_other_machine(

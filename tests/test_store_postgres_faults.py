@@ -188,6 +188,7 @@ def test_a_full_disk_releases_nothing_and_the_reveal_works_once_space_is_back(
     w, vaults, db = pg_world
     req = w.checkout("db-root")
     store = w.vault.store
+    assert isinstance(store, PostgresStore)
     space = f"gk_small_{db}"
     try:
         mounted = small_filesystem("2M", vaults.server.owner)

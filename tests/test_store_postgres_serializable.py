@@ -194,6 +194,7 @@ def test_the_database_refuses_a_second_open_checkout_and_a_second_redemption(
     req = w.checkout("db-root")
     assert w.vault.reveal(w.s("alice"), req).reveal() == SECRET
     store = w.vault.store
+    assert isinstance(store, PostgresStore)
     with store.read() as txn:
         ((cred_id, held),) = txn.table("active").items()
     assert held["request"] == req
