@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from checkout_world import World, make_world
 from glasskey.core import store as store_mod
 from glasskey.core.storage.files import FileStore
@@ -78,34 +79,26 @@ def _migrates_losing_nothing(w: World, ids: list[str]) -> None:
     _nothing_left_behind(w.root)
 
 
-def test_schema_2_vault_is_migrated_to_schema_7(tmp_path: Path) -> None:
+#: How each older schema laid the large tables out: (flat manifests in vault.json,
+#: tables named by group files, key length of a requests shard).
+OLD_LAYOUTS = {
+    2: ({"credentials", "sealed", "requests"}, set(), 2),  # requests in 64 shards
+    5: ({"credentials", "sealed", "requests"}, set(), 3),  # 1,024, all in vault.json
+    6: ({"credentials", "sealed"}, {"requests"}, 3),  # 1,024 named by group files
+}
+
+
+@pytest.mark.parametrize("schema", sorted(OLD_LAYOUTS))
+def test_an_older_vault_is_read_as_it_is_and_migrated_to_schema_7(
+        tmp_path: Path, schema: int) -> None:
     w = make_world(tmp_path)
     ids = _history(w)
-    _lay_out_as(w, 2)
+    _lay_out_as(w, schema)
+    flat, grouped, key_len = OLD_LAYOUTS[schema]
     state = json.loads((w.root / "vault.json").read_bytes())
-    assert max(len(k) for k in state["manifest"]["requests"]) == 2  # 64 shards
-    assert "groups" not in state or not state["groups"]
-    _migrates_losing_nothing(w, ids)
-
-
-def test_schema_5_flat_manifests_are_read_and_migrated(tmp_path: Path) -> None:
-    """Schema 5 named every one of 1,024 requests shards in vault.json."""
-    w = make_world(tmp_path)
-    ids = _history(w)
-    _lay_out_as(w, 5)
-    state = json.loads((w.root / "vault.json").read_bytes())
-    assert set(state["manifest"]) == {"credentials", "sealed", "requests"}
-    assert {c.id for c in w.vault.checkouts()} == set(ids)  # a reader reads schema 5
-    _migrates_losing_nothing(w, ids)
-
-
-def test_schema_6_group_files_are_re_split_into_the_schema_7_layout(tmp_path: Path) -> None:
-    w = make_world(tmp_path)
-    ids = _history(w)
-    _lay_out_as(w, 6)
-    state = json.loads((w.root / "vault.json").read_bytes())
-    assert set(state["groups"]) == {"requests"} and set(state["manifest"]) == {
-        "credentials", "sealed"}
+    assert set(state["manifest"]) == flat and set(state.get("groups", {})) == grouped
+    assert max(len(k) for k in shard_digests(w.root, "requests")) <= key_len
+    assert {c.id for c in w.vault.checkouts()} == set(ids)  # a reader reads it as it is
     _migrates_losing_nothing(w, ids)
 
 
