@@ -16,6 +16,8 @@ from glasskey.core.storage.manifest import (
     SHARDED_TABLES,
     Layout,
     layout_for,
+    manifest_files,
+    shard_file,
 )
 
 if TYPE_CHECKING:
@@ -28,14 +30,15 @@ def relayout(txn: FileTransaction, target: Layout) -> None:
     write everything again. Shards whose bytes do not change keep their files."""
     docs: dict[str, dict[str, Doc]] = {
         name: dict(txn.table(name).items()) for name in SHARDED_TABLES}
-    dropped = set(txn._start_files)
-    for files in txn._start_group_files.values():
-        dropped |= files
+    dropped = manifest_files(txn.state)  # flat manifests and group files, and
+    for (name, _), members in txn._groups.items():  # every shard the groups named
+        dropped |= {shard_file(name, int(i, 16), d) for i, d in members.items()}
     manifest = txn.state.setdefault("manifest", {})
     for name in SHARDED_TABLES:
         manifest.pop(name, None)
     txn.state[GROUPS_KEY] = {}
-    txn._shards, txn._groups, txn._start_group_files = {}, {}, {}
+    txn._shards, txn._groups = {}, {}
+    txn._start_digest, txn._start_group_digest = {}, {}
     txn.dirty_shards, txn.dirty_groups = set(), set()
     txn.layout = target
     txn.dropped_files |= dropped

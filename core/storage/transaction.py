@@ -20,6 +20,7 @@ from glasskey.core.storage.manifest import (
     SMALL_TABLES,
     SWEEP_EVERY,
     group_digests,
+    group_file,
     manifest_entry,
     manifest_files,
     retired_files,
@@ -54,15 +55,15 @@ class FileTransaction(ChainWriter):
         #: How the large tables are split (by the state's schema; a migration that
         #: re-lays them out switches it).
         self.layout = state_layout(state)
-        #: Table files of the generation this write started from (flat manifests and
-        #: group files), and those retired by the commit that wrote it: garbage
+        #: The table files the commit that wrote this state retired, and the digest
+        #: each shard and group this write loaded had when it started: garbage
         #: collection works from these, never by listing ``tables/``.
-        self._start_files = manifest_files(state) if write else set()
         self._start_retired = retired_files(state) if write else []
-        #: Group manifests loaded so far ((table, group) -> {shard: digest}), the
-        #: shard files each named when this write started, and those to rewrite.
+        self._start_digest: dict[tuple[str, int], str | None] = {}
+        self._start_group_digest: dict[tuple[str, int], str | None] = {}
+        #: Group manifests loaded so far ((table, group) -> {shard: digest}), and
+        #: those to rewrite.
         self._groups: dict[tuple[str, int], dict[str, str]] = {}
-        self._start_group_files: dict[tuple[str, int], set[str]] = {}
         self.dirty_groups: set[tuple[str, int]] = set()
         #: Files of the starting generation a re-layout dropped wholesale (migrate.py).
         self.dropped_files: set[str] = set()
@@ -132,8 +133,7 @@ class FileTransaction(ChainWriter):
                 raise
             if self.write:
                 doc = dict(doc)
-                self._start_group_files[key] = {
-                    shard_file(name, int(i, 16), d) for i, d in doc.items()}
+                self._start_group_digest[key] = digest
             self._groups[key] = doc
         return doc
 
@@ -150,8 +150,24 @@ class FileTransaction(ChainWriter):
                 raise
             if self.write:
                 shard = {k: dict(v) for k, v in shard.items()}
+                self._start_digest[key] = digest
             self._shards[key] = shard
         return shard
+
+    def _is_current(self, fname: str) -> bool:
+        """Whether this transaction's state names table file ``fname``. A shard in a
+        group this write did not load is not: that group is as the commit that
+        retired the file left it, which no longer named it."""
+        table, part, digest, _ = fname.split(".")
+        layout = self.layout.get(table)
+        if layout is None:
+            return False
+        if part.startswith("g"):
+            return group_digests(self.state, table).get(part[1:]) == digest
+        if not layout.group:
+            return manifest_entry(self.state, table, int(part, 16)) == digest
+        members = self._groups.get((table, layout.group_of(int(part, 16))))
+        return members is not None and members.get(part) == digest
 
     # -- commit -----------------------------------------------------------------
     def _commit(self) -> None:
@@ -162,11 +178,18 @@ class FileTransaction(ChainWriter):
             self.store.audit.append(self._lines, self._start_offset)
             self._lines = []
         manifest = self.state.setdefault("manifest", {})
+        # Garbage collection by difference: what this commit replaces is still named
+        # by the generation before (the backup, a lock-free reader's snapshot), so it
+        # is listed here and deleted by the *next* commit.
+        retired: set[str] = set()
         for name, index in sorted(self.dirty_shards):
             docs = self._shards[(name, index)]
             data = canonical.dumps({"table": name, "shard": index, "docs": docs})
             digest = hashlib.sha256(data).hexdigest()
             self.store._write_shard(name, index, digest, data)
+            old = self._start_digest.get((name, index))
+            if old is not None and old != digest:
+                retired.add(shard_file(name, index, old))
             table = self.layout[name]
             if table.group:
                 group = table.group_of(index)
@@ -179,6 +202,9 @@ class FileTransaction(ChainWriter):
             data = canonical.dumps({"table": name, "group": group, "shards": doc})
             digest = hashlib.sha256(data).hexdigest()
             self.store._write_group(name, group, digest, data)
+            old = self._start_group_digest.get((name, group))
+            if old is not None and old != digest:
+                retired.add(group_file(name, group, old))
             self.state.setdefault(GROUPS_KEY, {}).setdefault(name, {})[f"{group:02x}"] = digest
         if self.dirty_shards or self.dirty_groups:
             fsync_dir(self.store.tables_dir)
@@ -186,16 +212,13 @@ class FileTransaction(ChainWriter):
         meta["seq"] = int(meta.get("seq", 0)) + 1
         meta["audit"] = self.head.to_doc()
         self.state["meta"]["vault"] = meta
-        # Garbage collection by difference: what this commit replaced is still named
-        # by the generation before (the backup, a lock-free reader's snapshot), so it
-        # is deleted by the *next* commit; this one deletes what the previous retired.
-        # Inside the groups this write did not touch nothing changed.
-        new_files = manifest_files(self.state)
-        start_files = self._start_files | self.dropped_files
-        for key in self.dirty_groups:
-            start_files |= self._start_group_files.get(key, set())
-            new_files |= {shard_file(key[0], int(i, 16), d) for i, d in self._groups[key].items()}
-        self.state[RETIRED_KEY] = sorted(start_files - new_files)
-        garbage = [name for name in self._start_retired if name not in new_files]
+        if self.dropped_files:  # a re-layout: everything it wrote is in _groups
+            current = manifest_files(self.state)
+            for (name, _), members in self._groups.items():
+                current |= {shard_file(name, int(i, 16), d) for i, d in members.items()}
+            retired |= self.dropped_files - current
+        self.state[RETIRED_KEY] = sorted(retired)
+        # What the previous commit retired goes now, unless this commit named it again.
+        garbage = [name for name in self._start_retired if not self._is_current(name)]
         sweep = self.sweep or meta["seq"] % SWEEP_EVERY == 0
         self.store._replace_state(canonical.dumps(self.state), garbage, sweep)
