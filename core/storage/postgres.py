@@ -335,12 +335,17 @@ class PostgresStore:
         with self._conn() as conn:
             if schema.schema_version(conn) == 0:
                 raise NotFoundError(f"no vault at {self.location}")
-            row = conn.execute("SELECT body FROM glasskey.doc WHERE tbl = 'meta' "
-                               "AND key = 'vault'").fetchone()
+            return self._meta_in_service(conn)
+
+    def _meta_in_service(self, conn: Conn) -> Doc:
+        """The vault metadata as stored (unverified); NotFoundError for no vault, and
+        the moved sentence for a retired one (as ``_open`` says)."""
+        row = conn.execute("SELECT body FROM glasskey.doc WHERE tbl = 'meta' "
+                           "AND key = 'vault'").fetchone()
         if row is None:
             raise NotFoundError(f"no vault at {self.location}")
         meta = parse_doc("meta", "vault", row[0])
-        if meta.get(schema.MOVED_KEY) is not None:  # retired: as _open says
+        if meta.get(schema.MOVED_KEY) is not None:
             raise schema.moved(self.location, meta[schema.MOVED_KEY])
         return meta
 
@@ -427,15 +432,8 @@ class PostgresStore:
     def verify_audit(self, *, incremental: bool = False,
                      progress: Progress | None = None) -> VerifyResult:
         with self._conn() as conn:
-            row = conn.execute("SELECT body FROM glasskey.doc WHERE tbl = 'meta' "
-                               "AND key = 'vault'").fetchone()
-            if row is None:
-                raise NotFoundError(f"no vault at {self.location}")
-            meta = parse_doc("meta", "vault", row[0])
-            if meta.get(schema.MOVED_KEY) is not None:  # retired: as _open says
-                raise schema.moved(self.location, meta[schema.MOVED_KEY])
-            return guard.verify_audit(self, conn, meta, incremental=incremental,
-                                      progress=progress)
+            return guard.verify_audit(self, conn, self._meta_in_service(conn),
+                                      incremental=incremental, progress=progress)
 
 
 if TYPE_CHECKING:  # mypy --strict checks the backend against the declared Protocol
