@@ -171,7 +171,9 @@ class FileStore(CursorReader):
         except (ValueError, RecursionError):
             raise IntegrityError(f"table file {fname} is not valid JSON") from None
 
-    def _read_shard(self, name: str, index: int, digest: str) -> dict[str, Doc]:
+    def _read_shard(self, name: str, index: int, digest: str,
+                    keep: bool = True) -> dict[str, Doc]:
+        """A shard's documents (hash-checked), cached unless ``keep`` is False."""
         fname = shard_file(name, index, digest)
         cached = self._shard_cache.get(fname)
         if cached is not None:
@@ -185,6 +187,8 @@ class FileStore(CursorReader):
         ):
             raise IntegrityError(f"table file {fname} is malformed")
         docs: dict[str, Doc] = doc["docs"]
+        if not keep:
+            return docs
         self._shard_cache[fname] = docs
         if len(self._shard_cache) > 2 * sum(TABLE_SHARDS.values()):  # the current layout
             self._shard_cache.clear()

@@ -69,7 +69,7 @@ def move_to_postgres(source: FileStore, target: PostgresStore) -> Moved:
             documents = 0
             docs: list[tuple[str, str, bytes]] = []
             for name in sorted(TABLES):  # in batches: a large vault never sits in memory
-                for key, doc in txn.table(name).items():
+                for key, doc in txn.stream_items(name):
                     docs.append((name, key, canonical.dumps(doc)))
                     if len(docs) >= BATCH:
                         documents += _insert(conn, docs)

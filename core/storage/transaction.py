@@ -4,6 +4,7 @@ and the audit lines it recorded; one rename commits them all (docs/storage.md)."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from glasskey.core import canonical
@@ -168,6 +169,26 @@ class FileTransaction(ChainWriter):
             return manifest_entry(self.state, table, int(part, 16)) == digest
         members = self._groups.get((table, layout.group_of(int(part, 16))))
         return members is not None and members.get(part) == digest
+
+    def stream_items(self, name: str) -> Iterator[tuple[str, Doc]]:
+        """Every (key, document) of table ``name``, one shard at a time and keeping
+        none of them: a copy of a whole vault (migrate) must not hold it all."""
+        if name not in SHARDED_TABLES:
+            yield from self.table(name).items()
+            return
+        for index in range(self.layout[name].shards):
+            loaded = self._shards.get((name, index))
+            if loaded is not None:
+                yield from loaded.items()
+                continue
+            digest = self._manifest_entry(name, index)
+            if digest is None:
+                continue
+            try:
+                docs = self.store._read_shard(name, index, digest, keep=False)
+            except ShardGone as gone:
+                raise IntegrityError(f"table file {gone.args[0]} is missing") from None
+            yield from docs.items()
 
     # -- commit -----------------------------------------------------------------
     def _commit(self) -> None:
