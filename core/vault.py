@@ -28,6 +28,7 @@ and the tests call, and only delegate.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,27 @@ class Vault:
 
     def seq(self) -> int:
         return self.store.seq()
+
+    @property
+    def pushes_changes(self) -> bool:
+        """Whether another client's commit wakes ``wait_for_change`` at once (a
+        database vault's LISTEN/NOTIFY); a directory vault is polled instead."""
+        return callable(getattr(self.store, "wait_for_change", None))
+
+    def wait_for_change(self, seen: int, timeout: float, poll: float = 0.1) -> int:
+        """The change counter once it differs from ``seen``, or after ``timeout``
+        seconds: pushed where the store can (``wait_for_change``, outside the Store
+        Protocol), else a poll of ``seq()`` every ``poll`` seconds (a stat). A
+        wake-up carries no data: the caller re-reads what it shows."""
+        push: Callable[[int, float], int] | None = getattr(self.store, "wait_for_change", None)
+        if callable(push):
+            return int(push(seen, timeout))
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.store.seq()
+            if current != seen or time.monotonic() >= deadline:
+                return current
+            time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
 
     def meta(self) -> dict[str, Any]:
         with self.store.read() as txn:

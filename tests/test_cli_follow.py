@@ -204,13 +204,15 @@ class _FlakyVault:
     loop never waits."""
 
     def __init__(self) -> None:
-        self.store = object()  # no wait_for_change: polled
         self.reads = 0
         self._seq = 0
 
     def seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def wait_for_change(self, seen: int, timeout: float, poll: float = 0.1) -> int:
+        return self.seq()  # never the same twice: no wait
 
     def now(self) -> float:
         return 1_800_000_000.0

@@ -145,7 +145,7 @@ class GlasskeyApp(App[None]):
         # Time alone makes some alerts (an overdue lease or review): re-read now and then.
         self.set_interval(self.alerts_interval, self.refresh_alerts, name="alerts")
         self.refresh_alerts()
-        if callable(getattr(self.vault.store, "wait_for_change", None)):
+        if self.vault.pushes_changes:
             self._listen_for_changes()  # a database vault can push: no wait for the poll
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -397,12 +397,12 @@ class GlasskeyApp(App[None]):
     def _listen_for_changes(self) -> None:
         """Wake the screens as soon as another machine commits (docs/team-mode.md).
 
-        The store's ``wait_for_change`` (LISTEN/NOTIFY) returns the commit counter
+        ``vault.wait_for_change`` (LISTEN/NOTIFY) returns the commit counter
         once it moves; the notification is only a wake-up, so ``poll_vault`` re-reads
         as it would on its timer, which stays as the fallback (a lost notification or
         a dropped connection costs at most one poll interval).
         """
-        wait = self.vault.store.wait_for_change  # type: ignore[attr-defined]
+        wait = self.vault.wait_for_change
         seen = self._seen_seq
         while self.is_running:
             try:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-from glasskey.core.api import Checkout, NotFoundError, StorageError, Vault, iso
+from glasskey.core.api import Checkout, NotFoundError, StorageError, iso
 from glasskey.tui.cli.actor import Ctx
 from glasskey.tui.cli.output import emit, isoize, note
 from glasskey.tui.cli.prompts import interactive
@@ -37,21 +36,6 @@ TICK = 2.0
 POLL = 0.1
 #: After a failed read (the database restarting, say), wait this long before the next.
 RETRY = 1.0
-
-
-def wait_for_change(vault: Vault, seen: int, timeout: float) -> int:
-    """The vault's change counter once it differs from ``seen``, or after ``timeout``
-    seconds. A store that can push (``wait_for_change``, not in the Store Protocol)
-    is asked to; any other is polled."""
-    push: Callable[[int, float], int] | None = getattr(vault.store, "wait_for_change", None)
-    if callable(push):
-        return int(push(seen, timeout))
-    deadline = time.monotonic() + timeout
-    while True:
-        current = vault.seq()
-        if current != seen or time.monotonic() >= deadline:
-            return current
-        time.sleep(min(POLL, max(deadline - time.monotonic(), 0.0)))
 
 
 class Follower:
@@ -109,7 +93,7 @@ def follow_requests(ctx: Ctx, *, include_closed: bool) -> int:
         while True:
             try:
                 if not stale:
-                    seen = wait_for_change(ctx.vault, seen, TICK)
+                    seen = ctx.vault.wait_for_change(seen, TICK, POLL)
                 stale = True
                 follower.look()
                 stale = False
